@@ -1,0 +1,3 @@
+from mimoc.cli import main
+
+raise SystemExit(main())

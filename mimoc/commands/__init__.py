@@ -1,0 +1,1 @@
+"""Subcommands of the ``mimoc`` CLI, one module each (see :mod:`mimoc.cli`)."""

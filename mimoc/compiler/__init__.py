@@ -1,0 +1,1 @@
+"""Compiler: frontend (safe load, torch.export), the IR, passes and pipelines."""

@@ -1,0 +1,1 @@
+"""Executors for compiled artifacts (onnxruntime runner, IMC simulator, budgets)."""

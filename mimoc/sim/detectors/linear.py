@@ -1,0 +1,54 @@
+"""Linear detectors: zero forcing and MMSE.
+
+Real-valued model ``y = H x + n`` with ``H [B, 2Nr, 2Nt]``, ``y [B, S, 2Nr]``
+and complex noise variance ``N0`` per receive antenna (``N0/2`` per real
+component). Both return soft estimates ``[B, S, 2Nt]``; the BER engine makes
+the nearest-point hard decision.
+
+- ZF: ``x = (H^T H)^-1 H^T y``, defined for ``Nt <= Nr``.
+- MMSE: ``x = (H^T H + N0/Es I)^-1 H^T y`` with ``Es = 1`` (unit-energy
+  symbols, so each real dimension has variance 1/2 and the regulariser is
+  ``(N0/2) / (1/2) = N0``).
+
+These treat every constellation as circular, including BPSK (conventional
+complex ZF/MMSE), so ZF's diversity on i.i.d. Rayleigh is ``Nr - Nt + 1``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mimoc.errors import UsageError
+from mimoc.sim.modulation import Constellation
+
+
+def _gram_solve(H: torch.Tensor, y: torch.Tensor, reg: torch.Tensor | None) -> torch.Tensor:
+    """Solve ``(H^T H + reg I) x = H^T y`` for every slot and symbol."""
+    Ht = H.transpose(-1, -2)
+    gram = Ht @ H
+    if reg is not None:
+        gram = gram + reg[:, None, None] * torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
+    rhs = (y @ H).transpose(-1, -2)  # [B, 2Nt, S] = H^T y
+    chol, info = torch.linalg.cholesky_ex(gram)
+    if bool((info == 0).all()):
+        x = torch.cholesky_solve(rhs, chol)
+    else:  # an ill-conditioned draw: fall back to the pseudo-inverse
+        x = torch.linalg.pinv(gram) @ rhs
+    return x.transpose(-1, -2)
+
+
+def zf(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor,
+       constellation: Constellation) -> torch.Tensor:
+    """Zero-forcing estimate ``(H^T H)^-1 H^T y`` ``[B, S, 2Nt]``."""
+    if H.shape[-1] > H.shape[-2]:
+        raise UsageError(
+            f"ZF needs Nt <= Nr, got Nt={H.shape[-1] // 2} > Nr={H.shape[-2] // 2}; "
+            "use mmse or ml instead"
+        )
+    return _gram_solve(H, y, None)
+
+
+def mmse(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor,
+         constellation: Constellation) -> torch.Tensor:
+    """MMSE estimate ``(H^T H + N0 I)^-1 H^T y`` ``[B, S, 2Nt]``."""
+    return _gram_solve(H, y, noise_var.to(H.dtype))

@@ -1,0 +1,59 @@
+"""SNR conventions (DESIGN.md section 2).
+
+Papers define SNR differently; mimoc makes the convention explicit. Every
+function here returns ``N0``, the variance of the complex noise per receive
+antenna (each real component of the real-valued model has variance ``N0/2``),
+for unit-energy symbols and unit-variance channel entries.
+
+- ``per-stream`` (default): ``rho = Es / N0`` per transmitted stream, so
+  ``N0 = 1 / rho`` (Sionna's ``no`` with CN(0,1) channel entries).
+- ``per-rx``: SNR per receive antenna,
+  ``SNR = E||H x||^2 / E||n||^2 = Nt / N0``, so ``N0 = Nt / SNR``
+  (RE-MIMO, MMNet code).
+- ``detnet``: ``SNR = (tr(H_r^T H_r) / K) / sigma^2`` in the real model with
+  ``K = 2 Nt`` real unknowns and ``sigma^2 = N0 / 2`` per real noise
+  component (DetNet code), so ``N0 = 2 tr(H_r^T H_r) / (K SNR)``; it depends
+  on the channel draw.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mimoc.errors import UsageError
+
+SNR_DEFINITIONS = ("per-stream", "per-rx", "detnet")
+
+
+def check_snr_def(snr_def: str) -> str:
+    if snr_def not in SNR_DEFINITIONS:
+        raise UsageError(
+            f"unknown SNR definition {snr_def!r}; choose one of {', '.join(SNR_DEFINITIONS)}"
+        )
+    return snr_def
+
+
+def db_to_linear(snr_db):
+    return 10.0 ** (torch.as_tensor(snr_db, dtype=torch.float64) / 10.0)
+
+
+def noise_variance(snr_db, snr_def: str, H_r: torch.Tensor) -> torch.Tensor:
+    """Complex noise variance ``N0`` per sample, shape ``[B]``.
+
+    Args:
+        snr_db: scalar or ``[B]`` SNR in dB under ``snr_def``.
+        snr_def: ``per-stream``, ``per-rx`` or ``detnet``.
+        H_r: real-valued channels ``[B, 2Nr, 2Nt]`` (used for ``Nt`` and, for
+            ``detnet``, the trace).
+    """
+    check_snr_def(snr_def)
+    batch, _, two_nt = H_r.shape
+    snr = db_to_linear(snr_db).to(H_r.device).expand(batch)
+    if snr_def == "per-stream":
+        n0 = 1.0 / snr
+    elif snr_def == "per-rx":
+        n0 = (two_nt // 2) / snr
+    else:
+        trace = H_r.double().square().sum(dim=(-2, -1))
+        n0 = 2.0 * trace / (two_nt * snr)
+    return n0.to(H_r.dtype)

@@ -1,0 +1,1 @@
+"""Back ends, one package per target (onnx-cpu, crossbar)."""
