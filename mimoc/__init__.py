@@ -8,10 +8,32 @@ Layout (see DESIGN.md):
 - :mod:`mimoc.compiler` -- frontend, IR, passes and pipelines;
 - :mod:`mimoc.targets` -- ONNX and crossbar back ends;
 - :mod:`mimoc.runtime` -- executors for compiled artifacts.
+
+The Python API mirrors the CLI: ``mimoc.load_detector``, ``mimoc.train_detector``,
+``mimoc.simulate`` (``mimoc ber``). They are imported on first use so that
+``import mimoc`` stays cheap.
 """
 
 from mimoc.errors import MimocError
 
 __version__ = "0.1.0"
 
-__all__ = ["MimocError", "__version__"]
+_LAZY = {
+    "load_detector": "mimoc.detectors",
+    "save_detector": "mimoc.detectors",
+    "build_detector": "mimoc.detectors",
+    "train_detector": "mimoc.detectors",
+    "TrainOptions": "mimoc.detectors",
+    "simulate": "mimoc.sim.ber",
+    "MIMOSystem": "mimoc.sim",
+}
+
+__all__ = ["MimocError", "__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mimoc' has no attribute {name!r}")

@@ -23,9 +23,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _commands():
-    from mimoc.commands import ber
+    from mimoc.commands import ber, inspect, train
 
-    return [ber]
+    return [ber, train, inspect]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,7 +89,7 @@ class ChannelModel:
         for name in ("rho_rx", "rho_tx"):
             rho = getattr(self, name)
             if not 0.0 <= rho < 1.0:
-                raise UsageError(f"correlation {name}={rho} must lie in [0, 1)")
+                raise UsageError(f"kronecker correlation {name}={rho} must lie in [0, 1)")
 
     @classmethod
     def parse(cls, spec: str) -> ChannelModel:
@@ -102,19 +102,21 @@ class ChannelModel:
         if kind != "kronecker":
             raise UsageError(f"unknown channel {spec!r}; use rayleigh or kronecker:RHO")
         if not args:
-            raise UsageError("kronecker needs a correlation, e.g. kronecker:0.5 or kronecker:rx=0.5")
-        try:
-            if "=" not in args:
-                rho = float(args)
-                return cls("kronecker", rho, rho)
-            values = {"rx": 0.0, "tx": 0.0}
-            for item in args.split(","):
-                key, _, value = item.partition("=")
-                if key.strip() not in values:
-                    raise UsageError(f"kronecker takes rx= and tx=, got {key!r}")
-                values[key.strip()] = float(value)
-        except ValueError:
-            raise UsageError(f"malformed channel spec {spec!r}; e.g. kronecker:rx=0.5,tx=0.2") from None
+            raise UsageError(
+                "kronecker needs a correlation, e.g. kronecker:0.5 or kronecker:rx=0.5"
+            )
+        values = {"rx": 0.0, "tx": 0.0}
+        items = [f"rx={args}", f"tx={args}"] if "=" not in args else args.split(",")
+        for item in items:
+            key, _, value = (part.strip() for part in item.partition("="))
+            if key not in values:
+                raise UsageError(f"kronecker takes rx= and tx=, got {key!r}")
+            try:
+                values[key] = float(value)
+            except ValueError:
+                raise UsageError(
+                    f"malformed channel spec {spec!r}; e.g. kronecker:0.5 or kronecker:rx=0.5,tx=0"
+                ) from None
         return cls("kronecker", values["rx"], values["tx"])
 
     @property
@@ -130,11 +132,10 @@ class ChannelModel:
         """Draw ``batch`` complex channels ``[batch, Nr, Nt]``."""
         H = complex_normal((batch, nr, nt), generator, dtype)
         if self.kind == "kronecker":
-            real_dtype = H.real.dtype
             if self.rho_rx > 0:
-                H = _sqrtm_psd(exponential_correlation(nr, self.rho_rx)).to(real_dtype).to(dtype) @ H
+                H = _sqrtm_psd(exponential_correlation(nr, self.rho_rx)).to(dtype) @ H
             if self.rho_tx > 0:
-                H = H @ _sqrtm_psd(exponential_correlation(nt, self.rho_tx)).to(real_dtype).to(dtype)
+                H = H @ _sqrtm_psd(exponential_correlation(nt, self.rho_tx)).to(dtype)
         return H
 
 
@@ -157,7 +158,9 @@ class CSIModel:
 
     def __post_init__(self):
         if self.kind not in ("perfect", "ls", "error"):
-            raise UsageError(f"unknown CSI model {self.kind!r}; use perfect, ls:NP@SNR or error:SNR")
+            raise UsageError(
+                f"unknown CSI model {self.kind!r}; use perfect, ls:NP@SNR or error:SNR"
+            )
         if self.kind == "ls" and self.pilots < 1:
             raise UsageError("LS channel estimation needs at least one pilot per stream")
 
@@ -198,3 +201,13 @@ class CSIModel:
         noise = complex_normal((batch, nr, self.pilots), generator, H.dtype) / math.sqrt(snr)
         Y_p = H @ P + noise
         return Y_p @ P.conj().T / self.pilots
+
+
+def parse_channel(spec: str):
+    """Any channel spec the CLI accepts: ``rayleigh``, ``kronecker:...`` or a
+    geometric multipath task ``task:ID`` (:mod:`mimoc.sim.multipath`)."""
+    if spec.strip().lower().startswith("task:"):
+        from mimoc.sim.multipath import parse_task  # multipath builds on this module
+
+        return parse_task(spec)
+    return ChannelModel.parse(spec)

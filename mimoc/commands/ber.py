@@ -1,0 +1,317 @@
+"""``mimoc ber``: Monte Carlo SER/BER curves of classical and trained detectors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+from mimoc.errors import MimocError, UsageError
+from mimoc.sim.ber import (
+    DEFAULT_MAX_SYMBOLS,
+    DEFAULT_MIN_ERRORS,
+    BERResult,
+    EngineDetector,
+    classical,
+    from_module,
+    simulate,
+)
+from mimoc.sim.channels import ChannelModel, CSIModel
+from mimoc.sim.detectors import CLASSICAL_DETECTORS
+from mimoc.sim.modulation import MODULATIONS, get_constellation
+from mimoc.sim.snr import SNR_DEFINITIONS
+from mimoc.sim.system import MIMOSystem
+
+NAME = "ber"
+HELP = "simulate symbol and bit error rates versus SNR"
+DESCRIPTION = """\
+Monte Carlo symbol- and bit-error rates (SER, BER) of one or more detectors on
+an Nt x Nr MIMO link, with 95% Wilson confidence intervals.
+
+Each SNR point draws batches of slots (S symbol vectors sharing one channel)
+until every detector has made --min-errors symbol errors or --max-symbols
+scalar symbols have been sent. Several detectors (--detector zf,mmse,ml) see
+the same channel and noise draws, so their curves compare point by point. The
+draws of a point depend only on --seed and its SNR value: a point gives the
+same numbers whatever other points are in the list.
+
+SNR conventions (--snr-def), for unit-energy symbols (Es = 1) and CN(0,1)
+channel entries; N0 is the complex noise variance per receive antenna:
+  per-stream  rho = Es/N0 per transmitted stream, so N0 = 1/rho (default;
+              Sionna's 1/no).
+  per-rx      SNR per receive antenna = E||Hx||^2 / E||n||^2 = Nt/N0, so
+              N0 = Nt/SNR (RE-MIMO, MMNet).
+  detnet      SNR = (tr(H_r^T H_r)/K) / sigma^2 in the real model, K = 2Nt,
+              sigma^2 = N0/2 per real noise component, so
+              N0 = 2 tr(H_r^T H_r)/(K SNR), drawn per channel (DetNet).
+
+JSON output (--json) is one object. For one detector:
+  {"detector": "mmse", "nt": 4, "nr": 8, "mod": "qpsk", "snr_def": "per-stream",
+   "points": [{"snr_db": 0.0, "ser": .., "ber": .., "ser_ci": [lo, hi],
+               "ber_ci": [lo, hi], "symbols": .., "errors": .., "bit_errors": ..}, ...],
+   "channel": "rayleigh", "csi": "perfect", "slot": 1, "seed": 0,
+   "max_symbols": .., "min_errors": ..}
+For several detectors "detector" is the comma-separated list ("zf,mmse") and
+"curves" maps each detector to its list of points instead of "points".
+"symbols" counts scalar complex symbols (slots x S x Nt), "errors" symbol
+errors, "bit_errors" bit errors out of symbols x log2(M) bits.
+
+examples:
+  mimoc ber --detector zf,mmse --nt 4 --nr 8 --mod qpsk --snr 0:2:10 --plot ber.png
+  mimoc ber --detector mmse --nt 8 --nr 8 --mod 16qam --snr=-2,0,2 --channel kronecker:0.5
+  mimoc ber --detector zf,trained/detnet.pt --nt 4 --nr 8 --snr 0:2:10 --json
+"""
+
+#: More points than this is almost certainly a typo in a range.
+MAX_SNR_POINTS = 1000
+
+
+# -- argument parsing ----------------------------------------------------------
+
+def parse_snr_list(text: str) -> list[float]:
+    """Parse ``--snr``: comma-separated values and inclusive ranges ``START:STEP:STOP``.
+
+    ``"0,2,4"`` -> ``[0, 2, 4]``; ``"0:2:10"`` -> ``[0, 2, 4, 6, 8, 10]`` (the
+    end is included when the steps land on it, like MATLAB); items can be
+    mixed (``"0:5:10,12"``). The result is sorted; a duplicate is an error.
+    """
+    values: list[float] = []
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise UsageError(f"malformed --snr {text!r}: empty item; use e.g. --snr 0,2,4 "
+                         "or --snr 0:2:10")
+    for item in items:
+        parts = item.split(":")
+        try:
+            numbers = [float(part) for part in parts]
+        except ValueError:
+            raise UsageError(f"malformed --snr item {item!r}: not a number; use e.g. "
+                             "--snr 0,2,4 or --snr 0:2:10 (START:STEP:STOP)") from None
+        if not all(math.isfinite(n) for n in numbers):
+            raise UsageError(f"malformed --snr item {item!r}: SNR values must be finite dB")
+        if len(numbers) == 1:
+            values.append(numbers[0])
+            continue
+        if len(numbers) != 3:
+            raise UsageError(f"malformed --snr range {item!r}: write START:STEP:STOP, "
+                             "e.g. 0:2:10")
+        start, step, stop = numbers
+        if step == 0 or (stop - start) * step < 0:
+            raise UsageError(f"--snr range {item!r} never reaches {stop:g} from {start:g} in "
+                             f"steps of {step:g}; e.g. 0:2:10 or 10:-2:0")
+        count = math.floor((stop - start) / step + 1e-9) + 1
+        if len(values) + count > MAX_SNR_POINTS:
+            raise UsageError(f"--snr {text!r} has more than {MAX_SNR_POINTS} points; "
+                             "use a larger step")
+        values.extend(round(start + i * step, 9) for i in range(count))
+    values = [v + 0.0 for v in values]  # -0.0 -> 0.0
+    duplicates = sorted({v for v in values if values.count(v) > 1})
+    if duplicates:
+        raise UsageError(f"--snr lists {', '.join(f'{v:g}' for v in duplicates)} dB more than "
+                         "once; give each point once")
+    if len(values) > MAX_SNR_POINTS:
+        raise UsageError(f"--snr has more than {MAX_SNR_POINTS} points; use a larger step")
+    return sorted(values)
+
+
+def _positive_int(name: str, value: int) -> int:
+    if value < 1:
+        raise UsageError(f"{name} must be a positive integer, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--detector", default="mmse", metavar="LIST",
+        help=f"comma-separated detectors: classical names ({', '.join(CLASSICAL_DETECTORS)}) "
+             "and/or paths of trained models saved by mimoc (.pt); default: mmse")
+    parser.add_argument("--nt", type=int, default=4,
+                        help="transmit antennas / streams Nt (default: 4)")
+    parser.add_argument("--nr", type=int, default=8, help="receive antennas Nr (default: 8)")
+    parser.add_argument("--mod", default="qpsk", metavar="MOD",
+                        help=f"modulation: {', '.join(MODULATIONS)} (Gray, unit energy; "
+                             "default: qpsk)")
+    parser.add_argument(
+        "--snr", default="0:2:10", metavar="LIST",
+        help="SNR points in dB: a comma-separated list (0,2,4) and/or inclusive ranges "
+             "START:STEP:STOP (0:2:10 = 0,2,...,10); a list starting with a minus sign "
+             "needs '=' (--snr=-4:2:10); default: 0:2:10")
+    parser.add_argument("--snr-def", default="per-stream", choices=SNR_DEFINITIONS,
+                        help="SNR convention, formulas above (default: per-stream)")
+    parser.add_argument(
+        "--channel", default="rayleigh", metavar="SPEC",
+        help="rayleigh (i.i.d. CN(0,1)), kronecker:RHO (exponential correlation "
+             "R_ij = RHO^|i-j| at both ends) or kronecker:rx=RHO,tx=RHO; default: rayleigh")
+    parser.add_argument(
+        "--csi", default="perfect", metavar="SPEC",
+        help="receiver's channel knowledge: perfect, ls:NP@SNR (least squares from NP "
+             "orthogonal pilots at pilot SNR dB per stream) or error:SNR (H + W with "
+             "||H||^2/||W||^2 = SNR dB); default: perfect")
+    parser.add_argument("--slot", type=int, default=1, metavar="S",
+                        help="symbol vectors per slot sharing one channel (block fading; "
+                             "default: 1)")
+    parser.add_argument("--seed", type=int, default=0, help="master random seed (default: 0)")
+    parser.add_argument("--max-symbols", type=int, default=DEFAULT_MAX_SYMBOLS, metavar="N",
+                        help="symbol budget per SNR point, in scalar complex symbols "
+                             f"(default: {DEFAULT_MAX_SYMBOLS})")
+    parser.add_argument("--min-errors", type=int, default=DEFAULT_MIN_ERRORS, metavar="N",
+                        help="stop a point once every detector has this many symbol errors "
+                             f"(default: {DEFAULT_MIN_ERRORS})")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="SLOTS",
+                        help="slots per Monte Carlo batch (default: about 16k symbols per "
+                             "batch); the draws depend on it")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (format above) instead of a table")
+    parser.add_argument("--plot", metavar="PATH.png",
+                        help="also write a BER-vs-SNR plot (PNG, log axis, 95%% CI bars)")
+    parser.add_argument(
+        "--threads", type=int, default=1, metavar="N",
+        help="CPU threads for torch (default: 1; the Monte Carlo work is many small batched "
+             "matrix operations that gain little from more threads and lose much on a busy "
+             "machine; raise it for large trained models)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (it is shown only when stderr is a terminal)")
+
+
+# -- detectors -------------------------------------------------------------------
+
+def _looks_like_model_file(entry: str) -> bool:
+    return entry.endswith(".pt") or os.sep in entry or Path(entry).is_file()
+
+
+def _load_model(path: str, system: MIMOSystem) -> EngineDetector:
+    if not Path(path).is_file():
+        raise UsageError(f"model file {path!r} not found; give the path of a .pt file saved "
+                         "by 'mimoc train'")
+    from mimoc.detectors import load_detector  # the zoo is heavy; load it only when asked
+
+    model = load_detector(path)
+    config = getattr(model, "config", None)
+    if config is not None:
+        # A model fixes Nr and the modulation; RE-MIMO serves any Nt in [nt_min, nt].
+        nt_max, nr = getattr(config, "nt", system.nt), getattr(config, "nr", system.nr)
+        nt_min = getattr(config, "nt_min", nt_max)
+        modulation = get_constellation(getattr(config, "modulation", system.modulation)).name
+        if modulation != system.modulation or nr != system.nr or \
+                not nt_min <= system.nt <= nt_max:
+            sizes = f"{nt_max}" if nt_min == nt_max else f"{nt_min}..{nt_max}"
+            raise UsageError(
+                f"model {path!r} was built for Nt={sizes}, Nr={nr}, {modulation}; "
+                f"run with --nt {nt_max} --nr {nr} --mod {modulation}")
+    return from_module(model)
+
+
+def build_detectors(spec: str, system: MIMOSystem) -> dict[str, EngineDetector]:
+    """``--detector`` list -> engine detectors, keyed by the entries as given."""
+    entries = [entry.strip() for entry in spec.split(",")]
+    if not spec.strip() or any(not entry for entry in entries):
+        raise UsageError(f"malformed --detector {spec!r}: empty entry; e.g. --detector zf,mmse")
+    repeated = sorted({e for e in entries if entries.count(e) > 1})
+    if repeated:
+        raise UsageError(f"--detector lists {', '.join(repeated)} more than once; "
+                         "give each detector once")
+    detectors: dict[str, EngineDetector] = {}
+    for entry in entries:
+        if entry.lower().partition(":")[0] in CLASSICAL_DETECTORS:
+            detectors[entry] = classical(entry.lower(), system.constellation)
+        elif _looks_like_model_file(entry):
+            detectors[entry] = _load_model(entry, system)
+        else:
+            raise UsageError(f"unknown detector {entry!r}; choose from "
+                             f"{', '.join(CLASSICAL_DETECTORS)} or give the path of a trained "
+                             "model (.pt)")
+    return detectors
+
+
+def _dry_run(detectors: dict[str, EngineDetector], system: MIMOSystem, snr_db: float) -> None:
+    """Run every detector on one slot so that size errors (ZF with Nt > Nr, ML over too
+    many candidates, a model built for other sizes) surface before the long run."""
+    import torch
+
+    batch = system.sample(1, snr_db, torch.Generator().manual_seed(0))
+    for name, detect in detectors.items():
+        try:
+            with torch.no_grad():
+                x_hat = detect(batch.H_est, batch.y, batch.noise_var)
+        except MimocError:
+            raise
+        except RuntimeError as err:  # shape mismatches inside a model
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UsageError(f"detector {name!r} failed on a {system.nt}x{system.nr} "
+                             f"{system.modulation} input ({first}); check --nt/--nr/--mod") \
+                from None
+        if tuple(x_hat.shape) != tuple(batch.x.shape):
+            raise UsageError(f"detector {name!r} returned shape {tuple(x_hat.shape)}, expected "
+                             f"{tuple(batch.x.shape)}; check --nt/--nr/--mod")
+
+
+# -- output -----------------------------------------------------------------------
+
+def _ci(interval) -> str:
+    return f"[{interval[0]:.2e}, {interval[1]:.2e}]"
+
+
+def format_table(result: BERResult) -> str:
+    """A fixed-width table of every point, one row per detector and SNR."""
+    s = result.system
+    header = (f"{s.nt}x{s.nr} {s.modulation}, {s.channel.spec} channel, {s.csi.spec} CSI, "
+              f"slot {s.slot}, SNR {s.snr_def}, seed {result.seed}")
+    width = max(8, *(len(name) for name in result.curves))
+    columns = (f"{'detector':<{width}}  {'SNR[dB]':>7}  {'SER':>9}  {'SER 95% CI':<20}  "
+               f"{'BER':>9}  {'BER 95% CI':<20}  {'symbols':>9}  {'errors':>6}")
+    lines = [header, columns, "-" * len(columns)]
+    for name, points in result.curves.items():
+        for p in points:
+            lines.append(f"{name:<{width}}  {p.snr_db:>7.2f}  {p.ser:>9.3e}  {_ci(p.ser_ci):<20}  "
+                         f"{p.ber:>9.3e}  {_ci(p.ber_ci):<20}  {p.symbols:>9d}  {p.errors:>6d}")
+    return "\n".join(lines)
+
+
+# -- the command -------------------------------------------------------------------
+
+def run(args: argparse.Namespace) -> int:
+    for flag in ("nt", "nr", "slot", "max_symbols", "min_errors", "threads"):
+        _positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
+    if args.batch_size is not None:
+        _positive_int("--batch-size", args.batch_size)
+    snrs = parse_snr_list(args.snr)
+    system = MIMOSystem(nt=args.nt, nr=args.nr, modulation=get_constellation(args.mod).name,
+                        channel=ChannelModel.parse(args.channel), csi=CSIModel.parse(args.csi),
+                        snr_def=args.snr_def, slot=args.slot)
+    if args.plot:
+        from mimoc.plots import check_plot_path
+
+        check_plot_path(args.plot)
+
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        detectors = build_detectors(args.detector, system)
+        _dry_run(detectors, system, snrs[0])
+        result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
+                          min_errors=args.min_errors, batch_size=args.batch_size,
+                          progress=not args.no_progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+    if args.plot:
+        from mimoc.plots import plot_error_rates
+
+        try:
+            plot_error_rates(result, args.plot)
+        except OSError as err:
+            raise MimocError(f"cannot write plot {args.plot!r}: {err.strerror or err}; "
+                             "choose another path") from None
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(format_table(result))
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,180 @@
+"""``mimoc inspect PATH``: what a model file holds.
+
+Each kind of file mimoc can describe is an :class:`Inspector` in
+:data:`INSPECTORS` (tried in order): how to recognise the path, how to
+describe it as a JSON-ready dict, and how to print that dict for a person.
+A new kind (a compiled artifact folder, an IR dump) is one more entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mimoc.errors import UsageError
+
+NAME = "inspect"
+HELP = "describe a trained model: sizes, parameters, FLOPs, layers, training"
+DESCRIPTION = """\
+Describe a mimoc detector checkpoint (.pt): family, link sizes and modulation,
+configuration, parameter count, FLOPs per received symbol vector and per slot,
+a per-layer table and the training metadata. The file is read safely (plain
+data only, never unpickled code) and checked; a file that is not a valid
+checkpoint is refused with one line.
+
+FLOPs follow DESIGN.md: 2 x multiply-accumulates, biases and activations not
+counted, as executed by the module's forward pass on one slot. The work
+splits into a slot-rate part that depends on the channel H only (done once
+per slot) and a per-symbol part: flops(S) = slot-rate + S x per-symbol.
+"per slot" is for S = 14 symbols (a 5G NR slot).
+
+JSON output (--json) is one object:
+  {"path", "kind": "checkpoint", "family", "nt", "nr", "modulation", "config",
+   "params", "flops_per_symbol", "flops_slot_rate", "flops_per_slot", "slot_symbols",
+   "layers": [{"name", "type", "params", "flops_per_symbol", "flops_slot_rate",
+               "flops_per_slot"}, ...],
+   "uncounted_ops", "training": {...}, "mimoc_version", "format_version"}
+Layer rows hold each module's own parameters and FLOPs (its children have
+their own rows), so they add up to the totals.
+
+examples:
+  mimoc inspect detnet.pt
+  mimoc inspect detnet.pt --json
+"""
+
+
+@dataclass(frozen=True)
+class Inspector:
+    """One kind of inspectable path."""
+
+    kind: str
+    matches: Callable[[Path], bool]
+    describe: Callable[[Path, argparse.Namespace], dict[str, Any]]
+    render: Callable[[dict[str, Any]], str]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="PATH", help="a model checkpoint (.pt) written by mimoc")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (format above) instead of text")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    for inspector in INSPECTORS:
+        if inspector.matches(path):
+            info = inspector.describe(path, args)
+            print(json.dumps(info) if args.json else inspector.render(info))
+            return 0
+    kinds = ", ".join(i.kind for i in INSPECTORS)
+    raise UsageError(f"cannot inspect {path}: not a file mimoc knows ({kinds})")
+
+
+# -- checkpoints -------------------------------------------------------------------
+
+def describe_checkpoint(path: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """The JSON-ready description of a checkpoint (format in DESCRIPTION)."""
+    import dataclasses
+
+    from mimoc.detectors import load_checkpoint
+    from mimoc.detectors.flops import count_flops
+
+    ckpt = load_checkpoint(path)
+    flops = count_flops(ckpt.model)
+    config = dataclasses.asdict(ckpt.config)
+    training = {k: v for k, v in ckpt.training.items() if k != "history"}
+    if "history" in ckpt.training:
+        training["history_points"] = len(ckpt.training["history"])
+    return {
+        "path": str(path),
+        "kind": "checkpoint",
+        "family": ckpt.family,
+        "nt": ckpt.config.nt,
+        "nr": ckpt.config.nr,
+        "modulation": ckpt.config.modulation,
+        "config": config,
+        "params": flops.params,
+        "flops_per_symbol": flops.flops_per_symbol,
+        "flops_slot_rate": flops.flops_slot_rate,
+        "flops_per_slot": flops.flops_per_slot,
+        "slot_symbols": flops.slot_symbols,
+        "layers": [dataclasses.asdict(layer) for layer in flops.layers],
+        "uncounted_ops": flops.uncounted,
+        "training": training,
+        "mimoc_version": ckpt.mimoc_version,
+        "format_version": ckpt.format_version,
+    }
+
+
+def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.rjust(w) if i in right else cell.ljust(w)
+                             for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+            for row in rows]
+
+
+def _training_lines(training: dict[str, Any]) -> list[str]:
+    if not training:
+        return ["  training     none recorded (an untrained or hand-saved model)"]
+    options = training.get("options", {}) if isinstance(training.get("options"), dict) else {}
+    parts = []
+    if "steps" in training:
+        parts.append(f"{training['steps']} steps")
+    if isinstance(training.get("seconds"), (int, float)):
+        parts.append(f"{training['seconds']:.1f} s")
+    snr = training.get("snr_db")
+    if isinstance(snr, (list, tuple)) and len(snr) == 2:
+        parts.append(f"SNR {snr[0]:g}..{snr[1]:g} dB {options.get('snr_def', '')}".rstrip())
+    if "seed" in training:
+        parts.append(f"seed {training['seed']}")
+    lines = ["  training     " + ", ".join(parts)] if parts else []
+    if training.get("system"):
+        lines.append(f"  trained on   {training['system']}")
+    if isinstance(training.get("final_loss"), (int, float)):
+        lines.append(f"  final loss   {training['final_loss']:.6g}")
+    if isinstance(training.get("val_ser"), (int, float)):
+        lines.append(f"  val. SER     {training['val_ser']:.4g}")
+    if isinstance(options.get("c2c"), (int, float)) and options["c2c"] > 0:
+        lines.append(f"  noise-aware  C2C {options['c2c']:g}, {options.get('states')} states")
+    return lines
+
+
+def render_checkpoint(info: dict[str, Any]) -> str:
+    config = ", ".join(f"{k}={v}" for k, v in info["config"].items()
+                       if k not in ("nt", "nr", "modulation"))
+    lines = [
+        f"{info['path']}: mimoc {info['family']} detector (checkpoint format "
+        f"{info['format_version']}, mimoc {info['mimoc_version']})",
+        f"  link         Nt={info['nt']} x Nr={info['nr']}, {info['modulation']}",
+        f"  config       {config or '(defaults)'}",
+        f"  parameters   {info['params']:,}",
+        f"  FLOPs        {info['flops_per_symbol']:,} per symbol vector; "
+        f"{info['flops_per_slot']:,} per slot of {info['slot_symbols']} symbols "
+        f"({info['flops_slot_rate']:,} of them channel-only, once per slot)",
+    ]
+    if info["uncounted_ops"]:
+        lines.append(f"  not counted  {', '.join(info['uncounted_ops'])} (no FLOP formula)")
+    lines += _training_lines(info["training"])
+    header = ["layer", "type", "params", "FLOPs/symbol", "FLOPs/slot once",
+              f"FLOPs/slot (S={info['slot_symbols']})"]
+    rows = [header] + [[layer["name"], layer["type"], f"{layer['params']:,}",
+                        f"{layer['flops_per_symbol']:,}", f"{layer['flops_slot_rate']:,}",
+                        f"{layer['flops_per_slot']:,}"] for layer in info["layers"]]
+    rows.append(["total", "", f"{info['params']:,}", f"{info['flops_per_symbol']:,}",
+                 f"{info['flops_slot_rate']:,}", f"{info['flops_per_slot']:,}"])
+    lines += ["", *_table(rows, right={2, 3, 4, 5})]
+    return "\n".join(lines)
+
+
+def _is_model_file(path: Path) -> bool:
+    # Anything that is not a folder goes to the checkpoint reader, whose errors say what it is.
+    return not path.is_dir()
+
+
+INSPECTORS: list[Inspector] = [
+    Inspector("checkpoint (.pt)", _is_model_file, describe_checkpoint, render_checkpoint),
+]

@@ -1,0 +1,358 @@
+"""``mimoc train FAMILY``: train a detector of the zoo and write a checkpoint.
+
+Family options are generated from the family's ``Config`` dataclass: every
+field (besides ``nt``, ``nr``, ``modulation``, which are ``--nt``, ``--nr``,
+``--mod``) becomes ``--field-name`` with its type, its default and the
+description from the Config's ``Attributes:`` docstring, so a field added to a
+family appears here without touching this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from mimoc.errors import UsageError
+from mimoc.sim.modulation import MODULATIONS
+from mimoc.sim.snr import SNR_DEFINITIONS
+
+NAME = "train"
+HELP = "train a detector of the zoo and write a mimoc checkpoint"
+DESCRIPTION = """\
+Train a deep MIMO detector on batches drawn online from the channel model and
+write a checkpoint (a plain-data .pt file that 'mimoc inspect', 'mimoc ber' and
+mimoc.detectors.load_detector read safely).
+
+Every step draws --batch slots (channel realisations) of --slot symbols, each
+slot at an SNR uniform in --snr-train LO:HI dB under --snr-def, and takes one
+Adam step on the family's loss, with gradient-norm clipping (--grad-clip) and
+a cosine learning-rate decay from --lr to --lr x 0.05. The validation symbol
+error rate is measured every --val-every steps on a fixed set of --val-batch
+slots spread evenly over the training SNR range (the same set for every run,
+so runs compare). --c2c X > 0 trains noise-aware: the receiver's channel is
+perturbed as a memristor crossbar would program it (three-sigma mapping, pulse
+quantisation to --states levels, cycle-to-cycle variation X per pulse).
+
+Run 'mimoc train FAMILY --help' for the family's own options.
+
+examples:
+  mimoc train detnet --nt 8 --nr 16 --mod qpsk --steps 5000 --snr-train 0:12 -o detnet.pt
+  mimoc train wesnet --nt 8 --nr 16 --profile half-exp --retained 0.5 -o wesnet.pt
+  mimoc train detnet --nt 4 --nr 8 --c2c 0.02 --states 150 -o detnet-nat.pt --json
+"""
+
+#: The Config fields that have their own flags.
+SYSTEM_FIELDS = {"nt": "nt", "nr": "nr", "modulation": "mod"}
+
+
+# -- family options from Config dataclasses --------------------------------------------
+
+@dataclasses.dataclass
+class FieldFlag:
+    """One generated family option: the Config field, its flag and how to parse it."""
+
+    field: str
+    flag: str
+    dest: str
+    annotation: Any
+    default: Any
+    help: str
+
+
+def field_docs(config_cls: type) -> dict[str, str]:
+    """Field descriptions from the ``Attributes:`` sections of the Config's docstrings
+    (the class and its bases, the nearest first)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(config_cls.__mro__):
+        text = klass.__dict__.get("__doc__") or ""
+        section = re.split(r"^\s*Attributes:\s*$", text, maxsplit=1, flags=re.M)
+        if len(section) < 2:
+            continue
+        current = None
+        base_indent = None
+        for line in section[1].splitlines():
+            if not line.strip():
+                continue
+            indent = len(line) - len(line.lstrip())
+            entry = re.match(r"\s*(\w+)(?:\s*\([^)]*\))?:\s*(.*)$", line)
+            if base_indent is None and entry:
+                base_indent = indent
+            if entry and indent == base_indent:
+                current = entry.group(1)
+                docs[current] = entry.group(2).strip()
+            elif current and base_indent is not None and indent > base_indent:
+                docs[current] += " " + line.strip()
+            else:
+                break
+    return docs
+
+
+def family_flags(config_cls: type, reserved: set[str]) -> list[FieldFlag]:
+    """The generated options of a family (one per Config field but the system ones)."""
+    hints = typing.get_type_hints(config_cls)
+    docs = field_docs(config_cls)
+    flags = []
+    for f in dataclasses.fields(config_cls):
+        if not f.init or f.name in SYSTEM_FIELDS:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        flag = "--" + f.name.replace("_", "-")
+        if flag in reserved:  # a Config field named like a trainer flag
+            flag = "--model-" + f.name.replace("_", "-")
+        description = f.metadata.get("help") or docs.get(f.name) or f.name.replace("_", " ")
+        description = re.sub(r"``(.*?)``", r"\1", description).rstrip(".")
+        flags.append(FieldFlag(f.name, flag, f"config_{f.name}", hints.get(f.name, Any),
+                               default, description))
+    return flags
+
+
+def _format_default(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(_format_default(v) for v in value)
+    return str(value)
+
+
+def _metavar(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        names = [_metavar(a) for a in args if a is not type(None)]
+        return "|".join(names) + ("|none" if type(None) in args else "")
+    if origin is typing.Literal:
+        return "{" + ",".join(str(a) for a in args) + "}"
+    if origin in (tuple, list):
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            return ",".join(_metavar(a) for a in args)
+        return f"{_metavar(args[0]) if args else 'X'},..."
+    return {int: "INT", float: "FLOAT", str: "STR", bool: "BOOL"}.get(annotation, "VALUE")
+
+
+def parse_field_value(text: str, annotation: Any, flag: str) -> Any:
+    """Parse a command-line value for a Config field of type ``annotation``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    value = text.strip()
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and value.lower() in ("none", "auto", "default"):
+            return None
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return parse_field_value(value, option, flag)
+            except UsageError:
+                continue
+        raise UsageError(f"{flag} expects {_metavar(annotation)}, got {text!r}")
+    if origin is typing.Literal:
+        for option in args:
+            if str(option) == value:
+                return option
+        raise UsageError(f"{flag} expects one of {', '.join(map(str, args))}, got {text!r}")
+    if origin in (tuple, list):
+        items = [item for item in value.split(",") if item.strip()] if value else []
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(items) != len(args):
+                raise UsageError(f"{flag} expects {len(args)} comma-separated values, "
+                                 f"got {text!r}")
+            parsed = [parse_field_value(i, a, flag) for i, a in zip(items, args, strict=True)]
+        else:
+            item_type = args[0] if args else str
+            parsed = [parse_field_value(i, item_type, flag) for i in items]
+        return tuple(parsed) if origin is tuple else parsed
+    try:
+        if annotation is bool:
+            lowered = value.lower()
+            if lowered in ("true", "yes", "on", "1"):
+                return True
+            if lowered in ("false", "no", "off", "0"):
+                return False
+            raise ValueError
+        if annotation is int:
+            return int(value)
+        if annotation is float:
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
+    except ValueError:
+        raise UsageError(f"{flag} expects {_metavar(annotation)}, got {text!r}") from None
+    return value
+
+
+def _add_family_flags(group, flags: list[FieldFlag]) -> None:
+    for spec in flags:
+        help_text = f"{spec.help} (default: {_format_default(spec.default)})".replace("%", "%%")
+        if spec.annotation is bool:
+            group.add_argument(spec.flag, dest=spec.dest, default=spec.default,
+                               action=argparse.BooleanOptionalAction, help=help_text)
+            continue
+        group.add_argument(spec.flag, dest=spec.dest, default=spec.default,
+                           metavar=_metavar(spec.annotation), help=help_text,
+                           type=_argparse_type(spec))
+
+
+def _argparse_type(spec: FieldFlag):
+    """A ``type=`` callable whose errors argparse prints as ``argument --x: expects ...``."""
+    def parse(text: str):
+        try:
+            return parse_field_value(text, spec.annotation, spec.flag)
+        except UsageError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix(f"{spec.flag} ")) from None
+    return parse
+
+
+# -- trainer options -----------------------------------------------------------------
+
+def parse_snr_range(text: str) -> tuple[float, float]:
+    """``LO:HI`` (or one value ``X`` for ``X:X``) in dB."""
+    parts = text.split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or not all(math.isfinite(v) for v in values) or values[0] > values[1]:
+        raise UsageError(f"malformed --snr-train {text!r}; write LO:HI in dB with LO <= HI, "
+                         "e.g. 0:15 (use --snr-train=-5:10 for a negative start)")
+    return values[0], values[1]
+
+
+def _add_training_flags(group, defaults) -> None:
+    d = defaults
+    group.add_argument("--steps", type=int, default=d.steps, metavar="N",
+                       help=f"optimizer steps (default: {d.steps})")
+    group.add_argument("--batch", type=int, default=d.batch, metavar="SLOTS",
+                       help=f"slots (channel draws) per step (default: {d.batch})")
+    group.add_argument("--slot", type=int, default=d.slot, metavar="S",
+                       help=f"symbol vectors per slot sharing one channel (default: {d.slot})")
+    group.add_argument("--snr-train", type=str, default=f"{d.snr_db[0]:g}:{d.snr_db[1]:g}",
+                       metavar="LO:HI",
+                       help="training SNR range in dB, uniform per slot; a negative start "
+                            f"needs '=' (--snr-train=-5:10) (default: "
+                            f"{d.snr_db[0]:g}:{d.snr_db[1]:g})")
+    group.add_argument("--snr-def", default=d.snr_def, choices=SNR_DEFINITIONS,
+                       help=f"SNR convention, see 'mimoc ber --help' (default: {d.snr_def})")
+    group.add_argument("--channel", default=d.channel, metavar="SPEC",
+                       help="rayleigh, kronecker:RHO or kronecker:rx=RHO,tx=RHO "
+                            f"(default: {d.channel})")
+    group.add_argument("--csi", default=d.csi, metavar="SPEC",
+                       help=f"perfect, ls:NP@SNR or error:SNR (default: {d.csi})")
+    group.add_argument("--lr", type=float, default=d.lr, metavar="X",
+                       help=f"initial Adam learning rate (default: {d.lr:g})")
+    group.add_argument("--lr-schedule", default=d.lr_schedule, choices=("cosine", "constant"),
+                       help=f"cosine: decay to lr x {d.lr_final:g} by the last step "
+                            f"(default: {d.lr_schedule})")
+    group.add_argument("--grad-clip", type=float, default=d.grad_clip, metavar="X",
+                       help=f"max global gradient L2 norm, 0 = off (default: {d.grad_clip:g})")
+    group.add_argument("--seed", type=int, default=d.seed, metavar="N",
+                       help=f"seed of the initial weights and the training data "
+                            f"(default: {d.seed})")
+    group.add_argument("--c2c", type=float, default=d.c2c, metavar="X",
+                       help="noise-aware training: crossbar cycle-to-cycle variation per "
+                            f"programming pulse, e.g. 0.02; 0 = off (default: {d.c2c:g})")
+    group.add_argument("--states", type=int, default=d.states, metavar="P",
+                       help=f"device programming states for --c2c (default: {d.states})")
+    group.add_argument("--val-every", type=int, default=d.val_every, metavar="N",
+                       help=f"validate every N steps, 0 = only at the end "
+                            f"(default: {d.val_every})")
+    group.add_argument("--val-batch", type=int, default=d.val_batch, metavar="SLOTS",
+                       help=f"validation slots, 0 = no validation (default: {d.val_batch})")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mimoc.detectors import FAMILIES
+    from mimoc.detectors.training import TrainOptions
+
+    families = parser.add_subparsers(dest="family", metavar="FAMILY", required=True,
+                                     title="families")
+    defaults = TrainOptions()
+    for name, cls in FAMILIES.items():
+        doc = (cls.__doc__ or "").strip()
+        summary = doc.splitlines()[0].rstrip(".") if doc else f"the {name} family"
+        p = families.add_parser(name, help=summary, description=f"Train a {name} detector: "
+                                f"{summary}.", formatter_class=argparse.RawDescriptionHelpFormatter)
+        config_defaults = cls.Config()
+        system = p.add_argument_group("link")
+        system.add_argument("--nt", type=int, default=config_defaults.nt,
+                            help=f"transmit streams Nt (default: {config_defaults.nt})")
+        system.add_argument("--nr", type=int, default=config_defaults.nr,
+                            help=f"receive antennas Nr (default: {config_defaults.nr})")
+        system.add_argument("--mod", default=config_defaults.modulation, metavar="MOD",
+                            help=f"modulation: {', '.join(MODULATIONS)} "
+                                 f"(default: {config_defaults.modulation})")
+        training = p.add_argument_group("training")
+        _add_training_flags(training, defaults)
+        output = p.add_argument_group("output")
+        output.add_argument("-o", "--output", required=True, metavar="PATH.pt",
+                            help="checkpoint to write (atomically: temp file + rename)")
+        output.add_argument("--json", action="store_true",
+                            help="print the summary as one JSON object")
+        output.add_argument("--no-progress", action="store_true",
+                            help="no progress bar (it is shown only when stderr is a terminal)")
+        output.add_argument("--threads", type=int, default=None, metavar="N",
+                            help="CPU threads for torch (default: torch's choice; 1 is often "
+                                 "fastest for small models on a shared machine)")
+        reserved = {opt for action in p._actions for opt in action.option_strings}
+        flags = family_flags(cls.Config, reserved)
+        group = p.add_argument_group(f"{name} options", f"fields of {cls.Config.__name__}")
+        _add_family_flags(group, flags)
+        p.set_defaults(_family_flags=flags)
+
+
+# -- run ---------------------------------------------------------------------------------
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mimoc.detectors import build_detector, count_params, save_detector, train_detector
+    from mimoc.detectors.training import TrainOptions
+
+    output = Path(args.output)
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a folder; give a file name such as {output}/model.pt")
+    if not output.parent.is_dir():
+        raise UsageError(f"cannot write {output}: folder {output.parent} does not exist")
+    options = TrainOptions(
+        steps=args.steps, batch=args.batch, slot=args.slot, snr_db=parse_snr_range(args.snr_train),
+        snr_def=args.snr_def, channel=args.channel, csi=args.csi, lr=args.lr,
+        lr_schedule=args.lr_schedule, grad_clip=args.grad_clip, seed=args.seed, c2c=args.c2c,
+        states=args.states, val_every=args.val_every, val_batch=args.val_batch)
+    config = {"nt": args.nt, "nr": args.nr, "modulation": args.mod}
+    config.update({spec.field: getattr(args, spec.dest) for spec in args._family_flags})
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be a positive integer, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(options.seed)  # the initial weights follow --seed too
+    model = build_detector(args.family, **config)
+    report = train_detector(model, options, progress=not args.no_progress)
+    save_detector(model, output, training=report)
+
+    params = count_params(model)
+    if args.json:
+        summary = report.to_dict()
+        summary.update({"family": args.family, "output": str(output), "params": params,
+                        "config": dataclasses.asdict(model.config)})
+        print(json.dumps(summary))
+    else:
+        print(report.summary())
+        print(f"  wrote           {output} ({params:,} parameters)")
+    sys.stdout.flush()
+    return 0

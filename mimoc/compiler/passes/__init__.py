@@ -1,0 +1,5 @@
+"""IR passes: each module has a pure ``run(graph) -> graph`` and a ``PASS`` object.
+
+The pipeline (:mod:`mimoc.compiler.pipeline`) lists them explicitly and runs the verifier
+after each.
+"""

@@ -1,0 +1,122 @@
+"""Pipelines: explicit, named lists of passes, the verifier after each, IR dumps on request.
+
+Example::
+
+    >>> result = run_pipeline(graph, "canonicalize,split-channel", dump_after={"split-channel"})
+    >>> print(result.dumps["split-channel"])       # the IR text after that pass
+    >>> print(result.report())                     # nodes and FLOPs per pass
+
+Default pass lists per target are in :data:`DEFAULT_PASSES`; a target adds its lowering
+passes to :data:`PASSES` and its default list here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from mimoc.compiler.flops import FlopReport, count_flops
+from mimoc.compiler.ir import Graph
+from mimoc.compiler.passes import canonicalize, cse, split_channel
+from mimoc.compiler.passes.base import Pass
+from mimoc.compiler.printer import format_graph
+from mimoc.compiler.verify import verify
+from mimoc.errors import UsageError
+
+PASSES: dict[str, Pass] = {p.name: p for p in (canonicalize.PASS, cse.PASS, split_channel.PASS)}
+
+DEFAULT_PASSES: dict[str, tuple[str, ...]] = {
+    "onnx": ("canonicalize", "split-channel"),
+    "reference": (),
+}
+
+FRONTEND = "frontend"  # dump_after name for the graph before any pass
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    name: str
+    nodes_before: int
+    nodes_after: int
+    flops_before: FlopReport
+    flops_after: FlopReport
+    seconds: float
+
+    def line(self) -> str:
+        b, a = self.flops_before, self.flops_after
+        return (f"{self.name:<16} nodes {self.nodes_before:>5} -> {self.nodes_after:<5} "
+                f"per-symbol FLOPs {b.per_symbol:>9} -> {a.per_symbol:<9} "
+                f"per-slot FLOPs {b.per_slot:>9} -> {a.per_slot:<9} {self.seconds * 1e3:7.1f} ms")
+
+
+@dataclass
+class PipelineResult:
+    graph: Graph
+    records: list[PassRecord] = field(default_factory=list)
+    dumps: dict[str, str] = field(default_factory=dict)
+
+    def report(self) -> str:
+        return "\n".join(r.line() for r in self.records)
+
+
+def resolve_passes(spec: str | Iterable[str | Pass]) -> list[Pass]:
+    """``"canonicalize,split-channel"`` or a list of names / :class:`Pass` objects."""
+    items = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else spec
+    out: list[Pass] = []
+    for item in items:
+        if isinstance(item, Pass):
+            out.append(item)
+        elif item in PASSES:
+            out.append(PASSES[item])
+        else:
+            raise UsageError(f"unknown pass {item!r}; available passes: {', '.join(PASSES)}")
+    return out
+
+
+def default_passes(target: str) -> list[Pass]:
+    if target not in DEFAULT_PASSES:
+        raise UsageError(f"unknown target {target!r}; targets: {', '.join(DEFAULT_PASSES)}")
+    return resolve_passes(DEFAULT_PASSES[target])
+
+
+def run_pipeline(graph: Graph, passes: str | Sequence[str | Pass], *,
+                 dump_after: Iterable[str] | str = (),
+                 on_dump: Callable[[str, str], None] | None = None,
+                 sizes: dict[str, int] | None = None) -> PipelineResult:
+    """Run ``passes`` in order with the verifier after each.
+
+    ``dump_after``: pass names (or ``"all"``; ``"frontend"`` is the input graph) whose
+    resulting IR text is kept in ``result.dumps`` and passed to ``on_dump(name, text)``.
+    ``sizes`` are the dim sizes FLOPs are counted at (default ``B=1, S=1``).
+    """
+    chosen = resolve_passes(passes)
+    names = {p.name for p in chosen} | {FRONTEND}
+    wanted = set(dump_after.split(",")) if isinstance(dump_after, str) else set(dump_after)
+    wanted.discard("")
+    if "all" in wanted:
+        wanted = names
+    unknown = sorted(wanted - names)
+    if unknown:
+        raise UsageError(f"--dump-after {', '.join(unknown)}: not in the pipeline "
+                         f"({', '.join([FRONTEND] + [p.name for p in chosen])})")
+    result = PipelineResult(verify(graph, after=FRONTEND))
+
+    def dump(name: str, g: Graph) -> None:
+        if name in wanted:
+            text = format_graph(g)
+            result.dumps[name] = text
+            if on_dump is not None:
+                on_dump(name, text)
+
+    dump(FRONTEND, graph)
+    for p in chosen:
+        before, flops_before = result.graph, count_flops(result.graph, sizes)
+        start = time.perf_counter()
+        after = verify(p.run(before), after=p.name)
+        seconds = time.perf_counter() - start
+        result.records.append(PassRecord(p.name, len(before), len(after), flops_before,
+                                         count_flops(after, sizes), seconds))
+        result.graph = after
+        dump(p.name, after)
+    return result

@@ -1,0 +1,73 @@
+"""Text form of the IR.
+
+One line per computed value, in order::
+
+    graph detector(%H: f32[B,16,8] @slot, %y: f32[B,S,16] @symbol) -> (%x_hat)
+      %linear: f32[B,S,32] @symbol = Linear(%cat, W=fc1.weight[32x48], b=fc1.bias[32])  # fc1
+      ...
+      return %x_hat
+
+``Const`` nodes are not printed as lines: a const operand prints inline as
+``operand_name=const_name[shape]`` and a scalar as its value. A header line counts the
+constants and their parameters.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mimoc.compiler import ops
+from mimoc.compiler.dims import Sym, fmt_shape
+from mimoc.compiler.ir import Graph, Node, TensorType
+
+
+def format_type(t: TensorType) -> str:
+    quant = f" q{t.quant}" if t.quant else ""
+    return f"{t.dtype}{fmt_shape(t.shape)}{quant} @{t.rate}"
+
+
+def _format_attr(value) -> str:
+    if isinstance(value, tuple):
+        inner = ",".join(_format_attr(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, Sym):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _operand(graph: Graph, node: Node, index: int, name: str) -> str:
+    producer = graph.node(name) if name in graph else None
+    if producer is None or producer.op != "Const":
+        return f"%{name}"
+    tensor = graph.constants.get(name)
+    if tensor is not None and tensor.numel() == 1 and tensor.dim() <= 1:
+        literal = re.search(r"_c(_\d+)?$", name) is not None  # a number written in forward()
+        text = f"{tensor.item():g}" if literal else f"{name}({tensor.item():g})"
+    else:
+        text = f"{name}[{'x'.join(str(d) for d in producer.shape)}]"
+    schema = ops.OPS.get(node.op)
+    label = schema.operand(index).name if schema and schema.operands else None
+    return f"{label}={text}" if label and ops.OPS[node.op].operand(index).const else text
+
+
+def format_node(graph: Graph, node: Node) -> str:
+    args = [_operand(graph, node, i, name) for i, name in enumerate(node.inputs)]
+    args += [f"{k}={_format_attr(v)}" for k, v in node.attrs.items()]
+    scope = f"  # {node.scope}" if node.scope else ""
+    return f"%{node.name}: {format_type(node.type)} = {node.op}({', '.join(args)}){scope}"
+
+
+def format_graph(graph: Graph) -> str:
+    inputs = ", ".join(f"%{n.name}: {format_type(n.type)}" for n in graph.inputs)
+    outputs = ", ".join(f"%{o}" for o in graph.outputs)
+    lines = [f"graph {graph.name}({inputs}) -> ({outputs})"]
+    consts = [n for n in graph.nodes if n.op == "Const"]
+    params = sum(int(graph.constants[n.name].numel()) for n in consts if n.name in graph.constants)
+    lines.append(f"  # {len(consts)} constants, {params} parameters")
+    for node in graph.nodes:
+        if node.op not in ("Input", "Const"):
+            lines.append("  " + format_node(graph, node))
+    lines.append(f"  return {outputs}")
+    return "\n".join(lines) + "\n"
