@@ -17,7 +17,7 @@ What it prints:
 4. parameters and FLOPs (DESIGN.md convention) of DetNet and WeSNet-HF-50%
    as deployed (zero-coefficient units pruned) and the savings;
 5. R-WeSNet: per-block L1 norms, SER and FLOPs against the number of removed
-   trailing blocks.
+   trailing blocks, next to the unregularised DetNet with the same blocks removed.
 
 Usage::
 
@@ -165,21 +165,24 @@ def main(argv=None) -> int:
               f"{rwesnet.depth_for_threshold(rel, relative=True)}")
     removed_list = [0, 2, 4, 6, 8, 10, 12, 14, 16]
     truncated = {}
-    for removed in removed_list:
-        model = copy.deepcopy(rwesnet)
-        model.set_depth(layers - removed)
-        truncated[f"-{removed}"] = model
+    for removed in removed_list:  # R-WeSNet and, for comparison, the unregularised DetNet
+        for name, source in (("rwesnet", rwesnet), ("detnet", detnet)):
+            model = copy.deepcopy(source)
+            model.set_depth(source.config.layers - removed)
+            truncated[f"{name}-{removed}"] = model
     snrs = [snr_1e2, snr_1e2 + 2.0]
     removal = simulate({k: from_module(m) for k, m in truncated.items()}, system, snrs,
                        seed=args.seed, max_symbols=grid_symbols, min_errors=min_errors)
     print(f"  SER vs removed trailing blocks (same draws; up to {grid_symbols} symbols)")
-    print(f"  {'removed':>8}{'depth':>7}" + "".join(f"{s:>11.1f}dB" for s in snrs)
+    print(f"  {'removed':>8}{'depth':>7}"
+          + "".join(f"{'R-WeSNet ' + format(s, '.1f') + 'dB':>19}" for s in snrs)
+          + "".join(f"{'DetNet ' + format(s, '.1f') + 'dB':>17}" for s in snrs)
           + f"{'FLOPs/symbol':>14}{'FLOPs saved':>13}")
-    base = truncated["-0"].complexity()["flops_per_symbol"]
+    base = truncated["rwesnet-0"].complexity()["flops_per_symbol"]
     for removed in removed_list:
-        key = f"-{removed}"
-        flops = truncated[key].complexity()["flops_per_symbol"]
-        sers = "".join(f"{p.ser:>13.3e}" for p in removal.curves[key])
+        flops = truncated[f"rwesnet-{removed}"].complexity()["flops_per_symbol"]
+        sers = "".join(f"{p.ser:>19.3e}" for p in removal.curves[f"rwesnet-{removed}"])
+        sers += "".join(f"{p.ser:>17.3e}" for p in removal.curves[f"detnet-{removed}"])
         print(f"  {removed:>8}{layers - removed:>7}{sers}{flops:>14}{1 - flops / base:>13.2%}")
     print(f"\n(total {time.perf_counter() - start:.0f} s)")
     return 0

@@ -1,7 +1,7 @@
 """RE-MIMO acceptance benchmark (issue 3): permutation equivariance and one model's
 SER across user counts, next to MMSE, ordered MMSE-SIC and ML (sphere decoder).
 
-Run (about 10 minutes on one shared CPU core)::
+Run (about 3 minutes on an idle CPU core, one thread)::
 
     python benchmarks/remimo.py                       # the example checkpoint
     python benchmarks/remimo.py --model other.pt --nt 2,4,8,10 --snr 0,4,8

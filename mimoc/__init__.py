@@ -10,7 +10,8 @@ Layout (see DESIGN.md):
 - :mod:`mimoc.runtime` -- executors for compiled artifacts.
 
 The Python API mirrors the CLI: ``mimoc.load_detector``, ``mimoc.train_detector``,
-``mimoc.simulate`` (``mimoc ber``). They are imported on first use so that
+``mimoc.simulate`` (``mimoc ber``), ``mimoc.compile`` (``mimoc compile``),
+``mimoc.load_artifact``. They are imported on first use so that
 ``import mimoc`` stays cheap.
 """
 
@@ -25,6 +26,8 @@ _LAZY = {
     "train_detector": "mimoc.detectors",
     "TrainOptions": "mimoc.detectors",
     "simulate": "mimoc.sim.ber",
+    "compile": "mimoc.api",
+    "load_artifact": "mimoc.runtime",
     "MIMOSystem": "mimoc.sim",
 }
 

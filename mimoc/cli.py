@@ -23,9 +23,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _commands():
-    from mimoc.commands import ber, inspect, train
+    from mimoc.commands import bench, ber, compile, inspect, train
 
-    return [ber, train, inspect]
+    return [ber, train, inspect, compile, bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

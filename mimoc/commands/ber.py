@@ -63,6 +63,7 @@ examples:
   mimoc ber --detector zf,mmse --nt 4 --nr 8 --mod qpsk --snr 0:2:10 --plot ber.png
   mimoc ber --detector mmse --nt 8 --nr 8 --mod 16qam --snr=-2,0,2 --channel kronecker:0.5
   mimoc ber --detector zf,trained/detnet.pt --nt 4 --nr 8 --snr 0:2:10 --json
+  mimoc ber out/detnet --detector trained/detnet.pt --snr 0:2:10   # compiled vs original
 """
 
 #: More points than this is almost certainly a typo in a range.
@@ -125,15 +126,22 @@ def _positive_int(name: str, value: int) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--detector", default="mmse", metavar="LIST",
-        help=f"comma-separated detectors: classical names ({', '.join(CLASSICAL_DETECTORS)}) "
-             "and/or paths of trained models saved by mimoc (.pt); default: mmse")
-    parser.add_argument("--nt", type=int, default=4,
-                        help="transmit antennas / streams Nt (default: 4)")
-    parser.add_argument("--nr", type=int, default=8, help="receive antennas Nr (default: 8)")
-    parser.add_argument("--mod", default="qpsk", metavar="MOD",
+        "artifacts", nargs="*", metavar="ARTIFACT_DIR",
+        help="compiled artifacts ('mimoc compile' output directories) to evaluate, after the "
+             "--detector entries, on the same draws")
+    parser.add_argument(
+        "--detector", default=None, metavar="LIST",
+        help=f"comma-separated detectors: classical names ({', '.join(CLASSICAL_DETECTORS)}), "
+             "paths of trained models saved by mimoc (.pt) and/or compiled artifact "
+             "directories; default: mmse, or none when ARTIFACT_DIRs are given")
+    parser.add_argument("--nt", type=int, default=None,
+                        help="transmit antennas / streams Nt (default: the first model's, "
+                             "else 4)")
+    parser.add_argument("--nr", type=int, default=None,
+                        help="receive antennas Nr (default: the first model's, else 8)")
+    parser.add_argument("--mod", default=None, metavar="MOD",
                         help=f"modulation: {', '.join(MODULATIONS)} (Gray, unit energy; "
-                             "default: qpsk)")
+                             "default: the first model's, else qpsk)")
     parser.add_argument(
         "--snr", default="0:2:10", metavar="LIST",
         help="SNR points in dB: a comma-separated list (0,2,4) and/or inclusive ranges "
@@ -191,17 +199,53 @@ def _load_model(path: str, system: MIMOSystem) -> EngineDetector:
     model = load_detector(path)
     config = getattr(model, "config", None)
     if config is not None:
-        # A model fixes Nr and the modulation; RE-MIMO serves any Nt in [nt_min, nt].
-        nt_max, nr = getattr(config, "nt", system.nt), getattr(config, "nr", system.nr)
-        nt_min = getattr(config, "nt_min", nt_max)
-        modulation = get_constellation(getattr(config, "modulation", system.modulation)).name
-        if modulation != system.modulation or nr != system.nr or \
-                not nt_min <= system.nt <= nt_max:
-            sizes = f"{nt_max}" if nt_min == nt_max else f"{nt_min}..{nt_max}"
-            raise UsageError(
-                f"model {path!r} was built for Nt={sizes}, Nr={nr}, {modulation}; "
-                f"run with --nt {nt_max} --nr {nr} --mod {modulation}")
+        _check_sizes(path, config, system)
     return from_module(model)
+
+
+def _check_sizes(name: str, config, system: MIMOSystem) -> None:
+    """A model fixes Nr and the modulation; RE-MIMO serves any Nt in [nt_min, nt]."""
+    get = config.get if isinstance(config, dict) else (lambda k, d: getattr(config, k, d))
+    nt_max, nr = get("nt", system.nt), get("nr", system.nr)
+    nt_min = get("nt_min", None) or nt_max
+    modulation = get_constellation(get("modulation", system.modulation)).name
+    if modulation != system.modulation or nr != system.nr or not nt_min <= system.nt <= nt_max:
+        sizes = f"{nt_max}" if nt_min == nt_max else f"{nt_min}..{nt_max}"
+        raise UsageError(
+            f"model {name!r} was built for Nt={sizes}, Nr={nr}, {modulation}; "
+            f"run with --nt {nt_max} --nr {nr} --mod {modulation}")
+
+
+def _is_artifact(entry: str) -> bool:
+    return Path(entry).is_dir() and (Path(entry) / "manifest.json").is_file()
+
+
+def _load_artifact(path: str, system: MIMOSystem) -> EngineDetector:
+    from mimoc.runtime import load_artifact
+
+    artifact = load_artifact(path)
+    _check_sizes(path, dict(artifact.config), system)
+    return artifact.engine()
+
+
+def model_sizes(entries: list[str]) -> dict | None:
+    """Nt, Nr and modulation of the first model or artifact among ``entries`` (or None)."""
+    for entry in entries:
+        if _is_artifact(entry):
+            from mimoc.targets.onnx import read_manifest
+
+            config = (read_manifest(entry).get("model") or {}).get("config") or {}
+        elif entry.lower().partition(":")[0] not in CLASSICAL_DETECTORS and \
+                Path(entry).is_file():
+            from mimoc.detectors import load_detector
+
+            model_config = getattr(load_detector(entry), "config", None)
+            config = model_config.to_dict() if model_config is not None else {}
+        else:
+            continue
+        if {"nt", "nr", "modulation"} <= set(config):
+            return {"nt": config["nt"], "nr": config["nr"], "mod": config["modulation"]}
+    return None
 
 
 def build_detectors(spec: str, system: MIMOSystem) -> dict[str, EngineDetector]:
@@ -217,6 +261,8 @@ def build_detectors(spec: str, system: MIMOSystem) -> dict[str, EngineDetector]:
     for entry in entries:
         if entry.lower().partition(":")[0] in CLASSICAL_DETECTORS:
             detectors[entry] = classical(entry.lower(), system.constellation)
+        elif _is_artifact(entry):
+            detectors[entry] = _load_artifact(entry, system)
         elif _looks_like_model_file(entry):
             detectors[entry] = _load_model(entry, system)
         else:
@@ -272,7 +318,27 @@ def format_table(result: BERResult) -> str:
 
 # -- the command -------------------------------------------------------------------
 
+def resolve_detectors(args: argparse.Namespace) -> str:
+    """The detector list: ``--detector`` entries, then positional ARTIFACT_DIRs; and the
+    sizes (--nt/--nr/--mod) not given, from the first model or artifact in it."""
+    for path in args.artifacts:
+        if not _is_artifact(path):
+            raise UsageError(f"{path!r} is not a compiled artifact directory (no manifest.json); "
+                             "compile one with 'mimoc compile MODEL.pt -o DIR'")
+    given = [args.detector] if args.detector is not None else ([] if args.artifacts
+                                                                 else ["mmse"])
+    spec = ",".join(given + list(args.artifacts))
+    if None in (args.nt, args.nr, args.mod):
+        entries = [e.strip() for e in spec.split(",") if e.strip()]
+        sizes = model_sizes(entries) or {"nt": 4, "nr": 8, "mod": "qpsk"}
+        for key, value in sizes.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    return spec
+
+
 def run(args: argparse.Namespace) -> int:
+    spec = resolve_detectors(args)
     for flag in ("nt", "nr", "slot", "max_symbols", "min_errors", "threads"):
         _positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
     if args.batch_size is not None:
@@ -291,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        detectors = build_detectors(args.detector, system)
+        detectors = build_detectors(spec, system)
         _dry_run(detectors, system, snrs[0])
         result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
                           min_errors=args.min_errors, batch_size=args.batch_size,

@@ -41,9 +41,29 @@ JSON output (--json) is one object:
 Layer rows hold each module's own parameters and FLOPs (its children have
 their own rows), so they add up to the totals.
 
+Compiler IR (--ir, --passes, --dump-after): the model (a checkpoint or a
+torch.export program saved as .pt2) is imported into mimoc's IR and printed in
+its text form (docs/compiler.md), after the passes given with --passes (none:
+as imported). --dump-after PASS[,PASS] (or "all"; "frontend" is the imported
+graph) prints the IR after each of those passes. A report of each pass (nodes,
+per-symbol and per-slot FLOPs, what it removed) comes first, as "#" lines.
+--keep-layers / --l1-threshold configure remove-layers, --prune-threshold
+configures prune. With --json: one object
+  {"path", "kind": "ir", "passes": [{"pass", "nodes_before", "nodes_after",
+   "flops_per_symbol_before", ..., "notes", "details"}], "graph": GRAPH,
+   "dumps": {PASS: GRAPH}}
+with GRAPH = {"name", "inputs", "outputs", "constants", "parameters",
+"nodes": [{"name", "op", "inputs", "attrs", "shape", "dtype", "rate", "scope",
+"flops"}], "flops": {"per_symbol", "per_slot"}} (FLOPs for one channel and one
+symbol).
+
 examples:
   mimoc inspect detnet.pt
   mimoc inspect detnet.pt --json
+  mimoc inspect wesnet.pt --ir --passes canonicalize,prune,split-channel
+  mimoc inspect rwesnet.pt --passes canonicalize,remove-layers --keep-layers 6
+  mimoc inspect sdnet.pt --passes canonicalize,split-channel,hoist-conv-rows \
+      --dump-after hoist-conv-rows
 """
 
 
@@ -61,10 +81,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", help="a model checkpoint (.pt) written by mimoc")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (format above) instead of text")
+    ir = parser.add_argument_group("compiler IR")
+    ir.add_argument("--ir", action="store_true",
+                    help="print the compiler IR (as imported, or after --passes)")
+    ir.add_argument("--passes", metavar="PASS[,PASS]", default=None,
+                    help="passes to run before printing the IR (implies --ir)")
+    ir.add_argument("--dump-after", metavar="PASS[,PASS]", default=None,
+                    help="print the IR after each of these passes, 'all', or 'frontend' "
+                         "(implies --ir)")
+    add_pass_option_arguments(ir)
+
+
+def add_pass_option_arguments(parser) -> None:
+    """The flags of :class:`~mimoc.compiler.passes.base.PassOptions` (shared with compile)."""
+    parser.add_argument("--prune-threshold", type=float, default=0.0, metavar="T",
+                        help="prune: also drop hidden units with |coefficient| <= T "
+                             "(default 0: exact zeros only, lossless)")
+    parser.add_argument("--keep-layers", type=int, default=None, metavar="N",
+                        help="remove-layers: keep the first N blocks")
+    parser.add_argument("--l1-threshold", type=float, default=None, metavar="T",
+                        help="remove-layers: drop trailing blocks whose scaled L1 norm "
+                             "|beta W| is below T")
+
+
+def pass_options(args: argparse.Namespace):
+    """:class:`~mimoc.compiler.passes.base.PassOptions` from the parsed flags."""
+    from mimoc.compiler.passes.base import PassOptions
+
+    return PassOptions(prune_threshold=args.prune_threshold, keep_layers=args.keep_layers,
+                       l1_threshold=args.l1_threshold)
 
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
+    if args.ir or args.passes is not None or args.dump_after is not None:
+        info = describe_ir(path, args)
+        public = {k: v for k, v in info.items() if not k.startswith("_")}
+        print(json.dumps(public) if args.json else render_ir(info))
+        return 0
+    if pass_options(args).set_options():
+        raise UsageError("--prune-threshold, --keep-layers and --l1-threshold configure "
+                         "passes: use them with --passes")
     for inspector in INSPECTORS:
         if inspector.matches(path):
             info = inspector.describe(path, args)
@@ -167,6 +224,54 @@ def render_checkpoint(info: dict[str, Any]) -> str:
     rows.append(["total", "", f"{info['params']:,}", f"{info['flops_per_symbol']:,}",
                  f"{info['flops_slot_rate']:,}", f"{info['flops_per_slot']:,}"])
     lines += ["", *_table(rows, right={2, 3, 4, 5})]
+    return "\n".join(lines)
+
+
+# -- compiler IR -------------------------------------------------------------------
+
+def describe_ir(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The model's IR after ``args.passes`` as JSON-ready data (format in DESCRIPTION);
+    ``text`` / ``dump_texts`` hold the text forms for :func:`render_ir`."""
+    import torch
+
+    from mimoc.api import load_source
+    from mimoc.compiler.frontend import DEFAULT_DIMS, import_module, import_program
+    from mimoc.compiler.pipeline import resolve_passes, run_pipeline
+    from mimoc.compiler.printer import format_graph, format_graph_json
+
+    options = pass_options(args)
+    passes = resolve_passes(args.passes or "")  # bad names fail before the slow import
+    source = load_source(path)
+    if isinstance(source, torch.export.ExportedProgram):
+        graph = import_program(source, dims=DEFAULT_DIMS, name="detector")
+    else:
+        graph = import_module(source)
+    result = run_pipeline(graph, passes, dump_after=args.dump_after or (), options=options)
+    return {
+        "path": str(path),
+        "kind": "ir",
+        "passes": [record.to_dict() for record in result.records],
+        "graph": format_graph_json(result.graph),
+        "dumps": {name: format_graph_json(g) for name, g in result.snapshots.items()},
+        # text forms, for render_ir only (dropped from --json)
+        "_report": result.report(),
+        "_text": format_graph(result.graph),
+        "_dumps": dict(result.dumps),
+    }
+
+
+def render_ir(info: dict[str, Any]) -> str:
+    names = [record["pass"] for record in info["passes"]]
+    lines = [f"# mimoc IR of {info['path']}; passes: {', '.join(names) or 'none (as imported)'}"]
+    lines += [f"# {line}" for line in info["_report"].splitlines()]
+    flops = info["graph"]["flops"]
+    lines.append(f"# FLOPs of the result: {flops['per_symbol']:,} per symbol, "
+                 f"{flops['per_slot']:,} per slot (channel-only work)")
+    if info["_dumps"]:
+        for name, text in info["_dumps"].items():
+            lines += ["", f"# IR after {name}", text.rstrip("\n")]
+    else:
+        lines += ["", info["_text"].rstrip("\n")]
     return "\n".join(lines)
 
 

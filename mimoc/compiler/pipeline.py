@@ -5,6 +5,8 @@ Example::
     >>> result = run_pipeline(graph, "canonicalize,split-channel", dump_after={"split-channel"})
     >>> print(result.dumps["split-channel"])       # the IR text after that pass
     >>> print(result.report())                     # nodes and FLOPs per pass
+    >>> run_pipeline(graph, "canonicalize,remove-layers,prune",
+    ...              options=PassOptions(keep_layers=4)).report()   # + what each pass removed
 
 Default pass lists per target are in :data:`DEFAULT_PASSES`; a target adds its lowering
 passes to :data:`PASSES` and its default list here.
@@ -18,13 +20,23 @@ from dataclasses import dataclass, field
 
 from mimoc.compiler.flops import FlopReport, count_flops
 from mimoc.compiler.ir import Graph
-from mimoc.compiler.passes import canonicalize, cse, split_channel
-from mimoc.compiler.passes.base import Pass
+from mimoc.compiler.passes import (
+    canonicalize,
+    conv_rows,
+    cse,
+    prune,
+    remove_layers,
+    split_channel,
+    split_linear,
+)
+from mimoc.compiler.passes.base import OPTION_PASSES, Pass, PassOptions
 from mimoc.compiler.printer import format_graph
 from mimoc.compiler.verify import verify
 from mimoc.errors import UsageError
 
-PASSES: dict[str, Pass] = {p.name: p for p in (canonicalize.PASS, cse.PASS, split_channel.PASS)}
+PASSES: dict[str, Pass] = {p.name: p for p in (
+    canonicalize.PASS, cse.PASS, split_channel.PASS, conv_rows.PASS, split_linear.PASS,
+    prune.PASS, remove_layers.PASS)}
 
 DEFAULT_PASSES: dict[str, tuple[str, ...]] = {
     "onnx": ("canonicalize", "split-channel"),
@@ -42,12 +54,23 @@ class PassRecord:
     flops_before: FlopReport
     flops_after: FlopReport
     seconds: float
+    notes: tuple[str, ...] = ()  # what the pass changed (units / blocks removed, ...)
+    details: dict = field(default_factory=dict)  # the same as JSON-ready data
 
     def line(self) -> str:
         b, a = self.flops_before, self.flops_after
-        return (f"{self.name:<16} nodes {self.nodes_before:>5} -> {self.nodes_after:<5} "
+        text = (f"{self.name:<16} nodes {self.nodes_before:>5} -> {self.nodes_after:<5} "
                 f"per-symbol FLOPs {b.per_symbol:>9} -> {a.per_symbol:<9} "
                 f"per-slot FLOPs {b.per_slot:>9} -> {a.per_slot:<9} {self.seconds * 1e3:7.1f} ms")
+        return "\n".join([text] + [f"  {self.name}: {note}" for note in self.notes])
+
+    def to_dict(self) -> dict:
+        b, a = self.flops_before, self.flops_after
+        return {"pass": self.name, "nodes_before": self.nodes_before,
+                "nodes_after": self.nodes_after,
+                "flops_per_symbol_before": b.per_symbol, "flops_per_symbol_after": a.per_symbol,
+                "flops_per_slot_before": b.per_slot, "flops_per_slot_after": a.per_slot,
+                "seconds": self.seconds, "notes": list(self.notes), "details": self.details}
 
 
 @dataclass
@@ -55,6 +78,7 @@ class PipelineResult:
     graph: Graph
     records: list[PassRecord] = field(default_factory=list)
     dumps: dict[str, str] = field(default_factory=dict)
+    snapshots: dict[str, Graph] = field(default_factory=dict)  # the graphs behind ``dumps``
 
     def report(self) -> str:
         return "\n".join(r.line() for r in self.records)
@@ -83,9 +107,13 @@ def default_passes(target: str) -> list[Pass]:
 def run_pipeline(graph: Graph, passes: str | Sequence[str | Pass], *,
                  dump_after: Iterable[str] | str = (),
                  on_dump: Callable[[str, str], None] | None = None,
-                 sizes: dict[str, int] | None = None) -> PipelineResult:
+                 sizes: dict[str, int] | None = None,
+                 options: PassOptions | None = None) -> PipelineResult:
     """Run ``passes`` in order with the verifier after each.
 
+    ``options`` configures ``prune`` and ``remove-layers`` (:class:`PassOptions`); an option
+    set for a pass that is not in the list is a :class:`UsageError`. What each pass changed
+    is in ``result.records[i].notes`` (and ``result.report()``).
     ``dump_after``: pass names (or ``"all"``; ``"frontend"`` is the input graph) whose
     resulting IR text is kept in ``result.dumps`` and passed to ``on_dump(name, text)``.
     ``sizes`` are the dim sizes FLOPs are counted at (default ``B=1, S=1``).
@@ -100,12 +128,19 @@ def run_pipeline(graph: Graph, passes: str | Sequence[str | Pass], *,
     if unknown:
         raise UsageError(f"--dump-after {', '.join(unknown)}: not in the pipeline "
                          f"({', '.join([FRONTEND] + [p.name for p in chosen])})")
+    options = options or PassOptions()
+    for option, value in options.set_options().items():
+        if OPTION_PASSES[option] not in names:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} {value} is an option of the {OPTION_PASSES[option]} pass, "
+                             f"which is not in the pipeline; add it to --passes")
     result = PipelineResult(verify(graph, after=FRONTEND))
 
     def dump(name: str, g: Graph) -> None:
         if name in wanted:
             text = format_graph(g)
             result.dumps[name] = text
+            result.snapshots[name] = g
             if on_dump is not None:
                 on_dump(name, text)
 
@@ -113,10 +148,12 @@ def run_pipeline(graph: Graph, passes: str | Sequence[str | Pass], *,
     for p in chosen:
         before, flops_before = result.graph, count_flops(result.graph, sizes)
         start = time.perf_counter()
-        after = verify(p.run(before), after=p.name)
+        outcome = p.apply(before, options)
+        after = verify(outcome.graph, after=p.name)
         seconds = time.perf_counter() - start
         result.records.append(PassRecord(p.name, len(before), len(after), flops_before,
-                                         count_flops(after, sizes), seconds))
+                                         count_flops(after, sizes), seconds, outcome.notes,
+                                         dict(outcome.details)))
         result.graph = after
         dump(p.name, after)
     return result

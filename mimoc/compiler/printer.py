@@ -71,3 +71,49 @@ def format_graph(graph: Graph) -> str:
             lines.append("  " + format_node(graph, node))
     lines.append(f"  return {outputs}")
     return "\n".join(lines) + "\n"
+
+
+def _json_value(value):
+    if isinstance(value, tuple | list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Sym):
+        return str(value)
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
+
+
+def format_graph_json(graph: Graph, sizes: dict[str, int] | None = None) -> dict:
+    """The graph as JSON-ready data: inputs, outputs and one entry per computed node
+    (``name, op, inputs, attrs, shape, dtype, rate, scope, flops``) with FLOPs at ``sizes``
+    (default ``B=1, S=1``: per symbol / per slot), and the totals per rate."""
+    from mimoc.compiler.flops import count_flops
+
+    flops = count_flops(graph, sizes)
+    consts = [n for n in graph.nodes if n.op == "Const"]
+
+    def typed(node: Node) -> dict:
+        return {"name": node.name, "shape": _json_value(node.shape), "dtype": node.type.dtype,
+                "rate": str(node.rate)}
+
+    nodes = []
+    for node in graph.nodes:
+        if node.op in ("Input", "Const"):
+            continue
+        entry = typed(node)
+        entry.update(op=node.op, inputs=list(node.inputs),
+                     attrs={k: _json_value(v) for k, v in node.attrs.items()},
+                     scope=node.scope, flops=flops.by_node.get(node.name, 0))
+        if node.type.quant is not None:
+            entry["quant"] = str(node.type.quant)
+        nodes.append(entry)
+    return {
+        "name": graph.name,
+        "inputs": [typed(n) for n in graph.inputs],
+        "outputs": list(graph.outputs),
+        "constants": [typed(n) for n in consts],
+        "parameters": sum(int(graph.constants[n.name].numel()) for n in consts
+                          if n.name in graph.constants),
+        "nodes": nodes,
+        "flops": {"per_symbol": flops.per_symbol, "per_slot": flops.per_slot},
+    }

@@ -167,3 +167,27 @@ def rewrite(graph: Graph, rules: Sequence[Rule], max_sweeps: int = 50) -> Graph:
             return graph
     raise IRError(f"rewrite did not converge in {max_sweeps} sweeps "
                   f"(rules: {', '.join(r.name for r in rules)})")
+
+
+def rebuild(graph: Graph, replace: Callable[[Node, Rewriter], str | None]) -> Graph:
+    """One ordered pass for structural rewrites that change shapes along a chain.
+
+    Each node (operands renamed to their replacements) is offered to
+    ``replace(node, rw)`` *before* its type is re-inferred; it may build new nodes with
+    ``rw`` and return the value to use instead, or ``None`` to keep the node (re-typed).
+    Unlike :func:`sweep`, a node whose operand changed shape can be rebuilt here (a pruned
+    ``Linear`` gets new weights). Dead nodes and constants are dropped at the end.
+    """
+    rw = Rewriter(graph)
+    rename: dict[str, str] = {}
+    for node in graph.nodes:
+        if any(i in rename for i in node.inputs):
+            node = node.replace(inputs=[rename.get(i, i) for i in node.inputs])
+        replacement = replace(node, rw)
+        if replacement is None:
+            rw.emit(_retyped(node, rw))
+        elif replacement != node.name:
+            rename[node.name] = replacement
+    outputs = tuple(rename.get(o, o) for o in graph.outputs)
+    out = graph.replace(nodes=tuple(rw.nodes), outputs=outputs, constants=rw.constants).pruned()
+    return out.with_output_names(graph.outputs)

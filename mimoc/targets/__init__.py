@@ -1,1 +1,9 @@
-"""Back ends, one package per target (onnx-cpu, crossbar)."""
+"""Back ends, one package per target.
+
+- :mod:`mimoc.targets.onnx`: onnx-cpu, fp32 ONNX models for onnxruntime;
+- :mod:`mimoc.targets.output`: atomic artifact directories, shared by the targets.
+
+:data:`TARGETS` lists the targets ``mimoc compile --target`` accepts.
+"""
+
+TARGETS = ("onnx",)

@@ -1,11 +1,75 @@
-"""What every pass is: a name, a pure ``run(graph) -> graph`` and a one-line summary."""
+"""What every pass is: a name, a pure ``run(graph) -> graph`` and a one-line summary.
+
+Passes with options (``prune``, ``remove-layers``) also take :class:`PassOptions` and
+report what they changed: ``configure(graph, options) -> PassOutcome`` (a graph plus
+lines of notes and a JSON-ready ``details`` dict). :func:`mimoc.compiler.pipeline.run_pipeline`
+calls :meth:`Pass.apply`, which works for both kinds.
+
+Example::
+
+    >>> outcome = PASSES["remove-layers"].apply(graph, PassOptions(keep_layers=3))
+    >>> outcome.notes
+    ('removed blocks.3 .. blocks.5 (3 of 6 blocks); ...',)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from mimoc.compiler.ir import Graph
+from mimoc.errors import UsageError
+
+# option -> the pass that reads it (an option set for a pass not in the pipeline is an error)
+OPTION_PASSES = {"prune_threshold": "prune", "keep_layers": "remove-layers",
+                 "l1_threshold": "remove-layers"}
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    """Options of the configurable passes (``mimoc compile`` / ``mimoc inspect`` flags).
+
+    Attributes:
+        prune_threshold: ``prune`` drops the hidden units whose profile coefficient has
+            ``|beta| <= prune_threshold`` (0: exact zeros only, which is lossless).
+        keep_layers: ``remove-layers`` keeps the first ``keep_layers`` blocks.
+        l1_threshold: ``remove-layers`` drops trailing blocks whose profile-scaled L1
+            weight norm ``|beta_r W_r|`` is below it (R-WeSNet).
+    """
+
+    prune_threshold: float = 0.0
+    keep_layers: int | None = None
+    l1_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        t = self.prune_threshold
+        if isinstance(t, bool) or not isinstance(t, int | float) or not t >= 0 or math.isinf(t):
+            raise UsageError(f"--prune-threshold must be a finite number >= 0, got {t!r}")
+        k = self.keep_layers
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise UsageError(f"--keep-layers must be a positive integer, got {k!r}")
+        t = self.l1_threshold
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float)
+                              or not t >= 0 or math.isinf(t)):
+            raise UsageError(f"--l1-threshold must be a finite number >= 0, got {t!r}")
+        if self.keep_layers is not None and self.l1_threshold is not None:
+            raise UsageError("give either --keep-layers or --l1-threshold, not both")
+
+    def set_options(self) -> dict[str, Any]:
+        """The options that differ from their defaults."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != f.default}
+
+
+@dataclass(frozen=True)
+class PassOutcome:
+    """A pass's result graph and its report: one line per change, and the same as data."""
+
+    graph: Graph
+    notes: tuple[str, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -14,6 +78,20 @@ class Pass:
     run: Callable[[Graph], Graph]
     doc: str
     exact: bool = True  # False for lossy passes (prune with threshold, remove-layers, quantize)
+    # passes with options or a report: (graph, options) -> PassOutcome; run() uses defaults
+    configure: Callable[[Graph, PassOptions], PassOutcome] | None = None
 
     def __call__(self, graph: Graph) -> Graph:
         return self.run(graph)
+
+    def apply(self, graph: Graph, options: PassOptions | None = None) -> PassOutcome:
+        """Run with ``options`` (defaults when ``None``) and return graph and report."""
+        if self.configure is None:
+            return PassOutcome(self.run(graph))
+        return self.configure(graph, options or PassOptions())
+
+
+def configurable(name: str, configure: Callable[[Graph, PassOptions], PassOutcome], doc: str,
+                 exact: bool = True) -> Pass:
+    """A :class:`Pass` whose ``run(graph)`` is ``configure(graph, PassOptions()).graph``."""
+    return Pass(name, lambda graph: configure(graph, PassOptions()).graph, doc, exact, configure)

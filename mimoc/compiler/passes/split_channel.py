@@ -13,9 +13,8 @@ Steps (DESIGN.md section 3):
    the graph there into a slot graph (``H`` -> slot state) and a symbol graph
    (``y``, slot state -> ``x_hat``).
 
-A further step, partial hoisting of the channel-only rows of SDNet's convolutions, fits as
-another rule set over ``Conv2d`` whose input is a ``Concat`` of slot and symbol rows; it is
-not implemented yet.
+Partial hoisting of the channel-only rows of SDNet's convolutions is the separate pass
+:mod:`.conv_rows` (``hoist-conv-rows``), run after this one.
 
 Example::
 

@@ -1,0 +1,84 @@
+"""Latency of compiled DetNets: PyTorch eager vs plain torch.onnx.export vs mimoc's artifact.
+
+Models: the example DetNet (examples/models/detnet_8x16_qpsk.pt; a freshly built DetNet of
+the same size when the file is absent: weights do not change latency) and a 32x64 QPSK
+DetNet with 30 blocks (default sizes otherwise: hidden 8K = 512, v 2K = 128; random
+weights). Each is compiled with the default passes and timed with
+:func:`mimoc.runtime.bench.run_bench` at S = 14 symbols per slot, batch 1 and 64, one
+thread for PyTorch and mimoc (onnxruntime defaults for the plain export).
+
+Targets (issue 4): mimoc at S = 14 at least 5x faster than PyTorch eager and faster than
+the plain export. The script prints the measured table, the ratios, the share of the
+measured single-core GEMM peak, and the bound the FLOPs put on the eager ratio
+(eager time / (FLOPs / peak): no single-thread runtime can beat it).
+
+Run::
+
+    /tmp/venv/bin/python benchmarks/onnx_latency.py [--min-time 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from mimoc.api import compile as compile_model
+from mimoc.detectors import build_detector, load_detector
+from mimoc.runtime import load_artifact
+from mimoc.runtime.bench import format_bench, run_bench
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "models" / "detnet_8x16_qpsk.pt"
+
+
+def models():
+    if EXAMPLE.is_file():
+        yield "example DetNet 8x16 QPSK (examples/models/detnet_8x16_qpsk.pt)", \
+            load_detector(EXAMPLE)
+    else:
+        torch.manual_seed(0)
+        yield "DetNet 8x16 QPSK (fresh weights; example file absent)", \
+            build_detector("detnet", nt=8, nr=16, modulation="qpsk").eval()
+    torch.manual_seed(0)
+    yield "DetNet 32x64 QPSK, 30 blocks (random weights)", \
+        build_detector("detnet", nt=32, nr=64, modulation="qpsk", layers=30).eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--min-time", type=float, default=1.0,
+                        help="seconds timed per measurement (default 1.0)")
+    parser.add_argument("--batches", default="1,64")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    batches = [int(b) for b in args.batches.split(",")]
+    print(f"# onnx_latency  {datetime.date.today()}  torch {torch.__version__}")
+    met = True
+    for title, model in models():
+        with tempfile.TemporaryDirectory() as tmp:
+            compile_model(model, out=Path(tmp) / "artifact")
+            artifact = load_artifact(Path(tmp) / "artifact")
+            result = run_bench(model, artifact, batches=batches, min_time=args.min_time)
+        print(f"\n## {title}")
+        print(format_bench(result))
+        eager, ours = result.timing("pytorch", 1), result.timing("mimoc", 1)
+        plain = result.timing("onnx-export", 1)
+        floor = result.flops_per_slot / (result.gemm_peak_gflops * 1e9)
+        vs_eager, vs_plain = eager.median_s / ours.median_s, plain.median_s / ours.median_s
+        ok = vs_eager >= 5 and vs_plain > 1
+        met &= ok
+        print(f"batch 1, S=14: mimoc {ours.median_s * 1e6:.1f} us = {vs_eager:.2f}x faster than "
+              f"eager, {vs_plain:.2f}x faster than the plain export; "
+              f"{100 * ours.peak_share:.1f}% of the GEMM peak; "
+              f"FLOPs at peak would take {floor * 1e6:.1f} us, so no single-thread runtime "
+              f"can be more than {eager.median_s / floor:.2f}x faster than eager here; "
+              f"targets (>= 5x eager, > 1x export): {'met' if ok else 'NOT met'}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

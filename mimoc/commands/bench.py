@@ -1,0 +1,114 @@
+"""``mimoc bench``: latency and throughput, PyTorch eager vs ONNX export vs mimoc's artifact."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from mimoc.errors import UsageError
+
+NAME = "bench"
+HELP = "time a detector: PyTorch eager, plain torch.onnx.export, mimoc's artifact"
+DESCRIPTION = """\
+Per-slot latency and throughput of one detector, run three ways in the same process
+on the same inputs (one slot of S symbols per channel realisation, at each batch size):
+
+  pytorch      the PyTorch module in eager mode (--threads threads)
+  onnx-export  torch.onnx.export of the module, onnxruntime with default settings
+  mimoc        the artifact through mimoc.runtime: detector.onnx, one session call
+  mimoc-staged the artifact's slot.onnx, then symbol.onnx (streaming form)
+
+Medians over repeated calls; ratios (time of the other path / time of mimoc) from the
+same run; achieved GFLOP/s of the useful work (manifest FLOPs, 2 x MACs) against a
+single-core fp32 GEMM peak measured in the same run.
+
+TARGET is an artifact directory (its model file, named in the manifest, is looked up
+beside the artifact or given with --model; without it only the artifact is timed) or
+a model (.pt/.pt2), compiled first with the default passes into a temporary directory.
+
+examples:
+  mimoc bench out/detnet --model detnet.pt
+  mimoc bench detnet.pt --batches 1,64 --json
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="ARTIFACT_DIR|MODEL",
+                        help="artifact directory from 'mimoc compile', or a model file")
+    parser.add_argument("--model", metavar="PATH", default=None,
+                        help="the PyTorch model of an artifact (default: the source file named "
+                             "in its manifest, if found beside the artifact)")
+    parser.add_argument("--batches", default="1,64", metavar="LIST",
+                        help="batch sizes (channel realisations per call; default: 1,64)")
+    parser.add_argument("--slot", type=int, default=14, metavar="S",
+                        help="symbols per slot (default: 14)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="threads for PyTorch and mimoc's runtime (default: 1)")
+    parser.add_argument("--min-time", type=float, default=0.5, metavar="SECONDS",
+                        help="minimum timed seconds per measurement (default: 0.5)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"malformed --batches {text!r}; e.g. --batches 1,64") from None
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"--batches needs positive integers, got {text!r}")
+    return values
+
+
+def _find_source(artifact, explicit: str | None):
+    from mimoc.api import file_digest, load_source
+
+    if explicit is not None:
+        return load_source(explicit)
+    source = artifact.manifest.get("source") or {}
+    name = source.get("file")
+    if not name:
+        return None
+    for candidate in (artifact.path.parent / name, Path(name)):
+        if candidate.is_file() and file_digest(candidate) == source.get("sha256"):
+            return load_source(candidate)
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from mimoc.runtime import is_artifact, load_artifact
+    from mimoc.runtime.bench import format_bench, run_bench
+
+    batches = _batches(args.batches)
+    if args.slot < 1 or args.threads < 1 or not args.min_time > 0:
+        raise UsageError("--slot and --threads must be positive integers, --min-time positive")
+    target = Path(args.target)
+    with tempfile.TemporaryDirectory(prefix="mimoc-bench-") as tmp:
+        if is_artifact(target):
+            artifact = load_artifact(target, threads=args.threads)
+            model = _find_source(artifact, args.model)
+        else:
+            from mimoc.api import compile as compile_model
+            from mimoc.api import load_source
+
+            model = load_source(target)
+            compile_model(model, out=Path(tmp) / "artifact")
+            artifact = load_artifact(Path(tmp) / "artifact", threads=args.threads)
+        if model is not None and not hasattr(model, "forward"):
+            model = model.module()  # an ExportedProgram: time its module
+        if model is None:
+            print("mimoc: note: the artifact's model file was not found (use --model); timing "
+                  "the artifact only", file=sys.stderr)
+
+        def progress(text: str) -> None:
+            if sys.stderr.isatty():
+                print(f"\r{text:<60}", end="", file=sys.stderr, flush=True)
+
+        result = run_bench(model, artifact, batches=batches, slot=args.slot,
+                           threads=args.threads, min_time=args.min_time, progress=progress)
+        if sys.stderr.isatty():
+            print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+    print(json.dumps(result.to_dict()) if args.json else format_bench(result))
+    return 0

@@ -1,0 +1,182 @@
+"""Run an onnx-cpu artifact with onnxruntime: slot stage once per channel, symbol stage per symbol.
+
+:class:`OnnxArtifact` loads an artifact directory (see :mod:`mimoc.targets.onnx.artifact`)::
+
+    state = art.run_slot(H)             # [B, 2Nr, 2Nt] -> H^T H, pinv(H), ...  (per channel)
+    x_hat = art.run_symbols(y, state)   # [B, S, 2Nr]   -> [B, S, 2Nt]          (per symbol)
+    x_hat = art.detect(H, y)            # both at once: detector.onnx, one session call
+
+``detect`` runs ``detector.onnx``, the same split graph in one file (its slot-rate nodes
+have no ``S`` dim: they run once per channel realisation), because one session call costs
+less than two when ``H`` and the whole slot arrive together. ``run_slot``/``run_symbols``
+(``slot.onnx``, ``symbol.onnx``) serve a receiver that gets the channel first and the
+symbols later, in pieces: the slot state is computed once and reused.
+
+Session options are chosen for small models: one intra-op thread by default (a detector's
+matrices are far too small to split over threads; spinning threads cost more than they
+save), sequential execution, all graph optimisations (``ORT_ENABLE_ALL``).
+
+Example::
+
+    >>> art = load_artifact("out/detnet")
+    >>> x_hat = art.detect(H, y)                     # numpy or torch in, same kind out
+    >>> result = simulate({"compiled": art.engine()}, system, [0, 4, 8])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from mimoc.errors import ModelFileError, UsageError
+from mimoc.targets.onnx.artifact import MODEL_FILES, read_manifest
+
+
+def session_options(threads: int = 1, *, optimized_model: str | None = None,
+                    profile: str | None = None) -> ort.SessionOptions:
+    """onnxruntime options for small detector models (see the module docstring)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise UsageError(f"threads must be a positive integer, got {threads!r}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # warnings about unused initializers etc. are not the user's
+    if threads == 1:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if optimized_model:
+        options.optimized_model_filepath = optimized_model
+    if profile:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile
+    return options
+
+
+def _session(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:
+    if not path.is_file():
+        raise ModelFileError(f"{str(path)!r} is missing; the artifact is incomplete, compile "
+                             "it again")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelFileError(f"onnxruntime cannot load {str(path)!r} ({first}); compile the "
+                             "artifact again") from None
+
+
+class OnnxArtifact:
+    """A loaded artifact: ``detect(H, y)``, the stages, and an engine for the BER simulator.
+
+    Attributes:
+        path: the artifact directory.
+        manifest: its ``manifest.json`` (dict).
+        slot, symbol, detector: the onnxruntime sessions of the stages and the whole model.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, threads: int = 1):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        options = session_options(threads)
+        self.slot = _session(self.path / MODEL_FILES["slot"], options)
+        self.symbol = _session(self.path / MODEL_FILES["symbol"], options)
+        self.detector = _session(self.path / MODEL_FILES["detector"], options)
+        self._state_names = [o.name for o in self.slot.get_outputs()]
+        self._symbol_inputs = [i.name for i in self.symbol.get_inputs()]
+        self._shapes = {io["name"]: io["shape"]
+                        for io in self.manifest["graphs"]["detector"]["inputs"]}
+
+    # -- properties from the manifest ------------------------------------------------
+
+    @property
+    def model(self) -> Mapping[str, Any]:
+        return self.manifest.get("model") or {}
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self.model.get("config") or {}
+
+    @property
+    def flops(self) -> Mapping[str, Any]:
+        return self.manifest["flops"]
+
+    # -- running ----------------------------------------------------------------------
+
+    def _check(self, name: str, array: np.ndarray) -> None:
+        want = self._shapes[name]
+        if array.ndim != len(want) or any(isinstance(w, int) and w != g
+                                          for w, g in zip(want, array.shape, strict=False)):
+            raise UsageError(f"{name} has shape {list(array.shape)}, the artifact expects "
+                             f"{want}")
+
+    def run_slot(self, H: np.ndarray) -> dict[str, np.ndarray]:
+        """The slot state for channels ``H [B, 2Nr, 2Nt]`` (name -> array)."""
+        H = _array(H)
+        self._check("H", H)
+        return dict(zip(self._state_names, self.slot.run(None, {"H": H}), strict=True))
+
+    def run_symbols(self, y: np.ndarray, state: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``x_hat [B, S, 2Nt]`` for ``y [B, S, 2Nr]`` and the slot state of their channels."""
+        y = _array(y)
+        self._check("y", y)
+        feed = {name: (y if name == "y" else state[name]) for name in self._symbol_inputs}
+        return self.symbol.run(None, feed)[0]
+
+    def detect(self, H: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
+               ) -> np.ndarray | torch.Tensor:
+        """``x_hat [B, S, 2Nt]`` from ``H [B, 2Nr, 2Nt]`` and ``y [B, S, 2Nr]``.
+
+        Torch tensors in give a float32 torch tensor out; arrays give an array.
+        """
+        as_torch = isinstance(H, torch.Tensor) or isinstance(y, torch.Tensor)
+        H_np = _array(H)
+        y_np = _array(y)
+        if H_np.ndim != 3 or y_np.ndim != 3 or H_np.shape[0] != y_np.shape[0]:
+            raise UsageError(f"H must be [B, 2Nr, 2Nt] and y [B, S, 2Nr] with the same B; "
+                             f"got {list(H_np.shape)} and {list(y_np.shape)}")
+        self._check("H", H_np)
+        self._check("y", y_np)
+        x_hat = self.detector.run(None, {"H": H_np, "y": y_np})[0]
+        return torch.from_numpy(x_hat) if as_torch else x_hat
+
+    def detect_staged(self, H: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """:meth:`detect` through the two stage models (``run_slot`` then ``run_symbols``)."""
+        return self.run_symbols(y, self.run_slot(H))
+
+    __call__ = detect
+
+    def engine(self):
+        """The artifact as a detector for :func:`mimoc.sim.ber.simulate`
+        (``(H_est, y, N0) -> x_hat``; ``N0`` is not used, like the zoo models)."""
+
+        def run(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor) -> torch.Tensor:
+            return self.detect(H, y).to(H.dtype)
+
+        run.__name__ = f"onnx_artifact_{self.path.name}"
+        return run
+
+
+def _array(value: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.ascontiguousarray(value, dtype=np.float32)
+
+
+def load_artifact(path: str | os.PathLike, *, threads: int = 1) -> OnnxArtifact:
+    """Load an artifact directory written by ``mimoc compile`` (see :class:`OnnxArtifact`)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelFileError(f"{str(path)!r} is not an artifact directory; compile one with "
+                             "'mimoc compile MODEL.pt -o DIR'")
+    return OnnxArtifact(path, threads=threads)
+
+
+def is_artifact(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    return path.is_dir() and (path / "manifest.json").is_file()

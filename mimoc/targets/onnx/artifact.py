@@ -1,0 +1,208 @@
+"""The onnx-cpu artifact: ``manifest.json``, ``slot.onnx``, ``symbol.onnx``, ``detector.onnx``.
+
+Layout (DESIGN.md section 5)::
+
+    out/
+      manifest.json   model, shapes (symbolic dims), rates, passes and their reports,
+                      FLOPs per symbol and per slot, lowering per layer, mimoc version
+      slot.onnx       H [B, 2Nr, 2Nt]               -> slot state (H^T H, pinv(H), ...)
+      symbol.onnx     y [B, S, 2Nr] + slot state    -> x_hat [B, S, 2Nt]
+      detector.onnx   H, y                          -> x_hat   (both stages in one file)
+
+Run ``slot.onnx`` once per channel realisation and ``symbol.onnx`` on the symbols of the
+slot (:mod:`mimoc.runtime`); ``detector.onnx`` is the same computation in one file for
+users who want one model. Dims ``B`` (channel realisations) and ``S`` (symbols per slot)
+are dynamic, and RE-MIMO's user count ``U`` (``2Nt = 2*U``). The files are deterministic:
+compiling the same input twice gives byte-identical files.
+
+Example::
+
+    >>> built = build_artifact(result.graph, records=result.records, model=info)
+    >>> write_artifact(built, "out/detnet")            # atomic
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from mimoc import __version__
+from mimoc.compiler.dims import fmt_dim
+from mimoc.compiler.flops import count_flops
+from mimoc.compiler.ir import Graph, Node, Rate
+from mimoc.compiler.stages import Stages, split_stages
+from mimoc.targets.onnx.emit import IR_VERSION, OPSET, emit_model
+from mimoc.targets.output import write_directory
+
+FORMAT = "mimoc-onnx-artifact"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+MODEL_FILES = {"slot": "slot.onnx", "symbol": "symbol.onnx", "detector": "detector.onnx"}
+#: Symbols per slot the per-slot FLOP totals are given for (14 OFDM symbols, 5G NR).
+SLOT_SYMBOLS = 14
+DIM_MEANINGS = {"B": "channel realisations (batch)", "S": "symbols per slot",
+                "U": "users (transmit streams), 2*U real unknowns"}
+LOWERING = "fp32"
+
+
+@dataclass(frozen=True)
+class BuiltArtifact:
+    """An artifact in memory: the ONNX models and the manifest (``files()`` to write)."""
+
+    models: Mapping[str, onnx.ModelProto]
+    manifest: Mapping[str, Any]
+    stages: Stages
+
+    def files(self) -> dict[str, bytes]:
+        out = {MODEL_FILES[k]: m.SerializeToString(deterministic=True)
+               for k, m in self.models.items()}
+        manifest = dict(self.manifest)
+        manifest["files"] = {name: {"bytes": len(data), "sha256": _sha256(data)}
+                             for name, data in sorted(out.items())}
+        out[MANIFEST] = (json.dumps(manifest, indent=2) + "\n").encode()
+        return out
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _shape(node: Node) -> list[int | str]:
+    return [d if isinstance(d, int) else fmt_dim(d) for d in node.shape]
+
+
+def _io(node: Node) -> dict[str, Any]:
+    return {"name": node.name, "shape": _shape(node), "dtype": node.type.dtype,
+            "rate": str(node.rate)}
+
+
+def _signature(graph: Graph) -> dict[str, Any]:
+    return {"inputs": [_io(n) for n in graph.inputs],
+            "outputs": [_io(graph.node(o)) for o in graph.outputs]}
+
+
+def _flops(graph: Graph) -> dict[str, Any]:
+    report = count_flops(graph)
+    return {"per_symbol": report.per_symbol, "slot_rate": report.per_slot,
+            "per_slot": report.per_slot + SLOT_SYMBOLS * report.per_symbol,
+            "slot_symbols": SLOT_SYMBOLS, "at": {"B": 1, "S": 1, **dict(graph.dim_sizes)},
+            "definition": "2 x multiply-accumulates; biases and activations not counted"}
+
+
+def _layers(graph: Graph) -> list[dict[str, Any]]:
+    """Per layer (module scope): ops, rate, lowering and FLOPs per symbol / slot."""
+    report = count_flops(graph)
+    layers: dict[str, dict[str, Any]] = {}
+    for node in graph.nodes:
+        if node.op in ("Input", "Const") or not node.scope:
+            continue
+        layer = layers.setdefault(node.scope, {"scope": node.scope, "ops": [], "rate": "const",
+                                               "lowering": LOWERING, "flops_per_symbol": 0,
+                                               "flops_slot_rate": 0})
+        if node.op not in layer["ops"]:
+            layer["ops"].append(node.op)
+        layer["rate"] = str(max(Rate.parse(layer["rate"]), node.rate))
+        count = report.by_node.get(node.name, 0)
+        if node.rate == Rate.SYMBOL:
+            layer["flops_per_symbol"] += count
+        elif node.rate == Rate.SLOT:
+            layer["flops_slot_rate"] += count
+    return list(layers.values())
+
+
+def _pass_entry(record: Any) -> dict[str, Any]:
+    entry = dict(record.to_dict()) if hasattr(record, "to_dict") else {
+        "pass": record.name, "nodes_before": record.nodes_before,
+        "nodes_after": record.nodes_after,
+        "flops_per_symbol_before": record.flops_before.per_symbol,
+        "flops_per_symbol_after": record.flops_after.per_symbol,
+        "flops_per_slot_before": record.flops_before.per_slot,
+        "flops_per_slot_after": record.flops_after.per_slot}
+    entry.pop("seconds", None)  # wall time would make two compiles differ
+    return entry
+
+
+def build_manifest(graph: Graph, stages: Stages, *, records: Sequence[Any] = (),
+                   model: Mapping[str, Any] | None = None,
+                   source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    dims = sorted({name for n in graph.inputs for d in n.shape if not isinstance(d, int)
+                   for name in d.names})
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "mimoc_version": __version__,
+        "target": "onnx",
+        "lowering": LOWERING,
+        "onnx": {"opset": OPSET, "ir_version": IR_VERSION,
+                 "domains": ["ai.onnx", "com.microsoft"] if _uses_ms(stages, graph)
+                 else ["ai.onnx"]},
+        "model": dict(model or {"name": graph.name}),
+        "source": dict(source) if source else None,
+        "dims": {d: DIM_MEANINGS.get(d, "symbolic dimension") for d in dims},
+        "graphs": {"detector": _signature(graph), "slot": _signature(stages.slot),
+                   "symbol": _signature(stages.symbol)},
+        "slot_state": [_io(stages.slot.node(s)) for s in stages.state],
+        "passes": [_pass_entry(r) for r in records],
+        "flops": _flops(graph),
+        "layers": _layers(graph),
+        "runtime": "run slot.onnx once per channel realisation (inputs H), then symbol.onnx "
+                   "on y and the slot state (outputs of slot.onnx, same names)",
+    }
+
+
+def _uses_ms(stages: Stages, graph: Graph) -> bool:
+    return any(n.op in ("Inverse", "Solve", "Pinv") for n in graph.nodes)
+
+
+def build_artifact(graph: Graph, *, records: Sequence[Any] = (),
+                   model: Mapping[str, Any] | None = None,
+                   source: Mapping[str, Any] | None = None) -> BuiltArtifact:
+    """Cut ``graph`` (after the passes) into stages and emit the three ONNX models."""
+    stages = split_stages(graph)
+    title = (model or {}).get("family") or graph.name
+    models = {
+        "slot": emit_model(stages.slot, f"{title}.slot",
+                           "mimoc slot stage: run once per channel realisation"),
+        "symbol": emit_model(stages.symbol, f"{title}.symbol",
+                             "mimoc symbol stage: y and the slot state -> x_hat"),
+        "detector": emit_model(graph, f"{title}.detector",
+                               "mimoc detector: H, y -> x_hat (both stages)"),
+    }
+    manifest = build_manifest(graph, stages, records=records, model=model, source=source)
+    return BuiltArtifact(models, manifest, stages)
+
+
+def write_artifact(built: BuiltArtifact, out: str | os.PathLike, *,
+                   force: bool = False) -> Path:
+    """Write the artifact directory atomically (see :mod:`mimoc.targets.output`)."""
+    return write_directory(built.files(), out, force=force)
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of an artifact directory (checked: format and version)."""
+    from mimoc.errors import ModelFileError
+
+    path = Path(path)
+    file = path / MANIFEST
+    if not file.is_file():
+        raise ModelFileError(f"{str(path)!r} is not a mimoc artifact (no {MANIFEST}); compile "
+                             "one with 'mimoc compile MODEL.pt -o DIR'")
+    try:
+        manifest = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise ModelFileError(f"{str(file)!r} cannot be read ({err}); compile the artifact "
+                             "again") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelFileError(f"{str(file)!r} is not a mimoc ONNX artifact manifest")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(f"{str(path)!r} was written by a newer mimoc (artifact format "
+                             f"{version!r}); upgrade mimoc")
+    return manifest

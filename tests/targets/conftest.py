@@ -1,0 +1,9 @@
+"""Fixtures for the ONNX target tests: tiny zoo configs, compiled artifacts, random links."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# the independent (non-zoo) detectors and the link sampler of the compiler tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "compiler"))
