@@ -48,13 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="artifact directory to write")
     parser.add_argument("--passes", default=None, metavar="LIST",
                         help="comma-separated passes in order (default: "
-                             "canonicalize,split-channel)")
+                             "canonicalize,split-channel,hoist-conv-rows,split-linear)")
     parser.add_argument("--dump-after", default="", metavar="PASS[,PASS]",
                         help="print the IR after these passes (frontend, a pass name, all)")
     parser.add_argument("--keep-layers", type=int, default=None, metavar="N",
                         help="remove-layers: keep the first N blocks")
-    parser.add_argument("--l1-threshold", type=float, default=None, metavar="T",
-                        help="remove-layers: drop trailing blocks with L1 norm below T")
+    parser.add_argument("--l1-threshold", type=str, default=None, metavar="T|Fx",
+                        help="remove-layers: drop trailing blocks with L1 norm below T "
+                             "(or below F times the largest block norm: 0.1x)")
     parser.add_argument("--prune-threshold", type=float, default=None, metavar="T",
                         help="prune: drop hidden units with |profile coefficient| <= T "
                              "(default 0: exact zeros)")

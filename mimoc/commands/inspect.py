@@ -99,9 +99,10 @@ def add_pass_option_arguments(parser) -> None:
                              "(default 0: exact zeros only, lossless)")
     parser.add_argument("--keep-layers", type=int, default=None, metavar="N",
                         help="remove-layers: keep the first N blocks")
-    parser.add_argument("--l1-threshold", type=float, default=None, metavar="T",
+    parser.add_argument("--l1-threshold", type=str, default=None, metavar="T|Fx",
                         help="remove-layers: drop trailing blocks whose scaled L1 norm "
-                             "|beta W| is below T")
+                             "|beta W| is below T, or below F times the largest block "
+                             "norm (e.g. 0.1x)")
 
 
 def pass_options(args: argparse.Namespace):

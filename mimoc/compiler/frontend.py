@@ -7,8 +7,11 @@ composite ops) is first decomposed to the functional inference ATen opset
 (``run_decompositions({})``, which keeps ``linear``, ``conv2d``, ``matmul``, ``layer_norm``,
 ``softmax`` as single ops). An ATen op without a handler raises
 :class:`UnsupportedOpError` naming the op, the user's source line, the module it came
-from and the supported set — never a silent mis-translation. Every translated node's
-shape is checked against the shape torch recorded for it.
+from and the supported set — never a silent mis-translation. Nodes that depend only on
+parameters, buffers and constants (not on ``H``/``y`` or their shapes) are evaluated with
+torch at import time and become constants, so any op may appear there (L-WeSNet's
+profile ``ReLU(1 - cumsum(softplus(d)))``). Every translated node's shape is checked
+against the shape torch recorded for it.
 
 Graph inputs: ``H [B, 2Nr, 2Nt]`` (slot rate) and ``y [B, S, 2Nr]`` (symbol rate); the
 output is ``x_hat [B, S, 2Nt]``. Node names are the exported value names; ``scope`` is the
@@ -26,7 +29,7 @@ import operator
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -172,11 +175,15 @@ class _Importer:
     builder: GraphBuilder
     symbols: dict[Any, str]  # sympy symbol -> dim name
     env: dict[fx.Node, Any]
+    # values of the nodes that depend only on parameters, buffers and constants
+    folded: dict[fx.Node, Any] = field(default_factory=dict)
 
     # -- values
     def value(self, arg: Any, node: fx.Node) -> str:
         """IR value of a tensor argument; Python numbers become scalar constants."""
         if isinstance(arg, fx.Node):
+            if arg not in self.env and arg in self.folded:
+                self.env[arg] = self.materialize(arg)
             v = self.env[arg]
             if not isinstance(v, str):
                 raise UnsupportedOpError(
@@ -228,6 +235,45 @@ class _Importer:
     def shape(self, node: fx.Node) -> tuple[Dim, ...]:
         val = node.meta.get("val")
         return tuple(self.dim(d) for d in val.shape)
+
+    # -- constant subgraphs
+    def fold(self, node: fx.Node) -> None:
+        """Evaluate a parameters-only node with torch (any ATen op is fine here)."""
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: self.folded[n])
+        try:
+            with torch.no_grad():
+                self.folded[node] = node.target(*args, **kwargs)
+        except Exception as e:  # torch raises many types; say which node and where
+            raise _unsupported(self, node, f"evaluating this parameters-only operation at "
+                                           f"import time failed: {e}") from e
+
+    def materialize(self, node: fx.Node) -> str | None:
+        """The IR value of a folded node a data-path node reads.
+
+        Copies and aliases name the tensor they copy (``blocks.0.t``, not ``clone_3``);
+        constructors with a handler (``zeros(4, 4)``) keep their IR form (``Fill``), which
+        the passes propagate; anything else becomes a ``Const`` named after the node.
+        """
+        source = node
+        while (source.op == "call_function" and HANDLERS.get(source.target) is _passthrough
+               and isinstance(source.args[0], fx.Node)):
+            source = source.args[0]
+        if source is not node:
+            return self.value(source, node)
+        has_operands = bool(node.all_input_nodes)
+        if not has_operands and node.target in HANDLERS:
+            return HANDLERS[node.target](self, node)
+        tensor = self.folded[node]
+        if not isinstance(tensor, torch.Tensor):
+            raise _unsupported(self, node, "a data-path operation reads a non-tensor value "
+                                           "computed from the parameters")
+        if not tensor.is_floating_point():
+            raise _unsupported(self, node, f"a data-path operation reads a {tensor.dtype} "
+                                           "tensor computed from the parameters; use float "
+                                           "tensors")
+        scope = module_scope(node)
+        return _const(self, f"{scope}.{node.name}" if scope else node.name, tensor,
+                      scope=scope)
 
     # -- nodes
     def emit(self, op: str, inputs: Sequence[str], attrs: Mapping[str, Any] | None,
@@ -763,10 +809,13 @@ def import_program(ep: ExportedProgram, *, input_names: Sequence[str] = ("H", "y
                    ) -> Graph:
     """Translate an exported program; raise :class:`UnsupportedOpError` on unknown ops."""
     rates = {**INPUT_RATES, **(rates or {})}
-    if any(n.op == "call_function" and n.target not in HANDLERS for n in ep.graph.nodes):
+    foldable = constant_nodes(ep)
+    if any(n.op == "call_function" and n.target not in HANDLERS and n not in foldable
+           for n in ep.graph.nodes):
         # in-place, composite or higher-order ops: lower to the functional inference opset
         # (this costs about as much as the export, so only when the graph needs it)
         ep = ep.run_decompositions({})
+        foldable = constant_nodes(ep)
     kinds = {spec.arg.name: spec for spec in ep.graph_signature.input_specs}
     placeholders = [n for n in ep.graph.nodes if n.op == "placeholder"]
     user = [n for n in placeholders if kinds[n.name].kind == InputKind.USER_INPUT]
@@ -774,7 +823,6 @@ def import_program(ep: ExportedProgram, *, input_names: Sequence[str] = ("H", "y
         raise FrontendError(f"the model takes {len(user)} tensor inputs; expected "
                             f"{len(input_names)} ({', '.join(input_names)})")
     imp = _Importer(ep, GraphBuilder(name), _name_symbols(ep, user, input_names, dims), {})
-    state = ep.state_dict
     for node in placeholders:
         spec = kinds[node.name]
         if spec.kind == InputKind.USER_INPUT:
@@ -783,15 +831,17 @@ def import_program(ep: ExportedProgram, *, input_names: Sequence[str] = ("H", "y
             imp.env[node] = imp.builder.input(in_name, imp.shape(node),
                                               rates.get(in_name, Rate.SYMBOL),
                                               dtype_name(val.dtype))
-        elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER):
-            tensor = state[spec.target] if spec.target in state else ep.constants[spec.target]
+        elif spec.kind in _CONSTANT_INPUTS:
+            tensor = _placeholder_tensor(ep, spec)
+            imp.folded[node] = tensor
             imp.env[node] = _const(imp, spec.target, tensor)
-        elif spec.kind == InputKind.CONSTANT_TENSOR:
-            imp.env[node] = _const(imp, spec.target, ep.constants[spec.target])
         else:
             raise FrontendError(f"unsupported input kind {spec.kind.name} ({node.name})")
     outputs: list[str] = []
     for node in ep.graph.nodes:
+        if node in foldable and node.op == "call_function":
+            imp.fold(node)  # parameters-only: a constant, materialised when the data path reads it
+            continue
         if node.op == "call_function":
             handler = HANDLERS.get(node.target)
             if handler is None:
@@ -816,13 +866,44 @@ def import_program(ep: ExportedProgram, *, input_names: Sequence[str] = ("H", "y
     return verify(graph, after="frontend")
 
 
-def _const(imp: _Importer, target: str, tensor: torch.Tensor) -> str | None:
+_CONSTANT_INPUTS = (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR)
+
+
+def _placeholder_tensor(ep: ExportedProgram, spec: Any) -> torch.Tensor:
+    state = ep.state_dict
+    return state[spec.target] if spec.target in state else ep.constants[spec.target]
+
+
+def constant_nodes(ep: ExportedProgram) -> set[fx.Node]:
+    """Nodes of ``ep`` that depend only on parameters, buffers and constant tensors.
+
+    They do not depend on ``H`` or ``y`` (not even on their shapes), so the frontend
+    evaluates them with torch at import time: a parameters-only subgraph may use any ATen
+    op (L-WeSNet's profile ``ReLU(1 - cumsum(softplus(d)))``). Random ops are not
+    constants (``nondeterministic_seeded``) and stay on the translated path.
+    """
+    kinds = {spec.arg.name: spec.kind for spec in ep.graph_signature.input_specs}
+    constant: set[fx.Node] = set()
+    for node in ep.graph.nodes:
+        if node.op == "placeholder":
+            if kinds.get(node.name) in _CONSTANT_INPUTS:
+                constant.add(node)
+        elif node.op == "call_function":
+            tags = getattr(node.target, "tags", ())
+            if torch.Tag.nondeterministic_seeded in tags:
+                continue
+            if all(arg in constant for arg in node.all_input_nodes):
+                constant.add(node)
+    return constant
+
+
+def _const(imp: _Importer, target: str, tensor: torch.Tensor, scope: str = "") -> str | None:
     if not tensor.is_floating_point():
         return None  # e.g. BatchNorm's num_batches_tracked: never read by inference ops
     if not torch.isfinite(tensor).all():
         raise UsageError(f"weight {target} contains NaN or Inf; the model cannot be compiled")
     return imp.builder.const(target, tensor.to(torch.float32) if tensor.dtype != torch.float64
-                             else tensor)
+                             else tensor, scope)
 
 
 def _check_shape(imp: _Importer, node: fx.Node, result: Any) -> None:

@@ -39,7 +39,7 @@ PASSES: dict[str, Pass] = {p.name: p for p in (
     prune.PASS, remove_layers.PASS)}
 
 DEFAULT_PASSES: dict[str, tuple[str, ...]] = {
-    "onnx": ("canonicalize", "split-channel"),
+    "onnx": ("canonicalize", "split-channel", "hoist-conv-rows", "split-linear"),
     "reference": (),
 }
 

@@ -15,7 +15,7 @@ from mimoc.compiler.flops import count_flops
 from mimoc.compiler.frontend import UnsupportedOpError, import_module
 from mimoc.compiler.interpreter import run
 from mimoc.compiler.ir import Rate
-from mimoc.compiler.pipeline import run_pipeline
+from mimoc.compiler.pipeline import default_passes, run_pipeline
 from mimoc.compiler.stages import run_stages, split_stages
 from mimoc.errors import MimocError
 
@@ -105,18 +105,44 @@ def test_split_channel_flops_match_hand_counts(unfolded):
 
 
 def test_conv_detector_batchnorm_folded_and_solve_hoisted(conv):
-    _, graph = conv
-    out = run_pipeline(graph, "canonicalize,split-channel").graph
+    model, graph = conv
+    result = run_pipeline(graph, default_passes("onnx"))
+    out = result.graph
     ops = [node.op for node in out.nodes]
-    assert "BatchNorm" not in ops and ops.count("Conv2d") == 2
-    assert "Solve" not in ops and out.node("linalg_solve_inverse").rate == Rate.SLOT
-    n, m, flops_before = 2 * NT, 2 * NR, count_flops(graph)
-    flops_after = count_flops(out)
-    assert flops_before.per_symbol - flops_after.per_symbol == (2 * n ** 3) // 3
-    assert flops_after.per_slot - flops_before.per_slot == 2 * n ** 3
-    conv_names = {node.scope for node in out.nodes if node.op == "Conv2d"}
-    assert conv_names == {"conv1", "conv2"}
-    assert 2 * m * n * n == flops_before.per_slot
+    assert "BatchNorm" not in ops and "Solve" not in ops
+    assert out.node("linalg_solve_inverse").rate == Rate.SLOT
+    assert {node.scope for node in out.nodes if node.op == "Conv2d"} == {"conv1", "conv2"}
+    # Hand counts (2 x MACs) at B = S = 1: n = 2Nt = 4 columns, m = 2Nr = 8, the image has
+    # R = m + 1 = 9 rows of width n (H's rows, then the ZF estimate's row), C = 4 channels.
+    n, m, C = 2 * NT, 2 * NR, 4
+    R = m + 1
+    y_h = 2 * m * n                                     # y @ H
+    conv1, conv2 = 2 * C * 1 * 9 * R * n, 2 * 1 * C * 9 * R * n
+    head = 2 * (R * n) * n
+    frontend = count_flops(graph)
+    assert frontend.per_slot == 2 * m * n * n           # H^T H
+    assert frontend.per_symbol == y_h + (2 * n ** 3) // 3 + 2 * n * n + conv1 + conv2 + head
+    by_pass = {r.name: r for r in result.records}
+    assert list(by_pass) == ["canonicalize", "split-channel", "hoist-conv-rows", "split-linear"]
+    # split-channel: Solve(H^T H, .) -> Inverse(H^T H) @ . moves the 2n^3/3 factorisation to
+    # the slot stage as a 2n^3 inverse; the 2n^2 substitution stays a per-symbol MatMul.
+    split = by_pass["split-channel"]
+    assert split.flops_before.per_symbol - split.flops_after.per_symbol == (2 * n ** 3) // 3
+    assert split.flops_after.per_slot - split.flops_before.per_slot == 2 * n ** 3
+    # hoist-conv-rows: only the last row (the ZF estimate) depends on y. conv1 computes the
+    # 2 band rows (row 8 and the row above it), conv2 3 rows; the head reads 3 band rows of
+    # n columns per symbol. The full-image convolutions and the head's other 6 rows
+    # (6 n columns, plus the bias) run once per slot on the image with the band zeroed.
+    hoist = by_pass["hoist-conv-rows"]
+    band = 2 * C * 9 * 2 * n + 2 * C * 9 * 3 * n + 2 * (3 * n) * n
+    assert hoist.flops_after.per_symbol == y_h + 2 * n * n + band == 1632
+    assert hoist.flops_after.per_slot == 2 * m * n * n + 2 * n ** 3 + conv1 + conv2 \
+        + 2 * (6 * n) * n == 5760
+    # split-linear: the head reads no zero or channel-only Concat parts: unchanged.
+    assert by_pass["split-linear"].flops_after == hoist.flops_after
+    H, y = random_link(NT, NR, seed=3)
+    x_hat, = run_stages(split_stages(out), {"H": H, "y": y})
+    assert rel_err(x_hat, model(H, y).detach()) < 1e-5
 
 
 class Cumulative(nn.Module):
@@ -133,6 +159,68 @@ def test_unsupported_op_names_op_line_and_supported_set():
     assert "test_compiler_frontend.py:" in message and "torch.cumsum(y @ H" in message
     assert "supported ATen ops: " in message and "aten.linear" in message
     assert "\n" not in message and isinstance(info.value, MimocError)
+
+
+class ParameterOnlyOps(nn.Module):
+    """Weights computed from parameters with ops the IR has no op for (cumsum, softplus,
+    cumprod, erfinv, arange, a random-free lookup): folded into constants at import."""
+
+    def __init__(self):
+        super().__init__()
+        self.d = nn.Parameter(torch.randn(2 * NT))
+        self.fc = nn.Linear(2 * NT, 2 * NT)
+        self.register_buffer("steps", torch.tensor([0.1, 0.2, 0.3, 0.4]))
+
+    def forward(self, H, y):
+        scale = torch.relu(1.0 - torch.cumsum(nn.functional.softplus(self.d), dim=0))
+        scale = scale + torch.cumprod(self.steps, 0) + torch.erfinv(self.steps)
+        weight = self.fc.weight * torch.arange(2 * NT, dtype=torch.float32)  # column scaling
+        return nn.functional.linear((y @ H) * scale, weight, self.fc.bias)
+
+
+def test_parameter_only_subgraphs_fold_into_constants_whatever_their_ops():
+    torch.manual_seed(4)
+    model = ParameterOnlyOps().eval()
+    H, y = random_link(NT, NR)
+    graph = import_module(model, (H, y))
+    ops = [node.op for node in graph.nodes]
+    assert ops.count("Const") == 3 and ops.count("Linear") == 1  # scale, weight, bias
+    linear = next(node for node in graph.nodes if node.op == "Linear")
+    assert graph.node(linear.inputs[1]).op == "Const"  # the folded weight stays a weight
+    assert all(graph.node(n).rate == Rate.CONST for n in linear.inputs[1:])
+    with torch.no_grad():
+        want = model(H, y)
+    assert rel_err(run(graph, {"H": H, "y": y})[0], want) < 1e-6
+    result = run_pipeline(graph, default_passes("onnx"))
+    assert rel_err(run_stages(split_stages(result.graph), {"H": H, "y": y})[0], want) < 1e-6
+
+
+class CumsumOfParameterOnDataPath(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.d = nn.Parameter(torch.randn(2 * NT))
+
+    def forward(self, H, y):
+        return torch.cumsum((y @ H) * self.d, dim=-1)  # data path: must be rejected
+
+
+class ShapeDerived(nn.Module):
+    def forward(self, H, y):
+        counts = torch.cumsum(torch.ones(H.shape[-1]), 0)  # depends on H's (dynamic) shape
+        return (y @ H) * counts
+
+
+def test_ops_that_read_h_or_y_are_not_folded():
+    H, y = random_link(NT, NR)
+    dynamic_columns = {"H": {0: "B", 2: "N"}, "y": {0: "B", 1: "S"}}  # H.shape[-1] symbolic
+    for module, code, dims in (
+            (CumsumOfParameterOnDataPath(), "torch.cumsum((y @ H) * self.d", None),
+            (ShapeDerived(), "torch.cumsum(torch.ones(H.shape[-1])", dynamic_columns)):
+        with pytest.raises(UnsupportedOpError) as info:
+            import_module(module, (H, y), dims=dims)
+        message = str(info.value)
+        assert message.startswith("aten.cumsum.default at ") and code in message
+        assert "supported ATen ops: " in message and "\n" not in message
 
 
 class NaNWeights(nn.Module):

@@ -232,7 +232,8 @@ def test_pipeline_records_dumps_and_errors(gen):
     assert result.records[-1].flops_after.per_symbol < result.records[0].flops_before.per_symbol
     assert "split-channel" in result.report()
     assert set(run_pipeline(g, [], dump_after="all").dumps) == {"frontend"}
-    assert [p.name for p in default_passes("onnx")] == ["canonicalize", "split-channel"]
+    assert [p.name for p in default_passes("onnx")] == [
+        "canonicalize", "split-channel", "hoist-conv-rows", "split-linear"]
     assert set(PASSES) >= {"canonicalize", "cse", "split-channel"}
     with pytest.raises(UsageError, match="unknown pass 'fold'; available passes: canonicalize"):
         run_pipeline(g, "canonicalize,fold")

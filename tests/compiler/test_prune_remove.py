@@ -230,6 +230,77 @@ def test_l1_threshold_picks_the_expected_depth_on_hand_set_weights(link):
     assert high.records[0].details["kept"] == 1
 
 
+def test_relative_l1_threshold_is_a_fraction_of_the_largest_block_norm(link):
+    torch.manual_seed(6)
+    model = build_detector("wesnet", nt=NT, nr=NR, layers=LAYERS, hidden=HIDDEN, v_dim=V_DIM,
+                           profile="half-exp", retained=0.5).eval()
+    norms_before = model.layer_l1_norms()
+    with torch.no_grad():  # |beta W| is linear in |W|: block norms become 100, 50, 4, 1
+        for block, target, norm in zip(model.blocks, [100.0, 50.0, 4.0, 1.0], norms_before,
+                                       strict=True):
+            for layer in (block.fc1, block.fc2, block.fc3):
+                if layer is not None:
+                    layer.weight.mul_(target / float(norm))
+    scaled = import_module(model)
+    norms = remove_layers.block_l1_norms(scaled, remove_layers.find_blocks(scaled))
+    largest = max(norms)
+    for fraction, depth in ((0.1, 2), (0.02, 3), (0.6, 1), (0.0, LAYERS)):
+        # the hand-set weights put each fraction strictly between two norm ratios
+        assert all(abs(n / largest - fraction) > 1e-3 for n in norms)
+        options = PassOptions(l1_threshold=f"{fraction}x")
+        record = run_pipeline(scaled, "remove-layers", options=options).records[0]
+        assert record.details["kept"] == depth == model.depth_for_threshold(fraction, True)
+        absolute = PassOptions(l1_threshold=fraction * largest)
+        assert run_pipeline(scaled, "remove-layers",
+                            options=absolute).records[0].details["kept"] == depth
+    result = run_pipeline(scaled, "remove-layers", options=PassOptions(l1_threshold="0.10x"))
+    assert "--l1-threshold 0.1x = " in result.records[0].notes[0]
+    out, = run(result.graph, dict(zip(("H", "y"), link, strict=True)))
+    assert rel_err(out, outputs_at_depth(model, 2, link)) < 1e-5
+    assert PassOptions(l1_threshold="2.5").l1_threshold == 2.5
+    assert PassOptions(l1_threshold=" 0.25X").l1_rule() == (0.25, True)
+    for bad in ("x", "-0.1x", "tenx", "infx", "0.1y", -1.0, True):
+        with pytest.raises(UsageError, match="--l1-threshold must be a finite number >= 0"):
+            PassOptions(l1_threshold=bad)
+
+
+def test_l1_threshold_flag_takes_both_forms():
+    import argparse
+
+    from mimoc.commands.inspect import add_pass_option_arguments, pass_options
+
+    parser = argparse.ArgumentParser()
+    add_pass_option_arguments(parser)
+    assert pass_options(parser.parse_args(["--l1-threshold", "0.1x"])).l1_rule() == (0.1, True)
+    assert pass_options(parser.parse_args(["--l1-threshold", "3"])).l1_threshold == 3.0
+
+
+def test_learnable_profile_wesnet_imports_and_matches(link):
+    """L-WeSNet: beta = ReLU(1 - cumsum(softplus(d))) depends on parameters only, so the
+    frontend evaluates it at import time (the IR has no cumsum / softplus)."""
+    torch.manual_seed(5)
+    model = build_detector("wesnet", nt=NT, nr=NR, layers=LAYERS, hidden=HIDDEN, v_dim=V_DIM,
+                           profile="linear", retained=0.75, learnable_profile=True).eval()
+    with torch.no_grad():  # learned-looking decrements: some units reach 0 before the tail
+        for block in model.blocks:
+            block.profile.decrements.normal_(-1.5, 1.0)
+    graph = import_module(model)
+    assert not {"Cumsum", "Softplus"} & {node.op for node in graph.nodes}
+    H, y = link
+    with torch.no_grad():
+        want = model(H, y)
+    assert rel_err(run(graph, {"H": H, "y": y})[0], want) < 1e-5
+    for passes in ("canonicalize,split-channel,hoist-conv-rows,split-linear",
+                   "canonicalize,prune,split-channel,split-linear"):
+        result = run_pipeline(graph, passes)
+        staged, = run_stages(split_stages(result.graph), {"H": H, "y": y})
+        assert rel_err(staged, want) < 1e-5
+    # the folded profile is what prune reads: every unit with beta = 0 leaves fc1
+    sites = prune.find_profile_sites(run_pipeline(graph, "canonicalize,prune").graph)
+    kept = [int((block.coefficients() != 0).sum()) for block in model.blocks]
+    assert [len(site.beta) for site in sites] == kept and min(kept) < 0.75 * HIDDEN
+
+
 def test_remove_layers_errors(wesnet):
     _, graph = wesnet
     with pytest.raises(UsageError, match="needs a target: --keep-layers N"):

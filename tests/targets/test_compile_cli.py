@@ -12,6 +12,7 @@ from independent_detectors import UnfoldedDetector, random_link
 from torch import nn
 
 from mimoc.cli import main
+from mimoc.compiler.pipeline import DEFAULT_PASSES
 from mimoc.detectors import build_detector, save_detector
 from mimoc.runtime import load_artifact
 
@@ -51,8 +52,8 @@ def test_compile_writes_an_artifact_that_detects(capsys, checkpoint, tmp_path):
     assert code == 0, err
     manifest = json.loads(out)
     assert manifest["model"]["family"] == "detnet" and manifest["model"]["config"]["nt"] == 2
-    assert [p["pass"] for p in manifest["passes"]] == ["canonicalize", "split-channel",
-                                                        "onnx-fuse"]
+    # The default pipeline, then the ONNX target's own fusion pass.
+    assert [p["pass"] for p in manifest["passes"]] == [*DEFAULT_PASSES["onnx"], "onnx-fuse"]
     assert manifest["flops"]["per_slot"] == (manifest["flops"]["slot_rate"]
                                              + 14 * manifest["flops"]["per_symbol"])
     assert manifest["graphs"]["detector"]["inputs"][1]["shape"] == ["B", "S", 8]

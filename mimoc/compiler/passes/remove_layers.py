@@ -5,7 +5,9 @@ small weights; at inference they are removed and the output is the estimate of t
 last kept block (DESIGN.md section 4). The depth is either given
 (``PassOptions.keep_layers``) or chosen by threshold (``PassOptions.l1_threshold``):
 trailing blocks whose profile-scaled L1 norm is below it are dropped, at least one
-block stays. The norm is the paper's ``|beta_r W_r|`` (eqs. 28-30, as
+block stays. The threshold is absolute (``T``) or relative (``"Fx"``: ``F`` times the
+largest block norm, as ``WeSNet.depth_for_threshold(F, relative=True)``). The norm is the paper's
+``|beta_r W_r|`` (eqs. 28-30, as
 :meth:`mimoc.detectors.wesnet.WeSNet.layer_l1_norms` computes it)::
 
     |beta_r W_r| = sum_j beta_j (sum_i |W1_ji| + sum_i |W2_ij| + sum_i |W3_ij|)
@@ -191,7 +193,8 @@ def estimate_entering(graph: Graph, blocks: Blocks, n: int) -> str:
 def configure(graph: Graph, options: PassOptions) -> PassOutcome:
     if options.keep_layers is None and options.l1_threshold is None:
         raise UsageError("remove-layers needs a target: --keep-layers N (blocks to keep) "
-                         "or --l1-threshold T (drop trailing blocks with |beta W| < T)")
+                         "or --l1-threshold T|Fx (drop trailing blocks with |beta W| < T, or "
+                         "< F times the largest block norm)")
     blocks = find_blocks(graph)
     norms = block_l1_norms(graph, blocks)
     total = len(blocks)
@@ -201,8 +204,11 @@ def configure(graph: Graph, options: PassOptions) -> PassOutcome:
             raise UsageError(f"--keep-layers {depth}: the model has only {total} blocks")
         reason = f"--keep-layers {depth}"
     else:
-        depth = depth_for_threshold(norms, float(options.l1_threshold))
-        reason = f"--l1-threshold {options.l1_threshold:g}"
+        value, relative = options.l1_rule()
+        threshold = value * max(norms) if relative else value
+        depth = depth_for_threshold(norms, threshold)
+        reason = (f"--l1-threshold {options.l1_threshold} = {threshold:.4g}" if relative
+                  else f"--l1-threshold {value:g}")
     details = {"blocks": total, "kept": depth, "removed": total - depth,
                "l1_norms": [round(v, 6) for v in norms], "reason": reason}
     norm_text = ", ".join(f"{v:.4g}" for v in norms)
@@ -233,4 +239,4 @@ def run(graph: Graph) -> Graph:
     return configure(graph, PassOptions()).graph
 
 PASS = configurable(NAME, configure, "drop trailing blocks (R-WeSNet) by --keep-layers N or "
-                    "--l1-threshold T; the output is the last kept block's", exact=False)
+                    "--l1-threshold T|Fx; the output is the last kept block's", exact=False)
