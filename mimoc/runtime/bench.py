@@ -233,9 +233,12 @@ def _runners(model, artifact: OnnxArtifact, threads: int, paths: Sequence[str]):
 # ---------------------------------------------------------------- output
 
 def format_bench(result: BenchResult) -> str:
+    export = (" (onnx-export: onnxruntime defaults)"
+              if any(t.path == "onnx-export" for t in result.timings) else "")
+    share = "" if result.threads == 1 else " ('of peak' is against this one-core peak)"
     lines = [f"{result.model}: slot S={result.slot}, {result.flops_per_slot / 1e6:.3f} MFLOP per "
-             f"slot (useful work), threads={result.threads} (onnx-export: onnxruntime "
-             f"defaults), single-core GEMM peak {result.gemm_peak_gflops:.1f} GFLOP/s",
+             f"slot (useful work), threads={result.threads}{export}, single-core GEMM peak "
+             f"{result.gemm_peak_gflops:.1f} GFLOP/s{share}",
              f"{'path':<12} {'batch':>5} {'latency/call':>13} {'per slot':>11} "
              f"{'symbols/s':>11} {'GFLOP/s':>8} {'of peak':>8} {'runs':>5}"]
     for t in result.timings:

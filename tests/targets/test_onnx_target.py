@@ -154,3 +154,30 @@ def test_fused_soft_sign_cuts_nodes_and_keeps_values():
     with torch.no_grad():
         assert rel_err(out, model(H, y)) < TOL
     assert np.isfinite(out).all()
+
+
+def test_symbol_layers_run_as_gemm_on_rows(tmp_path):
+    """Per-symbol Linear layers are Gemm (bias fused) on [B*S, n] rows, in the emitted and
+    in onnxruntime's optimized graph; layout changes stay few (not one per layer)."""
+    from mimoc.runtime import session_options
+
+    torch.manual_seed(0)
+    model = build_detector("detnet", **CONFIGS["detnet"]).eval()
+    result = compile_model(model)
+    symbol = result.models["symbol"]
+    linears = [n for n in result.artifact.stages.symbol.nodes if n.op == "Linear"]
+    gemms = [n for n in symbol.graph.node if n.op_type == "Gemm"]
+    assert linears and len(gemms) == len(linears)
+    assert all(len(g.input) == 3 for g in gemms)  # bias inside the Gemm
+    initializers = {t.name for t in symbol.graph.initializer}
+    weight_matmuls = [n for n in symbol.graph.node
+                      if n.op_type == "MatMul" and n.input[1] in initializers]
+    assert not weight_matmuls
+    blocks = CONFIGS["detnet"]["layers"]
+    reshapes = [n for n in symbol.graph.node if n.op_type == "Reshape"]
+    assert len(reshapes) <= 2 * blocks + 2  # x @ H^T H per block, stage entry and exit
+    path = tmp_path / "symbol.opt.onnx"
+    ort.InferenceSession(symbol.SerializeToString(), session_options(1, optimized_model=str(path)),
+                         providers=["CPUExecutionProvider"])
+    optimized = {n.op_type for n in onnx.load(path).graph.node}
+    assert optimized & {"Gemm", "FusedGemm"}

@@ -1,6 +1,7 @@
 """The onnx-cpu target: IR -> ONNX (fp32), table-driven (:data:`.emitters.EMITTERS`).
 
-- :func:`.emit.emit_model`: one IR graph -> one ONNX model (opset 21);
+- :func:`.emit.emit_model`: one IR graph -> one ONNX model (opset 21); per-symbol layers
+  are emitted on rows ``[B*S, n]`` (:mod:`.rows`: Gemm with the bias fused);
 - :func:`.artifact.build_artifact` / :func:`.artifact.write_artifact`: the artifact
   directory (manifest, ``slot.onnx``, ``symbol.onnx``, ``detector.onnx``), written atomically.
 

@@ -54,7 +54,8 @@ class EmitContext:
         self.graph = graph
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, onnx.TensorProto] = {}
-        self.values: dict[str, str] = {}  # IR value -> ONNX value name
+        self.values: dict[str, str] = {}  # IR value -> ONNX value name (IR layout)
+        self.flat: dict[str, str] = {}  # IR value -> ONNX value in row layout [rows, n]
         self.domains: set[str] = set()
         self._counter: dict[str, int] = {}
         self._dims: dict[Dim, str] = {}
@@ -66,11 +67,35 @@ class EmitContext:
     # -- names ---------------------------------------------------------------------
 
     def value(self, ir_name: str) -> str:
-        """The ONNX value holding IR value ``ir_name`` (emitted earlier; a ``Const`` becomes an
-        initializer on first use)."""
-        if ir_name not in self.values and self.graph.node(ir_name).op == "Const":
-            self.values[ir_name] = self.initializer(ir_name, self.graph.constants[ir_name])
+        """The ONNX value holding IR value ``ir_name`` in its IR shape (emitted earlier; a
+        ``Const`` becomes an initializer on first use; a value emitted in row layout is
+        reshaped back once, under its IR name)."""
+        if ir_name not in self.values:
+            node = self.graph.node(ir_name)
+            if node.op == "Const":
+                self.values[ir_name] = self.initializer(ir_name, self.graph.constants[ir_name])
+            elif ir_name in self.flat:
+                self.values[ir_name] = self.node(
+                    "Reshape", [self.flat[ir_name], self.shape(node.shape, wildcard=True)],
+                    node=node, output=ir_name)
         return self.values[ir_name]
+
+    def rows(self, ir_name: str) -> str:
+        """The ONNX value holding IR value ``ir_name`` (``[..., n]``) as rows ``[-1, n]``
+        (see :mod:`.rows`; reshaped from the IR layout once, on first use)."""
+        if ir_name not in self.flat:
+            node = self.graph.node(ir_name)
+            self.flat[ir_name] = self.node(
+                "Reshape", [self.value(ir_name), self.int64([-1, node.shape[-1]], "shape")],
+                node=node, output=self.fresh(f"{ir_name}.rows"))
+        return self.flat[ir_name]
+
+    def any_layout(self, ir_name: str) -> str:
+        """``ir_name`` in whichever layout exists (same elements in the same order): for
+        ops that only need the element order, such as ``Reshape``."""
+        if ir_name not in self.values and ir_name in self.flat:
+            return self.flat[ir_name]
+        return self.value(ir_name)
 
     def fresh(self, base: str) -> str:
         """A new value name ``base.k``, unique and deterministic."""

@@ -23,6 +23,7 @@ from mimoc.compiler.ir import Graph
 from mimoc.compiler.verify import verify
 from mimoc.targets.onnx.context import MS_DOMAIN, EmitContext, EmitError, value_info
 from mimoc.targets.onnx.emitters import EMITTERS
+from mimoc.targets.onnx.rows import emit_rows, is_row_node
 
 #: ONNX opset of the default domain (21: Gelu, LayerNormalization, Reduce* with axes inputs).
 OPSET = 21
@@ -48,6 +49,9 @@ def emit_model(graph: Graph, name: str, doc: str = "") -> onnx.ModelProto:
             inputs.append(value_info(node.name, node))
             continue
         if node.op == "Const":  # an initializer once an emitter reads it (ctx.value)
+            continue
+        if is_row_node(ctx, node):  # per-symbol layers on [B*S, n] rows: Gemm + bias
+            ctx.flat[node.name] = emit_rows(ctx, node)
             continue
         emitter = EMITTERS.get(node.op)
         if emitter is None:

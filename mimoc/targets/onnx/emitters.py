@@ -6,9 +6,10 @@
 follow the op schemas in :mod:`mimoc.compiler.ops` (torch semantics); the non-obvious
 translations:
 
-- ``Linear(x, W, b)`` -> ``Gemm(x, W, b, transB=1)`` for 2-D ``x``, else
-  ``MatMul(x, W^T) + b`` with ``W^T`` stored transposed at compile time (onnxruntime fuses
-  the pair);
+- ``Linear(x, W, b)`` -> ``Gemm(x, W, b, transB=1)`` for 2-D ``x``; a Linear on
+  ``[..., n]`` values is normally emitted on rows ``[-1, n]`` by :mod:`.rows` (also a
+  Gemm); the fallback here is ``MatMul(x, W^T) + b`` with ``W^T`` stored transposed at
+  compile time;
 - ``Gram(a)`` -> ``MatMul(Transpose(a), a)``; ``Solve(A, B)`` -> ``MatMul(Inverse(A), B)``;
   ``Pinv(a)`` -> ``Inverse(a^T a) a^T`` (tall) or ``a^T Inverse(a a^T)`` (wide): exact for
   full-rank matrices, which channel matrices are with probability one; ``Inverse`` is
@@ -207,7 +208,8 @@ def _concat(ctx: EmitContext, node: Node) -> str:
 
 def _reshape(ctx: EmitContext, node: Node) -> str:
     shape = ctx.shape(node.attrs["shape"], wildcard=True)
-    return ctx.node("Reshape", [_in(ctx, node), shape], node=node, output=_out(ctx, node))
+    source = ctx.any_layout(node.inputs[0])  # rows or not: the element order is the same
+    return ctx.node("Reshape", [source, shape], node=node, output=_out(ctx, node))
 
 
 def _transpose(ctx: EmitContext, node: Node) -> str:
