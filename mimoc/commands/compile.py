@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from mimoc.commands.pass_flags import add_pass_option_arguments, pass_options
 from mimoc.errors import UsageError
 
 NAME = "compile"
@@ -51,28 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "canonicalize,split-channel,hoist-conv-rows,split-linear)")
     parser.add_argument("--dump-after", default="", metavar="PASS[,PASS]",
                         help="print the IR after these passes (frontend, a pass name, all)")
-    parser.add_argument("--keep-layers", type=int, default=None, metavar="N",
-                        help="remove-layers: keep the first N blocks")
-    parser.add_argument("--l1-threshold", type=str, default=None, metavar="T|Fx",
-                        help="remove-layers: drop trailing blocks with L1 norm below T "
-                             "(or below F times the largest block norm: 0.1x)")
-    parser.add_argument("--prune-threshold", type=float, default=None, metavar="T",
-                        help="prune: drop hidden units with |profile coefficient| <= T "
-                             "(default 0: exact zeros)")
+    add_pass_option_arguments(parser)
     parser.add_argument("--force", action="store_true",
                         help="replace an existing non-empty output directory")
     parser.add_argument("--json", action="store_true",
                         help="print the manifest as JSON instead of a summary")
-
-
-def _options(args: argparse.Namespace):
-    values = {k: getattr(args, k) for k in ("keep_layers", "l1_threshold", "prune_threshold")
-              if getattr(args, k) is not None}
-    if not values:
-        return None
-    from mimoc.compiler.passes.base import PassOptions
-
-    return PassOptions(**values)
 
 
 def summary(result) -> str:
@@ -99,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = compile_model(args.model, target=args.target, out=args.output, passes=args.passes,
                            dump_after=args.dump_after, on_dump=dump, force=args.force,
-                           options=_options(args))
+                           options=pass_options(args))
     if args.json:
         manifest = json.loads((result.path / "manifest.json").read_text())
         print(json.dumps({"path": str(result.path), **manifest}))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mimoc.commands.pass_flags import add_pass_option_arguments, pass_options
 from mimoc.errors import UsageError
 
 NAME = "inspect"
@@ -90,27 +91,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="print the IR after each of these passes, 'all', or 'frontend' "
                          "(implies --ir)")
     add_pass_option_arguments(ir)
-
-
-def add_pass_option_arguments(parser) -> None:
-    """The flags of :class:`~mimoc.compiler.passes.base.PassOptions` (shared with compile)."""
-    parser.add_argument("--prune-threshold", type=float, default=0.0, metavar="T",
-                        help="prune: also drop hidden units with |coefficient| <= T "
-                             "(default 0: exact zeros only, lossless)")
-    parser.add_argument("--keep-layers", type=int, default=None, metavar="N",
-                        help="remove-layers: keep the first N blocks")
-    parser.add_argument("--l1-threshold", type=str, default=None, metavar="T|Fx",
-                        help="remove-layers: drop trailing blocks whose scaled L1 norm "
-                             "|beta W| is below T, or below F times the largest block "
-                             "norm (e.g. 0.1x)")
-
-
-def pass_options(args: argparse.Namespace):
-    """:class:`~mimoc.compiler.passes.base.PassOptions` from the parsed flags."""
-    from mimoc.compiler.passes.base import PassOptions
-
-    return PassOptions(prune_threshold=args.prune_threshold, keep_layers=args.keep_layers,
-                       l1_threshold=args.l1_threshold)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -267,7 +267,7 @@ def test_relative_l1_threshold_is_a_fraction_of_the_largest_block_norm(link):
 def test_l1_threshold_flag_takes_both_forms():
     import argparse
 
-    from mimoc.commands.inspect import add_pass_option_arguments, pass_options
+    from mimoc.commands.pass_flags import add_pass_option_arguments, pass_options
 
     parser = argparse.ArgumentParser()
     add_pass_option_arguments(parser)
