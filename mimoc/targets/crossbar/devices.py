@@ -1,0 +1,542 @@
+"""Memristor device profiles: what the crossbar target programs and the IMC simulator models.
+
+A :class:`Device` is plain data (a frozen dataclass) read from a JSON profile:
+the shipped ones are ``mimoc/data/devices/<id>.json`` (the IM-MIMO paper's
+Table III), users give the path of their own file. Every field is checked when
+a profile is loaded or a ``Device`` is built; a bad value raises
+:class:`DeviceError` naming the field and what to do. The schema is documented
+in ``docs/devices.md``.
+
+Shipped devices (DESIGN.md section 7; conductances in microsiemens):
+
+=================== ========= ======================= ====== ====== ============= ======
+id                  pulse     C2C (pot. / dep.)       Gmin   Gmax   write V       states
+=================== ========= ======================= ====== ====== ============= ======
+``rram-zeng2023``   10 ns     4.41% / 5.44%           79.93  230.99 0.65 / -0.575 256
+``fefet-jerry2017`` 75 ns     0.5%                    0.04   1.79   3.65 / -2.95  32
+``ftj-luo2022``     630 ps    3.65%                   1      27.5   4 / -5        150
+=================== ========= ======================= ====== ====== ============= ======
+
+Programming model (DESIGN.md section 7). With ``P = states`` levels a pulse
+moves the conductance by one step ``dG = (Gmax - Gmin) / P`` (:attr:`Device.step_us`)
+plus cycle-to-cycle (C2C) noise ``N(0, (c2c (Gmax - Gmin))^2)``, where ``c2c`` is
+:attr:`Device.c2c_potentiation` for pulses that raise the conductance and
+:attr:`Device.c2c_depression` for pulses that lower it. From the reset state
+``Gmin`` a target ``G`` takes ``n = round((G - Gmin) / dG)`` potentiation pulses
+and lands at ``Gmin + n dG + c2c (Gmax - Gmin) sqrt(n) z``, clipped to
+``[Gmin, Gmax]`` (:meth:`Device.pulses_for`).
+
+Programming with verification (static weights, done once at deployment;
+:func:`program_with_verify`): program open-loop as above, then repeat
+*read, correct* until every cell is within the tolerance: a cell with error
+``e = G_target - G`` gets ``k = round(|e| / dG)`` pulses in the direction of
+``e`` (with that direction's C2C noise); it is done when
+``|e| <= verify_tolerance (Gmax - Gmin)`` or when ``k = 0`` (closer than half a
+step: no pulse can improve it), or after ``verify_max_iterations`` corrections.
+Rows are programmed one after another, the cells of a row in parallel, so a
+row's time is ``sum over its iterations (max_k_in_row * pulse_width_s +
+verify_read_s)``.
+
+Computation stages: the delays ``read_s`` (crossbar read: an MVM settles
+within one input pulse), ``tia_s``, ``adder_s``, ``relu_s``, ``inverter_s``,
+``adc_s`` and ``dac_s`` are in seconds. The IM-MIMO paper gives no per-stage
+numbers; its latency analysis (section IV-B2) says the delays of these
+components "are typically on the order of nanoseconds, a magnitude comparable
+to the duration of a programming pulse" and that an MVM completes "within a
+single input-pulse duration on the nanosecond scale". The shipped profiles
+therefore use 1 ns for every stage (an op-amp stage with a GHz
+gain-bandwidth settles in about a nanosecond; an 8-bit converter at 1 GS/s
+takes 1 ns per sample), ``adc_bits = dac_bits = 8`` and a verify read of
+10 ns; change them in your own profile where you know better.
+
+Example::
+
+    >>> from mimoc.targets.crossbar.devices import load_device, list_devices
+    >>> list_devices()
+    ('fefet-jerry2017', 'ftj-luo2022', 'rram-zeng2023')
+    >>> ftj = load_device("ftj-luo2022")
+    >>> round(ftj.step_us, 4), ftj.pulse_width_s
+    (0.1767, 6.3e-10)
+    >>> ftj.with_c2c(0.01).c2c_potentiation
+    0.01
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mimoc.errors import MimocError, UsageError
+
+#: The ``schema`` value a profile may carry (optional; other values are refused).
+SCHEMA = "mimoc-device/1"
+#: Largest profile file read (a profile is a few hundred bytes).
+MAX_PROFILE_BYTES = 1 << 20
+#: Where the schema is written down, for error messages.
+SCHEMA_DOC = "docs/devices.md"
+
+
+class DeviceError(MimocError, ValueError):
+    """A device profile that cannot be used: unknown id, unreadable file or invalid field."""
+
+
+_TIME_LIMIT_S = 1.0  # a stage or pulse longer than a second is a unit mistake (ns given as s)
+
+
+@dataclass(frozen=True)
+class Device:
+    """One memristor device and the peripheral circuits around its arrays.
+
+    Attributes:
+        name: the device id (``ftj-luo2022``) or a user's name for it.
+        pulse_width_s: duration of one programming pulse, in seconds.
+        c2c_potentiation: cycle-to-cycle variation of a pulse that raises the
+            conductance, as a fraction of ``g_max_us - g_min_us`` (0.0365 = 3.65%).
+        c2c_depression: the same for a pulse that lowers the conductance.
+        g_min_us: lowest conductance (the reset state), in microsiemens.
+        g_max_us: highest conductance, in microsiemens (> g_min_us).
+        v_write_pos: potentiation write voltage in volts (> 0).
+        v_write_neg: depression write voltage in volts (< 0).
+        states: number of programming levels ``P``; one pulse nominally moves
+            the conductance by ``(g_max_us - g_min_us) / P``.
+        read_s: crossbar read (MVM settling) delay, in seconds.
+        tia_s: transimpedance-amplifier delay, in seconds.
+        adder_s: analog adder delay, in seconds.
+        relu_s: analog ReLU (linear rectifier) delay, in seconds.
+        inverter_s: inverter delay (negating a voltage for the differential pair), in seconds.
+        adc_s: analog-to-digital conversion time, in seconds.
+        dac_s: digital-to-analog conversion time, in seconds.
+        adc_bits: ADC resolution where values leave the analog domain; ``None`` = ideal.
+        dac_bits: DAC resolution of the inputs driven onto the arrays; ``None`` = ideal.
+        verify_tolerance: programming with verification stops once a cell is
+            within this fraction of ``g_max_us - g_min_us`` of its target
+            (``0`` = to the nearest state).
+        verify_read_s: time of one verify read of a row, in seconds.
+        verify_max_iterations: most read-and-correct rounds per row.
+        description: what the device is, in words.
+        source: where the numbers come from.
+    """
+
+    name: str
+    pulse_width_s: float
+    c2c_potentiation: float
+    c2c_depression: float
+    g_min_us: float
+    g_max_us: float
+    v_write_pos: float
+    v_write_neg: float
+    states: int
+    read_s: float = 1e-9
+    tia_s: float = 1e-9
+    adder_s: float = 1e-9
+    relu_s: float = 1e-9
+    inverter_s: float = 1e-9
+    adc_s: float = 1e-9
+    dac_s: float = 1e-9
+    adc_bits: int | None = 8
+    dac_bits: int | None = 8
+    verify_tolerance: float = 0.01
+    verify_read_s: float = 1e-8
+    verify_max_iterations: int = 1000
+    description: str = ""
+    source: str = ""
+
+    def __post_init__(self):
+        origin = f"device {self.name!r}" if isinstance(self.name, str) else "device"
+        _validate(dataclasses.asdict(self), origin)
+
+    # -- derived quantities -----------------------------------------------------------
+
+    @property
+    def range_us(self) -> float:
+        """``Gmax - Gmin`` in microsiemens."""
+        return self.g_max_us - self.g_min_us
+
+    @property
+    def step_us(self) -> float:
+        """Nominal conductance change of one pulse, ``(Gmax - Gmin) / states``, in µS."""
+        return self.range_us / self.states
+
+    def c2c(self, direction: str = "potentiation") -> float:
+        """C2C variation of a pulse in ``direction`` (``potentiation`` or ``depression``)."""
+        if direction == "potentiation":
+            return self.c2c_potentiation
+        if direction == "depression":
+            return self.c2c_depression
+        raise UsageError(f"pulse direction must be 'potentiation' or 'depression', "
+                         f"got {direction!r}")
+
+    def c2c_sigma_us(self, direction: str = "potentiation") -> float:
+        """Standard deviation of one pulse's C2C noise, ``c2c (Gmax - Gmin)``, in µS."""
+        return self.c2c(direction) * self.range_us
+
+    @property
+    def verify_tolerance_us(self) -> float:
+        """Verify tolerance in µS: ``verify_tolerance (Gmax - Gmin)``."""
+        return self.verify_tolerance * self.range_us
+
+    def stage_delays(self) -> dict[str, float]:
+        """The computation-stage delays in seconds, by stage name."""
+        return {"read": self.read_s, "tia": self.tia_s, "adder": self.adder_s,
+                "relu": self.relu_s, "inverter": self.inverter_s, "adc": self.adc_s,
+                "dac": self.dac_s}
+
+    def pulses_for(self, target_us: torch.Tensor) -> torch.Tensor:
+        """Potentiation pulses from reset to reach ``target_us``:
+        ``clip(round((G - Gmin) / step), 0, states)`` (an integer tensor, same shape)."""
+        target = torch.as_tensor(target_us, dtype=torch.float64)
+        return torch.round((target - self.g_min_us) / self.step_us).clamp(0, self.states) \
+            .to(torch.int64)
+
+    # -- variants -----------------------------------------------------------------------
+
+    def with_c2c(self, c2c: float | None = None, *, potentiation: float | None = None,
+                 depression: float | None = None) -> Device:
+        """This device with other C2C variations (a ``--c2c`` sweep): ``c2c`` sets both
+        directions; ``potentiation`` / ``depression`` set one each."""
+        pot = potentiation if potentiation is not None else c2c
+        dep = depression if depression is not None else c2c
+        return dataclasses.replace(
+            self, c2c_potentiation=self.c2c_potentiation if pot is None else pot,
+            c2c_depression=self.c2c_depression if dep is None else dep)
+
+    def ideal(self, states: int | None = None) -> Device:
+        """This device without C2C noise (and with ``states`` levels if given): the
+        device of the simulator's exactness tests."""
+        changes: dict[str, Any] = {"c2c_potentiation": 0.0, "c2c_depression": 0.0,
+                                   "adc_bits": None, "dac_bits": None}
+        if states is not None:
+            changes["states"] = states
+        return dataclasses.replace(self, name=f"{self.name} (ideal)", **changes)
+
+    # -- data ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The profile as JSON-ready plain values (what :func:`device_from_dict` reads)."""
+        return {"schema": SCHEMA, **dataclasses.asdict(self)}
+
+    def summary(self) -> str:
+        """One line: id, pulse, C2C, conductance range, states."""
+        c2c = (f"{self.c2c_potentiation:.2%}" if self.c2c_potentiation == self.c2c_depression
+               else f"{self.c2c_potentiation:.2%} pot. / {self.c2c_depression:.2%} dep.")
+        return (f"{self.name}: pulse {_seconds(self.pulse_width_s)}, C2C {c2c}, "
+                f"G {self.g_min_us:g}..{self.g_max_us:g} uS, {self.states} states, "
+                f"write {self.v_write_pos:g} / {self.v_write_neg:g} V")
+
+
+def _seconds(value: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9), ("ps", 1e-12)):
+        if value >= scale:
+            return f"{value / scale:.4g} {unit}"
+    return f"{value:g} s"
+
+
+# ----------------------------------------------------------------------------- checks
+
+_REQUIRED = ("name", "pulse_width_s", "c2c_potentiation", "c2c_depression", "g_min_us",
+             "g_max_us", "v_write_pos", "v_write_neg", "states")
+_TIMES = ("pulse_width_s", "read_s", "tia_s", "adder_s", "relu_s", "inverter_s", "adc_s",
+          "dac_s", "verify_read_s")
+_FIELDS = tuple(f.name for f in dataclasses.fields(Device))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_field(name: str, value: Any, origin: str) -> None:
+    """Raise :class:`DeviceError` if ``value`` is not valid for field ``name``."""
+    def bad(problem: str, fix: str) -> DeviceError:
+        return DeviceError(f"{origin}: {name} {problem}; {fix}")
+
+    if name in ("name", "description", "source"):
+        if not isinstance(value, str):
+            raise bad(f"must be a string, got {type(value).__name__}", "write it in quotes")
+        if name == "name" and (not value.strip() or len(value) > 100 or
+                               not value.isprintable()):
+            raise bad(f"must be a non-empty one-line name of at most 100 characters, "
+                      f"got {value[:40]!r}", "give a short id such as 'my-rram'")
+        return
+    if name in ("states", "verify_max_iterations", "adc_bits", "dac_bits"):
+        if value is None and name in ("adc_bits", "dac_bits"):
+            return
+        limit = {"states": 2**31 - 1, "verify_max_iterations": 100_000,
+                 "adc_bits": 32, "dac_bits": 32}[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            kind = "an integer" + (" or null (ideal)" if name.endswith("_bits") else "")
+            raise bad(f"must be {kind}, got {value!r}", "write a whole number without a "
+                      "decimal point")
+        if not 1 <= value <= limit:
+            raise bad(f"must be between 1 and {limit}, got {value}",
+                      "give a positive number of levels" if name == "states"
+                      else "give a positive integer")
+        return
+    if not _is_number(value):
+        raise bad(f"must be a number, got {value!r}", "write a plain number (no quotes, units "
+                  "in the field name)")
+    if not math.isfinite(value):
+        raise bad(f"must be finite, got {value!r}", "give a finite number")
+    if name in _TIMES:
+        positive = name == "pulse_width_s"
+        if value < 0 or (positive and value == 0):
+            raise bad(f"must be {'> 0' if positive else '>= 0'} seconds, got {value:g}",
+                      "give a duration in seconds (10 ns is 1e-8)")
+        if value > _TIME_LIMIT_S:
+            raise bad(f"is {value:g} s, longer than {_TIME_LIMIT_S:g} s",
+                      "times are in seconds (10 ns is 1e-8), not nanoseconds")
+    elif name in ("c2c_potentiation", "c2c_depression", "verify_tolerance"):
+        if not 0 <= value < 1:
+            raise bad(f"must be a fraction in [0, 1), got {value:g}",
+                      "write 3.65% as 0.0365")
+    elif name in ("g_min_us", "g_max_us"):
+        if value < 0:
+            raise bad(f"must be >= 0 microsiemens, got {value:g}",
+                      "give the conductance in microsiemens")
+    elif name == "v_write_pos":
+        if value <= 0:
+            raise bad(f"must be > 0 volts, got {value:g}", "give the potentiation voltage")
+    elif name == "v_write_neg":
+        if value >= 0:
+            raise bad(f"must be < 0 volts, got {value:g}",
+                      "give the depression voltage with its minus sign")
+
+
+def device_from_dict(data: Any, origin: str = "device profile") -> Device:
+    """Build a :class:`Device` from a parsed JSON profile, checking every key.
+
+    Raises:
+        DeviceError: not an object, unknown or missing keys, wrong types, bad values.
+    """
+    if not isinstance(data, dict):
+        raise DeviceError(f"{origin}: a device profile is a JSON object "
+                          f"{{\"name\": ..., \"pulse_width_s\": ...}}, got a "
+                          f"{type(data).__name__}; see {SCHEMA_DOC}")
+    values = dict(data)
+    schema = values.pop("schema", SCHEMA)
+    if schema != SCHEMA:
+        raise DeviceError(f"{origin}: schema {schema!r} is not {SCHEMA!r}; write "
+                          f"\"schema\": \"{SCHEMA}\" or leave it out")
+    for key in values:
+        if key not in _FIELDS:
+            close = difflib.get_close_matches(str(key), _FIELDS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"the fields are in {SCHEMA_DOC}"
+            raise DeviceError(f"{origin}: unknown key {key!r}; {hint}")
+    for key in _REQUIRED:
+        if key not in values:
+            raise DeviceError(f"{origin}: missing key {key!r}; every profile gives "
+                              f"{', '.join(_REQUIRED)} (see {SCHEMA_DOC})")
+    _validate(values, origin)
+    return Device(**values)
+
+
+def _validate(values: dict[str, Any], origin: str) -> None:
+    """Check every field of a profile and that Gmax > Gmin."""
+    for key, value in values.items():
+        _check_field(key, value, origin)
+    g_min, g_max = values["g_min_us"], values["g_max_us"]
+    if not g_max > g_min:
+        raise DeviceError(f"{origin}: g_max_us ({g_max:g}) must be greater than g_min_us "
+                          f"({g_min:g}); give Gmax > Gmin in microsiemens")
+
+
+# ----------------------------------------------------------------------------- loading
+
+def _shipped_dir():
+    return resources.files("mimoc") / "data" / "devices"
+
+
+def list_devices() -> tuple[str, ...]:
+    """The ids of the shipped device profiles, sorted."""
+    return tuple(sorted(entry.name.removesuffix(".json") for entry in _shipped_dir().iterdir()
+                        if entry.name.endswith(".json")))
+
+
+def _reject_constant(token: str):
+    raise ValueError(f"{token} is not a valid JSON number")
+
+
+def _no_duplicates(pairs):
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key {key!r} appears twice")
+        seen[key] = value
+    return seen
+
+
+def parse_profile(text: bytes | str, origin: str) -> Device:
+    """Parse the bytes of a JSON profile (strict: no NaN/Infinity, no duplicate keys)."""
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        data = json.loads(text, parse_constant=_reject_constant,
+                          object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError:
+        raise DeviceError(f"{origin} is not UTF-8 text; a device profile is a JSON file "
+                          f"(see {SCHEMA_DOC})") from None
+    except ValueError as err:  # json.JSONDecodeError is a ValueError
+        message = " ".join(str(err).split())
+        raise DeviceError(f"{origin} is not valid JSON ({message}); a device profile is a "
+                          f"JSON object (see {SCHEMA_DOC})") from None
+    return device_from_dict(data, origin)
+
+
+def load_device(name_or_path: str | os.PathLike | Device) -> Device:
+    """A shipped device by id, or a user's profile by path.
+
+    Args:
+        name_or_path: a shipped id (:func:`list_devices`), the path of a JSON
+            profile, or a :class:`Device` (returned as it is).
+
+    Raises:
+        DeviceError: unknown id, missing or unreadable file, invalid profile.
+
+    Example::
+
+        >>> load_device("rram-zeng2023").c2c_depression
+        0.0544
+    """
+    if isinstance(name_or_path, Device):
+        return name_or_path
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise DeviceError(f"a device is an id or a file path, got {type(name_or_path).__name__}")
+    text = os.fspath(name_or_path)
+    shipped = list_devices()
+    if isinstance(name_or_path, str) and text in shipped:
+        data = (_shipped_dir() / f"{text}.json").read_bytes()
+        return parse_profile(data, f"shipped device {text}")
+    path = Path(text)
+    if path.is_file():
+        try:
+            size = path.stat().st_size
+            if size > MAX_PROFILE_BYTES:
+                raise DeviceError(f"device file {path} is {size} bytes, too large for a device "
+                                  f"profile; give a JSON profile (see {SCHEMA_DOC})")
+            data = path.read_bytes()
+        except OSError as err:
+            raise DeviceError(f"cannot read device file {path}: {err.strerror}") from None
+        return parse_profile(data, f"device file {path}")
+    if path.is_dir():
+        raise DeviceError(f"device {text} is a folder; give a device id "
+                          f"({', '.join(shipped)}) or a JSON profile file")
+    if path.suffix or os.sep in text or "/" in text:
+        raise DeviceError(f"device file {path} does not exist; give a device id "
+                          f"({', '.join(shipped)}) or the path of a JSON profile")
+    close = difflib.get_close_matches(text, shipped, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise DeviceError(f"unknown device {text!r}; {hint}shipped devices: {', '.join(shipped)}, "
+                      f"or give the path of a JSON profile (see {SCHEMA_DOC})")
+
+
+# ----------------------------------------------------------------------------- verify loop
+
+@dataclass
+class VerifyResult:
+    """The outcome of :func:`program_with_verify` for cells ``[..., rows, cols]``.
+
+    Attributes:
+        conductance_us: programmed conductances, float64 ``[..., rows, cols]``.
+        pulses: pulses applied to each cell (open loop + corrections), int64, same shape.
+        iterations: verify reads of each cell's row until the cell was done, int64.
+        row_time_s: programming-with-verify time of each row, float64 ``[..., rows]``.
+        converged: cells within tolerance (or within half a step), bool, same shape.
+    """
+
+    conductance_us: torch.Tensor
+    pulses: torch.Tensor
+    iterations: torch.Tensor
+    row_time_s: torch.Tensor
+    converged: torch.Tensor
+
+    @property
+    def total_time_s(self) -> float:
+        """All rows one after another: the sum of ``row_time_s``."""
+        return float(self.row_time_s.sum())
+
+
+def program_with_verify(target_us: torch.Tensor, device: Device,
+                        generator: torch.Generator | None = None) -> VerifyResult:
+    """Program cells from reset to ``target_us`` with read-and-correct verification.
+
+    The model is the module docstring's: an open-loop pass of
+    ``round((G - Gmin) / dG)`` potentiation pulses, then up to
+    ``device.verify_max_iterations`` rounds in which every row is read once
+    (``verify_read_s``) and every cell still off by more than the tolerance
+    gets ``k = round(|e| / dG)`` pulses towards its target, each with the C2C
+    noise of its direction; conductances are clipped to ``[Gmin, Gmax]``.
+
+    Args:
+        target_us: target conductances ``[..., rows, cols]`` in µS, inside
+            ``[Gmin, Gmax]`` (one tensor per side of a differential pair).
+        device: the :class:`Device`.
+        generator: random generator of the C2C noise (deterministic for a seed).
+
+    Returns:
+        A :class:`VerifyResult`.
+
+    Example::
+
+        >>> dev = load_device("fefet-jerry2017")
+        >>> target = torch.full((2, 3), 1.0, dtype=torch.float64)
+        >>> out = program_with_verify(target, dev, torch.Generator().manual_seed(0))
+        >>> bool(((out.conductance_us - target).abs() <= dev.verify_tolerance_us
+        ...       + dev.step_us / 2).all())
+        True
+    """
+    target = torch.as_tensor(target_us, dtype=torch.float64)
+    if target.dim() < 2:
+        raise UsageError(f"program_with_verify expects cells [..., rows, cols], got shape "
+                         f"{tuple(target.shape)}")
+    if not torch.isfinite(target).all():
+        raise UsageError("program_with_verify: target conductances must be finite")
+    slack = 1e-9 * max(device.range_us, 1.0)
+    if (target < device.g_min_us - slack).any() or (target > device.g_max_us + slack).any():
+        raise UsageError(f"program_with_verify: targets must lie in [Gmin, Gmax] = "
+                         f"[{device.g_min_us:g}, {device.g_max_us:g}] uS of {device.name}")
+    target = target.clamp(device.g_min_us, device.g_max_us)
+    step, width = device.step_us, device.pulse_width_s
+    sigma_pot = device.c2c_sigma_us("potentiation")
+    sigma_dep = device.c2c_sigma_us("depression")
+    tolerance = device.verify_tolerance_us
+
+    def noise(shape):
+        return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+    # open loop from reset: potentiation pulses only
+    pulses = device.pulses_for(target)
+    n = pulses.to(torch.float64)
+    G = device.g_min_us + n * step + sigma_pot * n.sqrt() * noise(target.shape)
+    G = G.clamp(device.g_min_us, device.g_max_us)
+    row_time = n.amax(dim=-1) * width + device.verify_read_s
+    iterations = torch.ones_like(pulses)
+
+    def done(G):
+        error = target - G
+        return (error.abs() <= tolerance) | (torch.round(error.abs() / step) == 0)
+
+    finished = done(G)
+    for _ in range(device.verify_max_iterations):
+        if finished.all():
+            break
+        error = target - G
+        k = torch.where(finished, torch.zeros_like(error), torch.round(error.abs() / step))
+        sigma = torch.where(error > 0, sigma_pot, sigma_dep)
+        G = G + torch.sign(error) * k * step + sigma * k.sqrt() * noise(target.shape)
+        G = G.clamp(device.g_min_us, device.g_max_us)
+        pulses = pulses + k.to(torch.int64)
+        row_active = ~finished.all(dim=-1)
+        row_time = row_time + torch.where(row_active, k.amax(dim=-1) * width
+                                          + device.verify_read_s, torch.zeros_like(row_time))
+        iterations = iterations + (~finished).to(torch.int64)
+        finished = finished | done(G)
+    return VerifyResult(conductance_us=G, pulses=pulses, iterations=iterations,
+                        row_time_s=row_time, converged=finished)
