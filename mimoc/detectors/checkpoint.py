@@ -12,7 +12,8 @@ reads it, so loading a file can never run code)::
         "training": {"steps": ..., "snr_db": [lo, hi], "seed": ..., "val_ser": ...,
                      "seconds": ..., "options": {...}, ...},   # {} when untrained
         "mimoc_version": "0.1.0",
-    }
+        "quantization": {...},                # optional: a quantized checkpoint's recipe
+    }                                         # (mimoc.quant.spec; load_quantized reads it)
 
 :func:`load_detector` checks everything before building the module: the file
 is a torch zip archive, it holds only plain data (a pickled ``nn.Module`` is
@@ -174,14 +175,16 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def checkpoint_dict(model: DetectorModule, training: Any = None) -> dict[str, Any]:
-    """The checkpoint dict of ``model`` (see the module docstring)."""
+def checkpoint_dict(model: DetectorModule, training: Any = None,
+                    quantization: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint dict of ``model`` (see the module docstring); ``quantization``
+    (a ``QuantRecipe.to_dict()``, plain data and tensors) is stored as given."""
     from mimoc import __version__
 
     if not isinstance(model, DetectorModule):
         raise UsageError(f"save_detector needs a mimoc DetectorModule, got {type(model).__name__}")
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    return {
+    payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "family": model.family,
@@ -190,6 +193,9 @@ def checkpoint_dict(model: DetectorModule, training: Any = None) -> dict[str, An
         "training": _plain(training) if training is not None else {},
         "mimoc_version": __version__,
     }
+    if quantization is not None:
+        payload["quantization"] = dict(quantization)
+    return payload
 
 
 def save_detector(model: DetectorModule, path: str | os.PathLike, training: Any = None) -> Path:
@@ -226,6 +232,7 @@ class Checkpoint:
     mimoc_version: str
     format_version: int
     path: Path
+    quantization: dict[str, Any] | None = None  # raw section; mimoc.quant.load_quantized checks it
 
 
 def load_detector(path: str | os.PathLike,
@@ -310,9 +317,13 @@ def _load_checkpoint(path: Path,
     if not isinstance(training, dict):
         raise ModelFileError(f"{name}: training metadata is a {type(training).__name__}, not a "
                              f"dict; the file is damaged, re-save the model")
+    quantization = raw.get("quantization")
+    if quantization is not None and not isinstance(quantization, dict):
+        raise ModelFileError(f"{name}: quantization section is a {type(quantization).__name__}, "
+                             f"not a dict; the file is damaged, quantize the model again")
     return Checkpoint(model=model, family=family, config=config, training=training,
                       mimoc_version=str(raw.get("mimoc_version", "unknown")),
-                      format_version=version, path=path)
+                      format_version=version, path=path, quantization=quantization)
 
 
 def _read_plain_data(path: Path) -> Any:

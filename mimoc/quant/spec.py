@@ -135,7 +135,8 @@ class QuantRecipe:
 
 
 def fake_quant_weight(weight: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
-    """``W_q = clamp(round(W / s), -(2^(b-1)-1), 2^(b-1)-1) * s``, ``s [out]`` per output channel."""
+    """``W_q = clamp(round(W / s), -(2^(b-1)-1), 2^(b-1)-1) * s``, ``s [out]`` per output
+    channel."""
     lo, hi = int_range(bits, True)
     s = scale.reshape((-1,) + (1,) * (weight.dim() - 1)).to(weight.dtype)
     return torch.clamp(torch.round(weight / s), lo, hi) * s
