@@ -1,4 +1,10 @@
 """Crossbar target: memristor devices, tiling, programming schedules (DESIGN.md section 7).
 
-- :mod:`mimoc.targets.crossbar.devices`: device profiles (``load_device``, ``list_devices``).
+- :mod:`mimoc.targets.crossbar.devices`: device profiles (``load_device``, ``list_devices``);
+- :mod:`.lower`: the ``crossbar-lower`` pass (``H^T (H x)`` on two arrays, ``CrossbarMVM``,
+  ADC/DAC where values cross domains); :mod:`.xops`: the target-level IR ops;
+- :mod:`.arrays` (matrices, mapping, tiles), :mod:`.programming` (per-slot and static
+  programming plans), :mod:`.latency` (critical paths, peripherals, digital work);
+- :mod:`.artifact`: ``schedule.json`` + ``arrays.npz``; :mod:`.build`: the compile entry
+  point used by :func:`mimoc.compile`. The simulator is :mod:`mimoc.runtime.imc`.
 """

@@ -1,0 +1,288 @@
+"""The crossbar artifact: ``schedule.json`` + ``arrays.npz`` (schema: docs/crossbar.md).
+
+:func:`build_schedule` takes the lowered graph (after ``crossbar-lower``), a device and a
+:class:`~mimoc.targets.crossbar.config.CrossbarConfig` and computes everything the schedule
+holds: matrices and their tiles, the per-slot programming plan (Monte Carlo over seeded
+channel draws), the one-time program-with-verify plan, ADC/DAC full scales (calibrated on
+seeded draws of the link), latencies, peripheral counts, digital work and the totals.
+:func:`write_artifact` writes the two files atomically and byte-identically (the npz is a
+zip with fixed timestamps). :func:`read_schedule` / :func:`read_arrays` read them back.
+
+Example::
+
+    >>> built = build_schedule(lowered, load_device("ftj-luo2022"), CrossbarConfig())
+    >>> built.schedule["totals"]["per_slot_s"]
+    3.1e-07
+    >>> write_artifact(built, "out/detnet")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mimoc import __version__
+from mimoc.compiler.dims import fmt_dim
+from mimoc.compiler.interpreter import run_all
+from mimoc.compiler.ir import Graph, Node
+from mimoc.errors import ModelFileError, UsageError
+from mimoc.targets.crossbar import lower
+from mimoc.targets.crossbar.arrays import (
+    CHANNEL,
+    STATIC,
+    Matrix,
+    collect_matrices,
+    crossbar_matrix,
+    matrix_id,
+    tile,
+)
+from mimoc.targets.crossbar.config import CrossbarConfig
+from mimoc.targets.crossbar.devices import Device
+from mimoc.targets.crossbar.latency import analog_macs, digital_work, latency, peripherals
+from mimoc.targets.crossbar.program import program_to_json
+from mimoc.targets.crossbar.programming import channel_plan, static_plan
+from mimoc.targets.output import write_directory
+
+FORMAT = "mimoc-crossbar-schedule"
+FORMAT_VERSION = 1
+SCHEDULE = "schedule.json"
+ARRAYS = "arrays.npz"
+#: Link draws for the ADC/DAC full-scale calibration: slots per SNR, symbols per slot, SNRs.
+CALIBRATION = {"slots_per_snr": 64, "symbols": 4, "snr_db": [0.0, 10.0, 20.0, 30.0]}
+MC_SNR_DB = 10.0
+
+
+@dataclass(frozen=True)
+class BuiltSchedule:
+    schedule: Mapping[str, Any]
+    arrays: Mapping[str, np.ndarray]
+    graph: Graph  # the lowered program, ADC/DAC full scales set
+
+    def files(self) -> dict[str, bytes]:
+        npz = npz_bytes(self.arrays)
+        schedule = dict(self.schedule)
+        schedule["files"] = {ARRAYS: {"bytes": len(npz), "sha256": hashlib.sha256(npz)
+                                      .hexdigest()}}
+        return {SCHEDULE: (json.dumps(schedule, indent=1) + "\n").encode(), ARRAYS: npz}
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An ``.npz`` (zip of ``.npy``) with sorted entries and fixed timestamps: the same
+    arrays always give the same bytes (``numpy.savez`` stamps the current time)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(arrays):
+            data = io.BytesIO()
+            np.lib.format.write_array(data, np.ascontiguousarray(arrays[name]),
+                                      allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data.getvalue())
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- link draws
+
+def link_sizes(graph: Graph) -> tuple[int, int]:
+    """``(nt, nr)`` from the graph's ``H [B, 2Nr, 2Nt]`` input."""
+    H = graph.node("H")
+    sizes = {"B": 1, "S": 1, **dict(graph.dim_sizes)}
+    rows, cols = (d if isinstance(d, int) else d.evaluate(sizes) for d in H.shape[-2:])
+    return cols // 2, rows // 2
+
+
+def draws(graph: Graph, slots: int, symbols: int, snr_db: float, seed: int,
+          modulation: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(H, y)`` of ``slots`` seeded i.i.d. Rayleigh slots (mimoc.sim.system.MIMOSystem)."""
+    from mimoc.sim.system import MIMOSystem
+
+    nt, nr = link_sizes(graph)
+    system = MIMOSystem(nt=nt, nr=nr, modulation=modulation, slot=symbols)
+    batch = system.sample(slots, snr_db, torch.Generator().manual_seed(seed))
+    return batch.H_est, batch.y
+
+
+def _max_abs(t: torch.Tensor) -> float:
+    value = float(t.detach().abs().max()) if t.numel() else 0.0
+    return value if value > 0 else 1.0
+
+
+def calibrate(graph: Graph, matrices: list[Matrix], seed: int, modulation: str,
+              ) -> tuple[Graph, dict[str, Any]]:
+    """ADC/DAC full scales = max |value| over seeded link draws; per matrix the largest
+    output magnitude (for partial-sum ADCs with digital accumulation)."""
+    scales: dict[str, float] = {}
+    outputs: dict[str, float] = {}
+    convs = [n for n in graph.nodes if n.op in ("ADC", "DAC")]
+    mvms = [n for n in graph.nodes if n.op == "CrossbarMVM"]
+    for k, snr in enumerate(CALIBRATION["snr_db"]):
+        H, y = draws(graph, CALIBRATION["slots_per_snr"], CALIBRATION["symbols"], snr,
+                     seed + 100 + k, modulation)
+        values = run_all(graph, {"H": H, "y": y})
+        for n in convs:
+            scales[n.name] = max(scales.get(n.name, 0.0), _max_abs(values[n.inputs[0]]))
+        for n in mvms:
+            key = matrix_id(n)
+            outputs[key] = max(outputs.get(key, 0.0), _max_abs(values[n.name]))
+    graph = lower.set_full_scales(graph, scales)
+    return graph, {"method": "max |value| over seeded i.i.d. Rayleigh link draws",
+                   **CALIBRATION, "seed": seed + 100, "modulation": modulation,
+                   "full_scale": scales, "matrix_output_full_scale": outputs}
+
+
+# ---------------------------------------------------------------- the schedule
+
+def _shape(node: Node) -> list[Any]:
+    return [d if isinstance(d, int) else fmt_dim(d) for d in node.shape]
+
+
+def _matrix_entry(m: Matrix, graph: Graph, clips: Mapping[str, float],
+                  output_scale: Mapping[str, float]) -> dict[str, Any]:
+    entry = {"id": m.id, "role": m.role, "form": m.form, "source": m.source,
+             "source_shape": _shape(graph.node(m.source)), "bias": m.bias,
+             "rows": m.rows, "cols": m.cols, "bias_row": m.has_bias_row,
+             "row_tiles": m.row_tiles, "col_tiles": m.col_tiles,
+             "tiles": [t.id for t in m.tiles], "used_by": list(m.nodes), "scope": m.scope,
+             "output_full_scale": output_scale.get(m.id, 1.0)}
+    if m.role == STATIC:
+        entry["mapping"] = {"rule": "max-abs or percentile", "w_clip": clips[m.id]}
+    else:
+        entry["mapping"] = {"rule": "three-sigma", "w_clip": "3 * RMS(matrix) per slot"}
+    return entry
+
+
+def build_schedule(graph: Graph, device: Device, config: CrossbarConfig, *,
+                   model: Mapping[str, Any] | None = None,
+                   source: Mapping[str, Any] | None = None,
+                   records: Sequence[Any] = ()) -> BuiltSchedule:
+    """Everything in ``schedule.json`` and ``arrays.npz`` for a lowered graph."""
+    if not any(n.op == "CrossbarMVM" for n in graph.nodes):
+        raise UsageError("the detector has no matrix-vector product the crossbar can run "
+                         "(no Linear, Conv2d or MatMul with a weight or channel matrix)")
+    if "H" not in graph or "y" not in graph:
+        raise UsageError("the crossbar target needs a detector with inputs H and y")
+    modulation = ((model or {}).get("config") or {}).get("modulation", "qpsk")
+    matrices = collect_matrices(graph)
+    tile(matrices, config)
+
+    H, y = draws(graph, config.mc_draws, 1, MC_SNR_DB, config.seed, modulation)
+    values = run_all(graph, {"H": H, "y": y})
+    channel_values = {m.id: crossbar_matrix(m, values[m.source], None)
+                      for m in matrices if m.role == CHANNEL}
+    static_values = {m.id: crossbar_matrix(m, graph.constants[m.source],
+                                           graph.constants[m.bias] if m.bias else None)
+                     for m in matrices if m.role == STATIC}
+    per_slot, channel_files = channel_plan(matrices, channel_values, device, config)
+    static, static_files, clips = static_plan(matrices, static_values, device, config)
+    graph, calibration = calibrate(graph, matrices, config.seed, modulation)
+
+    timing = latency(graph, matrices, device, config)
+    symbol_s = timing["symbol_s"]
+    programming = per_slot["expected_s"]
+    totals = {
+        "programming_s_per_slot": programming,
+        "programming_s_per_slot_std": per_slot["std_s"],
+        "programming_s_per_slot_max": per_slot["max_s"],
+        "symbol_s": symbol_s,
+        "slot_symbols": config.slot,
+        "slot_compute_s": timing["slot_compute_s"],
+        "per_slot_s": programming + timing["slot_compute_s"] + config.slot * symbol_s,
+        "static_programming_s": static["time_s"],
+    }
+    arrays_list = []
+    for m in matrices:
+        for t in m.tiles:
+            arrays_list.append({"id": t.id, "matrix": m.id, "role": m.role,
+                                "tile": list(t.index), "rows": list(t.rows),
+                                "cols": list(t.cols), "shape": list(t.shape),
+                                "physical_arrays": 2})
+    npz: dict[str, np.ndarray] = {**channel_files, **static_files}
+    for n in graph.nodes:
+        if n.op == "Const":
+            npz[f"const/{n.name}"] = graph.constants[n.name].detach().cpu().numpy()
+    schedule = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "mimoc_version": __version__,
+        "target": "crossbar",
+        "model": dict(model or {"name": graph.name}),
+        "source": dict(source) if source else None,
+        "device": device.to_dict(),
+        "config": config.to_dict(),
+        "passes": [_pass_entry(r) for r in records],
+        "inputs": [{"name": n.name, "shape": _shape(n), "rate": str(n.rate)}
+                   for n in graph.inputs],
+        "matrices": [_matrix_entry(m, graph, clips, calibration["matrix_output_full_scale"])
+                     for m in matrices],
+        "arrays": arrays_list,
+        "programming": {"per_slot": per_slot, "static": static},
+        "latency": timing,
+        "peripherals": peripherals(graph, matrices, config),
+        "analog_macs": analog_macs(graph, matrices),
+        "digital": digital_work(graph),
+        "calibration": calibration,
+        "totals": totals,
+        "program": program_to_json(graph),
+    }
+    return BuiltSchedule(schedule, npz, graph)
+
+
+def _pass_entry(record: Any) -> dict[str, Any]:
+    entry = dict(record.to_dict())
+    entry.pop("seconds", None)  # wall time would make two compiles differ
+    return entry
+
+
+def write_artifact(built: BuiltSchedule, out: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write ``schedule.json`` and ``arrays.npz`` atomically (:mod:`mimoc.targets.output`)."""
+    return write_directory(built.files(), out, force=force)
+
+
+# ---------------------------------------------------------------- reading
+
+def is_crossbar_artifact(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    return path.is_dir() and (path / SCHEDULE).is_file()
+
+
+def read_schedule(path: str | os.PathLike) -> dict[str, Any]:
+    """``schedule.json`` of an artifact directory (checked: format and version)."""
+    path = Path(path)
+    file = path / SCHEDULE
+    if not file.is_file():
+        raise ModelFileError(f"{str(path)!r} is not a crossbar artifact (no {SCHEDULE}); "
+                             "compile one with 'mimoc compile MODEL.pt --target crossbar -o DIR'")
+    try:
+        schedule = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise ModelFileError(f"{str(file)!r} cannot be read ({err}); compile the artifact "
+                             "again") from None
+    if not isinstance(schedule, dict) or schedule.get("format") != FORMAT:
+        raise ModelFileError(f"{str(file)!r} is not a mimoc crossbar schedule")
+    version = schedule.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(f"{str(path)!r} was written by a newer mimoc (schedule format "
+                             f"{version!r}); upgrade mimoc")
+    return schedule
+
+
+def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of ``arrays.npz`` (no pickles) by name."""
+    file = Path(path) / ARRAYS
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise ModelFileError(f"{str(file)!r} cannot be read ({err}); compile the artifact "
+                             "again") from None

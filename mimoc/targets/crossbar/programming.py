@@ -1,0 +1,159 @@
+"""Programming plans: per-slot channel arrays (no verify) and one-time static arrays (verify).
+
+Channel arrays (DESIGN.md section 7, "programming without verification"): every slot the
+tiles of each channel matrix are programmed from reset, row by row; the cells of a row in
+parallel. A row takes ``max_row(n) * pulse_width``, a tile the sum over its rows (both sides
+of the differential pair are programmed at the same time, so a row's ``n`` is the larger
+side's, i.e. ``|signed pulses|``). Tiles of one *write group* are programmed one after
+another, groups in parallel; a slot's programming time is the slowest group's sum. It
+depends on ``H``, so the schedule gives its mean (the *expected* time) over
+``config.mc_draws`` seeded channel draws, with their std, min and max, and the per-row plan
+of draw 0 as an example. ``arrays.npz`` keeps the signed pulse counts of every draw
+(``<tile>.pulses [draws, rows, cols]``), so the times can be recomputed from it.
+
+Static arrays ("programming with verification", once at deployment):
+:func:`mimoc.targets.crossbar.devices.program_with_verify` per side; a tile row takes the
+slower side's verify time; tiles and groups combine as above.
+
+Example::
+
+    >>> plan, files = channel_plan(matrices, values, device, config)
+    >>> plan["expected_s"] > 0
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from mimoc.targets.crossbar.arrays import (
+    CHANNEL,
+    STATIC,
+    Matrix,
+    channel_clip,
+    pulse_dtype,
+    signed_pulses,
+    static_clip,
+    target_conductances,
+    write_groups,
+)
+from mimoc.targets.crossbar.config import CrossbarConfig
+from mimoc.targets.crossbar.devices import Device, program_with_verify
+
+
+def _stats(values: np.ndarray) -> dict[str, float]:
+    return {"expected_s": float(values.mean()), "std_s": float(values.std()),
+            "min_s": float(values.min()), "max_s": float(values.max())}
+
+
+def _group_totals(groups: list[list[str]], tile_times: dict[str, np.ndarray]) -> np.ndarray:
+    """Per draw: max over groups of the sum of the group's tile times."""
+    if not groups:
+        return np.zeros(1)
+    sums = [np.sum([tile_times[t] for t in g], axis=0) for g in groups]
+    return np.max(np.stack(sums), axis=0)
+
+
+def channel_plan(matrices: list[Matrix], values: dict[str, torch.Tensor], device: Device,
+                 config: CrossbarConfig) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The per-slot plan of the channel tiles and their ``arrays.npz`` entries.
+
+    ``values[matrix id]``: the matrix over the draws, crossbar orientation ``[D, rows, cols]``.
+    """
+    width = device.pulse_width_s
+    files: dict[str, np.ndarray] = {}
+    tiles: list[dict[str, Any]] = []
+    tile_times: dict[str, np.ndarray] = {}
+    dtype = pulse_dtype(device.states)
+    for m in matrices:
+        if m.role != CHANNEL:
+            continue
+        G = values[m.id].double()
+        w_clip = channel_clip(G)                              # [D, 1, 1]
+        pulses = signed_pulses(G, w_clip, device.states)      # [D, rows, cols]
+        pos, neg = target_conductances(G[0], w_clip[0], device)
+        for t in m.tiles:
+            (r0, r1), (c0, c1) = t.rows, t.cols
+            p = pulses[:, r0:r1, c0:c1]
+            row_max = p.abs().amax(dim=-1).numpy()            # [D, rows]
+            times = row_max.sum(axis=-1) * width              # [D]
+            tile_times[t.id] = times
+            files[f"{t.id}.pulses"] = p.numpy().astype(dtype)
+            files[f"{t.id}.g_pos"] = pos[r0:r1, c0:c1].numpy().astype(np.float32)
+            files[f"{t.id}.g_neg"] = neg[r0:r1, c0:c1].numpy().astype(np.float32)
+            tiles.append({
+                "array": t.id, "matrix": m.id, "rows": t.shape[0], "cols": t.shape[1],
+                "row_order": list(range(t.shape[0])),
+                "example_row_pulses": [int(v) for v in row_max[0]],
+                "example_row_time_s": [float(v) * width for v in row_max[0]],
+                "example_time_s": float(times[0]),
+                "expected_row_pulses": [float(v) for v in row_max.mean(axis=0)],
+                "expected_time_s": float(times.mean()),
+            })
+    groups = write_groups(matrices, CHANNEL, config.write_parallel)
+    totals = _group_totals(groups, tile_times)
+    plan = {
+        "mode": "from reset, no verification, row by row (cells of a row in parallel)",
+        "draws": config.mc_draws, "seed": config.seed,
+        "channel_model": "i.i.d. Rayleigh, CN(0,1) entries, real model",
+        "mapping": "w_clip = 3 sigma_h per matrix and slot (sigma_h = RMS of the entries)",
+        "write_parallel": config.write_parallel, "groups": groups,
+        "tiles": tiles, "example_s": float(totals[0]) if groups else 0.0,
+        **(_stats(totals) if groups else _stats(np.zeros(1))),
+        "reset": "the reset of the arrays before programming is not counted",
+    }
+    return plan, files
+
+
+def static_plan(matrices: list[Matrix], constants: dict[str, torch.Tensor], device: Device,
+                config: CrossbarConfig,
+                ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, float]]:
+    """The one-time program-with-verify plan of the static tiles and their npz entries.
+
+    ``constants[matrix id]``: the matrix in crossbar orientation ``[rows, cols]``.
+    Returns the plan, the npz entries and ``w_clip`` per static matrix.
+    """
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    files: dict[str, np.ndarray] = {}
+    tiles: list[dict[str, Any]] = []
+    tile_times: dict[str, np.ndarray] = {}
+    dtype = pulse_dtype(device.states)
+    clips: dict[str, float] = {}
+    not_converged = 0
+    for m in matrices:
+        if m.role != STATIC:
+            continue
+        G = constants[m.id].double()
+        w_clip = static_clip(G, config)
+        clips[m.id] = w_clip
+        files[f"{m.id}.weights"] = G.numpy().astype(np.float64)
+        pos, neg = target_conductances(G, w_clip, device)
+        pulses = signed_pulses(G, w_clip, device.states)
+        for t in m.tiles:
+            (r0, r1), (c0, c1) = t.rows, t.cols
+            sides = [program_with_verify(side[r0:r1, c0:c1], device, generator)
+                     for side in (pos, neg)]
+            row_time = torch.maximum(sides[0].row_time_s, sides[1].row_time_s).numpy()
+            tile_times[t.id] = np.array([row_time.sum()])
+            not_converged += int(sum(int((~s.converged).sum()) for s in sides))
+            files[f"{t.id}.g_pos"] = pos[r0:r1, c0:c1].numpy().astype(np.float64)
+            files[f"{t.id}.g_neg"] = neg[r0:r1, c0:c1].numpy().astype(np.float64)
+            files[f"{t.id}.pulses"] = pulses[r0:r1, c0:c1].numpy().astype(dtype)
+            files[f"{t.id}.verify_pulses"] = np.stack([s.pulses.numpy() for s in sides]) \
+                .astype(np.int32)
+            files[f"{t.id}.verify_row_time_s"] = np.stack(
+                [s.row_time_s.numpy() for s in sides]).astype(np.float64)
+            tiles.append({"array": t.id, "matrix": m.id, "rows": t.shape[0],
+                          "cols": t.shape[1], "time_s": float(row_time.sum()),
+                          "verify_iterations_max": int(max(int(s.iterations.max())
+                                                           for s in sides))})
+    groups = write_groups(matrices, STATIC, config.write_parallel)
+    total = float(_group_totals(groups, tile_times)[0]) if groups else 0.0
+    plan = {"mode": "program-and-verify from reset, once at deployment (not per slot)",
+            "tolerance": device.verify_tolerance, "seed": config.seed + 1,
+            "write_parallel": config.write_parallel, "groups": groups, "tiles": tiles,
+            "time_s": total, "cells_not_converged": not_converged}
+    return plan, files, clips
