@@ -36,10 +36,10 @@ import numpy as np
 import torch
 
 from mimoc.compiler.ir import Graph, Rate
+from mimoc.detectors.noise_aware import CLIP_SIGMAS
 from mimoc.errors import UsageError
 from mimoc.targets.crossbar.config import CrossbarConfig
 from mimoc.targets.crossbar.devices import Device
-from mimoc.detectors.noise_aware import CLIP_SIGMAS
 
 STATIC = "static"
 CHANNEL = "channel"
@@ -158,7 +158,8 @@ def channel_clip(G: torch.Tensor) -> torch.Tensor:
 
 
 def signed_pulses(G: torch.Tensor, w_clip: torch.Tensor | float, states: int) -> torch.Tensor:
-    """``sign(W) clip(round(|W| / w_clip * P), 0, P)``, int64: ``+n`` on ``G+``, ``-n`` on ``G-``."""
+    """``sign(W) clip(round(|W| / w_clip * P), 0, P)`` (int64): ``+n`` on ``G+``, ``-n`` on
+    ``G-``."""
     n = torch.round(G.double().abs() / w_clip * states).clamp(0, states)
     return (torch.sign(G.double()) * n).to(torch.int64)
 

@@ -83,8 +83,9 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(arrays):
             data = io.BytesIO()
-            np.lib.format.write_array(data, np.ascontiguousarray(arrays[name]),
-                                      allow_pickle=False)
+            array = np.asarray(arrays[name])  # ascontiguousarray would make 0-d arrays 1-d
+            np.lib.format.write_array(data, array if array.flags.c_contiguous
+                                      else array.copy(order="C"), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16

@@ -289,9 +289,11 @@ def run(graph: Graph) -> Graph:
 
 
 def set_full_scales(graph: Graph, full_scales: Mapping[str, float]) -> Graph:
-    """The graph with ``ADC`` nodes' ``full_scale`` set (calibrated by the target)."""
-    nodes = tuple(n.replace(attrs=Attrs({**dict(n.attrs), "full_scale": float(full_scales[n.name])}))
-                  if n.op == "ADC" and n.name in full_scales else n for n in graph.nodes)
+    """The graph with ``ADC``/``DAC`` nodes' ``full_scale`` set (calibrated by the target)."""
+    nodes = tuple(n.replace(attrs=Attrs({**dict(n.attrs),
+                                         "full_scale": float(full_scales[n.name])}))
+                  if n.op in ("ADC", "DAC") and n.name in full_scales else n
+                  for n in graph.nodes)
     return graph.replace(nodes=nodes)
 
 

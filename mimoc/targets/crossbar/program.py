@@ -91,6 +91,7 @@ def program_from_json(data: Mapping[str, Any], constants: Mapping[str, torch.Ten
     try:
         return verify(graph, after="loading the crossbar schedule")
     except Exception as err:
-        first = str(err).splitlines()[0]
+        lines = str(err).splitlines()
+        first = lines[1].strip() if len(lines) > 1 else lines[0]
         raise ModelFileError(f"the schedule's program does not verify ({first}); compile "
                              "the artifact again") from None

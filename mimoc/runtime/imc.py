@@ -1,0 +1,332 @@
+"""The in-memory-computing (IMC) simulator: executes a crossbar schedule and gives ``x_hat``.
+
+:func:`load_schedule` reads an artifact written by ``mimoc compile --target crossbar``
+(``schedule.json`` + ``arrays.npz``) and runs its lowered program op by op (the compiler's
+op table), with the crossbar ops replaced by the device model of DESIGN.md section 7:
+
+- **static arrays** are programmed once per :meth:`IMCSchedule.detect` call / per
+  :meth:`IMCSchedule.engine` (deployment) from the target conductances in ``arrays.npz``
+  with program-and-verify (:func:`~mimoc.targets.crossbar.devices.program_with_verify`);
+- **channel arrays** are programmed for every slot (every ``b`` of ``H [B, ...]``) from the
+  slot-rate matrix the program computes (``H``, ``H^T``, ``pinv(H)^T``): three-sigma mapping,
+  ``n = clip(round(|W| / w_clip * P), 0, P)`` potentiation pulses from reset on the side of
+  the pair that carries the sign, ``G = Gmin + n dG + c2c (Gmax - Gmin) sqrt(n) z``,
+  clipped to ``[Gmin, Gmax]`` (the model of :mod:`mimoc.detectors.noise_aware`);
+- each MVM is ``(x @ (G+ - G-)) / k`` per row tile (``k = (Gmax - Gmin) / w_clip``), the
+  row tiles' partial sums added (digital accumulation: each partial through the ADC);
+- ``ADC``/``DAC`` nodes quantise to the device's ``adc_bits``/``dac_bits`` over
+  ``[-full_scale, full_scale]`` (mid-tread, ``2^(b-1) - 1`` levels per side); ``None`` bits:
+  ideal.
+
+``c2c=None`` uses the device's own C2C variations; a number sets both directions.
+``ideal=True`` is a device without noise, with 2^30 states, ideal converters and no
+clipping in the mapping (``w_clip`` at least ``max|W|``): the
+simulator then equals the PyTorch model to float precision (tests/crossbar). Everything is
+batched torch (float64) and deterministic for a seed. :attr:`IMCResult.programming_s` is
+the per-slot programming time of the channel arrays actually programmed (row max x pulse
+width, summed over rows, slowest write group), next to the schedule's expected value.
+
+Example::
+
+    >>> xb = load_schedule("out/xb")
+    >>> x_hat = xb.detect(H, y, c2c=0.02, seed=1)          # [B, S, 2Nt]
+    >>> result = simulate({"crossbar": xb.engine(c2c=0.02)}, system, [0, 4, 8])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mimoc.compiler import ops
+from mimoc.compiler.interpreter import bind_sizes
+from mimoc.errors import ModelFileError, UsageError
+from mimoc.targets.crossbar.arrays import channel_clip, signed_pulses, target_conductances
+from mimoc.targets.crossbar.artifact import read_arrays, read_schedule
+from mimoc.targets.crossbar.config import CrossbarConfig
+from mimoc.targets.crossbar.devices import Device, device_from_dict, program_with_verify
+from mimoc.targets.crossbar.program import program_from_json
+
+#: States of the ideal device (fine enough that quantisation is below float32 precision).
+IDEAL_STATES = 2 ** 30
+
+
+@dataclass
+class IMCResult:
+    """``x_hat [B, S, 2Nt]`` (float32) and the per-slot channel programming time ``[B]``."""
+
+    x_hat: torch.Tensor
+    programming_s: torch.Tensor
+
+
+def quantize(x: torch.Tensor, bits: int | None, full_scale: float) -> torch.Tensor:
+    """Mid-tread uniform quantiser over ``[-full_scale, full_scale]`` (``bits None``: ``x``)."""
+    if bits is None:
+        return x
+    levels = 2 ** (bits - 1) - 1
+    if levels < 1:
+        return torch.sign(x) * full_scale
+    step = full_scale / levels
+    return torch.clamp(torch.round(x / step), -levels, levels) * step
+
+
+@dataclass
+class _Programmed:
+    """One matrix on its arrays: per row tile ``(row range, G+ - G-, k)``."""
+
+    row_tiles: list[tuple[int, int, torch.Tensor, Any]]
+
+
+class IMCSchedule:
+    """A loaded crossbar artifact (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.schedule = read_schedule(self.path)
+        self.arrays = read_arrays(self.path)
+        try:
+            consts = {k[len("const/"):]: torch.from_numpy(v.copy())
+                      for k, v in self.arrays.items() if k.startswith("const/")}
+            self.graph = program_from_json(self.schedule["program"], consts)
+            self.device = device_from_dict(self.schedule["device"], "the schedule's device")
+            self.config = CrossbarConfig.from_dict(self.schedule["config"])
+            self.matrices = {m["id"]: m for m in self.schedule["matrices"]}
+            self.tiles = {a["id"]: a for a in self.schedule["arrays"]}
+            self.groups = self.schedule["programming"]["per_slot"]["groups"]
+        except (KeyError, TypeError) as err:
+            raise ModelFileError(f"{str(self.path)!r}: the schedule is incomplete ({err}); "
+                                 "compile the artifact again") from None
+
+    # -- properties ------------------------------------------------------------------
+
+    @property
+    def model(self) -> Mapping[str, Any]:
+        return self.schedule.get("model") or {}
+
+    @property
+    def config_dict(self) -> Mapping[str, Any]:
+        return self.model.get("config") or {}
+
+    @property
+    def totals(self) -> Mapping[str, Any]:
+        return self.schedule["totals"]
+
+    # -- devices -----------------------------------------------------------------------
+
+    def device_for(self, c2c: float | None = None, *, ideal: bool = False) -> Device:
+        """The simulated device: the schedule's, with ``c2c`` if given, or the ideal one."""
+        if ideal:
+            return self.device.ideal(states=IDEAL_STATES)
+        if c2c is None:
+            return self.device
+        if isinstance(c2c, bool) or not isinstance(c2c, int | float) or not 0 <= c2c < 1:
+            raise UsageError(f"C2C variation must be a fraction in [0, 1) (0.02 = 2%), "
+                             f"got {c2c!r}")
+        return self.device.with_c2c(float(c2c))
+
+    # -- programming -----------------------------------------------------------------
+
+    def _tile_grid(self, m: Mapping[str, Any]) -> list[list[Mapping[str, Any]]]:
+        grid: list[list[Mapping[str, Any]]] = [[] for _ in range(m["row_tiles"])]
+        for tid in m["tiles"]:
+            t = self.tiles[tid]
+            grid[t["tile"][0]].append(t)
+        return grid
+
+    def program_static(self, device: Device, generator: torch.Generator, *,
+                       ideal: bool = False) -> dict[str, _Programmed]:
+        """Program-and-verify every static tile from its target conductances (``ideal``:
+        targets remapped from the exact weights with ``w_clip = max|W|``, no clipping)."""
+        out: dict[str, _Programmed] = {}
+        for mid, m in self.matrices.items():
+            if m["role"] != "static":
+                continue
+            w_clip = float(m["mapping"]["w_clip"])
+            weights = torch.from_numpy(self.arrays[f"{mid}.weights"]).double()
+            if ideal:
+                w_clip = max(w_clip, float(weights.abs().max()))
+            k = device.range_us / w_clip
+            rows = []
+            for tiles in self._tile_grid(m):
+                blocks = []
+                for t in tiles:
+                    (a, b), (c, d) = t["rows"], t["cols"]
+                    exact = target_conductances(weights[a:b, c:d], w_clip, device)
+                    sides = []
+                    for index, side in enumerate(("g_pos", "g_neg")):
+                        target = (exact[index] if ideal else
+                                  torch.from_numpy(self.arrays[f"{t['id']}.{side}"]).double())
+                        sides.append(program_with_verify(target, device, generator)
+                                     .conductance_us)
+                    blocks.append(sides[0] - sides[1])
+                r0, r1 = tiles[0]["rows"]
+                rows.append((r0, r1, torch.cat(blocks, dim=-1), k))
+            out[mid] = _Programmed(rows)
+        return out
+
+    def program_channel(self, m: Mapping[str, Any], value: torch.Tensor, device: Device,
+                        generator: torch.Generator, *, ideal: bool = False,
+                        ) -> tuple[_Programmed, dict[str, torch.Tensor]]:
+        """Program one channel matrix for every slot of the batch (no verification;
+        ``ideal``: ``w_clip = max(3 sigma_h, max|W|)``, no clipping)."""
+        W = value.double().reshape(value.shape[0], value.shape[-2], value.shape[-1])
+        w_clip = channel_clip(W)                              # [B, 1, 1]
+        if ideal:
+            w_clip = torch.maximum(w_clip, W.abs().amax(dim=(-2, -1), keepdim=True))
+        pulses = signed_pulses(W, w_clip, device.states)      # [B, rows, cols]
+        n_pos = pulses.clamp_min(0).double()
+        n_neg = (-pulses).clamp_min(0).double()
+        sigma = device.c2c_sigma_us("potentiation")
+
+        def program(n):
+            G = device.g_min_us + n * device.step_us
+            if sigma > 0:
+                G = G + sigma * n.sqrt() * torch.randn(n.shape, generator=generator,
+                                                       dtype=torch.float64)
+            return G.clamp(device.g_min_us, device.g_max_us)
+
+        dG = program(n_pos) - program(n_neg)
+        k = device.range_us / w_clip
+        times: dict[str, torch.Tensor] = {}
+        rows = []
+        for tiles in self._tile_grid(m):
+            r0, r1 = tiles[0]["rows"]
+            rows.append((r0, r1, dG[:, r0:r1, :], k))
+            for t in tiles:
+                (a, b), (c, d) = t["rows"], t["cols"]
+                row_max = pulses[:, a:b, c:d].abs().amax(dim=-1).double()
+                times[t["id"]] = row_max.sum(dim=-1) * self.device.pulse_width_s
+        return _Programmed(rows), times
+
+    def _slot_time(self, times: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
+        if not self.groups:
+            return torch.zeros(batch, dtype=torch.float64)
+        sums = [sum(times[t] for t in group) for group in self.groups]
+        return torch.stack(sums).amax(dim=0)
+
+    # -- executing ----------------------------------------------------------------------
+
+    def _mvm(self, node, x: torch.Tensor, programmed: _Programmed, m: Mapping[str, Any],
+             adc_bits: int | None) -> torch.Tensor:
+        form = node.attrs["form"]
+        x = x.double()
+        if form == "conv2d":
+            n, _, h, w = x.shape
+            kh, kw = self.graph.node(node.inputs[1]).shape[2:]
+            cols = F.unfold(x, (kh, kw), dilation=node.attrs["dilation"],
+                            padding=node.attrs["padding"], stride=node.attrs["stride"])
+            vec = cols.transpose(1, 2)                          # [N, L, C*kh*kw]
+        else:
+            vec = x
+        if m["bias_row"]:
+            vec = torch.cat([vec, torch.ones(vec.shape[:-1] + (1,), dtype=vec.dtype)], dim=-1)
+        digital = self.config.accumulation == "digital" and len(programmed.row_tiles) > 1
+        out = None
+        for r0, r1, dG, k in programmed.row_tiles:
+            part = vec[..., r0:r1] @ dG
+            part = part / k if not torch.is_tensor(k) else part / k.reshape(
+                (k.shape[0],) + (1,) * (part.dim() - 1))
+            if digital:
+                part = quantize(part, adc_bits, float(m["output_full_scale"]))
+            out = part if out is None else out + part
+        if form == "conv2d":
+            oh, ow = node.shape[2], node.shape[3]
+            out = out.transpose(1, 2).reshape(x.shape[0], -1, oh, ow)
+        return out
+
+    def run(self, H: torch.Tensor, y: torch.Tensor, *, c2c: float | None = None, seed: int = 0,
+            ideal: bool = False, generator: torch.Generator | None = None,
+            static: dict[str, _Programmed] | None = None) -> IMCResult:
+        """Execute the schedule on ``H [B, 2Nr, 2Nt]``, ``y [B, S, 2Nr]`` (module docstring)."""
+        device = self.device_for(c2c, ideal=ideal)
+        adc_bits = None if ideal else device.adc_bits
+        dac_bits = None if ideal else device.dac_bits
+        H, y = _tensor(H, "H"), _tensor(y, "y")
+        if H.dim() != 3 or y.dim() != 3 or H.shape[0] != y.shape[0]:
+            raise UsageError(f"H must be [B, 2Nr, 2Nt] and y [B, S, 2Nr] with the same B; "
+                             f"got {list(H.shape)} and {list(y.shape)}")
+        if not (torch.isfinite(H).all() and torch.isfinite(y).all()):
+            raise UsageError("H and y must be finite (no NaN or Inf)")
+        generator = generator or torch.Generator().manual_seed(int(seed))
+        if static is None:
+            static = self.program_static(device, generator, ideal=ideal)
+        inputs = {"H": H.double(), "y": y.double()}
+        sizes = bind_sizes(self.graph, inputs)
+        values: dict[str, torch.Tensor] = {}
+        programmed = dict(static)
+        times: dict[str, torch.Tensor] = {}
+        for node in self.graph.nodes:
+            if node.op == "Input":
+                value = inputs[node.name]
+            elif node.op == "Const":
+                value = self.graph.constants[node.name].double()
+            elif node.op == "CrossbarMVM":
+                mid = node.attrs["matrix"]
+                m = self.matrices[mid]
+                if mid not in programmed:
+                    programmed[mid], tile_times = self.program_channel(
+                        m, values[node.inputs[1]], device, generator, ideal=ideal)
+                    times.update(tile_times)
+                value = self._mvm(node, values[node.inputs[0]], programmed[mid], m, adc_bits)
+            elif node.op in ("ADC", "DAC"):
+                bits = adc_bits if node.op == "ADC" else dac_bits
+                value = quantize(values[node.inputs[0]], bits, float(node.attrs["full_scale"]))
+            else:
+                args = [values[i] for i in node.inputs]
+                value = ops.schema(node.op).execute(args, node.attrs, sizes)
+                if value.is_floating_point():
+                    value = value.double()
+            values[node.name] = value
+        x_hat = values[self.graph.outputs[0]].to(torch.float32)
+        return IMCResult(x_hat, self._slot_time(times, H.shape[0]))
+
+    def detect(self, H: torch.Tensor, y: torch.Tensor, *, c2c: float | None = None,
+               seed: int = 0, ideal: bool = False) -> torch.Tensor:
+        """``x_hat [B, S, 2Nt]``: static arrays and every slot's channel arrays programmed
+        with noise seeded by ``seed`` (the same seed gives the same output)."""
+        with torch.no_grad():
+            return self.run(H, y, c2c=c2c, seed=seed, ideal=ideal).x_hat
+
+    __call__ = detect
+
+    def engine(self, *, c2c: float | None = None, seed: int = 0, ideal: bool = False):
+        """A detector for :func:`mimoc.sim.ber.simulate` (``(H_est, y, N0) -> x_hat``): the
+        static arrays are programmed once (deployment), the channel arrays for every slot,
+        from one generator seeded by ``seed``."""
+        device = self.device_for(c2c, ideal=ideal)
+        generator = torch.Generator().manual_seed(int(seed))
+        static = self.program_static(device, generator, ideal=ideal)
+
+        def run(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                result = self.run(H, y, c2c=c2c, ideal=ideal, generator=generator,
+                                  static=static)
+            return result.x_hat.to(H.dtype)
+
+        label = "ideal" if ideal else f"c2c{device.c2c_potentiation:g}"
+        run.__name__ = f"imc_{self.path.name}_{label}"
+        return run
+
+
+def _tensor(value: Any, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise UsageError(f"{name} must be a tensor or an array") from None
+
+
+def load_schedule(path: str | os.PathLike) -> IMCSchedule:
+    """Load a crossbar artifact directory (``mimoc compile --target crossbar`` output)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelFileError(f"{str(path)!r} is not an artifact directory; compile one with "
+                             "'mimoc compile MODEL.pt --target crossbar -o DIR'")
+    return IMCSchedule(path)
