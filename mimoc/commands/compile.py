@@ -32,8 +32,28 @@ pass (or 'frontend', or 'all') to stderr. The directory is written atomically: a
 failed or interrupted compile leaves nothing; the same input gives byte-identical
 files.
 
+Quantized ONNX (--quant METHOD, or a checkpoint from 'mimoc quantize', which carries
+its recipe): the quantize pass runs first, then --lowering picks the kernels:
+  w4     4-bit weights as com.microsoft.MatMulNBits, inputs quantized to int8 inside the
+         kernel (fast; not bit-faithful to 4-bit activations; default for 4-bit methods)
+  w4a4   4-bit weights, the recipe's 4-bit activation quantizers emulated in-graph
+         (reproduces the quantized PyTorch model)
+  int8   int8 weights (MatMulIntegerToFloat / DynamicQuantizeMatMul), static 8-bit inputs
+         by QuantizeLinear (default for --quant int8)
+kaq-ptq, minmax and int8 calibrate here (--bits N, default 4 / 8); kaq and lsq train,
+so run 'mimoc quantize MODEL.pt --method kaq -o model_q.pt' first and compile that.
+
+Crossbar (--target crossbar): schedule.json + arrays.npz for memristor arrays (per-slot
+channel arrays for H and H^T, static arrays for the weights, pulse counts, programming
+and computation latency, peripherals), run by 'mimoc ber DIR --c2c ...'; see
+docs/crossbar.md.
+
 examples:
   mimoc compile detnet.pt -o out/detnet
+  mimoc compile detnet.pt --target crossbar --device ftj-luo2022 --array 128x128 -o out/xb
+  mimoc compile detnet.pt -o out/detnet-w4 --quant minmax
+  mimoc compile detnet_kaq.pt -o out/detnet-w4a4 --lowering w4a4
+  mimoc compile detnet.pt -o out/detnet-int8 --quant int8
   mimoc compile rwesnet.pt -o out/r --passes canonicalize,remove-layers,split-channel \\
       --keep-layers 6 --json
   mimoc compile mydetector.pt2 -o out/mine --dump-after split-channel
@@ -43,8 +63,9 @@ examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL",
                         help="mimoc checkpoint (.pt) or torch.export program (.pt2)")
-    parser.add_argument("--target", default="onnx", choices=["onnx"],
-                        help="target (default: onnx, fp32)")
+    parser.add_argument("--target", default="onnx", choices=["onnx", "crossbar"],
+                        help="target (default: onnx, fp32; crossbar: memristor arrays, see "
+                             "the crossbar options below and docs/crossbar.md)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="artifact directory to write")
     parser.add_argument("--passes", default=None, metavar="LIST",
@@ -53,6 +74,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dump-after", default="", metavar="PASS[,PASS]",
                         help="print the IR after these passes (frontend, a pass name, all)")
     add_pass_option_arguments(parser)
+    parser.add_argument("--quant", default=None, metavar="METHOD",
+                        choices=["kaq", "kaq-ptq", "lsq", "minmax", "int8"],
+                        help="quantize: kaq|kaq-ptq|lsq|minmax|int8 (kaq and lsq need a "
+                             "checkpoint from 'mimoc quantize')")
+    parser.add_argument("--lowering", default=None, choices=["w4", "w4a4", "int8"],
+                        help="quantized kernels: w4 (fast, default for 4-bit), w4a4 "
+                             "(faithful), int8")
+    parser.add_argument("--bits", type=int, default=None, metavar="N",
+                        help="bit width for a calibration method (2..8; default 4, int8: 8)")
+    from mimoc.targets.crossbar.cli import add_crossbar_arguments
+
+    add_crossbar_arguments(parser)
     parser.add_argument("--force", action="store_true",
                         help="replace an existing non-empty output directory")
     parser.add_argument("--json", action="store_true",
@@ -69,6 +102,10 @@ def summary(result) -> str:
              f"per symbol {f['per_symbol']} FLOPs, slot rate {f['slot_rate']} FLOPs, per slot "
              f"of {f['slot_symbols']} symbols {f['per_slot']} FLOPs",
              f"slot state: {state}"]
+    q = m.get("quantization")
+    if q:
+        lines.append(f"quantized: {q['method']} {q['bits']}-bit, {q['layers']} layers, "
+                     f"lowering {q['lowering']} (faithful: {q['faithful']})")
     return "\n".join(line for line in lines if line)
 
 
@@ -81,9 +118,14 @@ def run(args: argparse.Namespace) -> int:
     def dump(name: str, text: str) -> None:
         print(f"# IR after {name}\n{text}", file=sys.stderr)
 
+    if args.target == "crossbar":
+        from mimoc.targets.crossbar.cli import run_crossbar_compile
+
+        return run_crossbar_compile(args, dump)
     result = compile_model(args.model, target=args.target, out=args.output, passes=args.passes,
                            dump_after=args.dump_after, on_dump=dump, force=args.force,
-                           options=pass_options(args))
+                           options=pass_options(args), quant=args.quant,
+                           lowering=args.lowering, bits=args.bits)
     if args.json:
         manifest = json.loads((result.path / "manifest.json").read_text())
         print(json.dumps({"path": str(result.path), **manifest}))

@@ -67,13 +67,17 @@ def dtype_name(dtype: torch.dtype) -> str:
 class Quant:
     """Quantization of a value: symmetric uniform ``bits``-bit integers times a scale.
 
-    ``axis`` is the per-channel axis (``None``: per tensor). Set by the quantize pass of the
-    quantization issue; fp32 passes leave ``TensorType.quant`` as ``None``.
+    ``axis`` is the per-channel axis (``None``: per tensor); ``scale`` the step of each
+    channel along ``axis`` (a 1-tuple per tensor), so a ``Const`` weight holding
+    ``W_q = q * scale`` gives back its integer codes exactly as ``round(W_q / scale)``. Set
+    by the quantize pass (:mod:`mimoc.compiler.passes.quantize`); fp32 passes leave
+    ``TensorType.quant`` as ``None``.
     """
 
     bits: int
     signed: bool = True
     axis: int | None = None
+    scale: tuple[float, ...] | None = None
 
     def __str__(self) -> str:
         kind = "i" if self.signed else "u"

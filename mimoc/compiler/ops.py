@@ -402,6 +402,22 @@ def _source_exec(args, attrs, sizes):  # pragma: no cover - the interpreter bind
     raise IRError("source ops are bound by the interpreter, not executed")
 
 
+def _fake_quant_exec(args, attrs, sizes):
+    from mimoc.quant.spec import ActQuant, fake_quant_act
+
+    act = ActQuant(attrs["bits"], attrs["mode"], float(attrs["alpha"]), attrs["signed"])
+    return fake_quant_act(args[0], act, attrs["feature_dims"])
+
+
+def _fake_quant_shape(types, attrs):
+    x = types[0].shape
+    if attrs["mode"] not in ("dynamic", "static") or not 2 <= attrs["bits"] <= 8:
+        fail(f"FakeQuant: mode {attrs['mode']!r} / bits {attrs['bits']} (dynamic|static, 2..8)")
+    if not 1 <= attrs["feature_dims"] <= len(x):
+        fail(f"FakeQuant: {attrs['feature_dims']} feature dims for {D.fmt_shape(x)}")
+    return x
+
+
 def _fill_exec(args, attrs, sizes):
     return torch.full(_shape_of(attrs["shape"], sizes), attrs["value"], dtype=torch.float32)
 
@@ -490,6 +506,12 @@ _SCHEMAS: list[OpSchema] = [
              lambda a, at, s: torch.clamp(a[0], at["min"], at["max"]),
              (Attr("min", (float, int, type(None)), None),
               Attr("max", (float, int, type(None)), None))),
+    # quantization (mimoc.quant.spec: the recipe contract)
+    OpSchema("FakeQuant", "activation fake quantization x_q = clamp(round(x / step), lo, hi) * "
+             "step, step = alpha * RMS(x) over the last `feature_dims` dims (dynamic) or alpha "
+             "(static)", X, _fake_quant_shape, _fake_quant_exec,
+             (Attr("bits", _INT), Attr("signed", (bool,), True), Attr("mode", (str,)),
+              Attr("alpha", _FLOAT), Attr("feature_dims", _INT, 1))),
     _binary("Add", torch.add, "a + b (broadcasting)"),
     _binary("Sub", torch.sub, "a - b"),
     _binary("Mul", torch.mul, "a * b"),

@@ -25,6 +25,7 @@ from mimoc.compiler.passes import (
     conv_rows,
     cse,
     prune,
+    quantize,
     remove_layers,
     split_channel,
     split_linear,
@@ -36,7 +37,7 @@ from mimoc.errors import UsageError
 
 PASSES: dict[str, Pass] = {p.name: p for p in (
     canonicalize.PASS, cse.PASS, split_channel.PASS, conv_rows.PASS, split_linear.PASS,
-    prune.PASS, remove_layers.PASS)}
+    prune.PASS, remove_layers.PASS, quantize.PASS, quantize.DROP_INPUT_QUANT)}
 
 DEFAULT_PASSES: dict[str, tuple[str, ...]] = {
     "onnx": ("canonicalize", "split-channel", "hoist-conv-rows", "split-linear"),

@@ -26,7 +26,16 @@ from typing import Any
 import torch
 
 from mimoc.compiler import ops
-from mimoc.compiler.ir import Attrs, Graph, IRError, Node, Rate, TensorType, dtype_name
+from mimoc.compiler.ir import (
+    Attrs,
+    Graph,
+    IRError,
+    Node,
+    Quant,
+    Rate,
+    TensorType,
+    dtype_name,
+)
 
 
 @dataclass(frozen=True)
@@ -108,10 +117,12 @@ class Rewriter:
         name = self.fresh(f"{like.name}{suffix}" if suffix else op.lower())
         return self.emit(Node(name, op, tuple(inputs), full, t, like.scope))
 
-    def new_const(self, prefix: str, tensor: torch.Tensor, scope: str = "") -> str:
+    def new_const(self, prefix: str, tensor: torch.Tensor, scope: str = "",
+                  quant: Quant | None = None) -> str:
+        """A new ``Const``; ``quant``: its quantization (a quantized weight derived from one)."""
         name = self.fresh(prefix)
         self.constants[name] = tensor.detach()
-        t = TensorType(tuple(tensor.shape), dtype_name(tensor.dtype), Rate.CONST)
+        t = TensorType(tuple(tensor.shape), dtype_name(tensor.dtype), Rate.CONST, quant)
         return self.emit(Node(name, "Const", (), Attrs(), t, scope))
 
     def fill(self, value: float, like: Node) -> str:

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,31 @@ from mimoc.errors import ModelFileError, UsageError
 from mimoc.targets.onnx.artifact import MODEL_FILES, read_manifest
 
 
+def has_vnni() -> bool:
+    """Whether this x86 CPU has VNNI (``avx512_vnni`` / ``avx_vnni``); False if unknown."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def config_entries(manifest_config: Mapping[str, str] | None) -> dict[str, str]:
+    """The session config entries an artifact asks for (manifest ``session_config``) that
+    apply on this machine: ``session.x64quantprecision`` (U8U8 instead of u8s8 kernels,
+    which can saturate their 16-bit sums) only on x86-64 without VNNI."""
+    entries = dict(manifest_config or {})
+    if "session.x64quantprecision" in entries and (
+            platform.machine().lower() not in ("x86_64", "amd64") or has_vnni()):
+        entries.pop("session.x64quantprecision")
+    return entries
+
+
 def session_options(threads: int = 1, *, optimized_model: str | None = None,
-                    profile: str | None = None) -> ort.SessionOptions:
-    """onnxruntime options for small detector models (see the module docstring)."""
+                    profile: str | None = None,
+                    config: Mapping[str, str] | None = None) -> ort.SessionOptions:
+    """onnxruntime options for small detector models (see the module docstring);
+    ``config``: extra session config entries (:func:`config_entries` of a manifest)."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise UsageError(f"threads must be a positive integer, got {threads!r}")
     options = ort.SessionOptions()
@@ -51,6 +74,8 @@ def session_options(threads: int = 1, *, optimized_model: str | None = None,
     options.log_severity_level = 3  # warnings about unused initializers etc. are not the user's
     if threads == 1:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, str(value))
     if optimized_model:
         options.optimized_model_filepath = optimized_model
     if profile:
@@ -83,7 +108,9 @@ class OnnxArtifact:
     def __init__(self, path: str | os.PathLike, *, threads: int = 1):
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
-        options = session_options(threads)
+        #: session config entries applied (from the manifest's ``session_config``)
+        self.session_config = config_entries(self.manifest.get("session_config"))
+        options = session_options(threads, config=self.session_config)
         self.slot = _session(self.path / MODEL_FILES["slot"], options)
         self.symbol = _session(self.path / MODEL_FILES["symbol"], options)
         self.detector = _session(self.path / MODEL_FILES["detector"], options)

@@ -272,10 +272,11 @@ class _Builder:
         grid = torch.arange(channels * self.rows * width).reshape(channels, self.rows, width)
         band_rows = torch.arange(self.lo, self.hi + 1)
         slot_rows = torch.tensor([r for r in range(self.rows) if not self.lo <= r <= self.hi])
+        quant = self.rw.type(linear.inputs[1]).quant  # per-row scales survive a column cut
         band_w = self.rw.new_const(f"{linear.inputs[1]}.band",
-                                   weight[:, grid[:, band_rows].reshape(-1)], linear.scope)
+                                   weight[:, grid[:, band_rows].reshape(-1)], linear.scope, quant)
         slot_w = self.rw.new_const(f"{linear.inputs[1]}.slot",
-                                   weight[:, grid[:, slot_rows].reshape(-1)], linear.scope)
+                                   weight[:, grid[:, slot_rows].reshape(-1)], linear.scope, quant)
         band_flat = self.make("Reshape", [band], {"shape": (self.n, len(band_rows) * channels *
                                                             width)},
                               like=flatten, suffix="_band")

@@ -51,7 +51,8 @@ def _columns(weight: torch.Tensor, parts: list[tuple[str, int, int]]) -> torch.T
 
 def _linear_of(parts, node: Node, concat: Node, rw: Rewriter, bias: list[str]) -> str:
     weight = rw.constants[node.inputs[1]]
-    w = rw.new_const(f"{node.inputs[1]}.cols", _columns(weight, parts), node.scope)
+    w = rw.new_const(f"{node.inputs[1]}.cols", _columns(weight, parts), node.scope,
+                     rw.type(node.inputs[1]).quant)  # per-row scales survive a column cut
     names = [p[0] for p in parts]
     x = names[0] if len(names) == 1 else rw.make("Concat", names, concat.attrs, like=concat,
                                                  suffix="_kept")

@@ -39,6 +39,7 @@ from mimoc.compiler.flops import count_flops
 from mimoc.compiler.ir import Graph, Node, Rate
 from mimoc.compiler.stages import Stages, split_stages
 from mimoc.targets.onnx.emit import IR_VERSION, OPSET, emit_model
+from mimoc.targets.onnx.quantized import session_config
 from mimoc.targets.output import write_directory
 
 FORMAT = "mimoc-onnx-artifact"
@@ -96,16 +97,27 @@ def _flops(graph: Graph) -> dict[str, Any]:
             "definition": "2 x multiply-accumulates; biases and activations not counted"}
 
 
-def _layers(graph: Graph) -> list[dict[str, Any]]:
-    """Per layer (module scope): ops, rate, lowering and FLOPs per symbol / slot."""
+def _layers(graph: Graph, quantized: Mapping[str, Any] | None = None,
+            lowering: str = LOWERING) -> list[dict[str, Any]]:
+    """Per layer (module scope): ops, rate, lowering and FLOPs per symbol / slot.
+
+    ``quantized``: scope -> what the quantized lowering emitted for it (weights, kernel,
+    input quantizer); such a layer's ``lowering`` is the artifact's, the others' ``fp32``.
+    """
     report = count_flops(graph)
+    quantized = quantized or {}
     layers: dict[str, dict[str, Any]] = {}
     for node in graph.nodes:
         if node.op in ("Input", "Const") or not node.scope:
             continue
-        layer = layers.setdefault(node.scope, {"scope": node.scope, "ops": [], "rate": "const",
-                                               "lowering": LOWERING, "flops_per_symbol": 0,
-                                               "flops_slot_rate": 0})
+        if node.scope not in layers:
+            entry = {"scope": node.scope, "ops": [], "rate": "const",
+                     "lowering": lowering if node.scope in quantized else LOWERING,
+                     "flops_per_symbol": 0, "flops_slot_rate": 0}
+            if node.scope in quantized:
+                entry["quantized"] = dict(sorted(quantized[node.scope].items()))
+            layers[node.scope] = entry
+        layer = layers[node.scope]
         if node.op not in layer["ops"]:
             layer["ops"].append(node.op)
         layer["rate"] = str(max(Rate.parse(layer["rate"]), node.rate))
@@ -131,7 +143,9 @@ def _pass_entry(record: Any) -> dict[str, Any]:
 
 def build_manifest(graph: Graph, stages: Stages, *, records: Sequence[Any] = (),
                    model: Mapping[str, Any] | None = None,
-                   source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   source: Mapping[str, Any] | None = None, lowering: str = LOWERING,
+                   quantized: Mapping[str, Any] | None = None,
+                   quantization: Mapping[str, Any] | None = None) -> dict[str, Any]:
     dims = sorted({name for n in graph.inputs for d in n.shape if not isinstance(d, int)
                    for name in d.names})
     return {
@@ -139,10 +153,12 @@ def build_manifest(graph: Graph, stages: Stages, *, records: Sequence[Any] = (),
         "format_version": FORMAT_VERSION,
         "mimoc_version": __version__,
         "target": "onnx",
-        "lowering": LOWERING,
+        "lowering": lowering,
+        "quantization": dict(quantization) if quantization else None,
+        "session_config": session_config(lowering),
         "onnx": {"opset": OPSET, "ir_version": IR_VERSION,
-                 "domains": ["ai.onnx", "com.microsoft"] if _uses_ms(stages, graph)
-                 else ["ai.onnx"]},
+                 "domains": ["ai.onnx", "com.microsoft"]
+                 if _uses_ms(stages, graph) or lowering != LOWERING else ["ai.onnx"]},
         "model": dict(model or {"name": graph.name}),
         "source": dict(source) if source else None,
         "dims": {d: DIM_MEANINGS.get(d, "symbolic dimension") for d in dims},
@@ -151,7 +167,7 @@ def build_manifest(graph: Graph, stages: Stages, *, records: Sequence[Any] = (),
         "slot_state": [_io(stages.slot.node(s)) for s in stages.state],
         "passes": [_pass_entry(r) for r in records],
         "flops": _flops(graph),
-        "layers": _layers(graph),
+        "layers": _layers(graph, quantized, lowering),
         "runtime": "run slot.onnx once per channel realisation (inputs H), then symbol.onnx "
                    "on y and the slot state (outputs of slot.onnx, same names)",
     }
@@ -163,19 +179,30 @@ def _uses_ms(stages: Stages, graph: Graph) -> bool:
 
 def build_artifact(graph: Graph, *, records: Sequence[Any] = (),
                    model: Mapping[str, Any] | None = None,
-                   source: Mapping[str, Any] | None = None) -> BuiltArtifact:
-    """Cut ``graph`` (after the passes) into stages and emit the three ONNX models."""
+                   source: Mapping[str, Any] | None = None, lowering: str = LOWERING,
+                   quantization: Mapping[str, Any] | None = None) -> BuiltArtifact:
+    """Cut ``graph`` (after the passes) into stages and emit the three ONNX models.
+
+    ``lowering``: ``fp32``, or ``w4`` / ``w4a4`` / ``int8`` for a graph the quantize pass
+    annotated (:mod:`.quantized`); ``quantization``: the recipe summary for the manifest.
+    """
     stages = split_stages(graph)
     title = (model or {}).get("family") or graph.name
+    quantized: dict[str, Any] = {}
     models = {
         "slot": emit_model(stages.slot, f"{title}.slot",
-                           "mimoc slot stage: run once per channel realisation"),
+                           "mimoc slot stage: run once per channel realisation",
+                           lowering=lowering),
         "symbol": emit_model(stages.symbol, f"{title}.symbol",
-                             "mimoc symbol stage: y and the slot state -> x_hat"),
+                             "mimoc symbol stage: y and the slot state -> x_hat",
+                             lowering=lowering),
         "detector": emit_model(graph, f"{title}.detector",
-                               "mimoc detector: H, y -> x_hat (both stages)"),
+                               "mimoc detector: H, y -> x_hat (both stages)",
+                               lowering=lowering, layers=quantized),
     }
-    manifest = build_manifest(graph, stages, records=records, model=model, source=source)
+    manifest = build_manifest(graph, stages, records=records, model=model, source=source,
+                              lowering=lowering, quantized=quantized,
+                              quantization=quantization)
     return BuiltArtifact(models, manifest, stages)
 
 

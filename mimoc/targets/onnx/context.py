@@ -50,8 +50,11 @@ def value_info(name: str, node: Node) -> onnx.ValueInfoProto:
 class EmitContext:
     """Accumulates one ONNX graph while the emitters translate an IR graph."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, lowering: str = "fp32"):
         self.graph = graph
+        self.lowering = lowering  # fp32 | w4 | w4a4 | int8 (:mod:`.quantized`)
+        self.layer_lowerings: dict[str, dict[str, Any]] = {}  # scope -> what it got
+        self.int8_inputs: dict[str, tuple[str, str, str]] = {}  # FakeQuant -> (q, scale, zero)
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, onnx.TensorProto] = {}
         self.values: dict[str, str] = {}  # IR value -> ONNX value name (IR layout)

@@ -23,6 +23,7 @@ from mimoc.compiler.ir import Graph
 from mimoc.compiler.verify import verify
 from mimoc.targets.onnx.context import MS_DOMAIN, EmitContext, EmitError, value_info
 from mimoc.targets.onnx.emitters import EMITTERS
+from mimoc.targets.onnx.quantized import LOWERINGS, emit_fake_quant, record_conv
 from mimoc.targets.onnx.rows import emit_rows, is_row_node
 
 #: ONNX opset of the default domain (21: Gelu, LayerNormalization, Reduce* with axes inputs).
@@ -32,16 +33,22 @@ IR_VERSION = 10
 
 
 def supported_ops() -> list[str]:
-    return sorted({"Input", "Const", *EMITTERS})
+    return sorted({"Input", "Const", "FakeQuant", *EMITTERS})
 
 
-def emit_model(graph: Graph, name: str, doc: str = "") -> onnx.ModelProto:
-    """Translate a verified IR graph into an ONNX model (fp32 lowering).
+def emit_model(graph: Graph, name: str, doc: str = "", *, lowering: str = "fp32",
+               layers: dict | None = None) -> onnx.ModelProto:
+    """Translate a verified IR graph into an ONNX model.
 
-    Raises :class:`EmitError` naming the op and the layer for an op without an emitter.
+    ``lowering``: ``fp32``, or for a graph with quantized layers ``w4`` / ``w4a4`` / ``int8``
+    (:mod:`.quantized`); ``layers``, when given, receives what each quantized layer got
+    (scope -> description). Raises :class:`EmitError` naming the op and the layer for an
+    op without an emitter.
     """
     verify(graph, after=f"onnx target ({name})")
-    ctx = EmitContext(graph)
+    if lowering not in LOWERINGS:
+        raise EmitError(f"unknown lowering {lowering!r}; choose from {', '.join(LOWERINGS)}")
+    ctx = EmitContext(graph, lowering)
     inputs = []
     for node in graph.nodes:
         if node.op == "Input":
@@ -50,6 +57,11 @@ def emit_model(graph: Graph, name: str, doc: str = "") -> onnx.ModelProto:
             continue
         if node.op == "Const":  # an initializer once an emitter reads it (ctx.value)
             continue
+        if node.op == "FakeQuant":  # activation quantizer: per lowering (:mod:`.quantized`)
+            emit_fake_quant(ctx, node)
+            continue
+        if node.op == "Conv2d":
+            record_conv(ctx, node)
         if is_row_node(ctx, node):  # per-symbol layers on [B*S, n] rows: Gemm + bias
             ctx.flat[node.name] = emit_rows(ctx, node)
             continue
@@ -69,6 +81,8 @@ def emit_model(graph: Graph, name: str, doc: str = "") -> onnx.ModelProto:
     opsets = [helper.make_opsetid("", OPSET)]
     if MS_DOMAIN in ctx.domains:
         opsets.append(helper.make_opsetid(MS_DOMAIN, 1))
+    if layers is not None:
+        layers.update(ctx.layer_lowerings)
     onnx_graph = helper.make_graph(ctx.nodes, name, inputs, outputs,
                                    initializer=list(ctx.initializers.values()), doc_string=doc)
     model = helper.make_model(onnx_graph, opset_imports=opsets, ir_version=IR_VERSION,

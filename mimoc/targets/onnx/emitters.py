@@ -36,6 +36,7 @@ from onnx import numpy_helper
 
 from mimoc.compiler.ir import Node
 from mimoc.targets.onnx.context import MS_DOMAIN, NUMPY_DTYPES, EmitContext, EmitError
+from mimoc.targets.onnx.quantized import emit_linear as emit_quantized_linear
 
 Emitter = Callable[[EmitContext, Node], str]
 INT64_MAX = 2 ** 63 - 1
@@ -69,6 +70,10 @@ def _fill(ctx: EmitContext, node: Node) -> str:
 # ---------------------------------------------------------------- matrix ops
 
 def _linear(ctx: EmitContext, node: Node) -> str:
+    if len(ctx.graph.node(node.inputs[0]).shape) == 2:
+        quantized = emit_quantized_linear(ctx, node, lambda: _in(ctx, node), _out(ctx, node))
+        if quantized is not None:  # a quantized weight under a w4 / w4a4 / int8 lowering
+            return quantized
     x = _in(ctx, node)
     w_name = node.inputs[1]
     bias = _in(ctx, node, 2) if len(node.inputs) > 2 else None

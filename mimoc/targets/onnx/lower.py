@@ -22,6 +22,8 @@ Example::
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from mimoc.compiler.ir import Graph, Node
@@ -139,8 +141,14 @@ def scale_into_linear(node, rw):
         return None
     c = found[1]
     weight = rw.const(linear.inputs[1])
+    quant = rw.type(linear.inputs[1]).quant
+    if quant is not None:  # q * s * c = (sign(c) q) * (s |c|): the codes keep their grid
+        if c == 0:
+            return None
+        quant = replace(quant, scale=tuple(float(torch.tensor(s * abs(c), dtype=torch.float32))
+                                           for s in quant.scale))
     scaled = [rw.new_const(f"{linear.inputs[1]}.scaled", (weight.double() * c).to(weight.dtype),
-                           linear.scope)]
+                           linear.scope, quant)]
     if len(linear.inputs) > 2:
         bias = rw.const(linear.inputs[2])
         scaled.append(rw.new_const(f"{linear.inputs[2]}.scaled",

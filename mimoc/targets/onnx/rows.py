@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 from mimoc.compiler.ir import Node
 from mimoc.targets.onnx.context import EmitContext
+from mimoc.targets.onnx.quantized import emit_linear as emit_quantized_linear
 
 UNARY = {"Relu": "Relu", "Tanh": "Tanh", "Sigmoid": "Sigmoid", "Abs": "Abs", "Neg": "Neg",
          "Sqrt": "Sqrt", "Exp": "Exp", "Log": "Log", "Reciprocal": "Reciprocal",
@@ -92,6 +93,9 @@ def _rows_name(ctx: EmitContext, node: Node) -> str:
 
 
 def _linear(ctx: EmitContext, node: Node) -> str:
+    quantized = emit_quantized_linear(ctx, node, lambda: ctx.rows(node.inputs[0]))
+    if quantized is not None:  # a quantized weight under a w4 / w4a4 / int8 lowering
+        return quantized
     inputs = [ctx.rows(node.inputs[0]), ctx.value(node.inputs[1])]
     if len(node.inputs) > 2:
         inputs.append(ctx.value(node.inputs[2]))

@@ -1,0 +1,231 @@
+"""Quantized lowerings of the onnx-cpu target: ``w4``, ``w4a4``, ``int8`` (DESIGN.md section 5).
+
+The quantize pass (:mod:`mimoc.compiler.passes.quantize`) leaves, per quantized layer, a
+weight ``Const`` ``W_q = q * s`` (``TensorType.quant``: bits, per-output-channel steps
+``s``) and a ``FakeQuant`` node on the layer's input. A lowering decides what onnxruntime
+runs for them:
+
+=========  ==========================================  =====================================
+lowering   quantized ``Linear``                        ``FakeQuant`` (the layer's input)
+=========  ==========================================  =====================================
+``w4``     ``com.microsoft.MatMulNBits`` (bits 4,      not emitted: the kernel quantizes its
+           ``accuracy_level=4``)                       input to int8 per block itself (fast,
+                                                       *not* bit-faithful to A4)
+``w4a4``   ``MatMulNBits`` (``accuracy_level=0``:      emulated in-graph: ``step = alpha *
+           fp32 arithmetic on the 4-bit weights)       sqrt(mean(x^2) + eps)`` (or ``alpha``),
+                                                       ``Mul(Clip(Round(Div(x, step))), step)``
+``int8``   8-bit input: ``QuantizeLinear`` (uint8) +   static 8-bit: the ``QuantizeLinear``;
+           ``com.microsoft.MatMulIntegerToFloat``;     otherwise emulated as for ``w4a4``
+           else ``DynamicQuantizeMatMul``; int8 codes
+=========  ==========================================  =====================================
+
+MatMulNBits packing: codes ``q`` in ``-7..7`` (any ``b <= 4``) are stored as unsigned 4-bit
+``q + 8`` with the default zero point 8 (no zero-point tensor), two per byte (low nibble
+first) along ``K``, in blocks of ``block_size`` (16/32/64/128, chosen per layer for the
+fewest bytes, ties to the larger block); the per-channel step is repeated per block; a
+``K`` that is not a multiple of the block is padded with code 8 (weight 0). The kernel's
+dequantized weight ``(u - 8) * s`` is exactly the IR's ``W_q``.
+
+``Conv2d`` layers (SDNet) stay fp32 ``Conv`` in every lowering (their weights hold the
+quantized values ``W_q``; onnxruntime has no 4-bit convolution and a ``QLinearConv`` needs
+an output scale the recipe does not have); their ``FakeQuant`` inputs are emulated (``w4a4``,
+``int8``) or dropped (``w4``). The manifest lists what each layer got
+(:func:`layer_entry`).
+
+int8 notes: ``QuantizeLinear`` to uint8 with zero point 128 (signed, after a ``Clip`` to
+``+-127 step``: spec's narrow grid) or 0 (unsigned) holds spec's codes exactly. On x86
+without VNNI the u8s8 kernels saturate their 16-bit intermediate sums (measured: a tiny
+DetNet's int8 outputs off by half their range, 1.4% of hard decisions flipped); the
+manifest asks the runtime for ``session.x64quantprecision = 1`` (U8U8 kernels,
+:data:`INT8_SESSION_CONFIG`), which :mod:`mimoc.runtime.onnx_runner` applies there.
+
+Example::
+
+    >>> ctx = EmitContext(graph, lowering="w4")
+    >>> out = emit_linear(ctx, node, ctx.rows(node.inputs[0]))   # MatMulNBits on rows
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from mimoc.compiler.ir import Node, Quant
+from mimoc.compiler.passes.quantize import codes as weight_codes
+from mimoc.targets.onnx.context import MS_DOMAIN, EmitContext
+
+LOWERINGS = ("fp32", "w4", "w4a4", "int8")
+BLOCK_SIZES = (16, 32, 64, 128)
+W4_ACCURACY = 4  # int8 compute: the kernel quantizes A per block (DESIGN.md section 5)
+W4A4_ACCURACY = 0  # fp32 arithmetic on the dequantized 4-bit weights: faithful to spec
+INT8_SESSION_CONFIG = {"session.x64quantprecision": "1"}
+EPS = 1e-12  # mimoc.quant.spec.EPS
+
+
+def weight_quant(ctx: EmitContext, name: str) -> Quant | None:
+    node = ctx.graph.node(name)
+    return node.type.quant if node.op == "Const" else None
+
+
+def block_size(k: int) -> int:
+    """The block with the fewest bytes per row (``ceil(K/b) * (b/2 + 4)``); ties: larger."""
+    return min(BLOCK_SIZES, key=lambda b: (math.ceil(k / b) * (b // 2 + 4), -b))
+
+
+def pack_4bit(q: torch.Tensor, scale: torch.Tensor, block: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Codes ``q [N, K]`` (``-8 < q < 8``) and steps ``scale [N]`` -> MatMulNBits ``B``
+    ``uint8 [N, ceil(K/block), block/2]`` and ``scales float32 [N, ceil(K/block)]``."""
+    n, k = q.shape
+    blocks = math.ceil(k / block)
+    u = np.full((n, blocks * block), 8, dtype=np.uint8)
+    u[:, :k] = (q + 8).numpy().astype(np.uint8)
+    u = u.reshape(n, blocks, block)
+    packed = (u[..., 0::2] | (u[..., 1::2] << 4)).astype(np.uint8)
+    scales = np.repeat(scale.numpy().astype(np.float32)[:, None], blocks, axis=1)
+    return np.ascontiguousarray(packed), np.ascontiguousarray(scales)
+
+
+def _record(ctx: EmitContext, node: Node, **entry: Any) -> None:
+    layer = ctx.layer_lowerings.setdefault(node.scope or node.name, {})
+    layer.update(entry)
+    source = ctx.graph.node(node.inputs[0])
+    if source.op == "FakeQuant" and "input" not in layer:  # shared by cse with another layer
+        shared = ctx.layer_lowerings.get(source.scope or source.name, {}).get("input")
+        if shared:
+            layer["input"] = shared
+
+
+def _scale(quant: Quant) -> torch.Tensor:
+    return torch.tensor(quant.scale, dtype=torch.float32)
+
+
+def emit_linear(ctx: EmitContext, node: Node, rows: Callable[[], str],
+                output: str | None = None) -> str | None:
+    """A quantized ``Linear`` on its input as a 2-D value (``rows()`` emits it on demand);
+    ``None``: not quantized here (the caller emits fp32). ``output``: the result's name."""
+    quant = weight_quant(ctx, node.inputs[1])
+    if quant is None or ctx.lowering == "fp32":
+        return None
+    out = output or ctx.fresh(f"{node.name}.rows")
+    w = ctx.graph.constants[node.inputs[1]]
+    q = weight_codes(w, quant)
+    n, k = w.shape
+    bias = [ctx.value(node.inputs[2])] if len(node.inputs) > 2 else []
+    base = node.inputs[1]
+    if ctx.lowering in ("w4", "w4a4") and quant.bits <= 4:
+        block = block_size(k)
+        packed, scales = pack_4bit(q, _scale(quant), block)
+        level = W4_ACCURACY if ctx.lowering == "w4" else W4A4_ACCURACY
+        inputs = [rows(), ctx.initializer(f"{base}.nbits", packed),
+                  ctx.initializer(f"{base}.nbits_scales", scales)]
+        if bias:
+            inputs += ["", "", bias[0]]
+        _record(ctx, node, weights=f"MatMulNBits 4-bit, block {block}",
+                accuracy_level=level, K=k, N=n, op="Linear")
+        if ctx.lowering == "w4":
+            ctx.layer_lowerings[node.scope or node.name].setdefault(
+                "input", "int8 per block inside MatMulNBits (the recipe's input quantizer is "
+                "not applied: not bit-faithful)")
+        return ctx.node("MatMulNBits", inputs, node=node, output=out,
+                        domain=MS_DOMAIN, K=k, N=n, bits=4, block_size=block,
+                        accuracy_level=level)
+    if ctx.lowering == "int8" and quant.bits <= 8:
+        wq = ctx.initializer(f"{base}.int8_T", q.t().contiguous().numpy().astype(np.int8))
+        ws = ctx.initializer(f"{base}.int8_scale", _scale(quant).numpy())
+        wz = ctx.initializer(f"{base}.int8_zero", np.zeros(n, dtype=np.int8))
+        source = ctx.int8_inputs.get(node.inputs[0])
+        if source is not None:  # QuantizeLinear(x) of a static 8-bit FakeQuant
+            xq, xs, xz = source
+            _record(ctx, node, weights="int8 per channel", kernel="MatMulIntegerToFloat",
+                    op="Linear")
+            return ctx.node("MatMulIntegerToFloat", [xq, wq, xs, ws, xz, wz, *bias], node=node,
+                            output=out, domain=MS_DOMAIN)
+        _record(ctx, node, weights="int8 per channel", kernel="DynamicQuantizeMatMul "
+                "(input quantized to uint8 at run time)", op="Linear")
+        return ctx.node("DynamicQuantizeMatMul", [rows(), wq, ws, wz, *bias], node=node,
+                        output=out, domain=MS_DOMAIN)
+    _record(ctx, node, weights=f"fp32 ({quant.bits}-bit values; the {ctx.lowering} lowering "
+            "has no kernel for this width)", op="Linear")
+    return None
+
+
+def record_conv(ctx: EmitContext, node: Node) -> None:
+    quant = weight_quant(ctx, node.inputs[1])
+    if quant is not None and ctx.lowering != "fp32":
+        _record(ctx, node, op="Conv2d", weights=f"fp32 Conv holding the {quant.bits}-bit "
+                "values (onnxruntime has no low-bit convolution without an output scale)")
+
+
+def _emulate(ctx: EmitContext, node: Node, x: str, axes: list[int]) -> str:
+    """``Mul(Clip(Round(Div(x, step)), lo, hi), step)`` with the step of the node."""
+    from mimoc.quant.spec import int_range
+
+    a = node.attrs
+    lo, hi = int_range(a["bits"], a["signed"])
+    if a["mode"] == "static":
+        step = ctx.scalar(float(a["alpha"]))
+    else:
+        square = ctx.node("Mul", [x, x], node=node)
+        mean = ctx.node("ReduceMean", [square, ctx.int64(axes, "axes")], node=node, keepdims=1)
+        root = ctx.node("Sqrt", [ctx.node("Add", [mean, ctx.scalar(EPS)], node=node)],
+                        node=node)
+        step = ctx.node("Mul", [root, ctx.scalar(float(a["alpha"]))], node=node)
+    codes = ctx.node("Round", [ctx.node("Div", [x, step], node=node)], node=node)
+    clipped = ctx.node("Clip", [codes, ctx.scalar(float(lo)), ctx.scalar(float(hi))], node=node)
+    return ctx.node("Mul", [clipped, step], node=node, output=ctx.fresh(f"{node.name}.q"))
+
+
+def emit_fake_quant(ctx: EmitContext, node: Node) -> None:
+    """Emit ``FakeQuant`` per the lowering; sets ``ctx.flat`` (rows) or ``ctx.values``."""
+    a = node.attrs
+    source = node.inputs[0]
+    rows = a["feature_dims"] == 1 and len(node.shape) >= 2
+    scope = node.scope or node.name
+    act = f"{a['bits']}-bit {a['mode']}"
+    if ctx.lowering in ("fp32", "w4"):
+        # w4: the MatMulNBits kernel quantizes its input (int8 per block) itself
+        if source in ctx.flat and rows:
+            ctx.flat[node.name] = ctx.flat[source]
+        else:
+            ctx.values[node.name] = ctx.value(source)
+        if ctx.lowering == "w4":
+            conv = a["feature_dims"] > 1
+            ctx.layer_lowerings.setdefault(scope, {})["input"] = (
+                f"fp32 (recipe: {act}; not emulated)" if conv else
+                f"int8 per block inside MatMulNBits (recipe: {act}; not bit-faithful)")
+        return
+    x = ctx.rows(source) if rows else ctx.value(source)
+    axes = [-1] if rows else list(range(-a["feature_dims"], 0))
+    if ctx.lowering == "int8" and a["mode"] == "static" and a["bits"] == 8 and rows:
+        scale = ctx.scalar(float(a["alpha"]))
+        zero = ctx.initializer(f"u8.zero{128 if a['signed'] else 0}",
+                               np.asarray(128 if a["signed"] else 0, dtype=np.uint8))
+        if a["signed"]:  # spec's narrow grid: clamp at -127 steps (uint8 would give -128)
+            limit = 127 * float(a["alpha"])
+            x = ctx.node("Clip", [x, ctx.scalar(-limit), ctx.scalar(limit)], node=node)
+        xq = ctx.node("QuantizeLinear", [x, scale, zero], node=node)
+        ctx.int8_inputs[node.name] = (xq, scale, zero)
+        readers = ctx.graph.users().get(node.name, [])
+        if node.name in ctx.graph.outputs or any(
+                r.op != "Linear" or weight_quant(ctx, r.inputs[1]) is None for r in readers):
+            ctx.flat[node.name] = ctx.node("DequantizeLinear", [xq, scale, zero], node=node,
+                                           output=ctx.fresh(f"{node.name}.rows"))
+        ctx.layer_lowerings.setdefault(scope, {})["input"] = (
+            "QuantizeLinear uint8 (static 8-bit step, exact)")
+        return
+    out = _emulate(ctx, node, x, axes)
+    if rows:
+        ctx.flat[node.name] = out
+    else:
+        ctx.values[node.name] = out
+    ctx.layer_lowerings.setdefault(scope, {})["input"] = f"{act}, emulated in-graph (faithful)"
+
+
+def session_config(lowering: str) -> dict[str, str]:
+    """onnxruntime session config entries the artifact asks for (see the module docstring)."""
+    return dict(INT8_SESSION_CONFIG) if lowering == "int8" else {}
