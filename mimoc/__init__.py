@@ -11,7 +11,7 @@ Layout (see DESIGN.md):
 
 The Python API mirrors the CLI: ``mimoc.load_detector``, ``mimoc.train_detector``,
 ``mimoc.simulate`` (``mimoc ber``), ``mimoc.compile`` (``mimoc compile``),
-``mimoc.load_artifact``. They are imported on first use so that
+``mimoc.quantize`` / ``mimoc.save_quantized`` (``mimoc quantize``), ``mimoc.load_artifact``. They are imported on first use so that
 ``import mimoc`` stays cheap.
 """
 
@@ -28,6 +28,10 @@ _LAZY = {
     "simulate": "mimoc.sim.ber",
     "compile": "mimoc.api",
     "load_artifact": "mimoc.runtime",
+    "quantize": "mimoc.quant",
+    "QuantizedDetector": "mimoc.quant",
+    "save_quantized": "mimoc.quant",
+    "load_quantized": "mimoc.quant",
     "MIMOSystem": "mimoc.sim",
 }
 

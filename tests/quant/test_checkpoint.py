@@ -5,14 +5,16 @@ import torch
 
 from mimoc.detectors import load_detector, save_detector
 from mimoc.detectors.checkpoint import checkpoint_dict
+from mimoc.detectors.training import TrainOptions
 from mimoc.errors import ModelFileError, UsageError
 from mimoc.quant import QuantizedDetector, load_quantized, quantize, save_quantized
 
 from .conftest import tiny
 
 
-@pytest.fixture
-def quantized(options):
+@pytest.fixture(scope="module")
+def quantized():
+    options = TrainOptions(batch=16, snr_db=(0.0, 10.0))
     model = tiny("sdnet")
     recipe = quantize(model, "kaq-ptq", options=options, calib_batches=1, calib_batch=8,
                       val_batch=0)

@@ -1,0 +1,76 @@
+"""Make the quantized example checkpoints in examples/models/ (QAT, 4-bit weights and inputs).
+
+For the example DetNet (8x16 QPSK) and SDNet (8x32 QPSK, held-out task 1004, LS CSI) it
+fine-tunes, from the trained fp32 weights, on each model's own training link and SNR range
+(the checkpoint's ``training["options"]``):
+
+- ``*_kaq.pt``: KAQ W4A4 (learned per-channel weight steps, dynamic input steps
+  ``alpha * RMS(x)``, task loss + lambda * MMD^2);
+- ``*_lsq.pt``: LSQ W4A4 (learned static steps, task loss only);
+- ``*_kaq_static.pt``: KAQ with *static* input steps (the ablation of the dynamic step).
+
+Every file is a quantized mimoc checkpoint (``mimoc.quant.load_quantized``), also readable
+as a plain one. The same as, per file::
+
+    mimoc quantize examples/models/detnet_8x16_qpsk.pt --method kaq --steps 400 \\
+        -o examples/models/detnet_8x16_qpsk_kaq.pt
+
+Run from the repository root (one thread; about 25 minutes on the shared 2-core machine)::
+
+    OMP_NUM_THREADS=1 nice -n 10 python examples/quantize_models.py [--only detnet] [--steps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from mimoc.detectors.checkpoint import load_checkpoint
+from mimoc.quant import options_from_training, quantize, save_quantized
+
+MODELS = Path(__file__).resolve().parent / "models"
+SOURCES = {"detnet": "detnet_8x16_qpsk", "sdnet": "sdnet_8x32_qpsk"}
+VARIANTS = {  # suffix -> quantize() arguments
+    "kaq": dict(method="kaq"),
+    "lsq": dict(method="lsq"),
+    "kaq_static": dict(method="kaq", act_mode="static"),
+}
+STEPS = 400
+SEED = 0
+
+
+def make(source: str, suffix: str, steps: int) -> None:
+    checkpoint = load_checkpoint(MODELS / f"{source}.pt")
+    options = options_from_training(checkpoint.training)
+    start = time.perf_counter()
+    recipe = quantize(checkpoint.model, bits=4, steps=steps, seed=SEED, options=options,
+                      **VARIANTS[suffix])
+    out = save_quantized(checkpoint.model, recipe, MODELS / f"{source}_{suffix}.pt",
+                         training=checkpoint.training)
+    info = recipe.info
+    print(f"{out.name}: val SER fp32 {info['val_ser_fp32']:.4g} -> init "
+          f"{info['val_ser_init']:.4g} -> {info['val_ser']:.4g} "
+          f"({time.perf_counter() - start:.0f} s)", flush=True)
+    for entry in info["history"]:
+        if entry["val_ser"] is not None:
+            print(f"    step {entry['step']:4d} loss {entry['loss']:.4g} val SER "
+                  f"{entry['val_ser']:.4g}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(SOURCES), action="append")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), action="append")
+    parser.add_argument("--steps", type=int, default=STEPS)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for family in args.only or list(SOURCES):
+        for suffix in args.variant or list(VARIANTS):
+            make(SOURCES[family], suffix, args.steps)
+
+
+if __name__ == "__main__":
+    main()
