@@ -64,6 +64,7 @@ examples:
   mimoc ber --detector mmse --nt 8 --nr 8 --mod 16qam --snr=-2,0,2 --channel kronecker:0.5
   mimoc ber --detector zf,trained/detnet.pt --nt 4 --nr 8 --snr 0:2:10 --json
   mimoc ber out/detnet --detector trained/detnet.pt --snr 0:2:10   # compiled vs original
+  mimoc ber out/xb --detector trained/detnet.pt --c2c 0,0.01,0.02,0.03,0.04   # crossbar
 """
 
 #: More points than this is almost certainly a typo in a range.
@@ -171,6 +172,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, metavar="SLOTS",
                         help="slots per Monte Carlo batch (default: about 16k symbols per "
                              "batch); the draws depend on it")
+    parser.add_argument("--c2c", default=None, metavar="LIST",
+                        help="crossbar artifacts (mimoc compile --target crossbar): simulate "
+                             "one curve per cycle-to-cycle variation level, e.g. "
+                             "0,0.01,0.02,0.03,0.04 (default: the device's own)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (format above) instead of a table")
     parser.add_argument("--plot", metavar="PATH.png",
@@ -217,7 +222,10 @@ def _check_sizes(name: str, config, system: MIMOSystem) -> None:
 
 
 def _is_artifact(entry: str) -> bool:
-    return Path(entry).is_dir() and (Path(entry) / "manifest.json").is_file()
+    from mimoc.targets.crossbar.ber_support import is_crossbar
+
+    return Path(entry).is_dir() and ((Path(entry) / "manifest.json").is_file()
+                                     or is_crossbar(entry))
 
 
 def _load_artifact(path: str, system: MIMOSystem) -> EngineDetector:
@@ -232,9 +240,11 @@ def model_sizes(entries: list[str]) -> dict | None:
     """Nt, Nr and modulation of the first model or artifact among ``entries`` (or None)."""
     for entry in entries:
         if _is_artifact(entry):
+            from mimoc.targets.crossbar.ber_support import crossbar_config, is_crossbar
             from mimoc.targets.onnx import read_manifest
 
-            config = (read_manifest(entry).get("model") or {}).get("config") or {}
+            config = (crossbar_config(entry) if is_crossbar(entry) else
+                      (read_manifest(entry).get("model") or {}).get("config") or {})
         elif entry.lower().partition(":")[0] not in CLASSICAL_DETECTORS and \
                 Path(entry).is_file():
             from mimoc.detectors import load_detector
@@ -248,8 +258,18 @@ def model_sizes(entries: list[str]) -> dict | None:
     return None
 
 
-def build_detectors(spec: str, system: MIMOSystem) -> dict[str, EngineDetector]:
-    """``--detector`` list -> engine detectors, keyed by the entries as given."""
+def build_detectors(spec: str, system: MIMOSystem, c2c: str | None = None,
+                    seed: int = 0) -> dict[str, EngineDetector]:
+    """``--detector`` list -> engine detectors, keyed by the entries as given (a crossbar
+    artifact gives one detector per ``c2c`` level, ``DIR@c2c=0.01``)."""
+    from mimoc.targets.crossbar.ber_support import (
+        crossbar_config,
+        crossbar_detectors,
+        is_crossbar,
+        parse_c2c_list,
+    )
+
+    levels = parse_c2c_list(c2c)
     entries = [entry.strip() for entry in spec.split(",")]
     if not spec.strip() or any(not entry for entry in entries):
         raise UsageError(f"malformed --detector {spec!r}: empty entry; e.g. --detector zf,mmse")
@@ -261,6 +281,9 @@ def build_detectors(spec: str, system: MIMOSystem) -> dict[str, EngineDetector]:
     for entry in entries:
         if entry.lower().partition(":")[0] in CLASSICAL_DETECTORS:
             detectors[entry] = classical(entry.lower(), system.constellation)
+        elif is_crossbar(entry):
+            _check_sizes(entry, dict(crossbar_config(entry)), system)
+            detectors.update(crossbar_detectors(entry, levels, seed))
         elif _is_artifact(entry):
             detectors[entry] = _load_artifact(entry, system)
         elif _looks_like_model_file(entry):
@@ -357,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        detectors = build_detectors(spec, system)
+        detectors = build_detectors(spec, system, args.c2c, args.seed)
         _dry_run(detectors, system, snrs[0])
         result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
                           min_errors=args.min_errors, batch_size=args.batch_size,

@@ -58,8 +58,14 @@ with GRAPH = {"name", "inputs", "outputs", "constants", "parameters",
 "flops"}], "flops": {"per_symbol", "per_slot"}} (FLOPs for one channel and one
 symbol).
 
+A crossbar artifact folder (mimoc compile --target crossbar) is shown as tables:
+matrices and tiles, the per-slot programming plan, latency per block / symbol /
+slot, peripherals and digital work; --json prints schedule.json (without the
+lowered program) with "path" and "kind": "crossbar".
+
 examples:
   mimoc inspect detnet.pt
+  mimoc inspect out/xb
   mimoc inspect detnet.pt --json
   mimoc inspect wesnet.pt --ir --passes canonicalize,prune,split-channel
   mimoc inspect rwesnet.pt --passes canonicalize,remove-layers --keep-layers 6
@@ -261,6 +267,15 @@ def _is_model_file(path: Path) -> bool:
     return not path.is_dir()
 
 
+def _crossbar_view():
+    from mimoc.targets.crossbar import view
+
+    return view
+
+
 INSPECTORS: list[Inspector] = [
+    Inspector("crossbar artifact (schedule.json)", lambda p: _crossbar_view().matches(p),
+              lambda p, a: _crossbar_view().describe(p, a),
+              lambda info: _crossbar_view().render(info)),
     Inspector("checkpoint (.pt)", _is_model_file, describe_checkpoint, render_checkpoint),
 ]

@@ -50,8 +50,9 @@ from mimoc.errors import ModelFileError, UsageError
 from mimoc.targets.crossbar.arrays import channel_clip, signed_pulses, target_conductances
 from mimoc.targets.crossbar.artifact import read_arrays, read_schedule
 from mimoc.targets.crossbar.config import CrossbarConfig
-from mimoc.targets.crossbar.devices import Device, device_from_dict, program_with_verify
+from mimoc.targets.crossbar.devices import Device, device_from_dict
 from mimoc.targets.crossbar.program import program_from_json
+from mimoc.targets.crossbar.programming import verify_many
 
 #: States of the ideal device (fine enough that quantisation is below float32 precision).
 IDEAL_STATES = 2 ** 30
@@ -142,8 +143,10 @@ class IMCSchedule:
     def program_static(self, device: Device, generator: torch.Generator, *,
                        ideal: bool = False) -> dict[str, _Programmed]:
         """Program-and-verify every static tile from its target conductances (``ideal``:
-        targets remapped from the exact weights with ``w_clip = max|W|``, no clipping)."""
-        out: dict[str, _Programmed] = {}
+        targets remapped from the exact weights with ``w_clip = max|W|``, no clipping).
+        All tiles go through :func:`~mimoc.targets.crossbar.programming.verify_many`."""
+        jobs = []
+        targets = []
         for mid, m in self.matrices.items():
             if m["role"] != "static":
                 continue
@@ -151,20 +154,24 @@ class IMCSchedule:
             weights = torch.from_numpy(self.arrays[f"{mid}.weights"]).double()
             if ideal:
                 w_clip = max(w_clip, float(weights.abs().max()))
-            k = device.range_us / w_clip
+            for tiles in self._tile_grid(m):
+                for t in tiles:
+                    (a, b), (c, d) = t["rows"], t["cols"]
+                    if ideal:
+                        targets += list(target_conductances(weights[a:b, c:d], w_clip, device))
+                    else:
+                        targets += [torch.from_numpy(self.arrays[f"{t['id']}.{side}"]).double()
+                                    for side in ("g_pos", "g_neg")]
+            jobs.append((mid, m, device.range_us / w_clip))
+        results = iter(verify_many(targets, device, generator))
+        out: dict[str, _Programmed] = {}
+        for mid, m, k in jobs:
             rows = []
             for tiles in self._tile_grid(m):
                 blocks = []
-                for t in tiles:
-                    (a, b), (c, d) = t["rows"], t["cols"]
-                    exact = target_conductances(weights[a:b, c:d], w_clip, device)
-                    sides = []
-                    for index, side in enumerate(("g_pos", "g_neg")):
-                        target = (exact[index] if ideal else
-                                  torch.from_numpy(self.arrays[f"{t['id']}.{side}"]).double())
-                        sides.append(program_with_verify(target, device, generator)
-                                     .conductance_us)
-                    blocks.append(sides[0] - sides[1])
+                for _ in tiles:
+                    pos, neg = next(results), next(results)
+                    blocks.append(pos.conductance_us - neg.conductance_us)
                 r0, r1 = tiles[0]["rows"]
                 rows.append((r0, r1, torch.cat(blocks, dim=-1), k))
             out[mid] = _Programmed(rows)

@@ -86,7 +86,7 @@ class CrossbarConfig:
             raise UsageError(f"static_percentile must be in [50, 100], got {p!r}")
         d = self.mc_draws
         if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 4096:
-            raise UsageError(f"mc_draws must be an integer in 1..4096, got {d!r}")
+            raise UsageError(f"bad --mc-draws {d!r}: give an integer in 1..4096 (mc_draws)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise UsageError(f"seed must be an integer, got {self.seed!r}")
         if isinstance(p, float) and not math.isfinite(p):

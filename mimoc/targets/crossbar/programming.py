@@ -44,6 +44,32 @@ from mimoc.targets.crossbar.config import CrossbarConfig
 from mimoc.targets.crossbar.devices import Device, program_with_verify
 
 
+def verify_many(targets: list[torch.Tensor], device: Device, generator: torch.Generator,
+                ) -> list[Any]:
+    """:func:`program_with_verify` of many ``[rows, cols]`` targets in few batched calls:
+    targets with the same row count are stacked, narrower ones padded with ``Gmin`` columns
+    (a cell at ``Gmin`` needs no pulse, so the padding changes no row's time); results are
+    sliced back, in order."""
+    by_rows: dict[int, list[int]] = {}
+    for index, target in enumerate(targets):
+        by_rows.setdefault(target.shape[0], []).append(index)
+    out: list[Any] = [None] * len(targets)
+    for rows in sorted(by_rows):
+        members = by_rows[rows]
+        width = max(targets[i].shape[1] for i in members)
+        stack = torch.full((len(members), rows, width), device.g_min_us, dtype=torch.float64)
+        for slot, i in enumerate(members):
+            stack[slot, :, :targets[i].shape[1]] = targets[i]
+        result = program_with_verify(stack, device, generator)
+        for slot, i in enumerate(members):
+            cols = targets[i].shape[1]
+            out[i] = type(result)(result.conductance_us[slot, :, :cols],
+                                  result.pulses[slot, :, :cols],
+                                  result.iterations[slot, :, :cols], result.row_time_s[slot],
+                                  result.converged[slot, :, :cols])
+    return out
+
+
 def _stats(values: np.ndarray) -> dict[str, float]:
     return {"expected_s": float(values.mean()), "std_s": float(values.std()),
             "min_s": float(values.min()), "max_s": float(values.max())}
@@ -123,6 +149,7 @@ def static_plan(matrices: list[Matrix], constants: dict[str, torch.Tensor], devi
     dtype = pulse_dtype(device.states)
     clips: dict[str, float] = {}
     not_converged = 0
+    jobs = []
     for m in matrices:
         if m.role != STATIC:
             continue
@@ -133,23 +160,27 @@ def static_plan(matrices: list[Matrix], constants: dict[str, torch.Tensor], devi
         pos, neg = target_conductances(G, w_clip, device)
         pulses = signed_pulses(G, w_clip, device.states)
         for t in m.tiles:
-            (r0, r1), (c0, c1) = t.rows, t.cols
-            sides = [program_with_verify(side[r0:r1, c0:c1], device, generator)
-                     for side in (pos, neg)]
-            row_time = torch.maximum(sides[0].row_time_s, sides[1].row_time_s).numpy()
-            tile_times[t.id] = np.array([row_time.sum()])
-            not_converged += int(sum(int((~s.converged).sum()) for s in sides))
-            files[f"{t.id}.g_pos"] = pos[r0:r1, c0:c1].numpy().astype(np.float64)
-            files[f"{t.id}.g_neg"] = neg[r0:r1, c0:c1].numpy().astype(np.float64)
-            files[f"{t.id}.pulses"] = pulses[r0:r1, c0:c1].numpy().astype(dtype)
-            files[f"{t.id}.verify_pulses"] = np.stack([s.pulses.numpy() for s in sides]) \
-                .astype(np.int32)
-            files[f"{t.id}.verify_row_time_s"] = np.stack(
-                [s.row_time_s.numpy() for s in sides]).astype(np.float64)
-            tiles.append({"array": t.id, "matrix": m.id, "rows": t.shape[0],
-                          "cols": t.shape[1], "time_s": float(row_time.sum()),
-                          "verify_iterations_max": int(max(int(s.iterations.max())
-                                                           for s in sides))})
+            jobs.append((m, t, pos, neg, pulses))
+    targets = [side[t.rows[0]:t.rows[1], t.cols[0]:t.cols[1]]
+               for _, t, pos, neg, _ in jobs for side in (pos, neg)]
+    results = verify_many(targets, device, generator)
+    for index, (m, t, pos, neg, pulses) in enumerate(jobs):
+        (r0, r1), (c0, c1) = t.rows, t.cols
+        sides = results[2 * index: 2 * index + 2]
+        row_time = torch.maximum(sides[0].row_time_s, sides[1].row_time_s).numpy()
+        tile_times[t.id] = np.array([row_time.sum()])
+        not_converged += int(sum(int((~s.converged).sum()) for s in sides))
+        files[f"{t.id}.g_pos"] = pos[r0:r1, c0:c1].numpy().astype(np.float64)
+        files[f"{t.id}.g_neg"] = neg[r0:r1, c0:c1].numpy().astype(np.float64)
+        files[f"{t.id}.pulses"] = pulses[r0:r1, c0:c1].numpy().astype(dtype)
+        files[f"{t.id}.verify_pulses"] = np.stack([s.pulses.numpy() for s in sides]) \
+            .astype(np.int32)
+        files[f"{t.id}.verify_row_time_s"] = np.stack(
+            [s.row_time_s.numpy() for s in sides]).astype(np.float64)
+        tiles.append({"array": t.id, "matrix": m.id, "rows": t.shape[0],
+                      "cols": t.shape[1], "time_s": float(row_time.sum()),
+                      "verify_iterations_max": int(max(int(s.iterations.max())
+                                                       for s in sides))})
     groups = write_groups(matrices, STATIC, config.write_parallel)
     total = float(_group_totals(groups, tile_times)[0]) if groups else 0.0
     plan = {"mode": "program-and-verify from reset, once at deployment (not per slot)",

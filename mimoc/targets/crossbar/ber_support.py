@@ -1,0 +1,49 @@
+"""``mimoc ber DIR --c2c 0,0.01,...``: one IMC-simulated detector per C2C level."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from mimoc.errors import UsageError
+
+
+def parse_c2c_list(text: str | None) -> list[float | None]:
+    """``"0,0.01,0.02"`` -> ``[0.0, 0.01, 0.02]``; ``None`` -> ``[None]`` (the device's own)."""
+    if text is None:
+        return [None]
+    values = []
+    for item in text.split(","):
+        try:
+            value = float(item)
+        except ValueError:
+            value = math.nan
+        if not 0 <= value < 1:
+            raise UsageError(f"bad --c2c item {item.strip()!r}: give fractions in [0, 1) "
+                             "(0.02 = 2%), e.g. --c2c 0,0.01,0.02,0.03,0.04")
+        values.append(value)
+    if len(set(values)) != len(values):
+        raise UsageError(f"--c2c {text!r} lists a level twice; give each once")
+    return values
+
+
+def is_crossbar(entry: str) -> bool:
+    return Path(entry).is_dir() and (Path(entry) / "schedule.json").is_file()
+
+
+def crossbar_config(entry: str) -> dict:
+    from mimoc.targets.crossbar.artifact import read_schedule
+
+    return (read_schedule(entry).get("model") or {}).get("config") or {}
+
+
+def crossbar_detectors(entry: str, levels: list[float | None], seed: int) -> dict:
+    """``{"DIR@c2c=0.01": engine, ...}`` (``DIR`` alone for the device's own C2C)."""
+    from mimoc.runtime.imc import load_schedule
+
+    schedule = load_schedule(entry)
+    out = {}
+    for level in levels:
+        name = entry if level is None else f"{entry}@c2c={level:g}"
+        out[name] = schedule.engine(c2c=level, seed=seed)
+    return out

@@ -1,0 +1,85 @@
+"""``mimoc inspect DIR`` for a crossbar artifact: the schedule as tables (or ``--json``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from mimoc.targets.crossbar.artifact import is_crossbar_artifact, read_schedule
+
+
+def matches(path: Path) -> bool:
+    return is_crossbar_artifact(path)
+
+
+def describe(path: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """The schedule without its program (JSON-ready), plus the path and kind."""
+    schedule = read_schedule(path)
+    schedule.pop("program", None)
+    return {"path": str(path), "kind": "crossbar", **schedule}
+
+
+def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                             for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+            for row in rows]
+
+
+def _ns(seconds: float) -> str:
+    return f"{seconds * 1e9:,.2f}"
+
+
+def render(info: dict[str, Any]) -> str:
+    t, dev, cfg = info["totals"], info["device"], info["config"]
+    per_slot, static = info["programming"]["per_slot"], info["programming"]["static"]
+    lines = [f"{info['path']}: mimoc crossbar schedule (format {info['format_version']}, "
+             f"mimoc {info['mimoc_version']}) of {info['model'].get('name')}",
+             f"  device       {dev['name']}: pulse {dev['pulse_width_s'] * 1e9:g} ns, C2C "
+             f"{dev['c2c_potentiation']:.2%}/{dev['c2c_depression']:.2%}, G "
+             f"{dev['g_min_us']:g}..{dev['g_max_us']:g} uS, {dev['states']} states",
+             f"  arrays       max {cfg['array'][0]}x{cfg['array'][1]}, differential pairs, "
+             f"{cfg['accumulation']} partial sums, write circuits per {cfg['write_parallel']}",
+             "", "matrices"]
+    rows = [["matrix", "role", "form", "rows x cols", "tiles", "used by"]]
+    for m in info["matrices"]:
+        rows.append([m["id"], m["role"], m["form"], f"{m['rows']}x{m['cols']}",
+                     f"{m['row_tiles']}x{m['col_tiles']}", str(len(m["used_by"]))])
+    lines += _table(rows, right={4, 5})
+    lines += ["", f"programming per slot (channel arrays; expected over {per_slot['draws']} "
+              f"seeded channel draws, seed {per_slot['seed']})"]
+    rows = [["array", "rows", "cols", "expected ns", "example ns", "max row pulses (ex.)"]]
+    for tile in per_slot["tiles"]:
+        rows.append([tile["array"], str(tile["rows"]), str(tile["cols"]),
+                     _ns(tile["expected_time_s"]), _ns(tile["example_time_s"]),
+                     str(max(tile["example_row_pulses"], default=0))])
+    lines += _table(rows, right={1, 2, 3, 4, 5}) if len(rows) > 1 else ["  (none)"]
+    lines.append(f"  {len(per_slot['groups'])} parallel write group(s); per slot "
+                 f"{_ns(per_slot['expected_s'])} ns expected (std {_ns(per_slot['std_s'])}, "
+                 f"min {_ns(per_slot['min_s'])}, max {_ns(per_slot['max_s'])})")
+    lines.append(f"  static arrays: {len(static['tiles'])} tiles, program-and-verify once "
+                 f"{static['time_s'] * 1e6:,.3f} us ({static['cells_not_converged']} cells "
+                 "not within tolerance)")
+    lat = info["latency"]
+    lines += ["", "latency per symbol (critical path of the analog stages)"]
+    rows = [["block", "nodes", "MVMs", "latency ns"]]
+    rows += [[b["block"], str(b["nodes"]), str(b["mvms"]), _ns(b["latency_s"])]
+             for b in lat["blocks"]]
+    lines += _table(rows, right={1, 2, 3})
+    lines += [f"  per symbol {_ns(t['symbol_s'])} ns (sum of blocks {_ns(lat['sum_of_blocks_s'])}"
+              f" ns); slot-rate analog work {_ns(t['slot_compute_s'])} ns",
+              f"  per slot of {t['slot_symbols']} symbols: {_ns(t['programming_s_per_slot'])} "
+              f"+ {t['slot_symbols']} x {_ns(t['symbol_s'])} = {_ns(t['per_slot_s'])} ns",
+              "", "peripherals"]
+    p = info["peripherals"]
+    rows = [["arrays", "tiles", "cells", "TIAs", "inverters", "adders", "ReLU", "ADCs", "DACs"],
+            [str(p[k]) for k in ("arrays", "tiles", "cells", "tias", "inverters", "adders",
+                                 "relu_circuits", "adcs", "dacs")]]
+    lines += _table(rows, right=set(range(9)))
+    d = info["digital"]
+    lines += ["", f"digital work: {d['flops_per_symbol']:,} FLOPs per symbol, "
+              f"{d['flops_slot_rate']:,} per slot; {len(d['ops'])} digital ops "
+              f"({', '.join(sorted({o['op'] for o in d['ops']})) or 'none'}); analog MACs "
+              f"{info['analog_macs']['per_symbol']:,} per symbol"]
+    return "\n".join(lines)
