@@ -508,35 +508,50 @@ def program_with_verify(target_us: torch.Tensor, device: Device,
     sigma_dep = device.c2c_sigma_us("depression")
     tolerance = device.verify_tolerance_us
 
-    def noise(shape):
-        return torch.randn(shape, generator=generator, dtype=torch.float64)
+    def noise(count: int) -> torch.Tensor:
+        return torch.randn(count, generator=generator, dtype=torch.float64)
 
+    shape = target.shape
+    rows = shape[:-1]
     # open loop from reset: potentiation pulses only
     pulses = device.pulses_for(target)
     n = pulses.to(torch.float64)
-    G = device.g_min_us + n * step + sigma_pot * n.sqrt() * noise(target.shape)
+    G = device.g_min_us + n * step + sigma_pot * n.sqrt() * noise(target.numel()).reshape(shape)
     G = G.clamp(device.g_min_us, device.g_max_us)
-    row_time = n.amax(dim=-1) * width + device.verify_read_s
-    iterations = torch.ones_like(pulses)
+    row_time = (n.amax(dim=-1) * width + device.verify_read_s).reshape(-1)
+    iterations = torch.ones_like(pulses).reshape(-1)
 
-    def done(G):
-        error = target - G
+    # the correction rounds work on the unfinished cells only (flat indices), so a tile
+    # whose last few cells need hundreds of rounds costs little
+    flat_target, flat_G = target.reshape(-1), G.reshape(-1).clone()
+    flat_pulses = pulses.reshape(-1).clone()
+    row_of = torch.arange(flat_target.numel()) // shape[-1]
+
+    def done(error: torch.Tensor) -> torch.Tensor:
         return (error.abs() <= tolerance) | (torch.round(error.abs() / step) == 0)
 
-    finished = done(G)
+    active = torch.nonzero(~done(flat_target - flat_G)).reshape(-1)
     for _ in range(device.verify_max_iterations):
-        if finished.all():
+        if active.numel() == 0:
             break
-        error = target - G
-        k = torch.where(finished, torch.zeros_like(error), torch.round(error.abs() / step))
+        error = flat_target[active] - flat_G[active]
+        k = torch.round(error.abs() / step)                   # >= 1 for an unfinished cell
         sigma = torch.where(error > 0, sigma_pot, sigma_dep)
-        G = G + torch.sign(error) * k * step + sigma * k.sqrt() * noise(target.shape)
-        G = G.clamp(device.g_min_us, device.g_max_us)
-        pulses = pulses + k.to(torch.int64)
-        row_active = ~finished.all(dim=-1)
-        row_time = row_time + torch.where(row_active, k.amax(dim=-1) * width
-                                          + device.verify_read_s, torch.zeros_like(row_time))
-        iterations = iterations + (~finished).to(torch.int64)
-        finished = finished | done(G)
+        moved = flat_G[active] + torch.sign(error) * k * step \
+            + sigma * k.sqrt() * noise(active.numel())
+        flat_G[active] = moved.clamp(device.g_min_us, device.g_max_us)
+        flat_pulses[active] += k.to(torch.int64)
+        iterations[active] += 1
+        # each row with unfinished cells: its largest correction and one more verify read
+        row_ids = row_of[active]
+        row_max = torch.zeros_like(row_time).scatter_reduce(0, row_ids, k, reduce="amax")
+        row_reads = torch.zeros_like(row_time).index_fill_(0, row_ids, device.verify_read_s)
+        row_time = row_time + row_max * width + row_reads
+        active = active[~done(flat_target[active] - flat_G[active])]
+    finished = torch.ones(flat_target.numel(), dtype=torch.bool)
+    finished[active] = False
+    G, pulses = flat_G.reshape(shape), flat_pulses.reshape(shape)
+    iterations, finished = iterations.reshape(shape), finished.reshape(shape)
+    row_time = row_time.reshape(rows)
     return VerifyResult(conductance_us=G, pulses=pulses, iterations=iterations,
                         row_time_s=row_time, converged=finished)
