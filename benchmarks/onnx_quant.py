@@ -1,0 +1,133 @@
+"""Latency and size of the quantized ONNX lowerings next to fp32 (issue 5).
+
+Models: the example DetNet (examples/models/detnet_8x16_qpsk.pt, or fresh weights of the
+same size when absent) and a 32x64 QPSK DetNet with 30 blocks (random weights; weights do
+not change latency). Each is compiled four times: fp32, and with a min-max 4-bit recipe
+(calibrated on the channel model) as ``w4`` and ``w4a4``, and an int8 recipe as ``int8``.
+Each artifact is timed with :func:`mimoc.runtime.bench.run_bench` (``mimoc`` path,
+``detector.onnx``, one thread, the manifest's session options) at batch 1 and S = 14;
+PyTorch eager and the plain ``torch.onnx.export`` + onnxruntime path are timed in the same
+run for the ratios. Sizes: bytes of ``detector.onnx`` and of the Linear weights (codes,
+scales; fp32 matrices for fp32).
+
+Run::
+
+    python benchmarks/onnx_quant.py [--min-time 1.0] [--quick]
+
+``--quick`` (a check that the script runs): tiny timing windows, the 32x64 model with 3
+blocks. ``--sizes-only``: no timing. ``--w4-accuracy 0``: one more row, w4 with
+MatMulNBits ``accuracy_level`` 0 (fp32 arithmetic on the 4-bit weights; ``w4`` uses 4, the
+int8 kernels), to decide which is faster on the machine at hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from mimoc.api import compile as compile_model
+from mimoc.detectors import build_detector, load_detector
+from mimoc.quant import quantize
+from mimoc.runtime import load_artifact
+from mimoc.runtime.bench import run_bench
+from mimoc.targets.onnx import quantized
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "models" / "detnet_8x16_qpsk.pt"
+LOWERINGS = ("fp32", "w4", "w4a4", "int8")
+DEFAULT_W4_ACCURACY = quantized.W4_ACCURACY
+
+
+def models(quick: bool):
+    if EXAMPLE.is_file():
+        yield "example DetNet 8x16 QPSK", load_detector(EXAMPLE).eval()
+    else:
+        torch.manual_seed(0)
+        yield "DetNet 8x16 QPSK (fresh weights)", build_detector(
+            "detnet", nt=8, nr=16, modulation="qpsk").eval()
+    torch.manual_seed(0)
+    layers = 3 if quick else 30
+    yield f"DetNet 32x64 QPSK, {layers} blocks (random weights)", build_detector(
+        "detnet", nt=32, nr=64, modulation="qpsk", layers=layers).eval()
+
+
+def weight_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of the Linear weights: fp32 matrices, or MatMulNBits codes + scales, or int8
+    codes + scales (biases and small constants not counted)."""
+    total = 0
+    for init in model.graph.initializer:
+        name = init.name
+        if name.endswith((".nbits", ".nbits_scales", ".int8_T", ".int8_scale")):
+            total += onnx.numpy_helper.to_array(init).nbytes
+        elif init.data_type == onnx.TensorProto.FLOAT and len(init.dims) == 2:
+            total += 4 * int(np.prod(init.dims))
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--min-time", type=float, default=1.0)
+    parser.add_argument("--quick", action="store_true", help="a quick check that it runs")
+    parser.add_argument("--sizes-only", action="store_true",
+                        help="compile and print the sizes, no timing")
+    parser.add_argument("--w4-accuracy", type=int, default=None, metavar="LEVEL",
+                        help="also time w4 with this MatMulNBits accuracy_level (0: fp32 "
+                             "arithmetic on the 4-bit weights; w4 uses 4)")
+    args = parser.parse_args(argv)
+    min_time = 0.02 if args.quick else args.min_time
+    torch.set_num_threads(1)
+    print(f"# onnx_quant  {datetime.date.today()}  torch {torch.__version__}")
+    for title, model in models(args.quick):
+        recipes = {"minmax": quantize(model, "minmax", bits=4), "int8": quantize(model, "int8")}
+        rows = []
+        variants = list(LOWERINGS) + ([f"w4@{args.w4_accuracy}"] if args.w4_accuracy is not
+                                      None else [])
+        with tempfile.TemporaryDirectory() as tmp:
+            for variant in variants:
+                lowering, _, level = variant.partition("@")
+                out = Path(tmp) / variant.replace("@", "_")
+                quantized.W4_ACCURACY = int(level) if level else DEFAULT_W4_ACCURACY
+                if lowering == "fp32":
+                    result = compile_model(model, out=out)
+                else:
+                    recipe = recipes["int8" if lowering == "int8" else "minmax"]
+                    result = compile_model(model, out=out, quant=recipe, lowering=lowering)
+                quantized.W4_ACCURACY = DEFAULT_W4_ACCURACY
+                detector = result.models["detector"]
+                bench = None
+                if not args.sizes_only:
+                    paths = ("pytorch", "onnx-export", "mimoc") if lowering == "fp32" \
+                        else ("mimoc",)
+                    bench = run_bench(model, load_artifact(out), batches=(1,),
+                                      min_time=min_time, paths=paths)
+                rows.append((variant, bench, len(detector.SerializeToString()),
+                             weight_bytes(detector)))
+        fp32 = rows[0]
+        if args.sizes_only:
+            print(f"\n## {title}")
+            print(f"{'lowering':<9} {'detector.onnx':>14} {'weights':>11} {'w/fp32':>7}")
+            for variant, _, size, wbytes in rows:
+                print(f"{variant:<9} {size:>14,} {wbytes:>11,} {wbytes / fp32[3]:>7.3f}")
+            continue
+        eager = fp32[1].timing("pytorch", 1).median_s
+        plain = fp32[1].timing("onnx-export", 1).median_s
+        print(f"\n## {title}  (batch 1, S=14, one thread; eager {eager * 1e6:.1f} us, plain "
+              f"export {plain * 1e6:.1f} us)")
+        print(f"{'lowering':<9} {'latency':>11} {'vs fp32':>8} {'vs eager':>9} {'vs export':>10} "
+              f"{'detector.onnx':>14} {'weights':>11} {'w/fp32':>7}")
+        base = fp32[1].timing("mimoc", 1).median_s
+        for variant, bench, size, wbytes in rows:
+            t = bench.timing("mimoc", 1).median_s
+            print(f"{variant:<9} {t * 1e6:>8.1f} us {base / t:>7.2f}x {eager / t:>8.2f}x "
+                  f"{plain / t:>9.2f}x {size:>14,} {wbytes:>11,} {wbytes / fp32[3]:>7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
