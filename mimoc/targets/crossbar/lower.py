@@ -79,7 +79,14 @@ def _gram_operand(name: str, rw: Rewriter) -> tuple[str, str | None] | None:
 
 
 def _transpose(rw: Rewriter, a: str, like: Node) -> str:
-    return rw.make("Transpose", [a], {"perm": _swap(rw.type(a).rank)}, like=like, suffix="_t")
+    """``Transpose(a)`` of the last two dims; of a graph input it is named ``<a>_T``
+    (``H_T``: the array that holds ``H^T`` reads better in the schedule)."""
+    attrs = {"perm": _swap(rw.type(a).rank)}
+    if rw.producer(a).op != "Input":
+        return rw.make("Transpose", [a], attrs, like=like, suffix="_t")
+    full = ops.schema("Transpose").with_defaults(attrs)
+    t = ops.infer_type("Transpose", [rw.type(a)], full)
+    return rw.emit(Node(rw.fresh(f"{a}_T"), "Transpose", (a,), full, t, ""))
 
 
 @rule("ungram-row", {"MatMul"}, "MatMul(x, c*Gram(A)) -> c*MatMul(MatMul(x, A^T), A)")
@@ -134,6 +141,22 @@ def _key(node: Node) -> str:
     return node.inputs[1] if len(node.inputs) < 3 else f"{node.inputs[1]}+{node.inputs[2]}"
 
 
+def array_matrix(shape: Sequence[Any], rate: Rate) -> bool:
+    """Whether a ``MatMul`` operand of this shape and rate can sit on arrays: static
+    ``[in, out]``; a weight has no symbolic dim at all, a channel matrix only the batch
+    ``B`` in front (one matrix per channel realisation: ``[B, in, out]``, ``[B, 1, in, out]``)."""
+    if len(shape) < 2 or not all(isinstance(d, int) for d in shape[-2:]):
+        return False
+    lead = shape[:-2]
+    if rate == Rate.CONST:
+        return all(isinstance(d, int) for d in lead)
+    if rate != Rate.SLOT or not lead:
+        return False
+    first, rest = lead[0], lead[1:]
+    return (not isinstance(first, int) and first.names == ("B",) and first.coeff == 1
+            and all(d == 1 for d in rest))
+
+
 def to_crossbar_mvms(graph: Graph) -> Graph:
     sizes = dict(graph.dim_sizes)
 
@@ -141,6 +164,10 @@ def to_crossbar_mvms(graph: Graph) -> Graph:
         if node.op == "MatMul":
             a, b = node.inputs
             ra, rb = rw.type(a).rate, rw.type(b).rate
+            if not array_matrix(rw.type(b).shape, rb):
+                rb = Rate.SYMBOL  # b cannot be an array: only the column form may apply
+            if not array_matrix(rw.type(a).shape, ra):
+                ra = Rate.SYMBOL
             if ra == Rate.SYMBOL and rb < Rate.SYMBOL or ra == Rate.SLOT and rb == Rate.CONST:
                 reads = sequential_reads(rw.type(a).shape, sizes)
                 return rw.make("CrossbarMVM", [a, b], {"form": "matmul", "matrix": b,

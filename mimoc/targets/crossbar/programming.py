@@ -156,7 +156,7 @@ def static_plan(matrices: list[Matrix], constants: dict[str, torch.Tensor], devi
         G = constants[m.id].double()
         w_clip = static_clip(G, config)
         clips[m.id] = w_clip
-        files[f"{m.id}.weights"] = G.numpy().astype(np.float64)
+        files[f"{m.id}.weights"] = G.numpy().astype(np.float32)  # the model's fp32 weights
         pos, neg = target_conductances(G, w_clip, device)
         pulses = signed_pulses(G, w_clip, device.states)
         for t in m.tiles:
@@ -170,11 +170,12 @@ def static_plan(matrices: list[Matrix], constants: dict[str, torch.Tensor], devi
         row_time = torch.maximum(sides[0].row_time_s, sides[1].row_time_s).numpy()
         tile_times[t.id] = np.array([row_time.sum()])
         not_converged += int(sum(int((~s.converged).sum()) for s in sides))
-        files[f"{t.id}.g_pos"] = pos[r0:r1, c0:c1].numpy().astype(np.float64)
-        files[f"{t.id}.g_neg"] = neg[r0:r1, c0:c1].numpy().astype(np.float64)
+        files[f"{t.id}.g_pos"] = pos[r0:r1, c0:c1].numpy().astype(np.float32)
+        files[f"{t.id}.g_neg"] = neg[r0:r1, c0:c1].numpy().astype(np.float32)
         files[f"{t.id}.pulses"] = pulses[r0:r1, c0:c1].numpy().astype(dtype)
-        files[f"{t.id}.verify_pulses"] = np.stack([s.pulses.numpy() for s in sides]) \
-            .astype(np.int32)
+        verify_pulses = np.stack([s.pulses.numpy() for s in sides])
+        files[f"{t.id}.verify_pulses"] = verify_pulses.astype(
+            np.int16 if verify_pulses.max(initial=0) <= np.iinfo(np.int16).max else np.int32)
         files[f"{t.id}.verify_row_time_s"] = np.stack(
             [s.row_time_s.numpy() for s in sides]).astype(np.float64)
         tiles.append({"array": t.id, "matrix": m.id, "rows": t.shape[0],
