@@ -23,9 +23,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _commands():
-    from mimoc.commands import bench, ber, compile, inspect, train
+    from mimoc.commands import bench, ber, budget, compile, inspect, quantize, report, train
 
-    return [ber, train, inspect, compile, bench]
+    return [ber, train, inspect, compile, bench, budget, quantize, report]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Error-rate plots: BER (or SER) versus SNR as a PNG.
+"""Plots as PNGs: error rates versus SNR, and latency budgets.
 
 One curve per detector on a logarithmic error-rate axis, each point with its
 95% Wilson interval as an error bar. A point with no error at all has no
@@ -10,9 +10,13 @@ display, no global ``pyplot`` state. The file is written atomically (a
 temporary file in the same directory, renamed into place), so a failed run
 never leaves a truncated PNG behind.
 
+:func:`plot_budget` draws a ``mimoc budget`` report: per target, the slot latency as
+a bar of channel preparation and detection, against the budget line.
+
 Example::
 
     >>> plot_error_rates(result, "ber.png")          # result: mimoc.sim.ber.BERResult
+    >>> plot_budget(report, "budget.png")            # report: mimoc.runtime.budget.BudgetReport
 """
 
 from __future__ import annotations
@@ -111,6 +115,81 @@ def plot_error_rates(result: BERResult, path: str | os.PathLike, metric: str = "
     ax.legend([handles[i] for i in order], [labels[i] for i in order],
               title="detector (95% Wilson CI)", fontsize="small", title_fontsize="small")
 
+    with atomic_write(target) as handle:
+        fig.savefig(handle, format="png")
+    return target
+
+
+# -- latency budgets -----------------------------------------------------------------
+
+#: Bar colours of the two parts of a slot (colour-blind safe pair).
+BUDGET_COLOURS = {"preparation": "#E69F00", "detection": "#0072B2"}
+#: Above this ratio between the longest and the shortest slot, the time axis is logarithmic.
+LOG_AXIS_RATIO = 30.0
+
+
+def plot_budget(report, path: str | os.PathLike) -> Path:
+    """Write a PNG of each target's slot latency, preparation and detection stacked.
+
+    ``report`` is a :class:`mimoc.runtime.budget.BudgetReport`. One horizontal bar per
+    available target (preparation, then the ``S`` symbols of detection), the budget as a
+    vertical line, each bar labelled with its total and its latency source. The time axis
+    is in microseconds, logarithmic when the slots differ by more than
+    :data:`LOG_AXIS_RATIO`. Unavailable targets are named under the chart.
+    """
+    target = check_plot_path(path)
+    rows = [row for row in report.rows if row.available]
+    missing = [row.target for row in report.rows if not row.available]
+    if not rows:
+        raise UsageError("no target could be costed, so there is nothing to plot; check "
+                         "--targets")
+    prep = [row.latency.preparation_s * 1e6 for row in rows]
+    det = [row.latency.detection_s * 1e6 for row in rows]
+    total = [p + d for p, d in zip(prep, det, strict=True)]
+    budget = report.budget_s * 1e6
+    spread = max(total + [budget]) / max(min(total + [budget]), 1e-30)
+    log = spread > LOG_AXIS_RATIO
+
+    fig = Figure(figsize=(8.0, 1.6 + 0.55 * len(rows)), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ypos = list(range(len(rows)))[::-1]  # first target on top
+    left = min(total + [budget]) / 20 if log else 0.0  # where a bar starts on a log axis
+    ax.barh(ypos, [max(p, left) - left for p in prep], left=left, height=0.6,
+            color=BUDGET_COLOURS["preparation"],
+            label="channel preparation (once per slot)")
+    ax.barh(ypos, det, left=[max(p, left) for p in prep], height=0.6,
+            color=BUDGET_COLOURS["detection"], label=f"detection ({report.slot} symbols)")
+    ax.axvline(budget, color="#D55E00", linestyle="--", linewidth=1.5,
+               label=f"budget {budget:g} µs per slot")
+    from mimoc.runtime.budget import format_us
+
+    for y, row, t in zip(ypos, rows, total, strict=True):
+        lat = row.latency
+        mark = "meets" if row.meets_budget else "misses"
+        ax.annotate(f"{format_us(lat.preparation_s)} + {format_us(lat.detection_s)} = "
+                    f"{format_us(lat.per_slot_s)} µs, {mark} ({lat.source})",
+                    (max(t, left), y), xytext=(4, 0), textcoords="offset points",
+                    va="center", fontsize="small",
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.8,
+                          "linewidth": 0})
+    ax.set_yticks(ypos, [row.target for row in rows])
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(left, max(total + [budget]) * 300)
+    else:
+        ax.set_xlim(0, max(total + [budget]) * 1.8)
+    ax.set_xlabel(f"latency per slot of {report.slot} symbols [µs]"
+                  + (" (log scale)" if log else ""))
+    m = report.model
+    title = (f"{m['family']} {m['nt']}x{m['nr']} {str(m['modulation']).upper()}: "
+             "per-slot latency = preparation + detection")
+    if missing:
+        title += "\nnot shown (unavailable): " + ", ".join(missing)
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, axis="x", which="major", alpha=0.4)
+    fig.legend(loc="outside lower center", ncols=3, fontsize="small", frameon=False)
     with atomic_write(target) as handle:
         fig.savefig(handle, format="png")
     return target

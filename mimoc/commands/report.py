@@ -1,0 +1,112 @@
+"""``mimoc report``: a Markdown report (with figures) of a detector on every target."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+from mimoc.errors import UsageError
+
+NAME = "report"
+HELP = "write a Markdown report: model summary, BER curves per target, latency budget"
+DESCRIPTION = """\
+Write a report directory about one detector, for a paper or a design review:
+
+  report.md            the model summary (mimoc inspect's numbers); BER/SER curves of
+                       the original model, each compiled ONNX target and each crossbar
+                       at its device's C2C, all on the same draws; each crossbar at
+                       several C2C levels; the latency budget (mimoc budget's table and
+                       where each number comes from); the compile settings
+  ber.png              error rates versus SNR, log axis, 95% intervals
+  crossbar_*_c2c.png   one crossbar under programming noise at --c2c levels
+  budget.png           per-slot latency by target, preparation + detection, budget line
+  report.json          every number above
+
+Targets as for 'mimoc budget' (default: every default target this build can run).
+The directory is written atomically: a failed or interrupted run leaves nothing.
+
+examples:
+  mimoc report examples/models/detnet_8x16_qpsk.pt -o report/
+  mimoc report detnet.pt -o report/ --targets onnx-cpu,crossbar:ftj-luo2022,dsp-c6678 \\
+      --snr 0:2:10 --c2c 0,0.02,0.04 --max-symbols 200000
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mimoc.report import DEFAULT_C2C, DEFAULT_MAX_SYMBOLS
+
+    parser.add_argument("model", metavar="MODEL", help="a mimoc detector checkpoint (.pt)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="report directory to write")
+    parser.add_argument("--targets", default=None, metavar="LIST",
+                        help="comma-separated targets, as for 'mimoc budget'")
+    parser.add_argument("--snr", default=None, metavar="LIST",
+                        help="SNR points in dB (0,2,4 or 0:2:10; default: six points over "
+                             "the model's training range)")
+    parser.add_argument("--c2c", default=",".join(f"{c:g}" for c in DEFAULT_C2C),
+                        metavar="LIST",
+                        help="C2C levels of the crossbar noise sweep, as fractions "
+                             f"(default: {','.join(f'{c:g}' for c in DEFAULT_C2C)})")
+    parser.add_argument("--max-symbols", type=int, default=DEFAULT_MAX_SYMBOLS, metavar="N",
+                        help=f"scalar symbols per SNR point (default: {DEFAULT_MAX_SYMBOLS})")
+    parser.add_argument("--slot", type=int, default=14, metavar="S",
+                        help="symbols per slot (default: 14)")
+    parser.add_argument("--budget-us", type=float, default=100.0, metavar="US",
+                        help="latency budget per slot in microseconds (default: 100)")
+    parser.add_argument("--array", default="128x128", metavar="RxC",
+                        help="crossbar maximum array size (default: 128x128)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--min-time", type=float, default=0.2, metavar="SECONDS",
+                        help="minimum timed seconds per latency measurement (default: 0.2)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing non-empty output directory")
+    parser.add_argument("--json", action="store_true",
+                        help="print report.json's content instead of a summary")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress output (shown only when stderr is a terminal)")
+
+
+def _c2c_levels(text: str) -> list[float]:
+    try:
+        levels = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"malformed --c2c {text!r}; e.g. --c2c 0,0.02,0.04") from None
+    if not levels or any(not 0 <= c < 1 for c in levels):
+        raise UsageError(f"--c2c takes fractions in [0, 1) (0.02 = 2%), got {text!r}")
+    return levels
+
+
+def run(args: argparse.Namespace) -> int:
+    from mimoc.commands.ber import parse_snr_list
+    from mimoc.commands.budget import parse_array
+    from mimoc.progress import is_interactive
+    from mimoc.report import write_report
+
+    snrs = parse_snr_list(args.snr) if args.snr is not None else None
+    if not args.budget_us > 0 or args.budget_us == float("inf"):
+        raise UsageError(f"--budget-us must be a positive number, got {args.budget_us:g}")
+    show = is_interactive() and not args.no_progress
+
+    def say(text: str) -> None:
+        if show:
+            print(f"\r{text:<70}", end="", file=sys.stderr, flush=True)
+
+    command = "mimoc report " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
+        if sys.argv[1:2] == ["report"] else None
+    try:
+        path = write_report(args.model, args.output, targets=args.targets, snr_db=snrs,
+                            c2c=_c2c_levels(args.c2c), max_symbols=args.max_symbols,
+                            slot=args.slot, budget_s=args.budget_us * 1e-6, seed=args.seed,
+                            array=parse_array(args.array), min_time=args.min_time,
+                            force=args.force, progress=show, say=say, command=command)
+    finally:
+        if show:
+            print("\r" + " " * 70 + "\r", end="", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(json.loads((path / "report.json").read_text())))
+    else:
+        names = sorted(p.name for p in path.iterdir())
+        print(f"report written to {path}/ ({', '.join(names)})")
+    return 0

@@ -1,0 +1,92 @@
+"""``mimoc report``: an atomic report directory whose Markdown shows the figures it holds and
+whose numbers are the budget's and the simulator's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mimoc.cli import main
+from mimoc.detectors import build_detector, save_detector
+from mimoc.runtime import budget
+
+CONFIG = dict(nt=2, nr=4, modulation="qpsk", layers=2, hidden=16, v_dim=4)
+
+
+def has_crossbar() -> bool:
+    return budget.unavailable_reason(budget.parse_target("crossbar:ftj-luo2022")) is None
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_detector("detnet", **CONFIG).eval()
+    path = tmp_path_factory.mktemp("model") / "detnet.pt"
+    save_detector(model, path, training={"snr_db": [0.0, 10.0], "steps": 1})
+    return path
+
+
+@pytest.fixture(scope="module")
+def report_dir(checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report"
+    targets = "onnx-cpu,dsp-c6678" + (",crossbar:ftj-luo2022" if has_crossbar() else "")
+    code = main(["report", str(checkpoint), "-o", str(out), "--targets", targets,
+                 "--snr", "0,8", "--c2c", "0,0.04", "--max-symbols", "2000",
+                 "--min-time", "0.02"])
+    assert code == 0
+    return out
+
+
+def test_report_holds_markdown_figures_and_numbers(report_dir):
+    names = {p.name for p in report_dir.iterdir()}
+    assert {"report.md", "report.json", "ber.png", "budget.png"} <= names
+    for name in names - {"report.md", "report.json"}:
+        assert (report_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (report_dir / "report.md").read_text()
+    for section in ("## Model", "## Error rates", "## Latency budget", "## Compile settings"):
+        assert section in text
+    # Every figure the Markdown links is in the directory, and every figure is linked.
+    linked = {line.rpartition("(")[2].rstrip(")") for line in text.splitlines()
+              if line.startswith("![")}
+    assert linked == names - {"report.md", "report.json"}
+
+
+def test_report_numbers_match_the_budget_and_curves(report_dir):
+    data = json.loads((report_dir / "report.json").read_text())
+    assert data["model"]["params"] > 0 and data["model"]["nt"] == 2
+    curves = data["ber"]["curves"]
+    assert "original (PyTorch)" in curves and "onnx-cpu" in curves
+    assert [p["snr_db"] for p in curves["onnx-cpu"]] == [0.0, 8.0]
+    rows = {row["target"]: row for row in data["budget"]["targets"]}
+    for row in rows.values():
+        assert row["per_slot_s"] == pytest.approx(row["preparation_s"] + row["detection_s"])
+    text = (report_dir / "report.md").read_text()
+    assert f"| dsp-c6678 | flops | {budget.format_us(rows['dsp-c6678']['preparation_s'])} |" \
+        in text
+    assert '"lowering": "fp32"' in text  # the compile settings of onnx-cpu
+
+
+def test_crossbar_curves_sweep_the_c2c_levels(report_dir):
+    if not has_crossbar():
+        pytest.skip("the crossbar target is not in this build yet")
+    data = json.loads((report_dir / "report.json").read_text())
+    sweep = data["crossbar_c2c"]["crossbar:ftj-luo2022"]["curves"]
+    assert set(sweep) == {"original (PyTorch)", "C2C 0%", "C2C 4%"}
+    assert (report_dir / "crossbar_ftj-luo2022_c2c.png").is_file()
+    assert any(name.startswith("crossbar:ftj-luo2022 (C2C") for name in data["ber"]["curves"])
+
+
+def test_report_output_is_atomic_and_guarded(checkpoint, report_dir, tmp_path, capsys):
+    # An existing report is not overwritten without --force; nothing is printed.
+    code = main(["report", str(checkpoint), "-o", str(report_dir), "--targets", "dsp-c6678"])
+    out, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "--force" in err and out == ""
+    # A failure part-way (a bad target) leaves no directory behind.
+    target = tmp_path / "never"
+    code = main(["report", str(checkpoint), "-o", str(target), "--targets", "nope"])
+    assert code == 2 and not target.exists()
+    for argv in (["--c2c", "2"], ["--c2c", "x"], ["--snr", "0:-1:4"], ["--max-symbols", "0"]):
+        code = main(["report", str(checkpoint), "-o", str(target), *argv])
+        assert code == 2 and not target.exists(), argv
