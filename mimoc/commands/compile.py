@@ -122,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
         from mimoc.targets.crossbar.cli import run_crossbar_compile
 
         return run_crossbar_compile(args, dump)
+    from mimoc.targets.crossbar.cli import reject_crossbar_flags
+
+    reject_crossbar_flags(args)
     result = compile_model(args.model, target=args.target, out=args.output, passes=args.passes,
                            dump_after=args.dump_after, on_dump=dump, force=args.force,
                            options=pass_options(args), quant=args.quant,

@@ -210,6 +210,17 @@ def test_cli_compile_inspect_and_bad_inputs(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert code == 2 and needle in err and len(err.splitlines()) == 1, err
         assert not (tmp_path / "bad").exists()
+    code = _cli(["compile", str(ckpt), "--device", "ftj-luo2022", "-o", str(tmp_path / "bad")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--target crossbar" in err and not (tmp_path / "bad").exists()
+    # one BER curve per C2C level, on the same draws as the PyTorch model
+    assert _cli(["ber", str(out), "--detector", str(ckpt), "--c2c", "0,0.03", "--snr", "10",
+                 "--max-symbols", "64", "--json", "--no-progress"]) == 0
+    curves = json.loads(capsys.readouterr().out)["curves"]
+    assert sorted(curves) == sorted([str(ckpt), f"{out}@c2c=0", f"{out}@c2c=0.03"])
+    assert all(points[0]["symbols"] == 64 for points in curves.values())
+    assert _cli(["ber", str(out), "--c2c", "0,2", "--snr", "10"]) == 2
+    assert "--c2c" in capsys.readouterr().err
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     code = _cli(["compile", str(ckpt), "--target", "crossbar", "-o", str(blocker / "out")])

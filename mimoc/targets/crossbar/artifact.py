@@ -166,8 +166,17 @@ def _matrix_entry(m: Matrix, graph: Graph, clips: Mapping[str, float],
 def build_schedule(graph: Graph, device: Device, config: CrossbarConfig, *,
                    model: Mapping[str, Any] | None = None,
                    source: Mapping[str, Any] | None = None,
-                   records: Sequence[Any] = ()) -> BuiltSchedule:
-    """Everything in ``schedule.json`` and ``arrays.npz`` for a lowered graph."""
+                   records: Sequence[Any] = (), progress: bool = False) -> BuiltSchedule:
+    """Everything in ``schedule.json`` and ``arrays.npz`` for a lowered graph (``progress``:
+    a bar over the slow steps on a terminal)."""
+    from mimoc.progress import progress_bar
+
+    with progress_bar(total=4, desc="crossbar schedule", unit="step",
+                      enabled=progress) as bar:
+        return _build_schedule(graph, device, config, model, source, records, bar)
+
+
+def _build_schedule(graph, device, config, model, source, records, bar) -> BuiltSchedule:
     if not any(n.op == "CrossbarMVM" for n in graph.nodes):
         raise UsageError("the detector has no matrix-vector product the crossbar can run "
                          "(no Linear, Conv2d or MatMul with a weight or channel matrix)")
@@ -177,6 +186,7 @@ def build_schedule(graph: Graph, device: Device, config: CrossbarConfig, *,
     matrices = collect_matrices(graph)
     tile(matrices, config)
 
+    bar.set_description(f"channel programming ({config.mc_draws} draws)")
     H, y = draws(graph, config.mc_draws, 1, MC_SNR_DB, config.seed, modulation)
     values = run_all(graph, {"H": H, "y": y})
     channel_values = {m.id: crossbar_matrix(m, values[m.source], None)
@@ -185,8 +195,14 @@ def build_schedule(graph: Graph, device: Device, config: CrossbarConfig, *,
                                            graph.constants[m.bias] if m.bias else None)
                      for m in matrices if m.role == STATIC}
     per_slot, channel_files = channel_plan(matrices, channel_values, device, config)
+    bar.update(1)
+    bar.set_description("static program-and-verify")
     static, static_files, clips = static_plan(matrices, static_values, device, config)
+    bar.update(1)
+    bar.set_description("ADC/DAC calibration")
     graph, calibration = calibrate(graph, matrices, config.seed, modulation)
+    bar.update(1)
+    bar.set_description("latency and peripherals")
 
     timing = latency(graph, matrices, device, config)
     symbol_s = timing["symbol_s"]
@@ -236,6 +252,7 @@ def build_schedule(graph: Graph, device: Device, config: CrossbarConfig, *,
         "totals": totals,
         "program": program_to_json(graph),
     }
+    bar.update(1)
     return BuiltSchedule(schedule, npz, graph)
 
 

@@ -69,7 +69,7 @@ def compile_crossbar(model: Any, out: str | os.PathLike | None = None, *,
                      dump_after: Iterable[str] | str = (),
                      on_dump: Callable[[str, str], None] | None = None, force: bool = False,
                      example: Sequence[torch.Tensor] | None = None,
-                     options: Any = None) -> CrossbarCompileResult:
+                     options: Any = None, progress: bool = False) -> CrossbarCompileResult:
     """Compile ``model`` for the crossbar target (arguments as :func:`mimoc.api.compile`)."""
     from mimoc.api import _import, _model_info, file_digest, load_source
     from mimoc.compiler.pipeline import resolve_passes, run_pipeline
@@ -92,6 +92,6 @@ def compile_crossbar(model: Any, out: str | os.PathLike | None = None, *,
     extra = {} if options is None else {"options": options}
     result = run_pipeline(graph, chosen, dump_after=dump_after, on_dump=on_dump, **extra)
     built = build_schedule(result.graph, dev, cfg, model=_model_info(model), source=source,
-                           records=result.records)
+                           records=result.records, progress=progress)
     written = write_artifact(built, out, force=force) if out is not None else None
     return CrossbarCompileResult(written, built, result)

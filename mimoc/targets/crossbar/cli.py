@@ -28,6 +28,19 @@ def add_crossbar_arguments(parser: argparse.ArgumentParser) -> None:
                        help="channel draws for the expected programming time (default 32)")
 
 
+CROSSBAR_FLAGS = ("device", "array", "slot", "accumulation", "static_clip", "write_parallel",
+                  "mc_draws")
+
+
+def reject_crossbar_flags(args: argparse.Namespace) -> None:
+    """A crossbar flag with another target is a mistake, not something to ignore."""
+    for name in CROSSBAR_FLAGS:
+        if getattr(args, name, None) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} is an option of the crossbar target; add --target "
+                             "crossbar or leave it out")
+
+
 def _options(args: argparse.Namespace) -> dict:
     out = {}
     for name in ("accumulation", "static_clip", "write_parallel", "mc_draws"):
@@ -59,17 +72,17 @@ def summary(result) -> str:
 
 
 def run_crossbar_compile(args: argparse.Namespace, dump) -> int:
-    from mimoc.api import compile as compile_model
     from mimoc.commands.pass_flags import pass_options
+    from mimoc.targets.crossbar.build import compile_crossbar
 
     for flag in ("quant", "lowering", "bits"):
         if getattr(args, flag, None) is not None:
             raise UsageError(f"--{flag} is an option of the onnx target; the crossbar target "
                              "maps fp32 weights onto device states")
-    result = compile_model(args.model, target="crossbar", out=args.output, passes=args.passes,
-                           dump_after=args.dump_after, on_dump=dump, force=args.force,
-                           options=pass_options(args), device=args.device, array=args.array,
-                           slot=args.slot, crossbar=_options(args))
+    result = compile_crossbar(args.model, args.output, passes=args.passes,
+                              dump_after=args.dump_after, on_dump=dump, force=args.force,
+                              options=pass_options(args), device=args.device, array=args.array,
+                              slot=args.slot, config=_options(args), progress=True)
     if args.json:
         schedule = json.loads((result.path / "schedule.json").read_text())
         schedule.pop("program", None)
