@@ -1,0 +1,70 @@
+"""The quantize pass's contract: its report, its ordering rules and its one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mimoc.compiler.frontend import import_module
+from mimoc.compiler.passes.quantize import make_pass
+from mimoc.compiler.pipeline import PASSES, run_pipeline
+from mimoc.detectors import build_detector
+from mimoc.errors import UsageError
+from mimoc.quant.spec import ActQuant, LayerQuant, QuantRecipe
+
+
+def recipe_for(model: nn.Module, act: bool = True, drop: int = 0) -> QuantRecipe:
+    layers = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear | nn.Conv2d):
+            scale = m.weight.detach().abs().flatten(1).amax(1)[drop:] / 7
+            layers[name] = LayerQuant(4, scale, ActQuant(4, "dynamic", 0.5) if act else None)
+    return QuantRecipe("kaq-ptq", 4, layers)
+
+
+@pytest.fixture(scope="module")
+def sdnet():
+    torch.manual_seed(0)
+    model = build_detector("sdnet", nt=2, nr=4, modulation="qpsk", nconv=1, channels=2).eval()
+    return model, import_module(model)
+
+
+def test_report_lists_every_layer_and_folded_batchnorms(sdnet):
+    model, graph = sdnet
+    result = run_pipeline(graph, [make_pass(recipe_for(model)), "canonicalize"])
+    notes = result.records[0].notes
+    assert notes[-1] == "quantized 4 layers (kaq-ptq, 4-bit weights, 4-bit dynamic activations)"
+    assert sum("BatchNorm folded per channel" in n for n in notes) == 3
+    assert not any(n.op == "BatchNorm" for n in result.graph.nodes)
+    assert sum(n.op == "FakeQuant" for n in result.graph.nodes) == 4
+    details = result.records[0].details
+    assert [ly["scope"] for ly in details["layers"]] == ["convs.0", "convs.1", "convs.2", "fc"]
+
+
+def test_quantize_after_batchnorm_folding_is_refused(sdnet):
+    model, graph = sdnet
+    with pytest.raises(UsageError, match="run quantize before canonicalize"):
+        run_pipeline(graph, ["canonicalize", make_pass(recipe_for(model))])
+
+
+def test_scale_count_mismatch_and_missing_recipe_are_usage_errors(sdnet):
+    model, graph = sdnet
+    with pytest.raises(UsageError, match="outputs but the recipe has"):
+        run_pipeline(graph, [make_pass(recipe_for(model, drop=1))])
+    with pytest.raises(UsageError, match="needs a recipe"):
+        run_pipeline(graph, [PASSES["quantize"]])
+
+
+def test_weight_only_layers_keep_their_scales_through_split_linear():
+    torch.manual_seed(0)
+    model = build_detector("detnet", nt=2, nr=4, modulation="qpsk", layers=2, hidden=8,
+                           v_dim=2).eval()
+    graph = import_module(model)
+    result = run_pipeline(graph, [make_pass(recipe_for(model, act=False)), "canonicalize",
+                                  "split-channel", "split-linear"])
+    cut = [n for n in result.graph.nodes if n.op == "Linear" and n.scope == "blocks.0.fc1"]
+    assert len(cut) == 1  # block 0 reads [H^T y, 0, 0, 0]: the zero columns are gone
+    weight = result.graph.node(cut[0].inputs[1])
+    assert weight.shape == (8, 4) and weight.type.quant is not None
+    assert len(weight.type.quant.scale) == 8
