@@ -292,6 +292,9 @@ def build_detectors(spec: str, system: MIMOSystem, c2c: str | None = None,
             raise UsageError(f"unknown detector {entry!r}; choose from "
                              f"{', '.join(CLASSICAL_DETECTORS)} or give the path of a trained "
                              "model (.pt)")
+    if c2c is not None and not any(is_crossbar(entry) for entry in entries):
+        raise UsageError("--c2c sets the device noise of crossbar artifacts; give a directory "
+                         "from 'mimoc compile --target crossbar'")
     return detectors
 
 

@@ -221,6 +221,8 @@ def test_cli_compile_inspect_and_bad_inputs(tmp_path, capsys):
     assert all(points[0]["symbols"] == 64 for points in curves.values())
     assert _cli(["ber", str(out), "--c2c", "0,2", "--snr", "10"]) == 2
     assert "--c2c" in capsys.readouterr().err
+    assert _cli(["ber", "--detector", "mmse", "--c2c", "0.01", "--snr", "10"]) == 2
+    assert "crossbar" in capsys.readouterr().err
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     code = _cli(["compile", str(ckpt), "--target", "crossbar", "-o", str(blocker / "out")])
