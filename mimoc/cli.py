@@ -23,9 +23,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _commands():
-    from mimoc.commands import bench, ber, budget, compile, inspect, quantize, report, train
+    from mimoc.commands import (
+        bench,
+        ber,
+        budget,
+        compile,
+        devices,
+        inspect,
+        quantize,
+        report,
+        train,
+    )
 
-    return [ber, train, inspect, compile, bench, budget, quantize, report]
+    return [ber, train, inspect, compile, bench, budget, quantize, report, devices]
 
 
 def build_parser() -> argparse.ArgumentParser:

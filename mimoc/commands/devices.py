@@ -1,0 +1,99 @@
+"""``mimoc devices``: list the shipped memristor device profiles, or check and show one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "devices"
+HELP = "list the memristor device profiles, or check and show one (id or JSON file)"
+DESCRIPTION = """\
+Without arguments: a table of the device profiles that ship with mimoc (the
+IM-MIMO paper's Table III), the ids 'mimoc compile --target crossbar --device'
+accepts. With DEVICE (an id or the path of your own JSON profile): check it
+and print every field, the derived pulse step and C2C noise per pulse, and the
+computation-stage delays. An invalid profile is refused with one line naming
+the field (exit status 2). The schema is documented in docs/devices.md.
+
+examples:
+  mimoc devices
+  mimoc devices ftj-luo2022
+  mimoc devices my-rram.json --json
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("device", nargs="?", metavar="DEVICE",
+                        help="a device id or the path of a JSON profile to check and show")
+    parser.add_argument("--json", action="store_true",
+                        help="print the profile(s) as JSON (the same fields as the files)")
+
+
+def _row(values: list[str], widths: list[int]) -> str:
+    return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+
+def _si(value: float, unit: str = "s") -> str:
+    for prefix, scale in (("", 1.0), ("m", 1e-3), ("u", 1e-6), ("n", 1e-9), ("p", 1e-12)):
+        if value >= scale:
+            return f"{value / scale:.4g} {prefix}{unit}"
+    return f"{value:g} {unit}"
+
+
+def _c2c(dev) -> str:
+    if dev.c2c_potentiation == dev.c2c_depression:
+        return f"{dev.c2c_potentiation:.2%}"
+    return f"{dev.c2c_potentiation:.2%} / {dev.c2c_depression:.2%}"
+
+
+def _table(devices) -> str:
+    header = ["id", "pulse", "C2C pot./dep.", "Gmin uS", "Gmax uS", "write V", "states",
+              "step uS"]
+    rows = [[d.name, _si(d.pulse_width_s), _c2c(d), f"{d.g_min_us:g}", f"{d.g_max_us:g}",
+             f"{d.v_write_pos:g} / {d.v_write_neg:g}", str(d.states), f"{d.step_us:.4g}"]
+            for d in devices]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [_row(header, widths)] + [_row(r, widths) for r in rows]
+    return "\n".join(lines)
+
+
+def _details(dev) -> str:
+    bits = lambda b: "ideal" if b is None else f"{b} bits"  # noqa: E731
+    lines = [
+        dev.name,
+        f"  {dev.description}" if dev.description else None,
+        f"  source          {dev.source}" if dev.source else None,
+        f"  pulse width     {_si(dev.pulse_width_s)}",
+        f"  C2C             {dev.c2c_potentiation:.4g} potentiation, "
+        f"{dev.c2c_depression:.4g} depression (fraction of Gmax - Gmin per pulse)",
+        f"  conductance     {dev.g_min_us:g} .. {dev.g_max_us:g} uS, {dev.states} states, "
+        f"step {dev.step_us:.4g} uS",
+        f"  C2C per pulse   {dev.c2c_sigma_us('potentiation'):.4g} uS (pot.), "
+        f"{dev.c2c_sigma_us('depression'):.4g} uS (dep.) = "
+        f"{dev.c2c_sigma_us('potentiation') / dev.step_us:.3g} / "
+        f"{dev.c2c_sigma_us('depression') / dev.step_us:.3g} steps",
+        f"  write voltage   {dev.v_write_pos:g} V / {dev.v_write_neg:g} V",
+        "  stage delays    " + ", ".join(f"{k} {_si(v)}" for k, v in dev.stage_delays().items()),
+        f"  converters      ADC {bits(dev.adc_bits)}, DAC {bits(dev.dac_bits)}",
+        f"  write-verify    tolerance {dev.verify_tolerance:g} of the range "
+        f"({dev.verify_tolerance_us:.4g} uS), read {_si(dev.verify_read_s)}, "
+        f"at most {dev.verify_max_iterations} rounds",
+    ]
+    return "\n".join(line for line in lines if line is not None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mimoc.targets.crossbar.devices import list_devices, load_device
+
+    if args.device is None:
+        devices = [load_device(name) for name in list_devices()]
+        if args.json:
+            print(json.dumps([d.to_dict() for d in devices]))
+        else:
+            print(_table(devices))
+            print("\n'mimoc devices ID' shows one in full; your own profile: "
+                  "'mimoc devices FILE.json' (schema: docs/devices.md)")
+        return 0
+    dev = load_device(args.device)
+    print(json.dumps(dev.to_dict()) if args.json else _details(dev))
+    return 0
