@@ -237,3 +237,26 @@ def test_array_flag_parsing():
     for bad in ("1x4", "4x", "x", "", "9000x4", True, 4.5):
         with pytest.raises(UsageError, match="--array"):
             parse_array(bad)
+
+
+def test_channel_programming_matches_noise_aware_training_model(lowered, tmp_path):
+    """The simulator programs channel arrays with the model noise-aware training uses
+    (mimoc.detectors.noise_aware.program_channel): same mean and spread per entry."""
+    from mimoc.detectors.noise_aware import program_channel
+
+    model, graph = lowered["detnet"]
+    path, _ = _artifact(tmp_path, graph, model)
+    xb = load_schedule(path)
+    device = xb.device_for(0.03)
+    m = xb.matrices["H"]
+    H = torch.randn(1, m["rows"], m["cols"], generator=torch.Generator().manual_seed(3),
+                    dtype=torch.float64).expand(3000, -1, -1)
+    programmed, _ = xb.program_channel(m, H, device, torch.Generator().manual_seed(0))
+    ours = torch.cat([blk / k for _, _, blk, k in programmed.row_tiles], dim=1)
+    theirs = program_channel(H, 0.03, device.states, torch.Generator().manual_seed(1))
+    scale = float(3 * H[0].square().mean().sqrt())        # w_clip
+    n = H.shape[0]
+    standard_error = ((ours.var(0) + theirs.var(0)) / n).sqrt() + 1e-3 * scale
+    assert ((ours.mean(0) - theirs.mean(0)).abs() <= 5 * standard_error).all()
+    assert torch.allclose(ours.std(0), theirs.std(0), rtol=0.1, atol=0.01 * scale)
+    assert float(ours.std(0).mean()) > 0.05 * scale        # the noise is really there
