@@ -17,7 +17,8 @@ Run::
 ``--quick`` (a check that the script runs): tiny timing windows, the 32x64 model with 3
 blocks. ``--sizes-only``: no timing. ``--w4-accuracy 0``: one more row, w4 with
 MatMulNBits ``accuracy_level`` 0 (fp32 arithmetic on the 4-bit weights; ``w4`` uses 4, the
-int8 kernels), to decide which is faster on the machine at hand.
+int8 kernels), to decide which is faster on the machine at hand. ``--kernels``: only the
+per-layer kernel comparison at the 32x64 layer shapes (:func:`kernels`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,87 @@ def weight_bytes(model: onnx.ModelProto) -> int:
     return total
 
 
+# ---------------------------------------------------------------- kernel comparison
+
+def _stack(kind: str, k: int, n: int, layers: int, block: int = 64, level: int = 4):
+    """``layers`` independent ``[14, k] x [k, n]`` products of one kernel kind, concatenated."""
+    from onnx import TensorProto, helper
+    from onnx.numpy_helper import from_array
+
+    from mimoc.targets.onnx.quantized import pack_4bit
+
+    gen = torch.Generator().manual_seed(0)
+    nodes, inits, outs = [], [], []
+    for i in range(layers):
+        q = torch.randint(-7, 8, (n, k), generator=gen)
+        s = torch.rand(n, generator=gen) * 0.01 + 0.01
+        b = from_array(np.zeros(n, np.float32), f"b{i}")
+        if kind == "fp32":
+            inits += [from_array((q * s[:, None]).numpy().astype(np.float32), f"w{i}"), b]
+            nodes.append(helper.make_node("Gemm", ["x", f"w{i}", f"b{i}"], [f"y{i}"], transB=1))
+        elif kind == "w4":
+            packed, scales = pack_4bit(q, s, block)
+            inits += [from_array(packed, f"w{i}"), from_array(scales, f"s{i}"), b]
+            nodes.append(helper.make_node(
+                "MatMulNBits", ["x", f"w{i}", f"s{i}", "", "", f"b{i}"], [f"y{i}"],
+                domain="com.microsoft", K=k, N=n, bits=4, block_size=block,
+                accuracy_level=level))
+        else:  # int8: DynamicQuantizeMatMul (what the int8 lowering emits without a static input)
+            inits += [from_array(q.t().numpy().astype(np.int8), f"w{i}"),
+                      from_array(s.numpy().astype(np.float32), f"s{i}"),
+                      from_array(np.zeros(n, np.int8), f"z{i}"), b]
+            nodes.append(helper.make_node("DynamicQuantizeMatMul",
+                                          ["x", f"w{i}", f"s{i}", f"z{i}", f"b{i}"], [f"y{i}"],
+                                          domain="com.microsoft"))
+        outs.append(f"y{i}")
+    nodes.append(helper.make_node("Concat", outs, ["out"], axis=1))
+    graph = helper.make_graph(
+        nodes, "stack", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [14, k])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [14, n * layers])],
+        initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21),
+                                                   helper.make_opsetid("com.microsoft", 1)],
+                             ir_version=10)
+
+
+def kernels(shapes=((320, 512), (512, 128), (512, 64)), layers: int = 30, reps: int = 15):
+    """Per-layer time of each kernel at the 32x64 DetNet's layer shapes (``fc1``, ``fc3``,
+    ``fc2``; 30 distinct weight sets, as in 30 blocks), interleaved, median of ``reps``
+    rounds of process CPU time (robust to other processes on the machine, not to their
+    cache traffic)."""
+    import time
+
+    import onnxruntime as ort
+
+    from mimoc.runtime.onnx_runner import session_options
+
+    variants = {"fp32 Gemm": ("fp32", {}), "w4 block 32": ("w4", {"block": 32}),
+                "w4 block 64": ("w4", {"block": 64}), "w4 block 128": ("w4", {"block": 128}),
+                "w4 block 64 acc0": ("w4", {"block": 64, "level": 0}),
+                "int8 DQMatMul": ("int8", {}), "int8 DQMatMul u8u8": ("int8", {})}
+    print("\n## kernels: microseconds per layer at M = 14 rows, one thread (CPU time)")
+    for k, n in shapes:
+        sessions = {}
+        for name, (kind, kw) in variants.items():
+            config = {"session.x64quantprecision": "1"} if name.endswith("u8u8") else None
+            model = _stack(kind, k, n, layers, **kw)
+            sessions[name] = ort.InferenceSession(model.SerializeToString(),
+                                                  session_options(1, config=config),
+                                                  providers=["CPUExecutionProvider"])
+        feed = {"x": np.random.default_rng(0).standard_normal((14, k)).astype(np.float32)}
+        times: dict[str, list[float]] = {name: [] for name in sessions}
+        for sess in sessions.values():
+            sess.run(None, feed)
+        for _ in range(reps):
+            for name, sess in sessions.items():
+                start = time.process_time()
+                for _ in range(5):
+                    sess.run(None, feed)
+                times[name].append((time.process_time() - start) / 5 / layers)
+        cells = ", ".join(f"{name} {np.median(t) * 1e6:.1f}" for name, t in times.items())
+        print(f"K={k} N={n}: {cells}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-time", type=float, default=1.0)
@@ -79,7 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--w4-accuracy", type=int, default=None, metavar="LEVEL",
                         help="also time w4 with this MatMulNBits accuracy_level (0: fp32 "
                              "arithmetic on the 4-bit weights; w4 uses 4)")
+    parser.add_argument("--kernels", action="store_true",
+                        help="only compare the kernels (fp32 Gemm, MatMulNBits block sizes "
+                             "and accuracy levels, int8) at the 32x64 layer shapes")
     args = parser.parse_args(argv)
+    if args.kernels:
+        torch.set_num_threads(1)
+        kernels(reps=3 if args.quick else 15)
+        return 0
     min_time = 0.02 if args.quick else args.min_time
     torch.set_num_threads(1)
     print(f"# onnx_quant  {datetime.date.today()}  torch {torch.__version__}")
