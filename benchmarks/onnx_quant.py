@@ -18,7 +18,8 @@ Run::
 blocks. ``--sizes-only``: no timing. ``--w4-accuracy 0``: one more row, w4 with
 MatMulNBits ``accuracy_level`` 0 (fp32 arithmetic on the 4-bit weights; ``w4`` uses 4, the
 int8 kernels), to decide which is faster on the machine at hand. ``--kernels``: only the
-per-layer kernel comparison at the 32x64 layer shapes (:func:`kernels`).
+per-layer kernel comparison at the 32x64 layer shapes (:func:`kernels`). ``--agreement``:
+only the hard-decision agreement with ``QuantizedDetector`` on the example models.
 """
 
 from __future__ import annotations
@@ -152,6 +153,55 @@ def kernels(shapes=((320, 512), (512, 128), (512, 64)), layers: int = 30, reps: 
         print(f"K={k} N={n}: {cells}")
 
 
+# ---------------------------------------------------------------- agreement
+
+AGREEMENT = ((EXAMPLE, ("minmax", "kaq-ptq", "int8")),
+             (EXAMPLE.parent / "sdnet_8x32_qpsk.pt", ("minmax", "int8")))
+
+
+def agreement(slots: int = 256, batches: int = 4) -> None:
+    """Hard decisions of the compiled artifact vs :class:`mimoc.quant.QuantizedDetector` on
+    the example models, ``batches x slots`` links of their training channel over the
+    training SNR range (:func:`mimoc.quant.calibration.calibration_batches`, another seed)."""
+    import onnxruntime as ort
+
+    from mimoc.detectors.training import TrainOptions
+    from mimoc.quant import QuantizedDetector
+    from mimoc.quant.calibration import calibration_batches
+    from mimoc.runtime.onnx_runner import config_entries, session_options
+
+    print("\n## hard decisions: compiled artifact vs QuantizedDetector")
+    for path, methods in AGREEMENT:
+        if not path.is_file():
+            print(f"{path.name}: missing, skipped")
+            continue
+        for method in methods:
+            model = load_detector(path).eval()
+            recipe = quantize(model, method)
+            reference = QuantizedDetector(model, recipe).eval()
+            links = calibration_batches(model, TrainOptions(), batches=batches, batch=slots,
+                                        seed=123)
+            levels = model.constellation.levels.float()
+            for lowering in (("int8",) if method == "int8" else ("w4a4", "w4")):
+                result = compile_model(model, quant=recipe, lowering=lowering)
+                options = session_options(1, config=config_entries(
+                    result.manifest["session_config"]))
+                sess = ort.InferenceSession(result.models["detector"].SerializeToString(),
+                                            options, providers=["CPUExecutionProvider"])
+                same = total = 0
+                for b in links:
+                    with torch.no_grad():
+                        ref = reference(b.H_est.float(), b.y.float())
+                    out = torch.from_numpy(sess.run(None, {"H": b.H_est.float().numpy(),
+                                                           "y": b.y.float().numpy()})[0])
+                    pick = (ref.unsqueeze(-1) - levels).abs().argmin(-1)
+                    got = (out.unsqueeze(-1) - levels).abs().argmin(-1)
+                    same += int((pick == got).sum())
+                    total += pick.numel()
+                print(f"{path.name} {method} {lowering}: {same}/{total} = {same / total:.5f} "
+                      "of the real symbol decisions equal")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-time", type=float, default=1.0)
@@ -164,7 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernels", action="store_true",
                         help="only compare the kernels (fp32 Gemm, MatMulNBits block sizes "
                              "and accuracy levels, int8) at the 32x64 layer shapes")
+    parser.add_argument("--agreement", action="store_true",
+                        help="only the hard-decision agreement of the compiled example models "
+                             "with the quantized PyTorch model")
     args = parser.parse_args(argv)
+    if args.agreement:
+        torch.set_num_threads(1)
+        agreement(slots=32 if args.quick else 256)
+        return 0
     if args.kernels:
         torch.set_num_threads(1)
         kernels(reps=3 if args.quick else 15)
