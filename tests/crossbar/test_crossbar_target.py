@@ -260,3 +260,33 @@ def test_channel_programming_matches_noise_aware_training_model(lowered, tmp_pat
     assert ((ours.mean(0) - theirs.mean(0)).abs() <= 5 * standard_error).all()
     assert torch.allclose(ours.std(0), theirs.std(0), rtol=0.1, atol=0.01 * scale)
     assert float(ours.std(0).mean()) > 0.05 * scale        # the noise is really there
+
+
+def test_damaged_artifacts_and_bad_inputs_are_refused(lowered, tmp_path):
+    import shutil
+
+    from mimoc.errors import ModelFileError
+
+    model, graph = lowered["detnet"]
+    path, _ = _artifact(tmp_path, graph, model, array=(8, 8))
+    xb = load_schedule(path)
+    with pytest.raises(UsageError, match="H"):
+        xb.detect(torch.randn(2, 5, 4), torch.randn(2, 3, 8))
+    with pytest.raises(UsageError, match="finite"):
+        xb.detect(torch.full((1, 8, 4), float("nan")), torch.randn(1, 2, 8))
+    with pytest.raises(UsageError, match="C2C"):
+        xb.detect(torch.randn(1, 8, 4), torch.randn(1, 2, 8), c2c=1.5)
+    for damage in ("truncate", "program", "npz"):
+        bad = tmp_path / f"bad-{damage}"
+        shutil.copytree(path, bad)
+        if damage == "truncate":
+            text = (bad / "schedule.json").read_text()
+            (bad / "schedule.json").write_text(text[: len(text) // 2])
+        elif damage == "program":
+            schedule = json.loads((bad / "schedule.json").read_text())
+            schedule["program"]["nodes"][3]["shape"] = [1, 2, 3]
+            (bad / "schedule.json").write_text(json.dumps(schedule))
+        else:
+            (bad / "arrays.npz").write_bytes(b"not a zip")
+        with pytest.raises(ModelFileError):
+            load_schedule(bad)
