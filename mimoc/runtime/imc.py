@@ -14,9 +14,9 @@ op table), with the crossbar ops replaced by the device model of DESIGN.md secti
   clipped to ``[Gmin, Gmax]`` (the model of :mod:`mimoc.detectors.noise_aware`);
 - each MVM is ``(x @ (G+ - G-)) / k`` per row tile (``k = (Gmax - Gmin) / w_clip``), the
   row tiles' partial sums added (digital accumulation: each partial through the ADC);
-- ``ADC``/``DAC`` nodes quantise to the device's ``adc_bits``/``dac_bits`` over
-  ``[-full_scale, full_scale]`` (mid-tread, ``2^(b-1) - 1`` levels per side); ``None`` bits:
-  ideal.
+- ``ADC``/``DAC`` nodes quantise to the device's ``adc_bits``/``dac_bits`` (or the
+  ``adc_bits=``/``dac_bits=`` given) over ``[-full_scale, full_scale]`` (mid-tread,
+  ``2^(b-1) - 1`` levels per side); ``None`` bits: ideal.
 
 ``c2c=None`` uses the device's own C2C variations; a number sets both directions.
 ``ideal=True`` is a device without noise, with 2^30 states, ideal converters and no
@@ -56,6 +56,8 @@ from mimoc.targets.crossbar.programming import verify_many
 
 #: States of the ideal device (fine enough that quantisation is below float32 precision).
 IDEAL_STATES = 2 ** 30
+#: ``adc_bits`` / ``dac_bits`` default: the device profile's resolution.
+DEVICE = "device"
 
 
 @dataclass
@@ -249,11 +251,15 @@ class IMCSchedule:
 
     def run(self, H: torch.Tensor, y: torch.Tensor, *, c2c: float | None = None, seed: int = 0,
             ideal: bool = False, generator: torch.Generator | None = None,
-            static: dict[str, _Programmed] | None = None) -> IMCResult:
-        """Execute the schedule on ``H [B, 2Nr, 2Nt]``, ``y [B, S, 2Nr]`` (module docstring)."""
+            static: dict[str, _Programmed] | None = None, adc_bits: Any = DEVICE,
+            dac_bits: Any = DEVICE) -> IMCResult:
+        """Execute the schedule on ``H [B, 2Nr, 2Nt]``, ``y [B, S, 2Nr]`` (module docstring).
+
+        ``adc_bits`` / ``dac_bits``: converter resolutions (default: the device's; ``None``:
+        ideal converters)."""
         device = self.device_for(c2c, ideal=ideal)
-        adc_bits = None if ideal else device.adc_bits
-        dac_bits = None if ideal else device.dac_bits
+        adc_bits = _bits("adc_bits", adc_bits, None if ideal else device.adc_bits)
+        dac_bits = _bits("dac_bits", dac_bits, None if ideal else device.dac_bits)
         H, y = _tensor(H, "H"), _tensor(y, "y")
         if H.dim() != 3 or y.dim() != 3 or H.shape[0] != y.shape[0]:
             raise UsageError(f"H must be [B, 2Nr, 2Nt] and y [B, S, 2Nr] with the same B; "
@@ -294,15 +300,18 @@ class IMCSchedule:
         return IMCResult(x_hat, self._slot_time(times, H.shape[0]))
 
     def detect(self, H: torch.Tensor, y: torch.Tensor, *, c2c: float | None = None,
-               seed: int = 0, ideal: bool = False) -> torch.Tensor:
+               seed: int = 0, ideal: bool = False, adc_bits: Any = DEVICE,
+               dac_bits: Any = DEVICE) -> torch.Tensor:
         """``x_hat [B, S, 2Nt]``: static arrays and every slot's channel arrays programmed
         with noise seeded by ``seed`` (the same seed gives the same output)."""
         with torch.no_grad():
-            return self.run(H, y, c2c=c2c, seed=seed, ideal=ideal).x_hat
+            return self.run(H, y, c2c=c2c, seed=seed, ideal=ideal, adc_bits=adc_bits,
+                            dac_bits=dac_bits).x_hat
 
     __call__ = detect
 
-    def engine(self, *, c2c: float | None = None, seed: int = 0, ideal: bool = False):
+    def engine(self, *, c2c: float | None = None, seed: int = 0, ideal: bool = False,
+               adc_bits: Any = DEVICE, dac_bits: Any = DEVICE):
         """A detector for :func:`mimoc.sim.ber.simulate` (``(H_est, y, N0) -> x_hat``): the
         static arrays are programmed once (deployment), the channel arrays for every slot,
         from one generator seeded by ``seed``."""
@@ -313,12 +322,21 @@ class IMCSchedule:
         def run(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 result = self.run(H, y, c2c=c2c, ideal=ideal, generator=generator,
-                                  static=static)
+                                  static=static, adc_bits=adc_bits, dac_bits=dac_bits)
             return result.x_hat.to(H.dtype)
 
         label = "ideal" if ideal else f"c2c{device.c2c_potentiation:g}"
         run.__name__ = f"imc_{self.path.name}_{label}"
         return run
+
+
+def _bits(name: str, value: Any, default: int | None) -> int | None:
+    if value is DEVICE:
+        return default
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not 1 <= value <= 32):
+        raise UsageError(f"{name} must be 1..32 bits or None (ideal), got {value!r}")
+    return value
 
 
 def _tensor(value: Any, name: str) -> torch.Tensor:

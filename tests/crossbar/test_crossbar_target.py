@@ -290,3 +290,20 @@ def test_damaged_artifacts_and_bad_inputs_are_refused(lowered, tmp_path):
             (bad / "arrays.npz").write_bytes(b"not a zip")
         with pytest.raises(ModelFileError):
             load_schedule(bad)
+
+
+def test_output_adc_quantises_to_its_resolution(lowered, tmp_path):
+    model, graph = lowered["detnet"]
+    path, built = _artifact(tmp_path, graph, model, array=(8, 8))
+    xb = load_schedule(path)
+    adc = next(n for n in xb.graph.nodes if n.op == "ADC" and n.name == xb.graph.outputs[0])
+    step = adc.attrs["full_scale"] / (2 ** 3 - 1)
+    H, y = torch.randn(4, 8, 4) / 2 ** 0.5, torch.randn(4, 3, 8)
+    fine = xb.detect(H, y, c2c=0.0, seed=2, adc_bits=None)
+    coarse = xb.detect(H, y, c2c=0.0, seed=2, adc_bits=4)
+    levels = torch.round(coarse / step)
+    assert torch.allclose(coarse, levels * step, atol=1e-6)          # on the 4-bit grid
+    inside = fine.abs() <= adc.attrs["full_scale"]
+    assert ((coarse - fine).abs()[inside] <= step / 2 + 1e-6).all()
+    with pytest.raises(UsageError, match="adc_bits"):
+        xb.detect(H, y, adc_bits=0)
