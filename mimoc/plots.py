@@ -69,15 +69,34 @@ def _title(result: BERResult) -> str:
     return f"{s.nt}x{s.nr} {s.modulation.upper()}, {channel} channel, {csi} CSI{slot}"
 
 
-def _draw_curve(ax, label: str, points: list[BERPoint], metric: str) -> None:
+#: Marker and line style per curve, in turn, so that curves lying on top of each other (a
+#: compiled artifact and its PyTorch model make the same decisions) stay distinguishable.
+CURVE_STYLES = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--"),
+                ("X", "-."), ("*", ":")]
+
+
+def curve_labels(names: list[str]) -> dict[str, str]:
+    """Legend labels: a path (``examples/models/detnet.pt``, ``out/detnet_onnx``) becomes its
+    last component, unless two curves would then share a label."""
+    short = {name: Path(name).name if ("/" in name or os.sep in name) and Path(name).name
+             else name for name in names}
+    if len(set(short.values())) < len(short):
+        return {name: name for name in names}
+    return short
+
+
+def _draw_curve(ax, label: str, points: list[BERPoint], metric: str, index: int = 0) -> None:
     points = sorted(points, key=lambda p: p.snr_db)
     rate = [getattr(p, metric) for p in points]
     ci = [getattr(p, f"{metric}_ci") for p in points]
     seen = [i for i, r in enumerate(rate) if r > 0]
+    marker, style = CURVE_STYLES[index % len(CURVE_STYLES)]
+    hollow = index % 2 == 1  # alternate filled and open markers: overlaps show both
     line = ax.errorbar(
         [points[i].snr_db for i in seen], [rate[i] for i in seen],
         yerr=[[rate[i] - ci[i][0] for i in seen], [ci[i][1] - rate[i] for i in seen]],
-        marker="o", markersize=4, capsize=3, linewidth=1.5, label=label,
+        marker=marker, markersize=6 if hollow else 4, capsize=3, linewidth=1.5,
+        linestyle=style, label=label, **({"markerfacecolor": "none"} if hollow else {}),
     )
     unseen = [i for i, r in enumerate(rate) if r <= 0]
     if unseen:
@@ -99,8 +118,9 @@ def plot_error_rates(result: BERResult, path: str | os.PathLike, metric: str = "
     fig = Figure(figsize=(6.4, 4.8), dpi=120, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for name, points in result.curves.items():
-        _draw_curve(ax, name, points, metric)
+    labels = curve_labels(list(result.curves))
+    for index, (name, points) in enumerate(result.curves.items()):
+        _draw_curve(ax, labels[name], points, metric, index)
     if any(getattr(p, metric) <= 0 for pts in result.curves.values() for p in pts):
         ax.plot([], [], linestyle="none", marker="v", color="grey", markerfacecolor="none",
                 label="no errors: 95% upper bound")

@@ -49,7 +49,8 @@ SER: ONNX targets run the compiled artifact, crossbars the IMC simulator at the
 device's cycle-to-cycle variation, processors the digital (PyTorch) model. The
 default symbol budget is small (--ser-symbols 40000) so that a run takes well under
 a minute; raise it for tighter intervals. A target this build cannot run is listed
-as unavailable with the reason.
+as unavailable with the reason; one whose compiler refuses this model is listed as
+failed with the error, the others are still costed, and the exit status is 1.
 
 JSON output (--json) is one object:
   {"model": {"file", "family", "nt", "nr", "modulation"}, "slot_symbols", "budget_s",
@@ -59,7 +60,7 @@ JSON output (--json) is one object:
                 "slot_symbols", "vectors_per_s", "bits_per_s", "budget_s",
                 "meets_budget", "margin_s", "headroom", "ser": {point} | null,
                 "ser_source", "details": {...}}
-               | {"target", "kind", "available": false, "reason"}, ...],
+               | {"target", "kind", "available": false, "reason", "failed": true?}, ...],
    "skipped_defaults": {target: reason}, "notes": [...]}
 Times in seconds; margin_s = budget_s - per_slot_s; headroom = budget_s / per_slot_s.
 
@@ -170,4 +171,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"plot written to {args.plot}")
         if args.keep:
             print(f"artifacts kept in {args.keep}/")
+    failed = [row.target for row in report.rows if row.failed]
+    if failed:
+        print(f"mimoc: error: {', '.join(failed)} failed on this model (reason in the "
+              "output); the other targets are costed", file=sys.stderr)
+        return 1
     return 0

@@ -243,6 +243,8 @@ class PreparedTarget:
         artifact: the compiled artifact directory, if any.
         reason: why the target is unavailable (``None`` when it is available).
         c2c: crossbar only: the device's cycle-to-cycle variation, as text.
+        failed: the target exists in this build but failed on this model (``reason`` says
+            how).
     """
 
     spec: TargetSpec
@@ -254,6 +256,7 @@ class PreparedTarget:
     artifact: Path | None = None
     reason: str | None = None
     c2c: str = ""
+    failed: bool = False
 
     @property
     def available(self) -> bool:
@@ -428,11 +431,15 @@ PREPARERS: dict[str, Callable[[TargetSpec, BudgetContext], PreparedTarget]] = {
 
 
 def prepare(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
-    """Prepare one target, or say why it is unavailable."""
+    """Prepare one target, or say why it is unavailable (this build lacks it) or failed (its
+    compiler or runtime refused this model: the error's one line, ``failed=True``)."""
     reason = unavailable_reason(spec)
     if reason is not None:
         return PreparedTarget(spec, reason=reason)
-    return PREPARERS[spec.kind](spec, ctx)
+    try:
+        return PREPARERS[spec.kind](spec, ctx)
+    except MimocError as err:
+        return PreparedTarget(spec, reason=f"failed: {err}", failed=True)
 
 
 # ---------------------------------------------------------------- the budget
@@ -450,6 +457,7 @@ class TargetBudget:
     reason: str | None = None
     bits_per_vector: int = 1
     settings: dict[str, Any] = field(default_factory=dict)
+    failed: bool = False
 
     @property
     def available(self) -> bool:
@@ -479,6 +487,8 @@ class TargetBudget:
                                "available": self.available}
         if not self.available:
             row["reason"] = self.reason
+            if self.failed:
+                row["failed"] = True
             return row
         lat = self.latency
         assert lat is not None
@@ -692,7 +702,8 @@ def assemble(ctx: BudgetContext, prepared: Sequence[PreparedTarget], budget_s: f
     system = ctx.system
     bits = system.nt * system.constellation.bits_per_symbol
     rows = [TargetBudget(p.spec.name, p.spec.kind, budget_s, p.latency,
-                         points.get(p.spec.name), p.ser_how, p.reason, bits, p.settings)
+                         points.get(p.spec.name), p.ser_how, p.reason, bits, p.settings,
+                         p.failed)
             for p in prepared]
     return BudgetReport(model_info(ctx.model_path, ctx.model), ctx.slot, budget_s, snr_db,
                         system.snr_def, ser_symbols, ctx.seed, rows)
@@ -758,7 +769,8 @@ def format_budget(report: BudgetReport) -> str:
     table = [header]
     for row in report.rows:
         if not row.available:
-            table.append([row.target, "unavailable", "", "", "", "", "", "", ""])
+            table.append([row.target, "failed" if row.failed else "unavailable",
+                          "", "", "", "", "", "", ""])
             continue
         lat = row.latency
         assert lat is not None and row.vectors_per_s is not None
@@ -783,6 +795,8 @@ def format_budget(report: BudgetReport) -> str:
         if row.available:
             assert row.latency is not None
             lines.append(f"  {row.target}: {row.latency.how}; SER: {row.ser_how}")
+        elif row.failed:
+            lines.append(f"  {row.target}: {row.reason}")
         else:
             lines.append(f"  {row.target}: unavailable: {row.reason}")
     for name, reason in report.skipped.items():

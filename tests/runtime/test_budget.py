@@ -290,3 +290,19 @@ def test_text_output_states_sources_and_the_verdict(checkpoint, capsys):
     assert out.count("meets,") == 2 and "misses" not in out
     assert "SER at 10 dB" in out  # untrained checkpoint: no training range, 10 dB
     assert "dsp-c6678: compiler FLOPs" in out and "onnx-cpu: onnxruntime" in out
+
+
+def test_a_target_that_fails_on_the_model_is_a_row_and_exit_status_1(checkpoint, capsys,
+                                                                       monkeypatch):
+    def refuse(spec, ctx):
+        raise MimocError("this processor cannot run DetNet")
+
+    monkeypatch.setitem(budget.PREPARERS, "processor", refuse)
+    code, out, err = cli(capsys, "budget", str(checkpoint), "--targets", "onnx-cpu,dsp-c6678",
+                         "--ser-symbols", "1000", "--min-time", "0.02", "--json")
+    assert code == 1 and "dsp-c6678 failed" in err and err.count("\n") == 1
+    rows = {row["target"]: row for row in json.loads(out)["targets"]}
+    assert rows["onnx-cpu"]["available"] and rows["onnx-cpu"]["ser"] is not None
+    assert rows["dsp-c6678"] == {"target": "dsp-c6678", "kind": "processor",
+                                 "available": False, "failed": True,
+                                 "reason": "failed: this processor cannot run DetNet"}
