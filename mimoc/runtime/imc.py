@@ -200,13 +200,14 @@ class IMCSchedule:
                                                        dtype=torch.float64)
             return G.clamp(device.g_min_us, device.g_max_us)
 
+        lead = tuple(value.shape[:-2])                        # (B,) or (B, 1, ...)
         dG = program(n_pos) - program(n_neg)
-        k = device.range_us / w_clip
+        k = (device.range_us / w_clip).reshape(lead + (1, 1))  # broadcasts like the matmul
         times: dict[str, torch.Tensor] = {}
         rows = []
         for tiles in self._tile_grid(m):
             r0, r1 = tiles[0]["rows"]
-            rows.append((r0, r1, dG[:, r0:r1, :], k))
+            rows.append((r0, r1, dG[:, r0:r1, :].reshape(lead + (r1 - r0, dG.shape[-1])), k))
             for t in tiles:
                 (a, b), (c, d) = t["rows"], t["cols"]
                 row_max = pulses[:, a:b, c:d].abs().amax(dim=-1).double()
@@ -239,8 +240,7 @@ class IMCSchedule:
         out = None
         for r0, r1, dG, k in programmed.row_tiles:
             part = vec[..., r0:r1] @ dG
-            part = part / k if not torch.is_tensor(k) else part / k.reshape(
-                (k.shape[0],) + (1,) * (part.dim() - 1))
+            part = part / k  # k: a number (static) or [B, .., 1, 1] (per slot)
             if digital:
                 part = quantize(part, adc_bits, float(m["output_full_scale"]))
             out = part if out is None else out + part
