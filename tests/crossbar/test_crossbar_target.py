@@ -78,6 +78,25 @@ def test_ideal_device_equals_model(lowered, tmp_path, family, rows, cols, accumu
     assert torch.allclose(got, want, atol=1e-5, rtol=0), (got - want).abs().max()
 
 
+@settings(max_examples=2, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(nt=st.integers(1, 3), extra_rx=st.integers(0, 2), layers=st.integers(1, 2),
+       rows=st.integers(2, 5), cols=st.integers(2, 5), seed=st.integers(0, 100))
+def test_ideal_device_equals_random_detnet(tmp_path, nt, extra_rx, layers, rows, cols, seed):
+    """Random DetNet sizes (imported each time) on random array sizes."""
+    torch.manual_seed(seed)
+    model = build_detector("detnet", nt=nt, nr=nt + extra_rx, modulation="qpsk",
+                           layers=layers).eval()
+    graph = run_pipeline(import_module(model), list(DEFAULT_PASSES) + [lower.PASS]).graph
+    path, _ = _artifact(tmp_path, graph, model, array=(rows, cols))
+    H = torch.randn(2, 2 * (nt + extra_rx), 2 * nt) / 2 ** 0.5
+    y = torch.randn(2, 3, 2 * (nt + extra_rx))
+    with torch.no_grad():
+        want = model(H, y)
+    got = load_schedule(path).detect(H, y, ideal=True)
+    assert torch.allclose(got, want, atol=1e-5, rtol=0), (got - want).abs().max()
+
+
 def test_detnet_channel_arrays_undo_gram(lowered):
     _, graph = lowered["detnet"]
     assert not any(n.op in ("Gram", "MatMul") for n in graph.nodes)
