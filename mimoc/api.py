@@ -153,6 +153,7 @@ def compile(model: str | os.PathLike | torch.nn.Module | torch.export.ExportedPr
             on_dump: Callable[[str, str], None] | None = None, force: bool = False,
             example: Sequence[torch.Tensor] | None = None, options: Any = None,
             quant: Any = None, lowering: str | None = None, bits: int | None = None,
+            progress: bool = False,
             device: Any = None, array: Any = None, slot: int | None = None,
             crossbar: Any = None,
             ) -> CompileResult:
@@ -177,6 +178,7 @@ def compile(model: str | os.PathLike | torch.nn.Module | torch.export.ExportedPr
         lowering: ``"w4"`` (default for 4-bit methods), ``"w4a4"`` or ``"int8"`` (default
             for ``int8``); see :mod:`mimoc.targets.onnx.quantized`.
         bits: bit width for a calibration method run here (default: the method's).
+        progress: progress bars (on a terminal) while a calibration method runs.
 
     Raises :class:`~mimoc.errors.MimocError` (one-line message) for bad inputs.
     """
@@ -205,7 +207,7 @@ def compile(model: str | os.PathLike | torch.nn.Module | torch.export.ExportedPr
     if path is not None:
         model, carried = _load_with_recipe(path)
         source = {"file": path.name, "sha256": file_digest(path)}
-    recipe, lowering = quant_plan(model, quant, lowering, bits, carried)
+    recipe, lowering = quant_plan(model, quant, lowering, bits, carried, progress=progress)
     graph = _import(model, example)
     if recipe is None:
         chosen = resolve_passes(DEFAULT_PASSES[target] if passes is None else passes)
@@ -247,7 +249,7 @@ def _load_with_recipe(path: Path):
 
 
 def quant_plan(model: Any, quant: Any, lowering: str | None, bits: int | None,
-               carried: Any = None) -> tuple[Any, str | None]:
+               carried: Any = None, *, progress: bool = False) -> tuple[Any, str | None]:
     """``(recipe or None, lowering or None)`` for a compile; one-line UsageErrors for bad
     combinations (see ``mimoc compile --help``)."""
     from mimoc.quant.spec import METHODS, QuantRecipe
@@ -285,7 +287,8 @@ def quant_plan(model: Any, quant: Any, lowering: str | None, bits: int | None,
                              "program")
         from mimoc.quant import quantize as quantize_model
 
-        recipe = quantize_model(model, quant, **({} if bits is None else {"bits": bits}))
+        recipe = quantize_model(model, quant, progress=progress,
+                                **({} if bits is None else {"bits": bits}))
     weight_bits = max((lq.weight_bits for lq in recipe.layers.values()), default=recipe.bits)
     if lowering is None:
         lowering = "int8" if recipe.method == "int8" or weight_bits > 4 else "w4"

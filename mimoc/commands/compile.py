@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     result = compile_model(args.model, target=args.target, out=args.output, passes=args.passes,
                            dump_after=args.dump_after, on_dump=dump, force=args.force,
                            options=pass_options(args), quant=args.quant,
-                           lowering=args.lowering, bits=args.bits)
+                           lowering=args.lowering, bits=args.bits, progress=True)
     if args.json:
         manifest = json.loads((result.path / "manifest.json").read_text())
         print(json.dumps({"path": str(result.path), **manifest}))
