@@ -199,13 +199,15 @@ def _load_model(path: str, system: MIMOSystem) -> EngineDetector:
     if not Path(path).is_file():
         raise UsageError(f"model file {path!r} not found; give the path of a .pt file saved "
                          "by 'mimoc train'")
-    from mimoc.detectors import load_detector  # the zoo is heavy; load it only when asked
+    # the zoo is heavy; load it only when asked. A quantized checkpoint ('mimoc quantize')
+    # runs as its fake-quantized model.
+    from mimoc.quant import QuantizedDetector, load_quantized
 
-    model = load_detector(path)
+    model, recipe = load_quantized(path)
     config = getattr(model, "config", None)
     if config is not None:
         _check_sizes(path, config, system)
-    return from_module(model)
+    return from_module(model if recipe is None else QuantizedDetector(model, recipe))
 
 
 def _check_sizes(name: str, config, system: MIMOSystem) -> None:

@@ -35,6 +35,7 @@ validation SER of the fp32 and of the quantized model on the same draws.
 
 examples:
   mimoc quantize detnet.pt --method kaq -o detnet_kaq.pt
+  mimoc quantize detnet.pt --method kaq --steps 700 --lr 3e-4 -o detnet_kaq.pt
   mimoc quantize detnet.pt --method kaq --bits 3 --steps 600 --lambda 0.05 -o detnet_w3.pt
   mimoc quantize sdnet.pt --method kaq-ptq -o sdnet_ptq.pt --json
   mimoc quantize detnet.pt --method int8 -o detnet_int8.pt
@@ -54,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fine-tuning steps of kaq / lsq (default 300)")
     parser.add_argument("--lambda", dest="lam", type=float, default=None, metavar="X",
                         help="weight of the MMD^2 term (kaq; default 0.1)")
+    parser.add_argument("--lr", type=float, default=1e-4, metavar="X",
+                        help="learning rate of the weights during kaq / lsq (default 1e-4; "
+                             "the steps learn at 1e-2, relative)")
     parser.add_argument("--act-mode", default=None, choices=["dynamic", "static"],
                         help="override the input-step mode of kaq / kaq-ptq / lsq")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration and "
@@ -95,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write {output}: folder {output.parent} does not exist")
     if args.lam is not None and not math.isfinite(args.lam):
         raise UsageError(f"--lambda must be a finite number >= 0, got {args.lam}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr must be a finite number > 0, got {args.lr}")
     if args.threads is not None:
         if args.threads < 1:
             raise UsageError(f"--threads must be a positive integer, got {args.threads}")
@@ -103,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = quantize(checkpoint.model, args.method, bits=args.bits, steps=args.steps,
                       seed=args.seed, progress=not args.no_progress,
                       options=options_from_training(checkpoint.training), lam=args.lam,
-                      act_mode=args.act_mode)
+                      act_mode=args.act_mode, lr=args.lr)
     save_quantized(checkpoint.model, recipe, output, training=checkpoint.training)
     if args.json:
         info = {k: v for k, v in recipe.info.items() if k not in ("history", "search")}
