@@ -211,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--w4-accuracy", type=int, default=None, metavar="LEVEL",
                         help="also time w4 with this MatMulNBits accuracy_level (0: fp32 "
                              "arithmetic on the 4-bit weights; w4 uses 4)")
+    parser.add_argument("--w4-split", action="store_true",
+                        help="also time w4 with K_SPLIT (K = 80 cut into 64 + 16: smaller, "
+                             "slower)")
     parser.add_argument("--kernels", action="store_true",
                         help="only compare the kernels (fp32 Gemm, MatMulNBits block sizes "
                              "and accuracy levels, int8) at the 32x64 layer shapes")
@@ -233,18 +236,21 @@ def main(argv: list[str] | None = None) -> int:
         recipes = {"minmax": quantize(model, "minmax", bits=4), "int8": quantize(model, "int8")}
         rows = []
         variants = list(LOWERINGS) + ([f"w4@{args.w4_accuracy}"] if args.w4_accuracy is not
-                                      None else [])
+                                      None else []) + (["w4-split"] if args.w4_split else [])
         with tempfile.TemporaryDirectory() as tmp:
             for variant in variants:
                 lowering, _, level = variant.partition("@")
+                lowering = lowering.removesuffix("-split")
                 out = Path(tmp) / variant.replace("@", "_")
                 quantized.W4_ACCURACY = int(level) if level else DEFAULT_W4_ACCURACY
+                quantized.K_SPLIT = variant.endswith("-split")
                 if lowering == "fp32":
                     result = compile_model(model, out=out)
                 else:
                     recipe = recipes["int8" if lowering == "int8" else "minmax"]
                     result = compile_model(model, out=out, quant=recipe, lowering=lowering)
                 quantized.W4_ACCURACY = DEFAULT_W4_ACCURACY
+                quantized.K_SPLIT = False
                 detector = result.models["detector"]
                 bench = None
                 if not args.sizes_only:
