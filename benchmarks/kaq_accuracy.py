@@ -62,7 +62,7 @@ class Setup:
 SETUPS = {
     "detnet": Setup("detnet_8x16_qpsk", (-2, -1, 0, 1, 2), (-2, 0, 2), 1e-3, 160_000,
                     (-12, -8, -4, 0, 4, 8, 12)),
-    "sdnet": Setup("sdnet_8x32_qpsk", (2, 4, 6, 8, 10, 12), (4, 8, 12), 1e-2, 240_000),
+    "sdnet": Setup("sdnet_8x32_qpsk", (4, 8, 10, 12), (4, 8, 12), 1e-2, 32_000),
 }
 SEED = 5
 
