@@ -24,10 +24,13 @@ the S symbol vectors. The table gives both, the per-symbol latency, throughput
 by what margin, and the SER at one SNR on that target (all targets on the same
 channel and noise draws).
 
-Targets (--targets, comma-separated; default: all of these this build can run):
+Targets (--targets, comma-separated; default: onnx-cpu, onnx-cpu-w4,
+crossbar:ftj-luo2022 and the three processors, those this build can run):
   onnx-cpu              fp32 ONNX, compiled and run by onnxruntime here
-  onnx-cpu-w4           4-bit weights (MatMulNBits); also -w4a4, -int8; append
-                        :METHOD to choose the quantization (onnx-cpu-w4:minmax)
+  onnx-cpu-w4           4-bit weights (MatMulNBits); also -w4a4, -int8; quantized
+                        with min-max calibration (int8 for -int8) unless the
+                        checkpoint carries its own recipe ('mimoc quantize'); append
+                        :METHOD for another (onnx-cpu-w4:kaq-ptq)
   crossbar:DEVICE       memristor crossbar schedule (ftj-luo2022, rram-zeng2023,
                         fefet-jerry2017 or a device profile .json)
   dsp-c6678             TI TMS320C6678 DSP, 128 GFLOPS peak
@@ -67,6 +70,7 @@ Times in seconds; margin_s = budget_s - per_slot_s; headroom = budget_s / per_sl
 examples:
   mimoc budget examples/models/detnet_8x16_qpsk.pt
   mimoc budget detnet.pt --targets onnx-cpu,dsp-c6678 --budget-us 50 --snr 4
+  mimoc budget detnet.pt --targets crossbar:ftj-luo2022,crossbar:rram-zeng2023,dsp-c6678
   mimoc budget detnet.pt --targets onnx-cpu,proc:my_dsp.json --json
   mimoc budget detnet.pt --plot budget.png --ser-symbols 0      # latency only
 """
@@ -78,8 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("model", metavar="MODEL", help="a mimoc detector checkpoint (.pt)")
     parser.add_argument("--targets", default=None, metavar="LIST",
-                        help="comma-separated targets (list above; default: every default "
-                             "target this build can run)")
+                        help="comma-separated targets (list above; default: onnx-cpu, "
+                             "onnx-cpu-w4, crossbar:ftj-luo2022 and the three processors)")
     parser.add_argument("--slot", type=int, default=14, metavar="S",
                         help="symbols per slot sharing one channel (default: 14, a 5G NR slot)")
     parser.add_argument("--budget-us", type=float, default=100.0, metavar="US",

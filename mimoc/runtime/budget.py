@@ -59,6 +59,7 @@ import math
 import os
 import platform
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,9 +76,11 @@ DEFAULT_BUDGET_S = 100e-6
 DEFAULT_SLOT = 14
 #: Scalar symbols per target for the SER estimate: small, so a default run stays quick.
 DEFAULT_SER_SYMBOLS = 40_000
-#: What ``mimoc budget`` compares when no ``--targets`` is given (those available).
-DEFAULT_TARGETS = ("onnx-cpu", "onnx-cpu-w4", "crossbar:ftj-luo2022", "crossbar:rram-zeng2023",
-                   "dsp-c6678", "fpga-k7-480t", "jetson-orin-nx")
+#: What ``mimoc budget`` compares when no ``--targets`` is given (those available). One
+#: crossbar device: each compile costs seconds (``torch.export`` and the static programming
+#: plan), and the default run is meant to take about a minute; name others with --targets.
+DEFAULT_TARGETS = ("onnx-cpu", "onnx-cpu-w4", "crossbar:ftj-luo2022", "dsp-c6678",
+                   "fpga-k7-480t", "jetson-orin-nx")
 #: ONNX lowerings by target-name suffix (``onnx-cpu-w4`` -> ``w4``).
 ONNX_LOWERINGS = ("w4", "w4a4", "int8")
 #: Quantization method per lowering when the model file carries no recipe of its own:
@@ -87,6 +90,7 @@ DEFAULT_QUANT = {"w4": "minmax", "w4a4": "minmax", "int8": "int8"}
 DEFAULT_DEVICE = "ftj-luo2022"
 DEFAULT_ARRAY = (128, 128)
 DIGITAL = "digital"  # simulate() key of the PyTorch model shared by the processors
+TEXT_WIDTH = 100  # where format_budget wraps the lines that say where numbers come from
 
 SOURCES = {
     "measured": "measured here: onnxruntime on this CPU, batch 1, median of repeated runs",
@@ -330,7 +334,9 @@ def prepare_onnx(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
     det, det_runs = median_time(lambda: artifact.run_symbols(y, state), min_time=ctx.min_time)
     import onnxruntime
 
-    how = (f"onnxruntime {onnxruntime.__version__} on this CPU ({_cpu_name()}), batch 1, "
+    lowering = artifact.manifest.get("lowering", "fp32")
+    how = (f"{lowering} artifact, onnxruntime {onnxruntime.__version__} on this CPU "
+           f"({_cpu_name()}), batch 1, "
            f"{ctx.threads} thread{'s' if ctx.threads > 1 else ''}, median of {prep_runs} runs "
            f"of slot.onnx and {det_runs} runs of symbol.onnx on {ctx.slot} symbols")
     manifest = artifact.manifest
@@ -781,26 +787,35 @@ def format_budget(report: BudgetReport) -> str:
                       format_us(lat.per_symbol_s),
                       f"{row.vectors_per_s * row.bits_per_vector / 1e6:.3g}", _verdict(row),
                       ser])
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    if report.snr_db is None:  # no SER estimate: no SER column
+        table = [r[:-1] for r in table]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     right = {2, 3, 4, 5, 6}
     for i, r in enumerate(table):
         lines.append("  ".join(c.rjust(w) if j in right else c.ljust(w)
                                for j, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
         if i == 0:
             lines.append("-" * len(lines[-1]))
-    lines.append("prep = channel preparation once per slot (ONNX slot stage, crossbar "
-                 "programming); detect = the S symbols; slot = prep + detect")
+    lines.append("prep = channel preparation, once per slot (ONNX slot stage, crossbar "
+                 "programming);")
+    lines.append("detect = the S symbols; slot = prep + detect; Mbit/s = S Nt log2(M) bits "
+                 "per slot time")
     lines.append("where the numbers come from:")
+    sources = []
     for row in report.rows:
         if row.available:
             assert row.latency is not None
-            lines.append(f"  {row.target}: {row.latency.how}; SER: {row.ser_how}")
+            ser = f"; SER: {row.ser_how}" if row.ser is not None else ""
+            sources.append(f"{row.target}: {row.latency.how}{ser}")
         elif row.failed:
-            lines.append(f"  {row.target}: {row.reason}")
+            sources.append(f"{row.target}: {row.reason}")
         else:
-            lines.append(f"  {row.target}: unavailable: {row.reason}")
-    for name, reason in report.skipped.items():
-        lines.append(f"  {name}: not run (default target): {reason}")
+            sources.append(f"{row.target}: unavailable: {row.reason}")
+    sources += [f"{name}: not run (default target): {reason}"
+                for name, reason in report.skipped.items()]
+    for text in sources:
+        lines += textwrap.wrap(text, width=TEXT_WIDTH, initial_indent="  ",
+                               subsequent_indent="      ", break_on_hyphens=False)
     lines += [f"note: {note}" for note in report.notes]
     return "\n".join(lines)
 

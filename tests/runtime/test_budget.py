@@ -289,7 +289,7 @@ def test_text_output_states_sources_and_the_verdict(checkpoint, capsys):
     assert code == 0, err
     assert out.count("meets,") == 2 and "misses" not in out
     assert "SER at 10 dB" in out  # untrained checkpoint: no training range, 10 dB
-    assert "dsp-c6678: compiler FLOPs" in out and "onnx-cpu: onnxruntime" in out
+    assert "dsp-c6678: compiler FLOPs" in out and "onnx-cpu: fp32 artifact, onnxruntime" in out
 
 
 def test_a_target_that_fails_on_the_model_is_a_row_and_exit_status_1(checkpoint, capsys,
@@ -306,3 +306,27 @@ def test_a_target_that_fails_on_the_model_is_a_row_and_exit_status_1(checkpoint,
     assert rows["dsp-c6678"] == {"target": "dsp-c6678", "kind": "processor",
                                  "available": False, "failed": True,
                                  "reason": "failed: this processor cannot run DetNet"}
+
+
+def test_a_quantized_checkpoint_is_budgeted_with_its_own_recipe(tmp_path, capsys):
+    quant = pytest.importorskip("mimoc.quant")
+    if not hasattr(quant, "save_quantized"):
+        pytest.skip("quantized checkpoints are not in this build yet")
+    torch.manual_seed(0)
+    model = build_detector("detnet", **CONFIG).eval()
+    recipe = quant.quantize(model, "minmax")
+    path = tmp_path / "detnet_q.pt"
+    quant.save_quantized(model, recipe, path)
+    data = _json(capsys, str(path), "--targets", "onnx-cpu-w4,dsp-c6678", "--ser-symbols", "2000",
+                 "--snr", "8")
+    rows = _available(data)
+    assert "the checkpoint recipe" in rows["onnx-cpu-w4"]["ser_source"]
+    assert rows["onnx-cpu-w4"]["latency_how"].startswith("w4 artifact")
+    # the digital model of a quantized checkpoint is its fake-quantized PyTorch module
+    assert rows["dsp-c6678"]["ser"]["symbols"] == rows["onnx-cpu-w4"]["ser"]["symbols"]
+
+
+def _json(capsys, *argv):
+    code, out, err = cli(capsys, "budget", *argv, "--min-time", "0.02", "--json")
+    assert code == 0, err
+    return json.loads(out)
