@@ -35,7 +35,7 @@ validation SER of the fp32 and of the quantized model on the same draws.
 
 examples:
   mimoc quantize detnet.pt --method kaq -o detnet_kaq.pt
-  mimoc quantize detnet.pt --method kaq --steps 700 --lr 3e-4 -o detnet_kaq.pt
+  mimoc quantize detnet_kaq.pt --method kaq --resume --steps 400 -o detnet_kaq800.pt
   mimoc quantize detnet.pt --method kaq --bits 3 --steps 600 --lambda 0.05 -o detnet_w3.pt
   mimoc quantize sdnet.pt --method kaq-ptq -o sdnet_ptq.pt --json
   mimoc quantize detnet.pt --method int8 -o detnet_int8.pt
@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the steps learn at 1e-2, relative)")
     parser.add_argument("--act-mode", default=None, choices=["dynamic", "static"],
                         help="override the input-step mode of kaq / kaq-ptq / lsq")
+    parser.add_argument("--resume", action="store_true",
+                        help="MODEL is a quantized checkpoint (kaq / lsq): continue its "
+                             "fine-tuning from its steps and weights for --steps more")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration and "
                         "training draws (default 0)")
     parser.add_argument("-o", "--output", required=True, metavar="PATH.pt",
@@ -106,10 +109,18 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--threads must be a positive integer, got {args.threads}")
         torch.set_num_threads(args.threads)
     checkpoint = load_checkpoint(args.model)
+    init = None
+    if args.resume:
+        from mimoc.quant import load_quantized
+
+        _, init = load_quantized(args.model)  # checks the recipe against the model
+        if init is None:
+            raise UsageError(f"--resume needs a quantized checkpoint; {args.model} has no "
+                             f"quantization section")
     recipe = quantize(checkpoint.model, args.method, bits=args.bits, steps=args.steps,
                       seed=args.seed, progress=not args.no_progress,
                       options=options_from_training(checkpoint.training), lam=args.lam,
-                      act_mode=args.act_mode, lr=args.lr)
+                      act_mode=args.act_mode, lr=args.lr, init=init)
     save_quantized(checkpoint.model, recipe, output, training=checkpoint.training)
     if args.json:
         info = {k: v for k, v in recipe.info.items() if k not in ("history", "search")}

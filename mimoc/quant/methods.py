@@ -44,7 +44,7 @@ from mimoc.quant.calibration import (
     learned_init_layers,
     minmax_recipe_layers,
 )
-from mimoc.quant.detector import QuantizedDetector, quantizable_layers
+from mimoc.quant.detector import QuantizedDetector, check_recipe_fits, quantizable_layers
 from mimoc.quant.ptq import kaq_ptq_layers
 from mimoc.quant.qat import QATSettings, fine_tune
 from mimoc.quant.spec import ACT_MODES, METHODS, QuantRecipe
@@ -85,7 +85,7 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
              options: TrainOptions | None = None, lam: float | None = None,
              act_mode: str | None = None, batch: int | None = None, lr: float = 1e-4,
              lr_quant: float = 1e-2, calib_batches: int = 8, calib_batch: int = 256,
-             val_batch: int = 2048) -> QuantRecipe:
+             val_batch: int = 2048, init: QuantRecipe | None = None) -> QuantRecipe:
     """Quantize ``model`` with ``method``; the recipe (module docstring).
 
     Args:
@@ -103,6 +103,8 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
         lr, lr_quant: QAT learning rates of the weights and of the steps (relative).
         calib_batches, calib_batch: calibration batches and slots per batch.
         val_batch: validation slots for the SER before/after (0: skip).
+        init: resume QAT (kaq / lsq) from this recipe's steps (e.g. a quantized
+            checkpoint's, with its fine-tuned model) instead of fresh initial steps.
 
     Returns:
         The :class:`QuantRecipe`; ``info`` records the method's settings, the validation
@@ -130,6 +132,13 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
                          f"or lsq, got {act_mode!r} for {method}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UsageError(f"seed must be an integer >= 0, got {seed!r}")
+    if init is not None:
+        if not trains:
+            raise UsageError(f"resuming applies to kaq and lsq, not {method}")
+        if init.bits != bits or act_mode is not None:
+            raise UsageError(f"resuming keeps the recipe's {init.bits} bits and input steps; "
+                             f"drop --bits / --act-mode")
+        check_recipe_fits(model, init)
     options = options or TrainOptions()
     mode = act_mode or ("static" if method == "lsq" else "dynamic")
 
@@ -159,6 +168,9 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
         with progress_bar(len(init), desc="kaq-ptq", unit="layer", enabled=progress) as bar:
             layers, record = kaq_ptq_layers(model, init, stats, seed, bar)
         info["search"] = record
+    elif init is not None:
+        layers = dict(init.layers)
+        info["resumed_from"] = {"method": init.method, "steps": init.info.get("steps")}
     else:
         layers = learned_init_layers(model, stats, bits, mode)
     qdet = QuantizedDetector(model, QuantRecipe(method, bits, layers), learn=trains)

@@ -82,3 +82,9 @@ def test_ber_runs_a_quantized_checkpoint_quantized(model_file, tmp_path, capsys)
     curves = json.loads(capsys.readouterr().out)["curves"]
     fp32, quantized = (curves[str(p)][0]["errors"] for p in (model_file, out))
     assert quantized > fp32  # 2-bit min-max costs errors: the recipe really runs
+
+
+def test_resume_needs_a_quantized_checkpoint(model_file, tmp_path, capsys):
+    assert main(["quantize", str(model_file), "--method", "kaq", "--resume", "--steps", "1",
+                 "-o", str(tmp_path / "r.pt")]) == 2
+    assert "--resume needs a quantized checkpoint" in capsys.readouterr().err

@@ -102,3 +102,15 @@ def test_bandwidth_gradient_ascends(generator):
     mmd2(a, q, h).backward()
     # the parameter's gradient has the opposite sign of dMMD/dh (times dh/dlog h = h = 1)
     assert float(bandwidth.log_h.grad) == pytest.approx(-float(h.grad), rel=1e-5)
+
+
+def test_qat_resumes_from_a_recipe(options):
+    model = tiny("detnet")
+    first = quantize(model, "kaq", options=options, steps=2, batch=8, **FAST)
+    again = quantize(model, "kaq", options=options, steps=2, batch=8, init=first, **FAST)
+    assert again.info["resumed_from"] == {"method": "kaq", "steps": 2}
+    assert again.layers.keys() == first.layers.keys()
+    with pytest.raises(UsageError, match="resuming applies to kaq and lsq"):
+        quantize(model, "minmax", options=options, init=first, **FAST)
+    with pytest.raises(UsageError, match="keeps the recipe's 4 bits"):
+        quantize(model, "kaq", bits=3, options=options, init=first, **FAST)
