@@ -1,0 +1,147 @@
+"""Docs test: every command in README.md runs as written, so the README cannot drift.
+
+The commands are the lines of the README's ```sh blocks (a trailing backslash continues a
+line), run in order with ``bash`` in one temporary directory -- later commands use what
+earlier ones wrote (``mimoc train ... -o detnet_4x8.pt``, then ``mimoc inspect
+detnet_4x8.pt``) -- with the repository's ``examples/`` linked in, as in a checkout. The
+README's install prefix ``pip install torch==2.13.0 -e . &&`` is dropped (the test runs in
+the installed package); a command listed in :data:`NOT_RUN` is not run, with the reason.
+Commands that take longer than about 20 s are marked ``slow`` (deselect them with
+``-m "not slow"``); the whole file stays under about three minutes.
+
+The README's example outputs are checked against the current code where they are exact:
+the main job's budget table has the header and target rows that ``mimoc budget`` prints
+now, and the figures it shows exist (``scripts/regenerate_readme_figures.py`` remakes
+them and the main job's output).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+INSTALL_PREFIX = re.compile(r"^pip install [^&]*&&\s*")
+#: Commands not run by this test, with the reason (the test fails if the README stops
+#: having them, so the list cannot go stale).
+NOT_RUN = {
+    "pip install torch==2.13.0 -e '.[test]' && pytest -q":
+        "installs the test extras and runs the whole test suite, this file included",
+}
+#: Commands that take more than about 20 s (prefixes).
+SLOW = ("mimoc budget examples/models/detnet_8x16_qpsk.pt",
+        "mimoc ber --detector zf,mmse,ml --nt 4 --nr 8",
+        "mimoc compile examples/models/detnet_8x16_qpsk.pt",
+        "mimoc report", "mimoc ber detnet_4x8_xbar", "mimoc quantize", "mimoc ber detnet_xb",
+        "mimoc budget detnet_4x8.pt")
+TIMEOUT_S = 600
+
+
+def readme_commands(text: str) -> list[str]:
+    """The commands of every ```sh block, continuation lines joined, in README order."""
+    commands: list[str] = []
+    for block in re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M):
+        pending = ""
+        for line in block.splitlines():
+            if line.rstrip().endswith("\\"):
+                pending += line.rstrip()[:-1].rstrip() + " "
+                continue
+            command = (pending + line).strip()
+            pending = ""
+            if command and not command.startswith("#"):
+                commands.append(command)
+    return commands
+
+
+COMMANDS = readme_commands(README.read_text())
+
+
+@dataclass
+class Session:
+    """Runs the README's commands in order, once each, in one directory."""
+
+    cwd: Path
+    results: dict[int, subprocess.CompletedProcess] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env["MPLBACKEND"] = "Agg"
+        return env
+
+    def run_upto(self, index: int) -> subprocess.CompletedProcess:
+        for i in range(index + 1):
+            if i in self.results or COMMANDS[i] in NOT_RUN:
+                continue
+            command = INSTALL_PREFIX.sub("", COMMANDS[i])
+            self.results[i] = subprocess.run(["bash", "-c", command], cwd=self.cwd,
+                                             env=self.env(), capture_output=True, text=True,
+                                             timeout=TIMEOUT_S)
+        return self.results[index]
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("readme")
+    (cwd / "examples").symlink_to(ROOT / "examples")
+    yield Session(cwd)
+    shutil.rmtree(cwd, ignore_errors=True)
+
+
+def _param(index: int, command: str):
+    marks = [pytest.mark.slow] if INSTALL_PREFIX.sub("", command).startswith(SLOW) else []
+    return pytest.param(index, id=f"{index:02d}-{command[:60]}", marks=marks)
+
+
+@pytest.mark.parametrize("index", [_param(i, c) for i, c in enumerate(COMMANDS)
+                                   if c not in NOT_RUN])
+def test_readme_command_runs(session, index):
+    result = session.run_upto(index)
+    assert result.returncode == 0, (f"README command failed: {COMMANDS[index]}\n"
+                                    f"{result.stderr[-2000:]}")
+
+
+def test_not_run_commands_are_in_the_readme():
+    assert set(NOT_RUN) <= set(COMMANDS)
+
+
+def test_the_main_job_is_the_first_command_and_installs_first():
+    first = COMMANDS[0]
+    assert INSTALL_PREFIX.match(first) and "mimoc budget examples/models/" in first
+
+
+def _main_job_output() -> list[str]:
+    text = README.read_text()
+    match = re.search(r"<!-- main-job-output -->\n```\n(.*?)```\n<!-- /main-job-output -->",
+                      text, flags=re.S)
+    assert match, "README lacks the main job's output between <!-- main-job-output --> marks"
+    return match.group(1).splitlines()
+
+
+def test_readme_budget_table_has_the_current_format():
+    from mimoc.runtime.budget import DEFAULT_TARGETS, select_targets
+
+    lines = _main_job_output()
+    header = next(line for line in lines if line.startswith("target "))
+    assert header.split()[:4] == ["target", "source", "prep", "us"]
+    rows = [line.split()[0] for line in lines[lines.index(header) + 2:]
+            if line and not line.startswith(("prep =", "detect =", "where", " ", "note"))]
+    available, _ = select_targets(None)
+    assert rows == [spec.name for spec in available]
+    assert set(rows) <= set(DEFAULT_TARGETS)
+
+
+def test_readme_figures_exist():
+    text = README.read_text()
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert any("budget" in f for f in figures) and any("ber" in f for f in figures)
+    for figure in figures:
+        assert (ROOT / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
