@@ -56,6 +56,7 @@ def test_every_example_is_run_or_excused():
     assert set(RUNS) <= scripts
 
 
+@pytest.mark.slow  # each script compiles for both targets: tens of seconds on a busy machine
 @pytest.mark.parametrize("script", sorted(RUNS))
 def test_example_runs(script, tiny_model, tmp_path):
     args = [a.format(tmp=tmp_path) for a in RUNS[script]]
