@@ -11,8 +11,8 @@ Layout (see DESIGN.md):
 
 The Python API mirrors the CLI: ``mimoc.load_detector``, ``mimoc.train_detector``,
 ``mimoc.simulate`` (``mimoc ber``), ``mimoc.compile`` (``mimoc compile``),
-``mimoc.quantize`` / ``mimoc.save_quantized`` (``mimoc quantize``), ``mimoc.load_artifact``. They are imported on first use so that
-``import mimoc`` stays cheap.
+``mimoc.quantize`` / ``mimoc.save_quantized`` (``mimoc quantize``), ``mimoc.load_artifact``.
+They are imported on first use so that ``import mimoc`` stays cheap.
 """
 
 from mimoc.errors import MimocError

@@ -39,3 +39,15 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Refuse an ``-o`` model-file path that cannot be written, before any slow work."""
+    from mimoc.errors import UsageError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"-o {path} is a folder; give a file name such as {path}/model.pt")
+    if not path.parent.is_dir():
+        raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
+    return path

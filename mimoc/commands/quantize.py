@@ -93,13 +93,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mimoc.detectors.checkpoint import load_checkpoint
+    from mimoc.fileio import check_output_file
     from mimoc.quant import options_from_training, quantize, save_quantized
 
-    output = Path(args.output)
-    if output.is_dir():
-        raise UsageError(f"-o {output} is a folder; give a file name such as {output}/model.pt")
-    if not output.parent.is_dir():
-        raise UsageError(f"cannot write {output}: folder {output.parent} does not exist")
+    output = check_output_file(args.output)
     if args.lam is not None and not math.isfinite(args.lam):
         raise UsageError(f"--lambda must be a finite number >= 0, got {args.lam}")
     if not (math.isfinite(args.lr) and args.lr > 0):

@@ -17,7 +17,6 @@ import re
 import sys
 import types
 import typing
-from pathlib import Path
 from typing import Any
 
 from mimoc.errors import UsageError
@@ -322,12 +321,9 @@ def run(args: argparse.Namespace) -> int:
 
     from mimoc.detectors import build_detector, count_params, save_detector, train_detector
     from mimoc.detectors.training import TrainOptions
+    from mimoc.fileio import check_output_file
 
-    output = Path(args.output)
-    if output.is_dir():
-        raise UsageError(f"-o {output} is a folder; give a file name such as {output}/model.pt")
-    if not output.parent.is_dir():
-        raise UsageError(f"cannot write {output}: folder {output.parent} does not exist")
+    output = check_output_file(args.output)
     options = TrainOptions(
         steps=args.steps, batch=args.batch, slot=args.slot, snr_db=parse_snr_range(args.snr_train),
         snr_def=args.snr_def, channel=args.channel, csi=args.csi, lr=args.lr,

@@ -51,7 +51,7 @@ from mimoc.targets.crossbar.devices import Device
 from mimoc.targets.crossbar.latency import analog_macs, digital_work, latency, peripherals
 from mimoc.targets.crossbar.program import program_to_json
 from mimoc.targets.crossbar.programming import channel_plan, static_plan
-from mimoc.targets.output import write_directory
+from mimoc.targets.output import read_json_file, write_directory
 
 FORMAT = "mimoc-crossbar-schedule"
 FORMAT_VERSION = 1
@@ -276,23 +276,10 @@ def is_crossbar_artifact(path: str | os.PathLike) -> bool:
 
 def read_schedule(path: str | os.PathLike) -> dict[str, Any]:
     """``schedule.json`` of an artifact directory (checked: format and version)."""
-    path = Path(path)
-    file = path / SCHEDULE
-    if not file.is_file():
-        raise ModelFileError(f"{str(path)!r} is not a crossbar artifact (no {SCHEDULE}); "
-                             "compile one with 'mimoc compile MODEL.pt --target crossbar -o DIR'")
-    try:
-        schedule = json.loads(file.read_text())
-    except (OSError, ValueError) as err:
-        raise ModelFileError(f"{str(file)!r} cannot be read ({err}); compile the artifact "
-                             "again") from None
-    if not isinstance(schedule, dict) or schedule.get("format") != FORMAT:
-        raise ModelFileError(f"{str(file)!r} is not a mimoc crossbar schedule")
-    version = schedule.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFileError(f"{str(path)!r} was written by a newer mimoc (schedule format "
-                             f"{version!r}); upgrade mimoc")
-    return schedule
+    return read_json_file(path, SCHEDULE, fmt=FORMAT, version=FORMAT_VERSION,
+                          kind="crossbar schedule",
+                          how_to_make="compile one with 'mimoc compile MODEL.pt --target "
+                                      "crossbar -o DIR'")
 
 
 def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -40,7 +40,7 @@ from mimoc.compiler.ir import Graph, Node, Rate
 from mimoc.compiler.stages import Stages, split_stages
 from mimoc.targets.onnx.emit import IR_VERSION, OPSET, emit_model
 from mimoc.targets.onnx.quantized import session_config
-from mimoc.targets.output import write_directory
+from mimoc.targets.output import read_json_file, write_directory
 
 FORMAT = "mimoc-onnx-artifact"
 FORMAT_VERSION = 1
@@ -214,22 +214,6 @@ def write_artifact(built: BuiltArtifact, out: str | os.PathLike, *,
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """The manifest of an artifact directory (checked: format and version)."""
-    from mimoc.errors import ModelFileError
-
-    path = Path(path)
-    file = path / MANIFEST
-    if not file.is_file():
-        raise ModelFileError(f"{str(path)!r} is not a mimoc artifact (no {MANIFEST}); compile "
-                             "one with 'mimoc compile MODEL.pt -o DIR'")
-    try:
-        manifest = json.loads(file.read_text())
-    except (OSError, ValueError) as err:
-        raise ModelFileError(f"{str(file)!r} cannot be read ({err}); compile the artifact "
-                             "again") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelFileError(f"{str(file)!r} is not a mimoc ONNX artifact manifest")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFileError(f"{str(path)!r} was written by a newer mimoc (artifact format "
-                             f"{version!r}); upgrade mimoc")
-    return manifest
+    return read_json_file(path, MANIFEST, fmt=FORMAT, version=FORMAT_VERSION,
+                          kind="ONNX artifact manifest",
+                          how_to_make="compile one with 'mimoc compile MODEL.pt -o DIR'")
