@@ -11,7 +11,12 @@ Detectors, all W4A4 (4-bit per-channel weights, 4-bit layer inputs):
 - ``kaq``: KAQ QAT (examples/models/*_kaq.pt, made by examples/quantize_models.py);
 - ``kaq-ptq``: KAQ post-training (MMD-chosen multipliers; computed here, seconds);
 - ``lsq``: LSQ QAT (examples/models/*_lsq.pt);
-- ``minmax``: min-max post-training (computed here).
+- ``minmax``: min-max post-training (computed here);
+- ``ptq-plain`` (DetNet): ``kaq-ptq`` without the difference coding of the block input
+  (``quantize(..., difference=False)``), to show what the coding buys without training.
+
+DetNet's quantized models code each block's input as ``[H^T y - H^T H x, x, H^T H x, v]``
+(mimoc/quant/spec.py, difference coding), all methods alike.
 
 What it prints:
 
@@ -60,9 +65,9 @@ class Setup:
 
 
 SETUPS = {
-    "detnet": Setup("detnet_8x16_qpsk", (-2, -1, 0, 1, 2), (-2, 0, 2), 1e-3, 160_000,
+    "detnet": Setup("detnet_8x16_qpsk", (-2, -1, 0, 1, 2, 3), (-2, 0, 2), 1e-3, 160_000,
                     (-12, -8, -4, 0, 4, 8, 12)),
-    "sdnet": Setup("sdnet_8x32_qpsk", (4, 8, 10, 12), (4, 8, 12), 1e-2, 32_000),
+    "sdnet": Setup("sdnet_8x32_qpsk", (4, 8, 10, 12), (4, 8, 12), 1e-2, 96_000),
 }
 SEED = 5
 
@@ -101,6 +106,9 @@ def accuracy(name: str, setup: Setup, quick: bool) -> None:
                  "kaq-ptq": QuantizedDetector(model, ptq).eval(),
                  "lsq": load_variant(setup.source, "lsq")[0],
                  "minmax": QuantizedDetector(model, minmax).eval()}
+    if model.quant_input_differences():  # the difference coding's effect, without training
+        plain = quantize(model, "kaq-ptq", options=options, val_batch=0, difference=False)
+        detectors["ptq-plain"] = QuantizedDetector(model, plain).eval()
     max_symbols = setup.max_symbols // (8 if quick else 1)
     result = simulate({k: from_module(m) for k, m in detectors.items()}, system, setup.grid,
                       seed=SEED, max_symbols=max_symbols, min_errors=10**9)

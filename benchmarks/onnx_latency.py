@@ -13,6 +13,13 @@ measured single-core GEMM peak, and the bound the FLOPs put on the eager ratio
 (eager time / (FLOPs / peak): no single-thread runtime can beat it). The headline is
 this one-thread comparison.
 
+Two floors are printed for each model, both measured in the same run: the FLOPs at the
+single-core GEMM peak, and the fp32 weights (bytes of ``detector.onnx``'s initializers)
+read once at the single-core memory read rate (``numpy`` sum over an array of the same
+size, best of 5): at batch 1 every weight is read once per call for only 14 rows. And,
+for comparison, the same model compiled with ``--quant int8`` (int8 weights: a quarter
+of the bytes), timed against eager in the same run (``pytorch`` and ``mimoc`` paths).
+
 A second, clearly labelled view compares at equal threads: PyTorch eager with
 ``--threads-equal`` (default 2) threads against mimoc's runtime with as many
 onnxruntime intra-op threads (``pytorch`` and ``mimoc`` paths only).
@@ -28,8 +35,11 @@ import argparse
 import datetime
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
+import onnx
 import torch
 
 from mimoc.api import compile as compile_model
@@ -53,6 +63,23 @@ def models():
         build_detector("detnet", nt=32, nr=64, modulation="qpsk", layers=30).eval()
 
 
+def weight_bytes(path: Path) -> int:
+    """Bytes of the initializers of ``detector.onnx`` (the weights streamed per call)."""
+    model = onnx.load(str(path / "detector.onnx"))
+    return sum(onnx.numpy_helper.to_array(init).nbytes for init in model.graph.initializer)
+
+
+def read_rate(nbytes: int, repeats: int = 5) -> float:
+    """Single-core read rate (bytes/s) over an array of ``nbytes``: best of ``repeats``."""
+    data = np.ones(max(nbytes // 4, 1), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - start)
+    return data.nbytes / best
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--min-time", type=float, default=1.0,
@@ -71,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             compile_model(model, out=Path(tmp) / "artifact")
             artifact = load_artifact(Path(tmp) / "artifact")
             result = run_bench(model, artifact, batches=batches, min_time=args.min_time)
+            nbytes = weight_bytes(Path(tmp) / "artifact")
+            rate = read_rate(nbytes)
+            compile_model(model, out=Path(tmp) / "int8", quant="int8")
+            int8 = run_bench(model, load_artifact(Path(tmp) / "int8"), batches=[1],
+                             min_time=args.min_time, paths=("pytorch", "mimoc"))
             equal = None
             if args.threads_equal > 1:
                 wide = load_artifact(Path(tmp) / "artifact", threads=args.threads_equal)
@@ -90,6 +122,16 @@ def main(argv: list[str] | None = None) -> int:
               f"FLOPs at peak would take {floor * 1e6:.1f} us, so no single-thread runtime "
               f"can be more than {eager.median_s / floor:.2f}x faster than eager here; "
               f"targets (>= 5x eager, > 1x export): {'met' if ok else 'NOT met'}")
+        stream = nbytes / rate
+        print(f"fp32 weights {nbytes / 1e6:.1f} MB read at {rate / 1e9:.1f} GB/s (one core, "
+              f"this run): {stream * 1e6:.1f} us per call, so no fp32 artifact reading its "
+              f"weights once per call can be more than {eager.median_s / stream:.2f}x "
+              f"faster than eager here")
+        e8, m8 = int8.timing("pytorch", 1), int8.timing("mimoc", 1)
+        print(f"int8 lowering (--quant int8), batch 1, S=14: {m8.median_s * 1e6:.1f} us = "
+              f"{e8.median_s / m8.median_s:.2f}x faster than eager ({e8.median_s * 1e6:.1f} "
+              f"us in its own run), {plain.median_s / m8.median_s:.2f}x the plain export "
+              f"(across runs)")
         if equal is not None:
             n = equal.threads
             print(f"\n### extra view, equal threads: eager with {n} threads vs mimoc with {n} "

@@ -1,7 +1,9 @@
 """Latency and size of the quantized ONNX lowerings next to fp32 (issue 5).
 
 Models: the example DetNet (examples/models/detnet_8x16_qpsk.pt, or fresh weights of the
-same size when absent) and a 32x64 QPSK DetNet with 30 blocks (random weights; weights do
+same size when absent), the example SDNet (examples/models/sdnet_8x32_qpsk.pt, when present;
+its convolutions stay fp32 under w4 / w4a4 and run ConvInteger under int8) and a 32x64 QPSK
+DetNet with 30 blocks (random weights; weights do
 not change latency). Each is compiled four times: fp32, and with a min-max 4-bit recipe
 (calibrated on the channel model) as ``w4`` and ``w4a4``, and an int8 recipe as ``int8``.
 Each artifact is timed with :func:`mimoc.runtime.bench.run_bench` (``mimoc`` path,
@@ -53,6 +55,10 @@ def models(quick: bool):
         torch.manual_seed(0)
         yield "DetNet 8x16 QPSK (fresh weights)", build_detector(
             "detnet", nt=8, nr=16, modulation="qpsk").eval()
+    sdnet = EXAMPLE.parent / "sdnet_8x32_qpsk.pt"
+    if sdnet.is_file():
+        yield "example SDNet 8x32 QPSK (int8: ConvInteger convolutions)", \
+            load_detector(sdnet).eval()
     torch.manual_seed(0)
     layers = 3 if quick else 30
     yield f"DetNet 32x64 QPSK, {layers} blocks (random weights)", build_detector(
@@ -156,13 +162,16 @@ def kernels(shapes=((320, 512), (512, 128), (512, 64)), layers: int = 30, reps: 
 # ---------------------------------------------------------------- agreement
 
 AGREEMENT = ((EXAMPLE, ("minmax", "kaq-ptq", "int8")),
-             (EXAMPLE.parent / "sdnet_8x32_qpsk.pt", ("minmax", "int8")))
+             (EXAMPLE.parent / "detnet_8x16_qpsk_kaq.pt", ("recipe",)),
+             (EXAMPLE.parent / "sdnet_8x32_qpsk.pt", ("minmax", "int8")),
+             (EXAMPLE.parent / "sdnet_8x32_qpsk_kaq.pt", ("recipe",)))
 
 
 def agreement(slots: int = 256, batches: int = 4) -> None:
     """Hard decisions of the compiled artifact vs :class:`mimoc.quant.QuantizedDetector` on
     the example models, ``batches x slots`` links of their training channel over the
-    training SNR range (:func:`mimoc.quant.calibration.calibration_batches`, another seed)."""
+    training SNR range (:func:`mimoc.quant.calibration.calibration_batches`, another seed).
+    Method ``recipe``: the quantized checkpoint's own (QAT) recipe."""
     import onnxruntime as ort
 
     from mimoc.detectors.training import TrainOptions
@@ -176,8 +185,14 @@ def agreement(slots: int = 256, batches: int = 4) -> None:
             print(f"{path.name}: missing, skipped")
             continue
         for method in methods:
-            model = load_detector(path).eval()
-            recipe = quantize(model, method)
+            if method == "recipe":
+                from mimoc.quant import load_quantized
+
+                model, recipe = load_quantized(path)
+                model.eval()
+            else:
+                model = load_detector(path).eval()
+                recipe = quantize(model, method)
             reference = QuantizedDetector(model, recipe).eval()
             links = calibration_batches(model, TrainOptions(), batches=batches, batch=slots,
                                         seed=123)
@@ -268,9 +283,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{variant:<9} {size:>14,} {wbytes:>11,} {wbytes / fp32[3]:>7.3f}")
             continue
         eager = fp32[1].timing("pytorch", 1).median_s
-        plain = fp32[1].timing("onnx-export", 1).median_s
+        exported = fp32[1].timing("onnx-export", 1)
+        plain = exported.median_s if exported is not None else float("nan")
         print(f"\n## {title}  (batch 1, S=14, one thread; eager {eager * 1e6:.1f} us, plain "
-              f"export {plain * 1e6:.1f} us)")
+              f"export {plain * 1e6:.1f} us)" + "".join(f"\n{n}" for n in fp32[1].notes))
         print(f"{'lowering':<9} {'latency':>11} {'vs fp32':>8} {'vs eager':>9} {'vs export':>10} "
               f"{'detector.onnx':>14} {'weights':>11} {'w/fp32':>7}")
         base = fp32[1].timing("mimoc", 1).median_s

@@ -15,10 +15,11 @@ as a plain one. The same as, per file::
     mimoc quantize examples/models/detnet_8x16_qpsk.pt --method kaq --steps 400 \\
         -o examples/models/detnet_8x16_qpsk_kaq.pt
 
-Both fine-tune for 400 steps (weight learning rate 1e-4; lambda 0.1 for DetNet, 0.02 for
-SDNet; ``SETTINGS``). The ``kaq_static`` files are not shipped (not made in time). Run from
-the repository root (one thread each; 7 to 15 minutes per file on the shared, loaded 2-core
-machine)::
+All fine-tune for 400 steps (weight learning rate 1e-4; lambda 0.1 for DetNet, 0.02 for
+SDNet; ``SETTINGS``); DetNet's block inputs are difference-coded (``H^T y - H^T H x``,
+mimoc/quant/spec.py), as ``quantize`` does by default. Shipped: DetNet's ``kaq``, ``lsq``
+and ``kaq_static``, SDNet's ``kaq`` and ``lsq``. Run from the repository root (one thread
+each; 1 to 3 minutes per file on a quiet core, 7 to 15 on the shared, loaded machine)::
 
     OMP_NUM_THREADS=1 nice -n 10 python examples/quantize_models.py [--only detnet] [--steps N]
 """

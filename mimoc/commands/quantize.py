@@ -29,6 +29,10 @@ Methods:
   minmax   post-training, static steps from calibration min/max (nothing clipped)
   int8     minmax with 8-bit weights and inputs
 
+DetNet / WeSNet blocks quantize their input as [H^T y - H^T H x, x, H^T H x, v] (the
+gradient step gets the grid; the layer's weights absorb the change, exactly), for every
+method; --no-input-difference quantizes [H^T y, x, H^T H x, v] as it is.
+
 Calibration and training batches come from the model's own training link (channel,
 CSI, SNR range, SNR convention stored in the checkpoint). The summary gives the
 validation SER of the fp32 and of the quantized model on the same draws.
@@ -60,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the steps learn at 1e-2, relative)")
     parser.add_argument("--act-mode", default=None, choices=["dynamic", "static"],
                         help="override the input-step mode of kaq / kaq-ptq / lsq")
+    parser.add_argument("--input-difference", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help="code DetNet/WeSNet block inputs as H^T y - H^T H x before "
+                             "quantizing them (default: on)")
     parser.add_argument("--resume", action="store_true",
                         help="MODEL is a quantized checkpoint (kaq / lsq): continue its "
                              "fine-tuning from its steps and weights for --steps more")
@@ -117,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = quantize(checkpoint.model, args.method, bits=args.bits, steps=args.steps,
                       seed=args.seed, progress=not args.no_progress,
                       options=options_from_training(checkpoint.training), lam=args.lam,
-                      act_mode=args.act_mode, lr=args.lr, init=init)
+                      act_mode=args.act_mode, lr=args.lr, init=init,
+                      difference=args.input_difference)
     save_quantized(checkpoint.model, recipe, output, training=checkpoint.training)
     if args.json:
         info = {k: v for k, v in recipe.info.items() if k not in ("history", "search")}
@@ -126,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
                                             "act": None if lq.act is None else {
                                                 "bits": lq.act.bits, "mode": lq.act.mode,
                                                 "alpha": lq.act.alpha,
-                                                "signed": lq.act.signed}}
+                                                "signed": lq.act.signed},
+                                            "difference": None if lq.difference is None
+                                            else list(lq.difference)}
                                      for name, lq in recipe.layers.items()},
                           **{k: v for k, v in info.items() if k not in ("method", "bits",
                                                                          "layers")},

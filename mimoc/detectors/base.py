@@ -86,3 +86,8 @@ class DetectorModule(nn.Module):
     def training_system(self, system: MIMOSystem, generator: torch.Generator) -> MIMOSystem:
         """The link to draw the next training batch from (RE-MIMO varies ``Nt``)."""
         return system
+
+    def quant_input_differences(self) -> dict[str, tuple[int, int, int]]:
+        """Layer path -> difference coding ``(t, r, n)`` of its quantized input
+        (:mod:`mimoc.quant.spec`); none by default."""
+        return {}

@@ -245,6 +245,11 @@ class DetNet(DetectorModule):
         """Soft estimate ``[B, S, 2Nt]`` of the transmitted real symbols."""
         return self.block_outputs(H, y, self.depth)[-1]
 
+    def quant_input_differences(self) -> dict[str, tuple[int, int, int]]:
+        """Every ``fc1`` quantizes ``[H^T y - H^T H x, x, H^T H x, v]``: the gradient step
+        gets the 4-bit grid (:mod:`mimoc.quant.spec`, difference coding)."""
+        return {f"blocks.{i}.fc1": (0, 2 * self.k, self.k) for i in range(len(self.blocks))}
+
     # -- training ------------------------------------------------------------
 
     def detection_loss(self, batch: LinkBatch) -> torch.Tensor:

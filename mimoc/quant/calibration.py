@@ -15,6 +15,9 @@ step) and a sample of input rows for the KAQ-PTQ search. From them:
 - KAQ's initial dynamic multiplier: ``alpha = 2 mean(|x| / RMS(x)) / sqrt(Qp)``, i.e. LSQ's
   rule applied to the RMS-normalised input.
 
+Layers with a difference coding (:mod:`mimoc.quant.spec`; ``differences``, from the
+detector's ``quant_input_differences()``) are calibrated on ``x'`` and ``W'``.
+
 Inputs with fewer than :data:`DYNAMIC_MIN_FEATURES` features (RE-MIMO's 1- and 2-feature
 token parts) keep a static step under KAQ: an RMS over one or two numbers is the number
 itself, and ``round(x / (alpha |x|))`` would carry only its sign.
@@ -32,7 +35,14 @@ from mimoc.detectors.training import TrainOptions, draw_batch
 from mimoc.errors import UsageError
 from mimoc.quant.detector import quantizable_layers
 from mimoc.quant.quantizers import feature_dims_of, lsq_weight_init, minmax_weight_scale
-from mimoc.quant.spec import EPS, ActQuant, LayerQuant, int_range
+from mimoc.quant.spec import (
+    EPS,
+    ActQuant,
+    LayerQuant,
+    difference_input,
+    difference_weight,
+    int_range,
+)
 from mimoc.sim.system import LinkBatch
 
 DYNAMIC_MIN_FEATURES = 8
@@ -74,9 +84,13 @@ def calibration_batches(model: nn.Module, options: TrainOptions, batches: int = 
 
 @torch.no_grad()
 def input_stats(model: nn.Module, batches: list[LinkBatch], names: list[str] | None = None,
-                sample_rows: int = 512, seed: int = 0) -> dict[str, InputStats]:
-    """Statistics of the fp32 inputs of each quantized layer (module docstring)."""
+                sample_rows: int = 512, seed: int = 0,
+                differences: dict[str, tuple[int, int, int]] | None = None
+                ) -> dict[str, InputStats]:
+    """Statistics of the fp32 inputs (``x'`` where ``differences`` codes the layer's input)
+    of each quantized layer (module docstring)."""
     layers = quantizable_layers(model)
+    differences = differences or {}
     names = list(layers) if names is None else names
     acc: dict[str, dict] = {n: {"min": math.inf, "max": -math.inf, "abs": 0.0, "ratio": 0.0,
                                 "count": 0, "rows": 0, "samples": []} for n in names}
@@ -86,7 +100,7 @@ def input_stats(model: nn.Module, batches: list[LinkBatch], names: list[str] | N
         dims = feature_dims_of(layer)
 
         def hook(module, inputs):
-            x = inputs[0].detach().float()
+            x = difference_input(inputs[0].detach().float(), differences.get(name))
             rows = x if dims == 3 else x.reshape(-1, x.shape[-1])
             a = acc[name]
             a["min"] = min(a["min"], float(rows.min()))
@@ -129,23 +143,30 @@ def _qp(bits: int, signed: bool) -> int:
     return int_range(bits, signed)[1]
 
 
-def minmax_recipe_layers(model: nn.Module, stats: dict[str, InputStats], bits: int
+def minmax_recipe_layers(model: nn.Module, stats: dict[str, InputStats], bits: int,
+                         differences: dict[str, tuple[int, int, int]] | None = None
                          ) -> dict[str, LayerQuant]:
     """Min-max steps: nothing clipped on the calibration data (static input steps)."""
     layers = quantizable_layers(model)
+    differences = differences or {}
     out = {}
     for name, st in stats.items():
         peak = st.absmax if st.signed else st.max
         alpha = max(peak, 1e-8) / _qp(bits, st.signed)
-        out[name] = LayerQuant(bits, minmax_weight_scale(layers[name].weight, bits),
-                               ActQuant(bits, "static", alpha, st.signed))
+        diff = differences.get(name)
+        weight = difference_weight(layers[name].weight, diff)
+        out[name] = LayerQuant(bits, minmax_weight_scale(weight, bits),
+                               ActQuant(bits, "static", alpha, st.signed), diff)
     return out
 
 
 def learned_init_layers(model: nn.Module, stats: dict[str, InputStats], bits: int,
-                        act_mode: str) -> dict[str, LayerQuant]:
+                        act_mode: str,
+                        differences: dict[str, tuple[int, int, int]] | None = None
+                        ) -> dict[str, LayerQuant]:
     """Initial steps of LSQ (``act_mode="static"``) and KAQ (``"dynamic"``)."""
     layers = quantizable_layers(model)
+    differences = differences or {}
     out = {}
     for name, st in stats.items():
         qp = _qp(bits, st.signed)
@@ -154,6 +175,8 @@ def learned_init_layers(model: nn.Module, stats: dict[str, InputStats], bits: in
             alpha = 2.0 * st.mean_abs_over_rms / math.sqrt(qp)
         else:
             alpha = 2.0 * st.mean_abs / math.sqrt(qp)
-        out[name] = LayerQuant(bits, lsq_weight_init(layers[name].weight, bits),
-                               ActQuant(bits, mode, max(alpha, 1e-8), st.signed))
+        diff = differences.get(name)
+        weight = difference_weight(layers[name].weight, diff)
+        out[name] = LayerQuant(bits, lsq_weight_init(weight, bits),
+                               ActQuant(bits, mode, max(alpha, 1e-8), st.signed), diff)
     return out

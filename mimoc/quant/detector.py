@@ -41,7 +41,7 @@ from torch import nn
 
 from mimoc.errors import UsageError
 from mimoc.quant.quantizers import LayerQuantizer
-from mimoc.quant.spec import QuantRecipe
+from mimoc.quant.spec import QuantRecipe, valid_difference
 
 #: Called per quantized layer while collecting: ``(name, fp_out, q_out)``.
 Observer = Callable[[str, torch.Tensor, torch.Tensor], None]
@@ -80,6 +80,12 @@ def check_recipe_fits(model: nn.Module, recipe: QuantRecipe) -> None:
         if lq.weight_scale.numel() != out:
             raise UsageError(f"layer {name}: the recipe has {lq.weight_scale.numel()} weight "
                              f"steps for {out} output channels")
+        if lq.difference is not None and not (
+                isinstance(layer, nn.Linear)
+                and valid_difference(lq.difference, layer.in_features)):
+            raise UsageError(f"layer {name}: the recipe's difference coding "
+                             f"{list(lq.difference)} does not fit this layer "
+                             f"({type(layer).__name__}, {layer.weight.shape[1]} inputs)")
 
 
 class QuantizedDetector(nn.Module):

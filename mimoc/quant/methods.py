@@ -85,7 +85,8 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
              options: TrainOptions | None = None, lam: float | None = None,
              act_mode: str | None = None, batch: int | None = None, lr: float = 1e-4,
              lr_quant: float = 1e-2, calib_batches: int = 8, calib_batch: int = 256,
-             val_batch: int = 2048, init: QuantRecipe | None = None) -> QuantRecipe:
+             val_batch: int = 2048, init: QuantRecipe | None = None,
+             difference: bool = True) -> QuantRecipe:
     """Quantize ``model`` with ``method``; the recipe (module docstring).
 
     Args:
@@ -105,6 +106,10 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
         val_batch: validation slots for the SER before/after (0: skip).
         init: resume QAT (kaq / lsq) from this recipe's steps (e.g. a quantized
             checkpoint's, with its fine-tuned model) instead of fresh initial steps.
+        difference: code the inputs the detector names in ``quant_input_differences()``
+            as differences (DetNet / WeSNet: ``H^T y - H^T H x``; :mod:`mimoc.quant.spec`);
+            ``False`` quantizes every input as it is (the ablation). Resuming keeps the
+            recipe's coding.
 
     Returns:
         The :class:`QuantRecipe`; ``info`` records the method's settings, the validation
@@ -135,9 +140,9 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
     if init is not None:
         if not trains:
             raise UsageError(f"resuming applies to kaq and lsq, not {method}")
-        if init.bits != bits or act_mode is not None:
-            raise UsageError(f"resuming keeps the recipe's {init.bits} bits and input steps; "
-                             f"drop --bits / --act-mode")
+        if init.bits != bits or act_mode is not None or not difference:
+            raise UsageError(f"resuming keeps the recipe's {init.bits} bits, input steps and "
+                             f"coding; drop --bits / --act-mode / --no-input-difference")
         check_recipe_fits(model, init)
     options = options or TrainOptions()
     mode = act_mode or ("static" if method == "lsq" else "dynamic")
@@ -150,7 +155,10 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         calib = calibration_batches(model, options, calib_batches, calib_batch, seed)
-        stats = input_stats(model, calib, names, seed=seed)
+        differences = model.quant_input_differences() if difference else {}
+        if init is not None:
+            differences = {n: lq.difference for n, lq in init.layers.items() if lq.difference}
+        stats = input_stats(model, calib, names, seed=seed, differences=differences)
     val = validation_set(model, options.system(model),
                          dataclasses.replace(options, val_batch=val_batch)) if val_batch else []
     val_fp32 = symbol_error_rate(model, val) if val else None
@@ -158,12 +166,13 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
     info: dict[str, Any] = {"method": method, "bits": bits, "layers": len(names), "seed": seed,
                             "snr_db": list(options.snr_db), "calibration_slots":
                             calib_batches * calib_batch, "act_mode": mode,
+                            "input_difference": list(differences),
                             "val_ser_fp32": val_fp32, "val_slots": val_batch}
     if method in ("minmax", "int8"):
-        layers = minmax_recipe_layers(model, stats, bits)
+        layers = minmax_recipe_layers(model, stats, bits, differences)
     elif method == "kaq-ptq":
-        init = minmax_recipe_layers(model, stats, bits)
-        dynamic = learned_init_layers(model, stats, bits, mode)
+        init = minmax_recipe_layers(model, stats, bits, differences)
+        dynamic = learned_init_layers(model, stats, bits, mode, differences)
         init = {n: dataclasses.replace(init[n], act=dynamic[n].act) for n in init}
         with progress_bar(len(init), desc="kaq-ptq", unit="layer", enabled=progress) as bar:
             layers, record = kaq_ptq_layers(model, init, stats, seed, bar)
@@ -172,7 +181,7 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
         layers = dict(init.layers)
         info["resumed_from"] = {"method": init.method, "steps": init.info.get("steps")}
     else:
-        layers = learned_init_layers(model, stats, bits, mode)
+        layers = learned_init_layers(model, stats, bits, mode, differences)
     qdet = QuantizedDetector(model, QuantRecipe(method, bits, layers), learn=trains)
     if trains:
         settings = QATSettings(steps=steps, batch=batch or min(options.batch, 256),

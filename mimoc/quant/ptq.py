@@ -25,7 +25,7 @@ from torch import nn
 from mimoc.quant.calibration import InputStats
 from mimoc.quant.detector import layer_function, quantizable_layers
 from mimoc.quant.mmd import max_mmd2, rows_of
-from mimoc.quant.spec import LayerQuant, fake_quant_act, fake_quant_weight
+from mimoc.quant.spec import LayerQuant, difference_weight, fake_quant_act, fake_quant_weight
 
 WEIGHT_MULTIPLIERS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
 ALPHA_MULTIPLIERS = tuple(0.4 * (2.5 / 0.4) ** (i / 12) for i in range(13))
@@ -38,15 +38,16 @@ def search_layer(layer: nn.Module, init: LayerQuant, stats: InputStats,
     """The best ``(m_w, m_a)`` of one layer; returns its LayerQuant and the search record."""
     compute = layer_function(layer)
     conv = isinstance(layer, nn.Conv2d)
-    x = stats.sample
+    x = stats.sample  # x' for a difference-coded layer (calibration), so W' here
+    weight = difference_weight(layer.weight, init.difference)
     dims = 3 if conv else 1
-    reference = rows_of(compute(x, layer.weight), conv)
+    reference = rows_of(compute(x, weight), conv)
     pick = torch.randperm(reference.shape[0], generator=generator)[:MMD_ROWS]
     reference = reference[pick]
     base_scale = init.weight_scale
 
     def score(m_w: float, act) -> float:
-        wq = fake_quant_weight(layer.weight, base_scale * m_w, init.weight_bits)
+        wq = fake_quant_weight(weight, base_scale * m_w, init.weight_bits)
         xq = x if act is None else fake_quant_act(x, act, dims)
         return max_mmd2(reference, rows_of(compute(xq, wq), conv)[pick])
 
@@ -59,7 +60,7 @@ def search_layer(layer: nn.Module, init: LayerQuant, stats: InputStats,
         act = dataclasses.replace(act, alpha=alpha0 * m_a)
         m_w = min(WEIGHT_MULTIPLIERS, key=lambda m: score(m, act))
     best = score(m_w, act)
-    return (LayerQuant(init.weight_bits, base_scale * m_w, act),
+    return (LayerQuant(init.weight_bits, base_scale * m_w, act, init.difference),
             {"weight_multiplier": m_w, "alpha_multiplier": m_a, "mmd2": best})
 
 

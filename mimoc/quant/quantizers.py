@@ -39,7 +39,7 @@ from brevitas.core.function_wrapper.misc import Identity
 from brevitas.core.quant import IntQuant
 from torch import nn
 
-from mimoc.quant.spec import EPS, ActQuant, LayerQuant
+from mimoc.quant.spec import EPS, ActQuant, LayerQuant, difference_input, difference_weight
 
 #: Smallest step a learned parameter can reach (keeps ``x / s`` finite).
 MIN_STEP = 1e-10
@@ -119,41 +119,47 @@ class ActQuantizer(nn.Module):
 
 
 class LayerQuantizer(nn.Module):
-    """The weight quantizer and (optional) input quantizer of one Linear / Conv2d."""
+    """The weight quantizer and (optional) input quantizer of one Linear / Conv2d, and its
+    difference coding ``(t, r, n)`` (spec): then ``W'`` and ``x'`` are what is quantized."""
 
-    def __init__(self, weight: WeightQuantizer, act: ActQuantizer | None):
+    def __init__(self, weight: WeightQuantizer, act: ActQuantizer | None,
+                 difference: tuple[int, int, int] | None = None):
         super().__init__()
         self.weight = weight
         self.act = act
+        self.difference = difference
 
     @classmethod
     def from_spec(cls, layer: nn.Module, lq: LayerQuant, learn: bool = True) -> LayerQuantizer:
         """Quantizers of ``layer`` starting at (and, untrained, exactly equal to) ``lq``."""
         weight = WeightQuantizer(lq.weight_scale, lq.weight_bits, learn)
         act = None if lq.act is None else ActQuantizer(lq.act, feature_dims_of(layer), learn)
-        return cls(weight, act)
+        return cls(weight, act, lq.difference)
 
     @classmethod
     def for_layer(cls, layer: nn.Module, bits: int, act: ActQuant | None,
-                  weight_scale: torch.Tensor | None = None, learn: bool = True
-                  ) -> LayerQuantizer:
-        """Fresh quantizers; the weight step defaults to LSQ's ``2 mean|W_o| / sqrt(Qp)``."""
+                  weight_scale: torch.Tensor | None = None, learn: bool = True,
+                  difference: tuple[int, int, int] | None = None) -> LayerQuantizer:
+        """Fresh quantizers; the weight step defaults to LSQ's ``2 mean|W'_o| / sqrt(Qp)``."""
         if weight_scale is None:
-            weight_scale = lsq_weight_init(layer.weight, bits)
+            weight_scale = lsq_weight_init(difference_weight(layer.weight, difference), bits)
         weight = WeightQuantizer(weight_scale, bits, learn)
         return cls(weight, None if act is None else ActQuantizer(act, feature_dims_of(layer),
-                                                                 learn))
+                                                                 learn), difference)
 
     def quantize_weight(self, weight: torch.Tensor) -> torch.Tensor:
-        return self.weight(weight)
+        """``W'_q`` of the layer's fp32 weight ``W``."""
+        return self.weight(difference_weight(weight, self.difference))
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x'_q`` of the layer's input ``x`` (``x'`` when there is no input quantizer)."""
+        x = difference_input(x, self.difference)
         return x if self.act is None else self.act(x)
 
     def spec(self) -> LayerQuant:
         """This layer's entry of the recipe (the exact floats the forward uses)."""
         return LayerQuant(self.weight.bits, self.weight.scale().detach().clone(),
-                          None if self.act is None else self.act.spec())
+                          None if self.act is None else self.act.spec(), self.difference)
 
 
 def lsq_weight_init(weight: torch.Tensor, bits: int) -> torch.Tensor:

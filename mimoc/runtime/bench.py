@@ -27,8 +27,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -71,6 +74,7 @@ class BenchResult:
     flops_per_slot: int
     gemm_peak_gflops: float
     timings: list[Timing] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # paths skipped, and why
     onnxruntime: str = ort.__version__
     torch: str = torch.__version__
 
@@ -94,6 +98,7 @@ class BenchResult:
                          "symbols_per_s": t.symbols_per_s} for t in self.timings],
             "speedup": {str(b): {p: self.ratio(p, b) for p in PATHS if p != "mimoc"
                                  and self.ratio(p, b) is not None} for b in batches},
+            "notes": list(self.notes),
         }
 
 
@@ -135,10 +140,26 @@ def gemm_peak_gflops(n: int = 512, repeats: int = 20) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
+@contextlib.contextmanager
+def _stdout_silenced():
+    """File descriptor 1 to /dev/null: a failing ``torch.onnx.export`` logs its whole graph
+    there from C++, which would break ``mimoc bench --json``."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def export_plain_onnx(model: torch.nn.Module, H: torch.Tensor, y: torch.Tensor) -> bytes:
     """``torch.onnx.export`` of the module as a user would do it (TorchScript exporter)."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings():  # tracer warnings about shape checks are expected
+    # tracer warnings about shape checks are expected
+    with warnings.catch_warnings(), _stdout_silenced():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (H, y), buffer, dynamo=False, input_names=["H", "y"],
                           output_names=["x_hat"],
@@ -180,7 +201,7 @@ def run_bench(model: torch.nn.Module | None, artifact: OnnxArtifact, *,
                          threads=threads, flops_per_slot=per_slot,
                          gemm_peak_gflops=gemm_peak_gflops())
     say = progress or (lambda text: None)
-    runners = _runners(model, artifact, threads, paths)
+    runners = _runners(model, artifact, threads, paths, result.notes)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -197,7 +218,22 @@ def run_bench(model: torch.nn.Module | None, artifact: OnnxArtifact, *,
     return result
 
 
-def _runners(model, artifact: OnnxArtifact, threads: int, paths: Sequence[str]):
+def _plain_session(model, artifact: OnnxArtifact, notes: list[str]
+                   ) -> ort.InferenceSession | None:
+    """onnxruntime (default options) on ``torch.onnx.export`` of the model, or ``None`` with
+    a note when the exporter or onnxruntime cannot take it (SDNet's ``linalg_inv``)."""
+    H0, y0 = _inputs(artifact, 2, 3)
+    try:
+        return ort.InferenceSession(export_plain_onnx(model, H0, y0),
+                                    providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - any exporter failure only skips that path
+        reason = " ".join(str(err).split())[:160]
+        notes.append(f"onnx-export skipped: torch.onnx.export / onnxruntime failed ({reason})")
+        return None
+
+
+def _runners(model, artifact: OnnxArtifact, threads: int, paths: Sequence[str],
+             notes: list[str]):
     runners: dict[str, Callable[[torch.Tensor, torch.Tensor], Callable[[], Any]]] = {}
     if model is not None and "pytorch" in paths:
         model = model.eval()
@@ -208,11 +244,9 @@ def _runners(model, artifact: OnnxArtifact, threads: int, paths: Sequence[str]):
                     return model(H, y)
             return call
         runners["pytorch"] = eager
-    if model is not None and "onnx-export" in paths:
-        H0, y0 = _inputs(artifact, 2, 3)
-        plain = ort.InferenceSession(export_plain_onnx(model, H0, y0),
-                                     providers=["CPUExecutionProvider"])  # default options
-
+    plain = _plain_session(model, artifact, notes) \
+        if model is not None and "onnx-export" in paths else None
+    if plain is not None:
         def exported(H, y):
             feed = {"H": H.numpy(), "y": y.numpy()}
             return lambda: plain.run(None, feed)
@@ -251,4 +285,5 @@ def format_bench(result: BenchResult) -> str:
         if parts:
             lines.append(f"mimoc speed-up at batch {batch}: " + ", ".join(parts)
                          + " (time of the other path / time of mimoc)")
+    lines += result.notes
     return "\n".join(lines)

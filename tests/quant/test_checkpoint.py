@@ -85,3 +85,26 @@ def test_recipe_must_fit_the_model(quantized, tmp_path):
     with pytest.raises(UsageError, match="not a Linear/Conv2d"):
         save_quantized(tiny("detnet"), recipe, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_difference_coding_round_trips_and_is_checked(tmp_path, generator):
+    options = TrainOptions(batch=16, snr_db=(0.0, 10.0))
+    model = tiny("detnet")
+    recipe = quantize(model, "minmax", options=options, calib_batches=1, calib_batch=8,
+                      val_batch=0)
+    path = save_quantized(model, recipe, tmp_path / "q.pt")
+    loaded, back = load_quantized(path)
+    assert back.layers["blocks.1.fc1"].difference == (0, 8, 4)
+    assert back.layers["blocks.1.fc2"].difference is None
+    H, y = torch.randn(2, 8, 4, generator=generator), torch.randn(2, 3, 8, generator=generator)
+    assert torch.equal(QuantizedDetector(loaded, back)(H, y),
+                       QuantizedDetector(model, recipe)(H, y))
+    for bad in ([0, 8], [0, 2, 4], [-1, 8, 4], "abc"):  # short, overlapping, negative, junk
+        section = recipe.to_dict()
+        section["layers"]["blocks.1.fc1"]["difference"] = bad
+        with pytest.raises(ModelFileError, match="blocks.1.fc1"):
+            load_quantized(_write(tmp_path, model, section))
+    section = recipe.to_dict()
+    section["layers"]["blocks.1.fc1"]["difference"] = [0, 20, 4]  # past the 16 inputs
+    with pytest.raises(ModelFileError, match="does not fit"):
+        load_quantized(_write(tmp_path, model, section))

@@ -7,6 +7,7 @@ from mimoc.errors import UsageError
 from mimoc.quant import quantizable_layers, quantize
 from mimoc.quant.mmd import LearnedBandwidth, mmd2
 from mimoc.quant.ptq import ALPHA_MULTIPLIERS, WEIGHT_MULTIPLIERS
+from mimoc.quant.spec import difference_weight
 
 from .conftest import tiny
 
@@ -18,10 +19,10 @@ def test_minmax_does_not_clip_and_signs_follow_relu(options):
     recipe = quantize(model, "minmax", options=options, **FAST)
     layers = quantizable_layers(model)
     for name, lq in recipe.layers.items():
-        w = layers[name].weight.detach()
+        w = difference_weight(layers[name].weight.detach(), lq.difference)  # W' for fc1
         assert torch.allclose(lq.weight_scale * 7, w.abs().amax(1), rtol=1e-6)
         assert lq.act.mode == "static"
-        # fc1 sees [H^T y, x, H^T H x, v] (signed); fc2 / fc3 see ReLU outputs (unsigned)
+        # fc1 sees [H^T y - H^T H x, x, H^T H x, v] (signed); fc2 / fc3 see ReLU outputs
         assert lq.act.signed == name.endswith("fc1")
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from mimoc.quant import QuantizedDetector, quantizable_layers, quantize
 from mimoc.quant.quantizers import feature_dims_of
-from mimoc.quant.spec import fake_quant_act, fake_quant_weight
+from mimoc.quant.spec import difference_input, difference_weight, fake_quant_act, fake_quant_weight
 
 from .conftest import tiny
 
@@ -22,9 +22,11 @@ def spec_forward(model, recipe, H, y):
             layer = layers[name]
 
             def forward(module, x, lq=lq):
+                x = difference_input(x, lq.difference)
                 if lq.act is not None:
                     x = fake_quant_act(x, lq.act, feature_dims_of(module))
-                w = fake_quant_weight(module.weight, lq.weight_scale, lq.weight_bits)
+                w = fake_quant_weight(difference_weight(module.weight, lq.difference),
+                                      lq.weight_scale, lq.weight_bits)
                 if isinstance(module, nn.Linear):
                     return F.linear(x, w, module.bias)
                 return F.conv2d(x, w, module.bias, module.stride, module.padding)
@@ -86,3 +88,41 @@ def test_restores_the_detector(options, generator):
     with torch.no_grad():
         assert torch.equal(model(H, y), before)
     assert all("forward" not in m.__dict__ for m in model.modules())
+
+
+def test_difference_coding_is_exact_before_rounding(generator):
+    """``W' x' = W x``: the coding moves nothing until the grids round it."""
+    x = torch.randn(5, 7, 20, generator=generator, dtype=torch.float64)
+    w = torch.randn(9, 20, generator=generator, dtype=torch.float64)
+    for diff in [(0, 8, 4), (12, 2, 6), (3, 10, 1)]:
+        got = F.linear(difference_input(x, diff), difference_weight(w, diff))
+        assert torch.allclose(got, F.linear(x, w), rtol=1e-12, atol=1e-12)
+        t, r, n = diff
+        coded = difference_input(x, diff)
+        assert torch.equal(coded[..., t:t + n], x[..., t:t + n] - x[..., r:r + n])
+        rest = [i for i in range(20) if not t <= i < t + n]
+        assert torch.equal(coded[..., rest], x[..., rest])
+
+
+@pytest.mark.parametrize("family", ["detnet", "wesnet"])
+def test_detnet_block_inputs_are_difference_coded_unless_asked_not_to(family, options):
+    model = tiny(family)
+    k = 2 * model.config.nt
+    coded = quantize(model, "minmax", options=options, calib_batches=1, calib_batch=8,
+                     val_batch=0)
+    plain = quantize(model, "minmax", options=options, calib_batches=1, calib_batch=8,
+                     val_batch=0, difference=False)
+    for name, lq in coded.layers.items():
+        want = (0, 2 * k, k) if name.endswith("fc1") else None
+        assert lq.difference == want, name
+        assert plain.layers[name].difference is None
+    assert coded.info["input_difference"] == [f"blocks.{i}.fc1" for i in range(2)]
+    # the coded input's calibration sees H^T y - H^T H x, a different range
+    assert coded.layers["blocks.1.fc1"].act != plain.layers["blocks.1.fc1"].act
+
+
+def test_sdnet_and_remimo_code_nothing(options):
+    for family in ("sdnet", "remimo"):
+        recipe = quantize(tiny(family), "minmax", options=options, calib_batches=1,
+                          calib_batch=8, val_batch=0)
+        assert all(lq.difference is None for lq in recipe.layers.values())

@@ -124,3 +124,19 @@ def test_bench_cli_json(capsys, compiled):
                                                     "mimoc-staged"}
     code = main(["bench", str(root / "art"), "--batches", "0"])
     assert code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_bench_skips_the_plain_export_when_torch_cannot_export(capfd, tmp_path):
+    """SDNet's pseudo-inverse (aten::linalg_inv) has no TorchScript-exporter symbolic: the
+    onnx-export path is skipped with a note and --json stays parseable (the exporter's
+    C++ graph dump to stdout is silenced)."""
+    torch.manual_seed(0)
+    model = build_detector("sdnet", nt=2, nr=4, modulation="qpsk", nconv=1, channels=2).eval()
+    save_detector(model, tmp_path / "sdnet.pt")
+    code = main(["bench", str(tmp_path / "sdnet.pt"), "--batches", "1", "--slot", "2",
+                 "--min-time", "0.01", "--json"])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    data = json.loads(out)
+    assert {t["path"] for t in data["timings"]} == {"pytorch", "mimoc", "mimoc-staged"}
+    assert len(data["notes"]) == 1 and "onnx-export skipped" in data["notes"][0]

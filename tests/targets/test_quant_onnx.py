@@ -7,10 +7,12 @@ pre-hooks on the layers), cross-checked with :class:`mimoc.quant.QuantizedDetect
 
 - the quantize pass: IR interpreter == reference in float64 (1e-9) and the integer weight
   codes equal ``round(W / s)`` of the torch weights (sign-flipped by a negative folded
-  BatchNorm gain);
+  BatchNorm gain; ``W'`` for the difference-coded ``fc1`` of DetNet / WeSNet, whose
+  ``-plain`` setup quantizes the block input as it is);
 - ``w4a4``: detector.onnx and slot.onnx + symbol.onnx reproduce the reference's hard
   decisions on >= 99.9% of symbols (and its soft outputs to 1e-5);
-- ``int8`` (8-bit static recipe): hard decisions >= 99.9%, outputs within 2 activation steps;
+- ``int8`` (8-bit static recipe): hard decisions >= 99.9%, outputs within 2 activation steps
+  (SDNet's convolutions as ``ConvInteger``);
 - ``w4``: against the weight-only reference (the kernel quantizes inputs to int8 per block
   instead of the recipe's A4) within the tolerance derived in :func:`w4_tolerance`;
 - onnxruntime's optimized graphs run the weights low-bit; the w4 artifact's weight bytes.
@@ -32,7 +34,15 @@ from mimoc.api import compile as compile_model
 from mimoc.compiler.interpreter import run
 from mimoc.compiler.passes.quantize import codes as weight_codes
 from mimoc.detectors import build_detector
-from mimoc.quant.spec import ActQuant, LayerQuant, QuantRecipe, fake_quant_act, fake_quant_weight
+from mimoc.quant.spec import (
+    ActQuant,
+    LayerQuant,
+    QuantRecipe,
+    difference_input,
+    difference_weight,
+    fake_quant_act,
+    fake_quant_weight,
+)
 from mimoc.runtime.onnx_runner import config_entries, session_options
 from mimoc.targets.onnx import quantized
 
@@ -41,15 +51,20 @@ CONFIGS = {
     "wesnet": dict(nt=2, nr=4, modulation="qpsk", layers=3, hidden=16, v_dim=4),
     "sdnet": dict(nt=2, nr=4, modulation="qpsk", nconv=1, channels=4),
 }
+CONFIGS["detnet-plain"] = CONFIGS["detnet"]  # no difference coding
+
+
+def family_of(setup_name: str) -> str:
+    return setup_name.split("-")[0]
 
 
 def layers_of(model: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)}
 
 
-def build(family: str) -> nn.Module:
+def build(name: str) -> nn.Module:
     torch.manual_seed(1)
-    model = build_detector(family, **CONFIGS[family]).eval()
+    model = build_detector(family_of(name), **CONFIGS[name]).eval()
     for m in model.modules():  # BatchNorm statistics and gains of a trained model
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.3, 0.3)
@@ -73,11 +88,14 @@ def input_rms(model: nn.Module, H, y) -> dict[str, float]:
     return stats
 
 
-def make_recipe(model: nn.Module, method: str, bits: int, H, y) -> QuantRecipe:
+def make_recipe(model: nn.Module, method: str, bits: int, H, y, coded: bool = True
+                ) -> QuantRecipe:
     stats = input_rms(model, H, y)
+    differences = model.quant_input_differences() if coded else {}
     layers = {}
     for name, layer in layers_of(model).items():
-        w = layer.weight.detach()
+        diff = differences.get(name)
+        w = difference_weight(layer.weight.detach(), diff)
         qmax = 2 ** (bits - 1) - 1
         scale = 0.85 * w.abs().flatten(1).amax(1) / qmax  # the largest weights clip
         peak, unsigned = stats[name]
@@ -85,7 +103,7 @@ def make_recipe(model: nn.Module, method: str, bits: int, H, y) -> QuantRecipe:
             act = ActQuant(8, "static", peak / (255 if unsigned else 127), not unsigned)
         else:
             act = ActQuant(bits, "dynamic", 0.55 if unsigned else 0.45, not unsigned)
-        layers[name] = LayerQuant(bits, scale, act)
+        layers[name] = LayerQuant(bits, scale, act, diff)
     return QuantRecipe(method, bits, layers)
 
 
@@ -98,12 +116,16 @@ def fake_quantized(model: nn.Module, recipe: QuantRecipe, activations: bool = Tr
         if lq is None:
             continue
         saved[name] = layer.weight.data
-        layer.weight.data = fake_quant_weight(layer.weight.data, lq.weight_scale.to(
-            layer.weight.dtype), lq.weight_bits)
-        if activations and lq.act is not None:
-            dims = 1 if isinstance(layer, nn.Linear) else 3
-            hooks.append(layer.register_forward_pre_hook(
-                lambda m, args, act=lq.act, dims=dims: (fake_quant_act(args[0], act, dims),)))
+        layer.weight.data = fake_quant_weight(
+            difference_weight(layer.weight.data, lq.difference),
+            lq.weight_scale.to(layer.weight.dtype), lq.weight_bits)
+        act = lq.act if activations else None
+        dims = 1 if isinstance(layer, nn.Linear) else 3
+
+        def pre_hook(module, args, act=act, dims=dims, diff=lq.difference):
+            x = difference_input(args[0], diff)
+            return (x if act is None else fake_quant_act(x, act, dims),)
+        hooks.append(layer.register_forward_pre_hook(pre_hook))
     try:
         yield model
     finally:
@@ -123,8 +145,8 @@ def reference(model, recipe, H, y, *, activations=True, dtype=torch.float32):
         model.float()
 
 
-def link(family: str, batch: int, slot: int, seed: int):
-    config = CONFIGS[family]
+def link(name: str, batch: int, slot: int, seed: int):
+    config = CONFIGS[name]
     return random_link(config["nt"], config["nr"], batch=batch, slot=slot, seed=seed)
 
 
@@ -142,7 +164,9 @@ def setup(request):
     family = request.param
     model = build(family)
     H, y = link(family, 8, 14, seed=3)
-    return family, model, make_recipe(model, "kaq", 4, H, y), make_recipe(model, "int8", 8, H, y)
+    coded = not family.endswith("-plain")
+    return (family, model, make_recipe(model, "kaq", 4, H, y, coded),
+            make_recipe(model, "int8", 8, H, y, coded))
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +192,7 @@ def test_interpreter_equals_the_quantized_model_and_codes_are_identical(setup, c
             assert quant is not None and quant.bits == 4, node.scope
             ours = weight_codes(graph.constants[node.inputs[1]], quant)
             lq = recipe.layers[node.scope]
-            w = torch_layers[node.scope].weight.detach()
+            w = difference_weight(torch_layers[node.scope].weight.detach(), lq.difference)
             theirs = torch.clamp(torch.round(w.double() / lq.weight_scale.double().reshape(
                 (-1,) + (1,) * (w.dim() - 1))), -7, 7).to(torch.int64)
             if node.op == "Conv2d":  # BatchNorm folded: codes times sign(gain)
@@ -178,6 +202,9 @@ def test_interpreter_equals_the_quantized_model_and_codes_are_identical(setup, c
             assert torch.equal(ours, theirs), node.scope
             checked.add(node.scope)
     assert checked == set(recipe.layers)
+    coded = {n for n, lq in recipe.layers.items() if lq.difference is not None}
+    expected = {f"blocks.{i}.fc1" for i in range(3)} if family in ("detnet", "wesnet") else set()
+    assert coded == expected
 
 
 def test_quantized_detector_agrees_with_the_spec_reference(setup):
@@ -263,20 +290,25 @@ def test_optimized_graph_runs_the_weights_low_bit(setup, compiled, lowering, tmp
     linears = sum(1 for n, m in layers_of(model).items() if isinstance(m, nn.Linear))
     kernels = sum(1 for op in ops if op in LOW_BIT_KERNELS[lowering])
     assert kernels >= linears, (family, lowering, ops)
+    convs = sum(1 for m in layers_of(model).values() if isinstance(m, nn.Conv2d))
+    if lowering == "int8":  # int8 convolutions run ConvInteger (slot and symbol-band stacks
+        # once hoist-conv-rows hoists through the static steps); 4-bit ones stay fp32 Conv
+        assert ops.count("ConvInteger") >= convs and "Conv" not in ops, (family, ops)
     producer = {o: n for n in graph.node for o in n.output}
     for n in graph.node:
         if n.op_type in ("MatMul", "Gemm", "FusedGemm", "FusedMatMul"):
             for i in n.input:
                 assert i not in producer or producer[i].op_type != "DequantizeLinear", n.name
-    # no float matrix as large as a Linear weight is left (convolutions stay fp32 by design)
+    # no float matrix as large as a Linear weight is left (4-bit convolutions stay fp32)
     smallest = min(m.weight.numel() for m in layers_of(model).values() if isinstance(m, nn.Linear))
+    fp32_convs = lowering != "int8"
     readers: dict[str, set[str]] = {}
     for n in graph.node:
         for i in n.input:
             readers.setdefault(i, set()).add(n.op_type)
     for init in graph.initializer:
-        if init.data_type == onnx.TensorProto.FLOAT and not all(
-                "Conv" in op for op in readers.get(init.name, {"?"})):
+        if init.data_type == onnx.TensorProto.FLOAT and not (fp32_convs and all(
+                "Conv" in op for op in readers.get(init.name, {"?"}))):
             assert int(np.prod(init.dims)) < smallest, (init.name, list(init.dims))
     layers = {entry["scope"]: entry for entry in result.manifest["layers"]}
     for name in recipe.layers:

@@ -68,3 +68,72 @@ def test_weight_only_layers_keep_their_scales_through_split_linear():
     weight = result.graph.node(cut[0].inputs[1])
     assert weight.shape == (8, 4) and weight.type.quant is not None
     assert len(weight.type.quant.scale) == 8
+
+
+@pytest.mark.parametrize("difference, slices", [((0, 8, 4), False), ((1, 9, 3), True)])
+def test_difference_coding_reuses_the_concat_operands_or_slices(difference, slices):
+    """DetNet's coded input is built from its block Concat's own operands; a range that cuts
+    through them takes Slices; either way the interpreter equals the torch reference."""
+    from mimoc.compiler.interpreter import run
+    from mimoc.quant import QuantizedDetector
+
+    torch.manual_seed(0)
+    model = build_detector("detnet", nt=2, nr=4, modulation="qpsk", layers=3, hidden=8,
+                           v_dim=4).eval()
+    base = recipe_for(model)
+    recipe = QuantRecipe("kaq-ptq", 4, {
+        name: LayerQuant(4, lq.weight_scale, lq.act,
+                         difference if name.endswith("fc1") else None)
+        for name, lq in base.layers.items()})
+    result = run_pipeline(import_module(model), [make_pass(recipe), "canonicalize",
+                                                 "split-channel"])
+    ops = [n.op for n in result.graph.nodes]
+    assert ("Slice" in ops) == slices
+    assert ops.count("Sub") >= 2  # blocks 1 and 2 (block 0's x is zero: H^T y - 0 folds)
+    assert any("input difference-coded" in note for note in result.records[0].notes)
+    H, y = torch.randn(3, 8, 4), torch.randn(3, 5, 8)
+    out, = run(result.graph, {"H": H.double(), "y": y.double()}, dtype=torch.float64)
+    with torch.no_grad():
+        ref = QuantizedDetector(model.double(), recipe)(H.double(), y.double())
+    model.float()
+    assert float((out - ref).abs().max() / ref.abs().max()) < 1e-6  # fp32 constants
+
+
+def test_difference_coding_that_does_not_fit_is_a_usage_error():
+    torch.manual_seed(0)
+    model = build_detector("detnet", nt=2, nr=4, modulation="qpsk", layers=2, hidden=8,
+                           v_dim=4).eval()
+    base = recipe_for(model)
+    recipe = QuantRecipe("kaq-ptq", 4, {
+        name: LayerQuant(4, lq.weight_scale, lq.act, (0, 14, 4) if name == "blocks.1.fc1"
+                         else None) for name, lq in base.layers.items()})
+    with pytest.raises(UsageError, match="blocks.1.fc1.*does not fit"):
+        run_pipeline(import_module(model), [make_pass(recipe)])
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_sdnet_conv_rows_hoist_through_static_steps_only(mode):
+    """A static FakeQuant is elementwise: the conv rows of H hoist to the slot stage and the
+    result is unchanged; a dynamic step (an RMS over the whole image) stops the chain."""
+    from mimoc.compiler.interpreter import run
+    from mimoc.quant import QuantizedDetector
+
+    torch.manual_seed(0)
+    model = build_detector("sdnet", nt=2, nr=4, modulation="qpsk", nconv=1, channels=3).eval()
+    layers = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear | nn.Conv2d):
+            scale = m.weight.detach().abs().flatten(1).amax(1) / 7
+            alpha = 0.05 if mode == "static" else 0.4
+            layers[name] = LayerQuant(4, scale, ActQuant(4, mode, alpha))
+    recipe = QuantRecipe("minmax", 4, layers)
+    steps = [make_pass(recipe), "canonicalize", "split-channel", "hoist-conv-rows"]
+    result = run_pipeline(import_module(model), steps)
+    hoist = result.records[-1]
+    hoisted = hoist.flops_after.per_symbol < hoist.flops_before.per_symbol
+    assert hoisted == (mode == "static"), hoist.notes
+    H, y = torch.randn(3, 8, 4), torch.randn(3, 5, 8)
+    out, = run(result.graph, {"H": H, "y": y})
+    with torch.no_grad():
+        ref = QuantizedDetector(model, recipe)(H, y)
+    assert float((out - ref).abs().max() / ref.abs().max()) < 1e-5

@@ -34,6 +34,14 @@ and whose symbol-rate parts form one contiguous band; then a single-use chain of
 constant operands that do not vary along batch or rows) and ``Reshape``-flatten +
 ``Linear``. A chain that ends otherwise is reassembled into full images there.
 
+Quantized stacks (the ``quantize`` pass): a ``FakeQuant`` with a *static* step is an
+elementwise op and hoists like one (``FakeQuant(0) = 0`` keeps the zero rows zero); the
+window a band convolution reads (slot rows around the band) is quantized again, which
+changes nothing (the values are on the grid already) and keeps the convolution's input a
+``FakeQuant`` for the integer lowerings; a static ``FakeQuant`` between the flatten and the
+final ``Linear`` is applied to both column parts. A *dynamic* step (``alpha * RMS`` over
+the whole image) is a statistic of every row, so a chain stops there.
+
 Example::
 
     >>> before = count_flops(graph).per_symbol
@@ -82,6 +90,7 @@ class Chain:
     image: Image
     nodes: tuple[Node, ...]
     final_linear: Node | None  # the FC whose columns split, when the chain reaches one
+    final_quant: Node | None = None  # a static FakeQuant between the flatten and the FC
 
     @property
     def end(self) -> Node:
@@ -125,6 +134,10 @@ def _row_preserving_const(graph: Graph, name: str) -> bool:
     return aligned is not None and aligned[0] == 1 and aligned[2] == 1
 
 
+def _static_quant(node: Node) -> bool:
+    return node.op == "FakeQuant" and node.attrs["mode"] == "static"
+
+
 def _hoistable_conv(graph: Graph, node: Node, current: str) -> bool:
     """Row stride 1, no row dilation, "same" row padding: rows map one to one."""
     (stride, _), (pad, _), (dilation, _) = (node.attrs["stride"], node.attrs["padding"],
@@ -142,14 +155,14 @@ def find_chains(graph: Graph) -> list[Chain]:
         if image is None:
             continue
         nodes: list[Node] = []
-        final = None
+        final = quant = None
         current = node
         while current.name not in outputs and len(users[current.name]) == 1:
             nxt = users[current.name][0]
             if nxt.op == "Conv2d":
                 if not _hoistable_conv(graph, nxt, current.name):
                     break
-            elif nxt.op in ELEMENTWISE_UNARY:
+            elif nxt.op in ELEMENTWISE_UNARY or _static_quant(nxt):
                 pass
             elif nxt.op in ELEMENTWISE_BINARY and nxt.inputs.count(current.name) == 1 and all(
                     i == current.name or _row_preserving_const(graph, i) for i in nxt.inputs):
@@ -157,16 +170,21 @@ def find_chains(graph: Graph) -> list[Chain]:
             elif nxt.op == "Reshape" and nxt.type.rank == 2 and len(users[nxt.name]) == 1 \
                     and nxt.name not in outputs:
                 reader = users[nxt.name][0]
-                if reader.op == "Linear" and reader.inputs[0] == nxt.name:
+                if _static_quant(reader) and reader.name not in outputs \
+                        and len(users[reader.name]) == 1:
+                    quant, reader = reader, users[reader.name][0]
+                if reader.op == "Linear" and reader.inputs[0] == (quant or nxt).name:
                     nodes.append(nxt)
                     final = reader
+                else:
+                    quant = None
                 break
             else:
                 break
             nodes.append(nxt)
             current = nxt
         if any(n.op == "Conv2d" for n in nodes):
-            chains.append(Chain(image, tuple(nodes), final))
+            chains.append(Chain(image, tuple(nodes), final, quant))
     return chains
 
 
@@ -244,6 +262,10 @@ class _Builder:
         if hi + pad_h > self.rows - 1:
             parts.append(self.zeros(node, (self.n, channels, hi + pad_h - self.rows + 1, width)))
         window = self.assemble(parts, node, "_window")
+        source = self.rw.graph.node(node.inputs[0])
+        if _static_quant(source) and len(parts) > 1:  # on the grid already: exact
+            window = self.make("FakeQuant", [window], source.attrs, like=source,
+                               suffix="_window")
         band_out = self.make("Conv2d", [window, *weights],
                              node.attrs.updated(padding=(0, pad_w)), like=node, suffix="_band")
         self.lo, self.hi = lo, hi
@@ -265,6 +287,13 @@ class _Builder:
             parts.append(self.slot_rows(slot, self.hi + 1, self.rows, like))
         return self.assemble(parts, like, "_full")
 
+    def quantized(self, value: str, suffix: str) -> str:
+        """``value`` through the chain's static FakeQuant before the final FC, if any."""
+        quant = self.chain.final_quant
+        if quant is None:
+            return value
+        return self.make("FakeQuant", [value], quant.attrs, like=quant, suffix=suffix)
+
     def split_linear(self, flatten: Node, linear: Node, slot: str, band: str) -> str:
         """``Linear(flatten(x))`` = band columns per symbol + slot columns (and bias) per slot."""
         _, channels, _, width = self.rw.type(slot).shape
@@ -277,9 +306,9 @@ class _Builder:
                                    weight[:, grid[:, band_rows].reshape(-1)], linear.scope, quant)
         slot_w = self.rw.new_const(f"{linear.inputs[1]}.slot",
                                    weight[:, grid[:, slot_rows].reshape(-1)], linear.scope, quant)
-        band_flat = self.make("Reshape", [band], {"shape": (self.n, len(band_rows) * channels *
-                                                            width)},
-                              like=flatten, suffix="_band")
+        band_flat = self.quantized(self.make(
+            "Reshape", [band], {"shape": (self.n, len(band_rows) * channels * width)},
+            like=flatten, suffix="_band"), "_band")
         per_symbol = self.make("Linear", [band_flat, band_w], like=linear, suffix="_band")
         parts = []
         if self.lo > 0:
@@ -290,9 +319,9 @@ class _Builder:
                                                      "end": self.rows, "step": 1},
                                    like=flatten, suffix="_slot_rows"))
         slot_img = self.assemble(parts, flatten, "_slot")
-        slot_flat = self.make("Reshape", [slot_img],
-                              {"shape": (self.b, len(slot_rows) * channels * width)},
-                              like=flatten, suffix="_slot")
+        slot_flat = self.quantized(self.make(
+            "Reshape", [slot_img], {"shape": (self.b, len(slot_rows) * channels * width)},
+            like=flatten, suffix="_slot"), "_slot")
         per_slot = self.make("Linear", [slot_flat, slot_w, *linear.inputs[2:]], like=linear,
                              suffix="_slot")
         out = weight.shape[0]
@@ -317,7 +346,8 @@ class _Builder:
                     covered = True
             if covered:
                 if node.op == "Reshape" and self.chain.final_linear is not None:
-                    band = self.make(node.op, [band], node.attrs, like=node, suffix="_full")
+                    band = self.quantized(self.make(node.op, [band], node.attrs, like=node,
+                                                    suffix="_full"), "_full")
                     linear = self.chain.final_linear
                     return self.make("Linear", [band, *linear.inputs[1:]], like=linear,
                                      suffix="_full")

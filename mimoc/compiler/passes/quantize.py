@@ -14,16 +14,21 @@ the recipe::
   ``alpha * RMS(x)`` over the features, or static ``alpha``), whose reference executor
   calls :func:`~mimoc.quant.spec.fake_quant_act`: the IR interpreter computes what
   :class:`mimoc.quant.QuantizedDetector` computes;
+- a difference-coded ``Linear`` (recipe ``difference = (t, r, n)``, spec) gets its input
+  ``x' = Concat(x[:t], x[t:t+n] - x[r:r+n], x[t+n:])`` (the slices are the producing
+  ``Concat``'s own operands when its pieces line up, as in DetNet's block input) and the
+  weight ``W'_q`` of ``W' = W`` with columns ``r:r+n`` increased by columns ``t:t+n``;
 - a ``BatchNorm`` reading a quantized ``Conv2d`` (SDNet) is folded here, per output channel:
   ``BN(conv(x, q s) + b) = conv(x, q * (s g)) + (b - mean) g + beta`` with
   ``g = gamma / sqrt(var + eps)``, so the folded weight is still ``q`` on a per-channel grid
   of step ``|s g|`` (codes ``sign(g) q``).
 
 Order: run it on the imported graph, *before* ``canonicalize`` (which would fold the
-BatchNorm into unquantized weights) and before ``split-linear`` / ``hoist-conv-rows``. Those
-two leave a layer with an activation quantizer alone (its input is a ``FakeQuant``, not the
-``Concat`` / image they split: the dynamic step is a statistic of the whole input, so
-splitting would not be exact); a weight-only layer they split keeps its per-row scales.
+BatchNorm into unquantized weights) and before ``split-linear`` / ``hoist-conv-rows``.
+``split-linear`` leaves a layer with an activation quantizer alone (its input is a
+``FakeQuant``, not the ``Concat`` it splits); ``hoist-conv-rows`` hoists through a static
+``FakeQuant`` (elementwise) but stops at a dynamic one (a statistic of the whole image); a
+weight-only layer they split keeps its per-row scales.
 ``prune`` / ``remove-layers`` must run before ``quantize`` only if the recipe was made for
 the pruned model (the scale count must match the layer's outputs).
 
@@ -68,6 +73,50 @@ def codes(weight: torch.Tensor, quant: Quant) -> torch.Tensor:
     return torch.round(weight.double() / s.reshape(view)).to(torch.int64)
 
 
+def _pieces(rw: Rewriter, x: str, start: int, end: int, like: Node) -> list[str]:
+    """Values whose last-axis concatenation is ``x[..., start:end]``: operands of ``x``'s
+    producing last-axis ``Concat`` when the range covers whole operands, else a ``Slice``."""
+    producer = rw.producer(x)
+    rank = len(producer.type.shape)
+    if producer.op == "Concat" and producer.attrs["axis"] % rank == rank - 1:
+        covered, offset = [], 0
+        for operand in producer.inputs:
+            width = rw.type(operand).shape[-1]
+            if start <= offset and offset + width <= end:
+                covered.append(operand)
+            elif offset < end and offset + width > start:  # cut through an operand
+                covered = None
+                break
+            offset += width
+        if covered:
+            return covered
+    return [rw.make("Slice", [x], {"axis": rank - 1, "start": start, "end": end, "step": 1},
+                    like=like, suffix=f"_in{start}_{end}")]
+
+
+def _one(rw: Rewriter, x: str, start: int, end: int, like: Node) -> str:
+    parts = _pieces(rw, x, start, end, like)
+    if len(parts) == 1:
+        return parts[0]
+    return rw.make("Concat", parts, {"axis": len(rw.type(x).shape) - 1}, like=like,
+                   suffix=f"_in{start}_{end}")
+
+
+def difference_coded(rw: Rewriter, x: str, difference: tuple[int, int, int],
+                     like: Node) -> str:
+    """``x'`` of spec's difference coding, built from IR ops."""
+    t, r, n = difference
+    width = rw.type(x).shape[-1]
+    coded = rw.make("Sub", [_one(rw, x, t, t + n, like), _one(rw, x, r, r + n, like)],
+                    like=like, suffix="_diff")
+    parts = _pieces(rw, x, 0, t, like) if t > 0 else []
+    parts.append(coded)
+    if t + n < width:
+        parts += _pieces(rw, x, t + n, width, like)
+    return rw.make("Concat", parts, {"axis": len(rw.type(x).shape) - 1}, like=like,
+                   suffix="_coded")
+
+
 def _bn_reader(graph: Graph, conv: Node) -> Node | None:
     users = graph.users().get(conv.name, [])
     if len(users) == 1 and users[0].op == "BatchNorm" and users[0].attrs["axis"] % 4 == 1 \
@@ -96,6 +145,14 @@ class _Quantizer:
                              "quantize first (--passes quantize,canonicalize,split-channel,...)")
         lq = self.recipe.layers[node.scope]
         out = self.graph.node(w).shape[0]
+        if lq.difference is not None:
+            from mimoc.quant.spec import valid_difference
+
+            width = self.graph.node(w).shape[1]
+            if node.op != "Linear" or not valid_difference(lq.difference, width):
+                raise UsageError(f"layer {node.scope}: the recipe's difference coding "
+                                 f"{list(lq.difference)} does not fit this {node.op} with "
+                                 f"{width} inputs")
         if lq.weight_scale.numel() != out:
             raise UsageError(f"layer {node.scope} has {out} outputs but the recipe has "
                              f"{lq.weight_scale.numel()} weight scales; quantize the model as "
@@ -108,12 +165,13 @@ class _Quantizer:
             return None
         self.check(node)
         self.seen.add(node.scope)
-        from mimoc.quant.spec import fake_quant_weight
+        from mimoc.quant.spec import difference_weight, fake_quant_weight
 
         lq = self.recipe.layers[node.scope]
         weight = rw.constants[node.inputs[1]]
         scale = lq.weight_scale.to(weight.dtype)
-        w_q = fake_quant_weight(weight, scale, lq.weight_bits)
+        w_q = fake_quant_weight(difference_weight(weight, lq.difference), scale,
+                                lq.weight_bits)
         bias = rw.constants[node.inputs[2]] if len(node.inputs) > 2 else None
         bn = _bn_reader(self.graph, node) if node.op == "Conv2d" else None
         if bn is not None:
@@ -124,6 +182,8 @@ class _Quantizer:
             bias = ((b - mean) * g + beta).to(weight.dtype)
             scale = (scale.double() * g.abs()).to(weight.dtype)
         x = node.inputs[0]
+        if lq.difference is not None:
+            x = difference_coded(rw, x, lq.difference, node)
         act = lq.act
         if act is not None:
             attrs = {"bits": act.bits, "signed": act.signed, "mode": act.mode,
@@ -141,6 +201,7 @@ class _Quantizer:
         self.layers.append({
             "scope": node.scope, "op": node.op, "weight_bits": lq.weight_bits,
             "weight_shape": list(weight.shape), "batchnorm_folded": bn is not None,
+            "difference": None if lq.difference is None else list(lq.difference),
             "act": None if act is None else {"bits": act.bits, "mode": act.mode,
                                              "alpha": float(act.alpha), "signed": act.signed}})
         return out
@@ -151,7 +212,11 @@ def _describe(layer: dict[str, Any]) -> str:
     a = "fp32 input" if act is None else (f"{act['bits']}-bit {act['mode']} activations "
                                           f"(alpha {act['alpha']:.4g})")
     fold = ", BatchNorm folded per channel" if layer["batchnorm_folded"] else ""
-    return f"{layer['scope']}: {layer['op']} {layer['weight_bits']}-bit weights, {a}{fold}"
+    diff = layer["difference"]
+    coded = "" if diff is None else (f", input difference-coded (x[{diff[0]}:{diff[0] + diff[2]}]"
+                                     f" - x[{diff[1]}:{diff[1] + diff[2]}])")
+    return (f"{layer['scope']}: {layer['op']} {layer['weight_bits']}-bit weights, {a}{fold}"
+            f"{coded}")
 
 
 def apply_recipe(graph: Graph, recipe: Any) -> PassOutcome:

@@ -23,7 +23,7 @@ from mimoc.compiler.ir import Graph
 from mimoc.compiler.verify import verify
 from mimoc.targets.onnx.context import MS_DOMAIN, EmitContext, EmitError, value_info
 from mimoc.targets.onnx.emitters import EMITTERS
-from mimoc.targets.onnx.quantized import LOWERINGS, emit_fake_quant, record_conv
+from mimoc.targets.onnx.quantized import LOWERINGS, emit_conv, emit_fake_quant
 from mimoc.targets.onnx.rows import emit_rows, is_row_node
 
 #: ONNX opset of the default domain (21: Gelu, LayerNormalization, Reduce* with axes inputs).
@@ -61,7 +61,10 @@ def emit_model(graph: Graph, name: str, doc: str = "", *, lowering: str = "fp32"
             emit_fake_quant(ctx, node)
             continue
         if node.op == "Conv2d":
-            record_conv(ctx, node)
+            out = emit_conv(ctx, node)
+            if out is not None:
+                ctx.values[node.name] = out
+                continue
         if is_row_node(ctx, node):  # per-symbol layers on [B*S, n] rows: Gemm + bias
             ctx.flat[node.name] = emit_rows(ctx, node)
             continue

@@ -28,10 +28,12 @@ fewest bytes, ties to the larger block); the per-channel step is repeated per bl
 slower).
 The kernel's dequantized weight ``(u - 8) * s`` is exactly the IR's ``W_q``.
 
-``Conv2d`` layers (SDNet) stay fp32 ``Conv`` in every lowering (their weights hold the
-quantized values ``W_q``; onnxruntime has no 4-bit convolution and a ``QLinearConv`` needs
-an output scale the recipe does not have); their ``FakeQuant`` inputs are emulated (``w4a4``,
-``int8``) or dropped (``w4``). The manifest lists what each layer got
+``Conv2d`` layers (SDNet): ``int8`` with a static 8-bit input runs ``ConvInteger`` (uint8
+input and weight codes, int32 sums, exact) and rescales per output channel by
+``x_step * s_w[o]``; ``QLinearConv`` is not used because it needs an output scale the
+recipe does not have. ``w4`` / ``w4a4`` convolutions stay fp32 ``Conv`` holding the
+quantized values ``W_q`` (onnxruntime has no 4-bit convolution); their ``FakeQuant`` inputs
+are emulated (``w4a4``) or dropped (``w4``). The manifest lists what each layer got
 (:func:`layer_entry`).
 
 int8 notes: ``QuantizeLinear`` to uint8 with zero point 128 (signed, after a ``Clip`` to
@@ -54,6 +56,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 
 from mimoc.compiler.ir import Node, Quant
@@ -216,11 +219,47 @@ def emit_linear(ctx: EmitContext, node: Node, rows: Callable[[], str],
     return None
 
 
-def record_conv(ctx: EmitContext, node: Node) -> None:
+def emit_conv(ctx: EmitContext, node: Node) -> str | None:
+    """A quantized ``Conv2d``: ``int8`` with a static 8-bit input as ``ConvInteger`` (uint8
+    codes, int32 sums) rescaled per channel; otherwise ``None`` (the caller emits an fp32
+    ``Conv`` holding the quantized values) and the manifest says so."""
     quant = weight_quant(ctx, node.inputs[1])
-    if quant is not None and ctx.lowering != "fp32":
+    if quant is None or ctx.lowering == "fp32":
+        return None
+    source = ctx.int8_inputs.get(node.inputs[0])
+    if ctx.lowering != "int8" or quant.bits > 8 or source is None:
         _record(ctx, node, op="Conv2d", weights=f"fp32 Conv holding the {quant.bits}-bit "
-                "values (onnxruntime has no low-bit convolution without an output scale)")
+                "values (onnxruntime has no 4-bit convolution; QLinearConv needs an output "
+                "scale the recipe does not have)")
+        return None
+    xq, x_step, x_zero = source
+    w = ctx.graph.constants[node.inputs[1]]
+    base = node.inputs[1]
+    # uint8 codes + 128: onnxruntime's ConvInteger takes one zero point per tensor and its
+    # uint8 x int8 path is several times slower than uint8 x uint8 (measured, 8x8x3x3)
+    codes = (weight_codes(w, quant) + 128).numpy().astype(np.uint8)
+    wq = ctx.initializer(f"{base}.u8", codes)
+    wz = ctx.initializer("u8.zero128", np.asarray(128, dtype=np.uint8))
+    (ph, pw) = node.attrs["padding"]
+    acc = ctx.node("ConvInteger", [xq, wq, x_zero, wz], node=node,
+                   kernel_shape=list(w.shape[2:]), pads=[ph, pw, ph, pw],
+                   strides=list(node.attrs["stride"]), dilations=list(node.attrs["dilation"]),
+                   group=node.attrs["groups"])
+    real = ctx.node("Cast", [acc], node=node, to=onnx.TensorProto.FLOAT)
+    alpha = ctx.graph.node(node.inputs[0]).attrs["alpha"]
+    rescale = ctx.initializer(f"{base}.u8_rescale",
+                              (_scale(quant).double() * float(alpha)).float().reshape(
+                                  1, -1, 1, 1).numpy())
+    bias = len(node.inputs) > 2
+    out = ctx.node("Mul", [real, rescale], node=node, output=None if bias else node.name)
+    if bias:
+        shift = ctx.initializer(f"{node.inputs[2]}.nchw",
+                                ctx.graph.constants[node.inputs[2]].float().reshape(
+                                    1, -1, 1, 1).numpy())
+        out = ctx.node("Add", [out, shift], node=node, output=node.name)
+    _record(ctx, node, op="Conv2d", weights="int8 per channel (uint8 codes + 128)",
+            kernel="ConvInteger (int32 sums) + per-channel rescale")
+    return out
 
 
 def _emulate(ctx: EmitContext, node: Node, x: str, axes: list[int]) -> str:
@@ -263,7 +302,14 @@ def emit_fake_quant(ctx: EmitContext, node: Node) -> None:
         return
     x = ctx.rows(source) if rows else ctx.value(source)
     axes = [-1] if rows else list(range(-a["feature_dims"], 0))
-    if ctx.lowering == "int8" and a["mode"] == "static" and a["bits"] == 8 and rows:
+    readers = ctx.graph.users().get(node.name, [])
+    kernel_op = "Linear" if rows else "Conv2d"  # the integer kernels that read codes
+
+    def integer_reader(r: Node) -> bool:
+        return r.op == kernel_op and r.inputs[0] == node.name and \
+            weight_quant(ctx, r.inputs[1]) is not None
+    if ctx.lowering == "int8" and a["mode"] == "static" and a["bits"] == 8 and (
+            rows or any(integer_reader(r) for r in readers)):
         scale = ctx.scalar(float(a["alpha"]))
         zero = ctx.initializer(f"u8.zero{128 if a['signed'] else 0}",
                                np.asarray(128 if a["signed"] else 0, dtype=np.uint8))
@@ -272,11 +318,10 @@ def emit_fake_quant(ctx: EmitContext, node: Node) -> None:
             x = ctx.node("Clip", [x, ctx.scalar(-limit), ctx.scalar(limit)], node=node)
         xq = ctx.node("QuantizeLinear", [x, scale, zero], node=node)
         ctx.int8_inputs[node.name] = (xq, scale, zero)
-        readers = ctx.graph.users().get(node.name, [])
-        if node.name in ctx.graph.outputs or any(
-                r.op != "Linear" or weight_quant(ctx, r.inputs[1]) is None for r in readers):
-            ctx.flat[node.name] = ctx.node("DequantizeLinear", [xq, scale, zero], node=node,
-                                           output=ctx.fresh(f"{node.name}.rows"))
+        if node.name in ctx.graph.outputs or not all(integer_reader(r) for r in readers):
+            real = ctx.node("DequantizeLinear", [xq, scale, zero], node=node,
+                            output=ctx.fresh(f"{node.name}.rows") if rows else node.name)
+            (ctx.flat if rows else ctx.values)[node.name] = real
         ctx.layer_lowerings.setdefault(scope, {})["input"] = (
             "QuantizeLinear uint8 (static 8-bit step, exact)")
         return
