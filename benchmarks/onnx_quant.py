@@ -19,7 +19,8 @@ Run::
 ``--quick`` (a check that the script runs): tiny timing windows, the 32x64 model with 3
 blocks. ``--sizes-only``: no timing. ``--w4-accuracy 0``: one more row, w4 with
 MatMulNBits ``accuracy_level`` 0 (fp32 arithmetic on the 4-bit weights; ``w4`` uses 4, the
-int8 kernels), to decide which is faster on the machine at hand. ``--kernels``: only the
+int8 kernels), to decide which is faster on the machine at hand. ``--w4-nosplit``: one more
+row, w4 without the default K split (``quantized.K_SPLIT``: larger, faster). ``--kernels``: only the
 per-layer kernel comparison at the 32x64 layer shapes (:func:`kernels`). ``--agreement``:
 only the hard-decision agreement with ``QuantizedDetector`` on the example models.
 """
@@ -46,6 +47,7 @@ from mimoc.targets.onnx import quantized
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "models" / "detnet_8x16_qpsk.pt"
 LOWERINGS = ("fp32", "w4", "w4a4", "int8")
 DEFAULT_W4_ACCURACY = quantized.W4_ACCURACY
+DEFAULT_K_SPLIT = quantized.K_SPLIT
 
 
 def models(quick: bool):
@@ -226,9 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--w4-accuracy", type=int, default=None, metavar="LEVEL",
                         help="also time w4 with this MatMulNBits accuracy_level (0: fp32 "
                              "arithmetic on the 4-bit weights; w4 uses 4)")
-    parser.add_argument("--w4-split", action="store_true",
-                        help="also time w4 with K_SPLIT (K = 80 cut into 64 + 16: smaller, "
-                             "slower)")
+    parser.add_argument("--w4-nosplit", action="store_true",
+                        help="also time w4 without K_SPLIT (K = 80 as one kernel instead of "
+                             "64 + 16: larger, faster)")
     parser.add_argument("--kernels", action="store_true",
                         help="only compare the kernels (fp32 Gemm, MatMulNBits block sizes "
                              "and accuracy levels, int8) at the 32x64 layer shapes")
@@ -251,21 +253,22 @@ def main(argv: list[str] | None = None) -> int:
         recipes = {"minmax": quantize(model, "minmax", bits=4), "int8": quantize(model, "int8")}
         rows = []
         variants = list(LOWERINGS) + ([f"w4@{args.w4_accuracy}"] if args.w4_accuracy is not
-                                      None else []) + (["w4-split"] if args.w4_split else [])
+                                      None else []) + (["w4-nosplit"] if args.w4_nosplit
+                                                       else [])
         with tempfile.TemporaryDirectory() as tmp:
             for variant in variants:
                 lowering, _, level = variant.partition("@")
-                lowering = lowering.removesuffix("-split")
+                lowering = lowering.removesuffix("-nosplit")
                 out = Path(tmp) / variant.replace("@", "_")
                 quantized.W4_ACCURACY = int(level) if level else DEFAULT_W4_ACCURACY
-                quantized.K_SPLIT = variant.endswith("-split")
+                quantized.K_SPLIT = DEFAULT_K_SPLIT and not variant.endswith("-nosplit")
                 if lowering == "fp32":
                     result = compile_model(model, out=out)
                 else:
                     recipe = recipes["int8" if lowering == "int8" else "minmax"]
                     result = compile_model(model, out=out, quant=recipe, lowering=lowering)
                 quantized.W4_ACCURACY = DEFAULT_W4_ACCURACY
-                quantized.K_SPLIT = False
+                quantized.K_SPLIT = DEFAULT_K_SPLIT
                 detector = result.models["detector"]
                 bench = None
                 if not args.sizes_only:
@@ -278,21 +281,21 @@ def main(argv: list[str] | None = None) -> int:
         fp32 = rows[0]
         if args.sizes_only:
             print(f"\n## {title}")
-            print(f"{'lowering':<9} {'detector.onnx':>14} {'weights':>11} {'w/fp32':>7}")
+            print(f"{'lowering':<10} {'detector.onnx':>14} {'weights':>11} {'w/fp32':>7}")
             for variant, _, size, wbytes in rows:
-                print(f"{variant:<9} {size:>14,} {wbytes:>11,} {wbytes / fp32[3]:>7.3f}")
+                print(f"{variant:<10} {size:>14,} {wbytes:>11,} {wbytes / fp32[3]:>7.3f}")
             continue
         eager = fp32[1].timing("pytorch", 1).median_s
         exported = fp32[1].timing("onnx-export", 1)
         plain = exported.median_s if exported is not None else float("nan")
         print(f"\n## {title}  (batch 1, S=14, one thread; eager {eager * 1e6:.1f} us, plain "
               f"export {plain * 1e6:.1f} us)" + "".join(f"\n{n}" for n in fp32[1].notes))
-        print(f"{'lowering':<9} {'latency':>11} {'vs fp32':>8} {'vs eager':>9} {'vs export':>10} "
+        print(f"{'lowering':<10} {'latency':>11} {'vs fp32':>8} {'vs eager':>9} {'vs export':>10} "
               f"{'detector.onnx':>14} {'weights':>11} {'w/fp32':>7}")
         base = fp32[1].timing("mimoc", 1).median_s
         for variant, bench, size, wbytes in rows:
             t = bench.timing("mimoc", 1).median_s
-            print(f"{variant:<9} {t * 1e6:>8.1f} us {base / t:>7.2f}x {eager / t:>8.2f}x "
+            print(f"{variant:<10} {t * 1e6:>8.1f} us {base / t:>7.2f}x {eager / t:>8.2f}x "
                   f"{plain / t:>9.2f}x {size:>14,} {wbytes:>11,} {wbytes / fp32[3]:>7.3f}")
     return 0
 

@@ -328,12 +328,13 @@ def weight_bytes(model: onnx.ModelProto) -> int:
     return total
 
 
-@pytest.mark.parametrize("nt, nr, split", [(32, 64, False), (8, 16, True)])
-def test_w4_weight_bytes_are_at_most_016_of_fp32(nt, nr, split, monkeypatch):
+@pytest.mark.parametrize("nt, nr", [(32, 64), (8, 16)])
+def test_w4_weight_bytes_are_at_most_016_of_fp32(nt, nr, monkeypatch):
     """DetNet sizes of the 32x64 benchmark (K = 3*64 + 128 = 320, block 64) and of the
     example 8x16 (K = 3*16 + 32 = 80: 0.167 as one kernel, <= 0.16 only cut into 64 + 16,
-    ``K_SPLIT``), two blocks; the cut layer computes what the interpreter does."""
-    monkeypatch.setattr(quantized, "K_SPLIT", split)
+    ``K_SPLIT``, the default), two blocks; the cut layer computes what the interpreter
+    does; without the cut the example is above 0.16."""
+    assert quantized.K_SPLIT  # the default
     torch.manual_seed(0)
     model = build_detector("detnet", nt=nt, nr=nr, modulation="qpsk", layers=2).eval()
     layers = {}
@@ -345,7 +346,11 @@ def test_w4_weight_bytes_are_at_most_016_of_fp32(nt, nr, split, monkeypatch):
     w4 = compile_model(model, quant=recipe).models["detector"]
     ratio = weight_bytes(w4) / weight_bytes(fp32)
     assert ratio <= 0.16, ratio
+    monkeypatch.setattr(quantized, "K_SPLIT", False)
+    whole = weight_bytes(compile_model(model, quant=recipe).models["detector"])
+    assert (whole / weight_bytes(fp32) > 0.16) == (nt == 8)
     if nt == 8:
+        monkeypatch.setattr(quantized, "K_SPLIT", True)
         faithful = compile_model(model, quant=recipe, lowering="w4a4")
         entry = {ly["scope"]: ly for ly in faithful.manifest["layers"]}["blocks.1.fc1"]
         assert entry["quantized"]["weights"] == "MatMulNBits 4-bit, K 64 block 64 + K 16 block 16"

@@ -23,8 +23,8 @@ MatMulNBits packing: codes ``q`` in ``-7..7`` (any ``b <= 4``) are stored as uns
 ``q + 8`` with the default zero point 8 (no zero-point tensor), two per byte (low nibble
 first) along ``K``, in blocks of ``block_size`` (16/32/64/128, chosen per layer for the
 fewest bytes, ties to the larger block); the per-channel step is repeated per block; a
-``K`` that is not a multiple of the block is padded with code 8 (weight 0) (or, with
-:data:`K_SPLIT`, cut into two power-of-two pieces where padding wastes > 10%: smaller,
+``K`` that is not a multiple of the block is padded with code 8 (weight 0), or, by default
+(:data:`K_SPLIT`), cut into two power-of-two pieces where padding wastes > 10% (smaller,
 slower).
 The kernel's dequantized weight ``(u - 8) * s`` is exactly the IR's ``W_q``.
 
@@ -86,11 +86,12 @@ def _row_bytes(k: int, block: int) -> int:
 
 
 #: Cut a layer's K into two MatMulNBits pieces where padding wastes > 10% of the bytes
-#: (:func:`k_segments`). Off: on the example DetNet 8x16 the cut (K = 80 -> 64 + 16) brings
-#: the w4 weight bytes from 0.167 to 0.143 of fp32 but costs 18-28% latency (process CPU
-#: time, 2026-12-02: 782 vs 665 us, 1201 vs 938 us in two runs), the Slice / Add / second
-#: kernel per block.
-K_SPLIT = False
+#: (:func:`k_segments`). On: ``w4`` exists to make the weights small (issue 5: at most 0.16
+#: of fp32), and on the example DetNet 8x16 the cut (K = 80 -> 64 + 16) brings its weight
+#: bytes from 0.167 to 0.144 of fp32 for about 20% more latency on that model (1070 vs 880
+#: and 580 vs 484 us in two session-3 runs): a Slice, an Add and a second kernel per block.
+#: ``False`` keeps one kernel per layer (the faster, larger artifact).
+K_SPLIT = True
 
 
 def k_segments(k: int, split: bool | None = None) -> list[tuple[int, int, int]]:
