@@ -40,6 +40,10 @@ def test_quantize_trains_with_json(model_file, tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["method"] == "kaq" and data["steps"] == 2 and data["qat"]["lam"] == 0.2
     assert data["layer_count"] == 5 and data["layers"]["blocks.0.fc2"]["act"]["signed"] is False
+    # DetNet's block inputs are difference-coded by default: [H^T y - H^T H x, x, H^T H x, v]
+    assert data["layers"]["blocks.1.fc1"]["difference"] == [0, 8, 4]
+    assert data["layers"]["blocks.1.fc2"]["difference"] is None
+    assert data["input_difference"] == ["blocks.0.fc1", "blocks.1.fc1"]
     _, recipe = load_quantized(out)
     assert torch.isfinite(recipe.layers["blocks.0.fc1"].weight_scale).all()
 
@@ -88,3 +92,15 @@ def test_resume_needs_a_quantized_checkpoint(model_file, tmp_path, capsys):
     assert main(["quantize", str(model_file), "--method", "kaq", "--resume", "--steps", "1",
                  "-o", str(tmp_path / "r.pt")]) == 2
     assert "--resume needs a quantized checkpoint" in capsys.readouterr().err
+
+
+def test_resume_keeps_the_recipes_coding(model_file, tmp_path, capsys):
+    first = tmp_path / "k1.pt"
+    assert main(["quantize", str(model_file), "--method", "kaq", "--steps", "1",
+                 "-o", str(first)]) == 0
+    capsys.readouterr()
+    assert main(["quantize", str(first), "--method", "kaq", "--resume", "--steps", "1",
+                 "--no-input-difference", "-o", str(tmp_path / "k2.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "--no-input-difference" in err and err.count("\n") == 1
+    assert not (tmp_path / "k2.pt").exists()
