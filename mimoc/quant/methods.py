@@ -155,9 +155,10 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         calib = calibration_batches(model, options, calib_batches, calib_batch, seed)
-        differences = model.quant_input_differences() if difference else {}
-        if init is not None:
+        if init is not None:  # resuming keeps the recipe's coding
             differences = {n: lq.difference for n, lq in init.layers.items() if lq.difference}
+        else:
+            differences = model.quant_input_differences() if difference else {}
         stats = input_stats(model, calib, names, seed=seed, differences=differences)
     val = validation_set(model, options.system(model),
                          dataclasses.replace(options, val_batch=val_batch)) if val_batch else []

@@ -94,7 +94,8 @@ def _pieces(rw: Rewriter, x: str, start: int, end: int, like: Node) -> list[str]
                     like=like, suffix=f"_in{start}_{end}")]
 
 
-def _one(rw: Rewriter, x: str, start: int, end: int, like: Node) -> str:
+def _segment(rw: Rewriter, x: str, start: int, end: int, like: Node) -> str:
+    """``x[..., start:end]`` as one value (the pieces of :func:`_pieces`, concatenated)."""
     parts = _pieces(rw, x, start, end, like)
     if len(parts) == 1:
         return parts[0]
@@ -107,7 +108,7 @@ def difference_coded(rw: Rewriter, x: str, difference: tuple[int, int, int],
     """``x'`` of spec's difference coding, built from IR ops."""
     t, r, n = difference
     width = rw.type(x).shape[-1]
-    coded = rw.make("Sub", [_one(rw, x, t, t + n, like), _one(rw, x, r, r + n, like)],
+    coded = rw.make("Sub", [_segment(rw, x, t, t + n, like), _segment(rw, x, r, r + n, like)],
                     like=like, suffix="_diff")
     parts = _pieces(rw, x, 0, t, like) if t > 0 else []
     parts.append(coded)

@@ -55,6 +55,7 @@ class EmitContext:
         self.lowering = lowering  # fp32 | w4 | w4a4 | int8 (:mod:`.quantized`)
         self.layer_lowerings: dict[str, dict[str, Any]] = {}  # scope -> what it got
         self.int8_inputs: dict[str, tuple[str, str, str]] = {}  # FakeQuant -> (q, scale, zero)
+        self.users = graph.users()  # value -> readers (the graph does not change while emitting)
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, onnx.TensorProto] = {}
         self.values: dict[str, str] = {}  # IR value -> ONNX value name (IR layout)

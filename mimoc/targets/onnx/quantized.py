@@ -303,7 +303,7 @@ def emit_fake_quant(ctx: EmitContext, node: Node) -> None:
         return
     x = ctx.rows(source) if rows else ctx.value(source)
     axes = [-1] if rows else list(range(-a["feature_dims"], 0))
-    readers = ctx.graph.users().get(node.name, [])
+    readers = ctx.users.get(node.name, [])
     kernel_op = "Linear" if rows else "Conv2d"  # the integer kernels that read codes
 
     def integer_reader(r: Node) -> bool:
