@@ -41,6 +41,7 @@ examples:
   mimoc quantize detnet.pt --method kaq -o detnet_kaq.pt
   mimoc quantize detnet_kaq.pt --method kaq --resume --steps 400 -o detnet_kaq800.pt
   mimoc quantize detnet.pt --method kaq --bits 3 --steps 600 --lambda 0.05 -o detnet_w3.pt
+  mimoc quantize sdnet.pt --method kaq --lambda 0.02 --lambda-schedule cosine -o sdnet_q.pt
   mimoc quantize sdnet.pt --method kaq-ptq -o sdnet_ptq.pt --json
   mimoc quantize detnet.pt --method int8 -o detnet_int8.pt
   mimoc compile detnet_kaq.pt --lowering w4a4 -o out/detnet-w4a4
@@ -59,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fine-tuning steps of kaq / lsq (default 300)")
     parser.add_argument("--lambda", dest="lam", type=float, default=None, metavar="X",
                         help="weight of the MMD^2 term (kaq; default 0.1)")
+    parser.add_argument("--lambda-schedule", dest="lam_schedule", default="constant",
+                        choices=["constant", "cosine"],
+                        help="constant lambda (default), or cosine: lambda decays to 0 over "
+                             "the run so the last steps train on the task loss alone (kaq)")
     parser.add_argument("--lr", type=float, default=1e-4, metavar="X",
                         help="learning rate of the weights during kaq / lsq (default 1e-4; "
                              "the steps learn at 1e-2, relative)")
@@ -126,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                       seed=args.seed, progress=not args.no_progress,
                       options=options_from_training(checkpoint.training), lam=args.lam,
                       act_mode=args.act_mode, lr=args.lr, init=init,
-                      difference=args.input_difference)
+                      difference=args.input_difference, lam_schedule=args.lam_schedule)
     save_quantized(checkpoint.model, recipe, output, training=checkpoint.training)
     if args.json:
         info = {k: v for k, v in recipe.info.items() if k not in ("history", "search")}

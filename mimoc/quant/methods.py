@@ -46,7 +46,7 @@ from mimoc.quant.calibration import (
 )
 from mimoc.quant.detector import QuantizedDetector, check_recipe_fits, quantizable_layers
 from mimoc.quant.ptq import kaq_ptq_layers
-from mimoc.quant.qat import QATSettings, fine_tune
+from mimoc.quant.qat import LAMBDA_SCHEDULES, QATSettings, fine_tune
 from mimoc.quant.spec import ACT_MODES, METHODS, QuantRecipe
 
 DEFAULT_BITS = 4
@@ -86,7 +86,7 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
              act_mode: str | None = None, batch: int | None = None, lr: float = 1e-4,
              lr_quant: float = 1e-2, calib_batches: int = 8, calib_batch: int = 256,
              val_batch: int = 2048, init: QuantRecipe | None = None,
-             difference: bool = True) -> QuantRecipe:
+             difference: bool = True, lam_schedule: str = "constant") -> QuantRecipe:
     """Quantize ``model`` with ``method``; the recipe (module docstring).
 
     Args:
@@ -98,6 +98,8 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
         progress: progress bars on stderr (when it is a terminal).
         options: the model's training link and SNR range (default ``TrainOptions()``).
         lam: MMD weight lambda (kaq only; default 0.1).
+        lam_schedule: ``constant`` (default) or ``cosine``: lambda decays to 0 over the
+            run (kaq only; :func:`mimoc.quant.qat.lambda_at`).
         act_mode: override the activation step mode (``static`` / ``dynamic``) of kaq,
             kaq-ptq or lsq, e.g. for the static-vs-dynamic ablation.
         batch: QAT batch in slots (default ``min(options.batch, 256)``).
@@ -132,6 +134,11 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
     lam = DEFAULT_LAMBDA if lam is None else float(lam)
     if not lam >= 0 or lam != lam or lam == float("inf"):
         raise UsageError(f"lambda must be a finite number >= 0, got {lam!r}")
+    if lam_schedule not in LAMBDA_SCHEDULES:
+        raise UsageError(f"unknown lambda schedule {lam_schedule!r}; choose one of "
+                         f"{', '.join(LAMBDA_SCHEDULES)}")
+    if lam_schedule != "constant" and method != "kaq":
+        raise UsageError(f"a lambda schedule applies to kaq only, not {method}")
     if act_mode is not None and (act_mode not in ACT_MODES or method in ("minmax", "int8")):
         raise UsageError(f"act_mode must be one of {', '.join(ACT_MODES)} for kaq, kaq-ptq "
                          f"or lsq, got {act_mode!r} for {method}")
@@ -187,7 +194,8 @@ def quantize(model: nn.Module, method: str, *, bits: int | None = None,
     if trains:
         settings = QATSettings(steps=steps, batch=batch or min(options.batch, 256),
                                lam=lam if method == "kaq" else 0.0, lr=lr, lr_quant=lr_quant,
-                               grad_clip=options.grad_clip or 1.0, seed=seed)
+                               grad_clip=options.grad_clip or 1.0, seed=seed,
+                               lam_schedule=lam_schedule)
         info["val_ser_init"] = symbol_error_rate(qdet, val) if val else None
         history = fine_tune(qdet, options, settings, progress=progress, desc=method,
                             validate=(lambda: symbol_error_rate(qdet, val)) if val else None,

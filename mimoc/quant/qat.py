@@ -11,7 +11,11 @@ MSE, RE-MIMO's cross-entropy) computed with the fake-quantized layers; ``f_l`` i
 ``l`` applied to the input it receives in the quantized network, once in full precision and
 once quantized (:mod:`mimoc.quant.mmd`, with the learned, ascending bandwidth ``h_l``, on
 at most :data:`MMD_ROWS` random rows). LSQ is the same loop with ``lambda = 0`` and
-static steps. Trained together with Adam and a cosine decay: the detector's weights (``lr``),
+static steps. ``lambda`` is constant (DESIGN.md section 6) or, with ``lam_schedule="cosine"``,
+decays from ``lambda`` to 0 over the run (:func:`lambda_at`): the kernel term shapes the
+layer distributions early and the last steps train on the task alone, which on SDNet
+recovers the accuracy a constant lambda costs (benchmarks/kaq_accuracy.md, seed study).
+Trained together with Adam and a cosine decay: the detector's weights (``lr``),
 the weight steps and activation multipliers (``lr_quant``, a relative step: see
 :mod:`mimoc.quant.quantizers`) and the bandwidths. BatchNorm statistics stay frozen.
 """
@@ -35,6 +39,7 @@ from mimoc.quant.detector import QuantizedDetector, quantizable_layers
 from mimoc.quant.mmd import LearnedBandwidth, mmd2, rows_of
 
 MMD_ROWS = 128
+LAMBDA_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -49,6 +54,15 @@ class QATSettings:
     lr_final: float = 0.05
     grad_clip: float = 1.0
     seed: int = 0
+    lam_schedule: str = "constant"
+
+
+def lambda_at(settings: QATSettings, step: int) -> float:
+    """The MMD weight at training step ``step`` (0-based) of ``settings.steps``."""
+    if settings.lam_schedule == "constant":
+        return settings.lam
+    progress = min(step, settings.steps) / settings.steps
+    return settings.lam * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def fine_tune(qdet: QuantizedDetector, options: TrainOptions, settings: QATSettings, *,
@@ -82,6 +96,8 @@ def fine_tune(qdet: QuantizedDetector, options: TrainOptions, settings: QATSetti
             return draw_batch(model, system, settings.batch, options.snr_db, gen,
                               c2c=options.c2c, states=options.states)
 
+        calls = [0]  # loss evaluations so far = the training step
+
         def loss_fn(_qdet, batch) -> torch.Tensor:
             terms: list[torch.Tensor] = []
 
@@ -94,9 +110,10 @@ def fine_tune(qdet: QuantizedDetector, options: TrainOptions, settings: QATSetti
 
             with qdet.active(observe if use_mmd else None):
                 task = model.training_loss(batch)
+            lam, calls[0] = lambda_at(settings, calls[0]), calls[0] + 1
             if not terms:
                 return task
-            return task + settings.lam * torch.stack(terms).sum()
+            return task + lam * torch.stack(terms).sum()
 
         with progress_bar(steps, desc=desc, unit="step", enabled=progress) as bar:
             history = train_steps(qdet, next_batch, steps, optimizer, scheduler=scheduler,

@@ -36,9 +36,11 @@ def test_quantize_writes_a_checkpoint_and_one_line(model_file, tmp_path, capsys)
 def test_quantize_trains_with_json(model_file, tmp_path, capsys):
     out = tmp_path / "k.pt"
     assert main(["quantize", str(model_file), "--method", "kaq", "--steps", "2",
-                 "--lambda", "0.2", "--seed", "1", "--json", "-o", str(out)]) == 0
+                 "--lambda", "0.2", "--lambda-schedule", "cosine", "--seed", "1", "--json",
+                 "-o", str(out)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["method"] == "kaq" and data["steps"] == 2 and data["qat"]["lam"] == 0.2
+    assert data["qat"]["lam_schedule"] == "cosine"
     assert data["layer_count"] == 5 and data["layers"]["blocks.0.fc2"]["act"]["signed"] is False
     # DetNet's block inputs are difference-coded by default: [H^T y - H^T H x, x, H^T H x, v]
     assert data["layers"]["blocks.1.fc1"]["difference"] == [0, 8, 4]
@@ -54,6 +56,7 @@ def test_quantize_trains_with_json(model_file, tmp_path, capsys):
     (["--method", "minmax", "--steps", "5"], "does not train"),
     (["--method", "kaq", "--lambda", "nan"], "lambda"),
     (["--method", "lsq", "--lambda", "0.1"], "kaq only"),
+    (["--method", "lsq", "--lambda-schedule", "cosine"], "kaq only"),
 ])
 def test_bad_flags_exit_2(model_file, tmp_path, capsys, argv, needle):
     out = tmp_path / "x.pt"

@@ -1,5 +1,7 @@
 """The quantization methods: what each chooses, argument checks, QAT moves the steps."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from mimoc.errors import UsageError
 from mimoc.quant import quantizable_layers, quantize
 from mimoc.quant.mmd import LearnedBandwidth, mmd2
 from mimoc.quant.ptq import ALPHA_MULTIPLIERS, WEIGHT_MULTIPLIERS
+from mimoc.quant.qat import QATSettings, lambda_at
 from mimoc.quant.spec import difference_weight
 
 from .conftest import tiny
@@ -49,6 +52,8 @@ def test_bits_is_a_parameter(bits, options):
     (dict(method="lsq", lam=0.1), "kaq only"),
     (dict(method="kaq", lam=float("nan")), "lambda"),
     (dict(method="minmax", act_mode="dynamic"), "act_mode"),
+    (dict(method="kaq", lam_schedule="linear"), "unknown lambda schedule"),
+    (dict(method="lsq", lam_schedule="cosine"), "kaq only"),
 ])
 def test_bad_arguments(kwargs, needle, options):
     with pytest.raises(UsageError, match=needle):
@@ -83,6 +88,26 @@ def test_qat_trains_steps_and_weights(method, mode, options):
     assert changed  # fine-tuned in place
     init = quantize(tiny("detnet"), "kaq-ptq", options=options, act_mode=mode, **FAST)
     assert any(lq.act.alpha != init.layers[n].act.alpha for n, lq in recipe.layers.items())
+
+
+def test_lambda_schedules():
+    constant = QATSettings(steps=100, lam=0.2)
+    assert {lambda_at(constant, t) for t in (0, 50, 99, 100)} == {0.2}
+    cosine = QATSettings(steps=100, lam=0.2, lam_schedule="cosine")
+    values = [lambda_at(cosine, t) for t in range(101)]
+    assert values[0] == 0.2 and values[50] == pytest.approx(0.1) and values[100] == 0.0
+    assert all(a > b for a, b in itertools.pairwise(values))
+
+
+def test_cosine_schedule_reaches_the_loss(options):
+    def weights(schedule):
+        model = tiny("detnet")
+        quantize(model, "kaq", options=options, steps=3, batch=8, lam=5.0,
+                 lam_schedule=schedule, **FAST)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    constant, cosine = weights("constant"), weights("cosine")
+    assert torch.isfinite(cosine).all() and not torch.equal(constant, cosine)
 
 
 def test_mmd_is_zero_for_equal_samples_and_grows_with_shift(generator):
