@@ -49,7 +49,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mimoc.quant.spec import METHODS
+    from mimoc.quant.spec import LAMBDA_SCHEDULES, METHODS
 
     parser.add_argument("model", metavar="MODEL.pt", help="a mimoc checkpoint (mimoc train)")
     parser.add_argument("--method", required=True, choices=METHODS,
@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lambda", dest="lam", type=float, default=None, metavar="X",
                         help="weight of the MMD^2 term (kaq; default 0.1)")
     parser.add_argument("--lambda-schedule", dest="lam_schedule", default="constant",
-                        choices=["constant", "cosine"],
+                        choices=LAMBDA_SCHEDULES,
                         help="constant lambda (default), or cosine: lambda decays to 0 over "
                              "the run so the last steps train on the task loss alone (kaq)")
     parser.add_argument("--lr", type=float, default=1e-4, metavar="X",

@@ -46,8 +46,8 @@ from mimoc.quant.calibration import (
 )
 from mimoc.quant.detector import QuantizedDetector, check_recipe_fits, quantizable_layers
 from mimoc.quant.ptq import kaq_ptq_layers
-from mimoc.quant.qat import LAMBDA_SCHEDULES, QATSettings, fine_tune
-from mimoc.quant.spec import ACT_MODES, METHODS, QuantRecipe
+from mimoc.quant.qat import QATSettings, fine_tune
+from mimoc.quant.spec import ACT_MODES, LAMBDA_SCHEDULES, METHODS, QuantRecipe
 
 DEFAULT_BITS = 4
 DEFAULT_STEPS = 300

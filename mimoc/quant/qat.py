@@ -39,7 +39,6 @@ from mimoc.quant.detector import QuantizedDetector, quantizable_layers
 from mimoc.quant.mmd import LearnedBandwidth, mmd2, rows_of
 
 MMD_ROWS = 128
-LAMBDA_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -57,12 +56,16 @@ class QATSettings:
     lam_schedule: str = "constant"
 
 
+def cosine_decay(step: int, steps: int) -> float:
+    """1 at step 0, falling on a half cosine to 0 at ``steps`` (and after)."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
+
+
 def lambda_at(settings: QATSettings, step: int) -> float:
     """The MMD weight at training step ``step`` (0-based) of ``settings.steps``."""
     if settings.lam_schedule == "constant":
         return settings.lam
-    progress = min(step, settings.steps) / settings.steps
-    return settings.lam * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return settings.lam * cosine_decay(step, settings.steps)
 
 
 def fine_tune(qdet: QuantizedDetector, options: TrainOptions, settings: QATSettings, *,
@@ -83,8 +86,7 @@ def fine_tune(qdet: QuantizedDetector, options: TrainOptions, settings: QATSetti
     final, steps = settings.lr_final, settings.steps
 
     def factor(step: int) -> float:
-        progress_ = min(step, steps) / steps
-        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress_))
+        return final + (1.0 - final) * cosine_decay(step, steps)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     with torch.random.fork_rng():
@@ -95,8 +97,6 @@ def fine_tune(qdet: QuantizedDetector, options: TrainOptions, settings: QATSetti
         def next_batch():
             return draw_batch(model, system, settings.batch, options.snr_db, gen,
                               c2c=options.c2c, states=options.states)
-
-        calls = [0]  # loss evaluations so far = the training step
 
         def loss_fn(_qdet, batch) -> torch.Tensor:
             terms: list[torch.Tensor] = []
@@ -110,10 +110,10 @@ def fine_tune(qdet: QuantizedDetector, options: TrainOptions, settings: QATSetti
 
             with qdet.active(observe if use_mmd else None):
                 task = model.training_loss(batch)
-            lam, calls[0] = lambda_at(settings, calls[0]), calls[0] + 1
             if not terms:
                 return task
-            return task + lam * torch.stack(terms).sum()
+            # the scheduler has stepped once per finished training step
+            return task + lambda_at(settings, scheduler.last_epoch) * torch.stack(terms).sum()
 
         with progress_bar(steps, desc=desc, unit="step", enabled=progress) as bar:
             history = train_steps(qdet, next_batch, steps, optimizer, scheduler=scheduler,

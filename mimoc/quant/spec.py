@@ -61,6 +61,7 @@ from mimoc.errors import ModelFileError
 RECIPE_VERSION = 1
 METHODS = ("kaq", "kaq-ptq", "lsq", "minmax", "int8")
 ACT_MODES = ("dynamic", "static")
+LAMBDA_SCHEDULES = ("constant", "cosine")  # of the MMD weight during kaq (mimoc.quant.qat)
 EPS = 1e-12  # inside the RMS: an all-zero input gets a tiny, finite step
 
 
