@@ -76,7 +76,7 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
     levels = [float(c) for c in c2c]
     if any(not 0 <= c < 1 for c in levels):
         raise UsageError(f"C2C levels are fractions in [0, 1) (0.02 = 2%), got {list(c2c)}")
-    specs, skipped = budget_mod.select_targets(targets)
+    specs = budget_mod.parse_targets(targets)
     say = say or (lambda text: None)
     summary = describe_checkpoint(Path(model_path))
     with budget_mod.budget_context(model_path, slot=slot, array=array, min_time=min_time,
@@ -86,7 +86,6 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
                                          else default_snrs(ctx.training)))
         prepared = [budget_mod.prepare(spec, ctx) for spec in specs]
         budget = budget_mod.assemble(ctx, prepared, budget_s, {}, None, 0)
-        budget.skipped = skipped
 
         curves = {ORIGINAL: from_module(ctx.model)}
         for target in prepared:
@@ -207,8 +206,6 @@ def _budget_section(budget, figures) -> list[str]:
     for row in budget.rows:
         if row.available:
             lines.append(f"- `{row.target}`: {row.latency.how}.")
-    for name, reason in budget.skipped.items():
-        lines.append(f"- `{name}` (a default target) was not run: {reason}.")
     return lines + [""]
 
 

@@ -64,7 +64,7 @@ JSON output (--json) is one object:
                 "meets_budget", "margin_s", "headroom", "ser": {point} | null,
                 "ser_source", "details": {...}}
                | {"target", "kind", "available": false, "reason", "failed": true?}, ...],
-   "skipped_defaults": {target: reason}, "notes": [...]}
+   "notes": [...]}
 Times in seconds; margin_s = budget_s - per_slot_s; headroom = budget_s / per_slot_s.
 
 examples:

@@ -61,30 +61,23 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mimoc.targets import TARGETS
+
     parser.add_argument("model", metavar="MODEL",
                         help="mimoc checkpoint (.pt) or torch.export program (.pt2)")
-    parser.add_argument("--target", default="onnx", choices=["onnx", "crossbar"],
+    parser.add_argument("--target", default="onnx", choices=list(TARGETS),
                         help="target (default: onnx, fp32; crossbar: memristor arrays, see "
                              "the crossbar options below and docs/crossbar.md)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="artifact directory to write")
     parser.add_argument("--passes", default=None, metavar="LIST",
-                        help="comma-separated passes in order (default: "
-                             "canonicalize,split-channel,hoist-conv-rows,split-linear)")
+                        help="comma-separated passes in order (default onnx: "
+                             "canonicalize,split-channel,hoist-conv-rows,split-linear; "
+                             "crossbar: canonicalize,split-channel,split-linear)")
     parser.add_argument("--dump-after", default="", metavar="PASS[,PASS]",
                         help="print the IR after these passes (frontend, a pass name, all)")
     add_pass_option_arguments(parser)
-    parser.add_argument("--quant", default=None, metavar="METHOD",
-                        choices=["kaq", "kaq-ptq", "lsq", "minmax", "int8"],
-                        help="quantize: kaq|kaq-ptq|lsq|minmax|int8 (kaq and lsq need a "
-                             "checkpoint from 'mimoc quantize')")
-    parser.add_argument("--lowering", default=None, choices=["w4", "w4a4", "int8"],
-                        help="quantized kernels: w4 (fast, default for 4-bit), w4a4 "
-                             "(faithful), int8")
-    parser.add_argument("--bits", type=int, default=None, metavar="N",
-                        help="bit width for a calibration method (2..8; default 4, int8: 8)")
-    from mimoc.targets.crossbar.cli import add_crossbar_arguments
-
+    add_onnx_arguments(parser)
     add_crossbar_arguments(parser)
     parser.add_argument("--force", action="store_true",
                         help="replace an existing non-empty output directory")
@@ -92,7 +85,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the manifest as JSON instead of a summary")
 
 
-def summary(result) -> str:
+def add_onnx_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("onnx target")
+    group.add_argument("--quant", default=None, metavar="METHOD",
+                       choices=["kaq", "kaq-ptq", "lsq", "minmax", "int8"],
+                       help="quantize: kaq|kaq-ptq|lsq|minmax|int8 (kaq and lsq need a "
+                            "checkpoint from 'mimoc quantize')")
+    group.add_argument("--lowering", default=None, choices=["w4", "w4a4", "int8"],
+                       help="quantized kernels: w4 (fast, default for 4-bit), w4a4 "
+                            "(faithful), int8")
+    group.add_argument("--bits", type=int, default=None, metavar="N",
+                       help="bit width for a calibration method (2..8; default 4, int8: 8)")
+
+
+def add_crossbar_arguments(parser: argparse.ArgumentParser) -> None:
+    from mimoc.targets.crossbar.config import ACCUMULATIONS, STATIC_CLIPS, WRITE_PARALLEL
+
+    group = parser.add_argument_group("crossbar target (--target crossbar)")
+    group.add_argument("--device", default=None, metavar="ID|PATH",
+                       help="device profile: ftj-luo2022 (default), rram-zeng2023, "
+                            "fefet-jerry2017, or the path of a JSON profile")
+    group.add_argument("--array", default=None, metavar="RxC",
+                       help="maximum array size, rows x columns (default 128x128)")
+    group.add_argument("--slot", type=int, default=None, metavar="S",
+                       help="symbols per coherence slot for the per-slot totals (default 14)")
+    group.add_argument("--accumulation", default=None, choices=ACCUMULATIONS,
+                       help="partial sums of row tiles: analog adder (default) or digital")
+    group.add_argument("--static-clip", default=None, choices=STATIC_CLIPS,
+                       help="w_clip of static weights: max-abs (default) or percentile")
+    group.add_argument("--write-parallel", default=None, choices=WRITE_PARALLEL,
+                       help="write circuits: one per tile (default), per matrix, or one")
+    group.add_argument("--mc-draws", type=int, default=None, metavar="N",
+                       help="channel draws for the expected programming time (default 32)")
+
+
+#: the flags of every target, by their keyword in mimoc.compile (the target refuses those
+#: that are not its own, naming the target they belong to)
+TARGET_FLAGS = ("quant", "lowering", "bits", "device", "array", "slot", "accumulation",
+                "static_clip", "write_parallel", "mc_draws")
+
+
+def onnx_summary(result) -> str:
     m = result.manifest
     f = m["flops"]
     state = ", ".join(f"{s['name']} {s['shape']}" for s in m["slot_state"])
@@ -109,6 +142,33 @@ def summary(result) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def crossbar_summary(result) -> str:
+    s = result.schedule
+    t, p = s["totals"], s["peripherals"]
+    roles = {"static": 0, "channel": 0}
+    for a in s["arrays"]:
+        roles[a["role"]] += 1
+    lines = [f"compiled {s['model'].get('name')} for crossbar ({s['device']['name']}, arrays "
+             f"{s['config']['array'][0]}x{s['config']['array'][1]}) -> {result.path}/ "
+             "(schedule.json, arrays.npz)",
+             result.report(),
+             f"tiles: {roles['channel']} channel (programmed per slot), {roles['static']} "
+             f"static; {p['arrays']} physical arrays, {p['cells']:,} cells",
+             f"programming per slot {t['programming_s_per_slot'] * 1e9:.1f} ns (expected over "
+             f"{s['programming']['per_slot']['draws']} channel draws), symbol "
+             f"{t['symbol_s'] * 1e9:.1f} ns, per slot of {t['slot_symbols']} symbols "
+             f"{t['per_slot_s'] * 1e9:.1f} ns; static program-and-verify once "
+             f"{t['static_programming_s'] * 1e6:.2f} us",
+             "mimoc inspect DIR shows the tables; mimoc ber DIR --c2c ... simulates it"]
+    return "\n".join(line for line in lines if line)
+
+
+#: the text summary and the index file of each built-in target's artifact (another
+#: target prints its manifest as JSON)
+SUMMARIES = {"onnx": (onnx_summary, "manifest.json"),
+             "crossbar": (crossbar_summary, "schedule.json")}
+
+
 def run(args: argparse.Namespace) -> int:
     from mimoc.api import compile as compile_model
 
@@ -118,19 +178,15 @@ def run(args: argparse.Namespace) -> int:
     def dump(name: str, text: str) -> None:
         print(f"# IR after {name}\n{text}", file=sys.stderr)
 
-    if args.target == "crossbar":
-        from mimoc.targets.crossbar.cli import run_crossbar_compile
-
-        return run_crossbar_compile(args, dump)
-    from mimoc.targets.crossbar.cli import reject_crossbar_flags
-
-    reject_crossbar_flags(args)
+    flags = {name: getattr(args, name, None) for name in TARGET_FLAGS}
     result = compile_model(args.model, target=args.target, out=args.output, passes=args.passes,
                            dump_after=args.dump_after, on_dump=dump, force=args.force,
-                           options=pass_options(args), quant=args.quant,
-                           lowering=args.lowering, bits=args.bits, progress=True)
-    if args.json:
-        manifest = json.loads((result.path / "manifest.json").read_text())
+                           options=pass_options(args), progress=True, **flags)
+    summary, index = SUMMARIES.get(result.target, (None, None))
+    if args.json or summary is None:
+        manifest = (json.loads((result.path / index).read_text()) if index
+                    else dict(result.manifest))
+        manifest.pop("program", None)  # the crossbar's lowered program: see mimoc inspect
         print(json.dumps({"path": str(result.path), **manifest}))
     else:
         print(summary(result))

@@ -36,9 +36,9 @@ targets the IMC simulator at the device's cycle-to-cycle variation, reference pr
 the digital (PyTorch) model.
 
 One function per target kind prepares it (:data:`PREPARERS`): :func:`prepare_onnx`,
-:func:`prepare_crossbar`, :func:`prepare_processor`. A kind that this build of mimoc cannot
-run is reported as unavailable with a one-line reason (:func:`unavailable_reason`), never
-with made-up numbers.
+:func:`prepare_crossbar`, :func:`prepare_processor`. A target whose compiler or runtime
+refuses the model is reported as failed with the error's one line, never with made-up
+numbers.
 
 Example::
 
@@ -52,8 +52,6 @@ Example::
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import json
 import math
 import os
@@ -169,36 +167,6 @@ def parse_targets(text: str | Sequence[str] | None) -> list[TargetSpec]:
     if repeated:
         raise UsageError(f"--targets lists {', '.join(repeated)} more than once")
     return [parse_target(item) for item in items]
-
-
-def select_targets(targets: str | Sequence[str] | None,
-                   ) -> tuple[list[TargetSpec], dict[str, str]]:
-    """The targets to run and, for the defaults (``targets=None``), those this build cannot
-    run with the reason (name -> reason). Targets named explicitly are all kept: an
-    unavailable one becomes a row that says why."""
-    specs = parse_targets(targets)
-    if targets is not None:
-        return specs, {}
-    skipped = {spec.name: reason for spec in specs
-               if (reason := unavailable_reason(spec)) is not None}
-    return [spec for spec in specs if spec.name not in skipped], skipped
-
-
-def unavailable_reason(spec: TargetSpec) -> str | None:
-    """Why this build of mimoc cannot run ``spec`` (one line), or ``None`` when it can."""
-    if spec.kind == "onnx-cpu" and spec.lowering is not None:
-        from mimoc import api
-
-        if "lowering" not in inspect.signature(api.compile).parameters:
-            return ("needs the quantized ONNX lowerings (mimoc.compile(..., quant=, "
-                    "lowering=)), which this version of mimoc does not have yet")
-    if spec.kind == "crossbar":
-        from mimoc.targets import TARGETS
-
-        if "crossbar" not in TARGETS or importlib.util.find_spec("mimoc.runtime.imc") is None:
-            return ("needs the crossbar target and its IMC simulator (mimoc compile --target "
-                    "crossbar), which this version of mimoc does not have yet")
-    return None
 
 
 # ---------------------------------------------------------------- latency of one target
@@ -437,11 +405,8 @@ PREPARERS: dict[str, Callable[[TargetSpec, BudgetContext], PreparedTarget]] = {
 
 
 def prepare(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
-    """Prepare one target, or say why it is unavailable (this build lacks it) or failed (its
-    compiler or runtime refused this model: the error's one line, ``failed=True``)."""
-    reason = unavailable_reason(spec)
-    if reason is not None:
-        return PreparedTarget(spec, reason=reason)
+    """Prepare one target, or say why it failed (its compiler or runtime refused this
+    model: the error's one line, ``failed=True``)."""
     try:
         return PREPARERS[spec.kind](spec, ctx)
     except MimocError as err:
@@ -525,7 +490,6 @@ class BudgetReport:
     seed: int
     rows: list[TargetBudget] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
 
     def target(self, name: str) -> TargetBudget:
         for row in self.rows:
@@ -538,7 +502,7 @@ class BudgetReport:
                 "snr_db": self.snr_db, "snr_def": self.snr_def,
                 "ser_symbols": self.ser_symbols, "seed": self.seed,
                 "sources": SOURCES, "targets": [row.to_dict() for row in self.rows],
-                "skipped_defaults": self.skipped, "notes": self.notes}
+                "notes": self.notes}
 
 
 # ---------------------------------------------------------------- running
@@ -667,8 +631,7 @@ def run_budget(model_path: str | os.PathLike, targets: str | Sequence[str] | Non
 
     Args:
         model_path: a mimoc checkpoint.
-        targets: names (see :func:`target_names_help`); ``None``: :data:`DEFAULT_TARGETS`,
-            keeping those this build can run (the others are listed in ``skipped``).
+        targets: names (see :func:`target_names_help`); ``None``: :data:`DEFAULT_TARGETS`.
         slot: symbols per slot ``S``.
         budget_s: the per-slot latency budget in seconds.
         snr_db: SNR of the SER estimate (default: the middle of the training range);
@@ -682,7 +645,7 @@ def run_budget(model_path: str | os.PathLike, targets: str | Sequence[str] | Non
         raise UsageError(f"the budget must be a positive time, got {budget_s!r}")
     if not isinstance(ser_symbols, int) or ser_symbols < 0:
         raise UsageError(f"ser_symbols must be a non-negative integer, got {ser_symbols!r}")
-    specs, skipped = select_targets(targets)
+    specs = parse_targets(targets)
     with budget_context(model_path, slot=slot, array=array, threads=threads,
                         min_time=min_time, seed=seed, snr_def=snr_def, workdir=workdir,
                         say=say) as ctx:
@@ -694,7 +657,6 @@ def run_budget(model_path: str | os.PathLike, targets: str | Sequence[str] | Non
             if ser_symbols > 0 else {}
         report = assemble(ctx, prepared, budget_s, points, snr if ser_symbols > 0 else None,
                           ser_symbols)
-        report.skipped = skipped
         if snr_db is None and ser_symbols > 0:
             report.notes.append(f"SNR {snr:g} dB: the middle of the model's training range "
                                 "(--snr to choose)")
@@ -811,8 +773,6 @@ def format_budget(report: BudgetReport) -> str:
             sources.append(f"{row.target}: {row.reason}")
         else:
             sources.append(f"{row.target}: unavailable: {row.reason}")
-    sources += [f"{name}: not run (default target): {reason}"
-                for name, reason in report.skipped.items()]
     for text in sources:
         lines += textwrap.wrap(text, width=TEXT_WIDTH, initial_indent="  ",
                                subsequent_indent="      ", break_on_hyphens=False)
@@ -823,4 +783,4 @@ def format_budget(report: BudgetReport) -> str:
 __all__ = ["DEFAULT_TARGETS", "BudgetContext", "BudgetReport", "Latency", "PREPARERS",
            "PreparedTarget", "TargetBudget", "TargetSpec", "budget_context", "format_budget",
            "measure_ser", "parse_targets", "prepare", "prepare_crossbar", "prepare_onnx",
-           "prepare_processor", "run_budget", "unavailable_reason"]
+           "prepare_processor", "run_budget"]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mimoc.targets.crossbar.target import DEFAULT_PASSES
 
 from mimoc.cli import main
 from mimoc.compiler.frontend import import_module
@@ -19,7 +20,6 @@ from mimoc.errors import UsageError
 from mimoc.runtime.imc import load_schedule
 from mimoc.targets.crossbar import lower
 from mimoc.targets.crossbar.artifact import build_schedule, read_arrays, write_artifact
-from mimoc.targets.crossbar.build import DEFAULT_PASSES
 from mimoc.targets.crossbar.config import CrossbarConfig, parse_array
 from mimoc.targets.crossbar.devices import load_device
 

@@ -1,13 +1,9 @@
 """``mimoc budget``: reference processors, target names, and the JSON's internal consistency
 (per slot = preparation + detection, the budget flag and margin match the numbers, processor
-latencies equal FLOPs / (peak x utilisation), crossbar latencies equal the schedule's totals).
-
-Targets that this build cannot run yet (quantized ONNX lowerings, the crossbar) are checked to
-be reported as unavailable; their own tests run once the target exists."""
+latencies equal FLOPs / (peak x utilisation), crossbar latencies equal the schedule's totals)."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 
@@ -39,14 +35,6 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 def one_line_error(code: int, err: str) -> bool:
     return code == 2 and err.count("\n") == 1 and err.startswith("mimoc: error:")
-
-
-def has_quant_onnx() -> bool:
-    return "lowering" in inspect.signature(mimoc.api.compile).parameters
-
-
-def has_crossbar() -> bool:
-    return budget.unavailable_reason(budget.parse_target("crossbar:ftj-luo2022")) is None
 
 
 @pytest.fixture(scope="module")
@@ -221,23 +209,7 @@ def test_onnx_cpu_is_measured_and_its_ser_matches_the_digital_model(budget_json)
     assert abs(digital["errors"] - compiled["errors"]) <= 2
 
 
-def test_unbuilt_targets_are_unavailable_with_a_reason(budget_json):
-    data, _ = budget_json
-    by_name = {row["target"]: row for row in data["targets"]}
-    for name, built in [("crossbar:ftj-luo2022", has_crossbar()),
-                        ("onnx-cpu-w4", has_quant_onnx())]:
-        row = by_name[name]
-        if built:
-            assert row["available"], row
-        else:
-            assert row == {"target": name, "kind": row["kind"], "available": False,
-                           "reason": row["reason"]}
-            assert "\n" not in row["reason"] and "does not have" in row["reason"]
-
-
 def test_crossbar_numbers_are_the_schedules_totals(budget_json):
-    if not has_crossbar():
-        pytest.skip("the crossbar target is not in this build yet")
     data, keep = budget_json
     row = _available(data)["crossbar:ftj-luo2022"]
     totals = json.loads((keep / "crossbar-ftj-luo2022" / "schedule.json").read_text())["totals"]
@@ -251,8 +223,6 @@ def test_crossbar_numbers_are_the_schedules_totals(budget_json):
 
 
 def test_w4_is_measured_on_its_own_artifact(budget_json):
-    if not has_quant_onnx():
-        pytest.skip("the quantized ONNX lowerings are not in this build yet")
     data, keep = budget_json
     row = _available(data)["onnx-cpu-w4"]
     assert row["latency_source"] == "measured"
@@ -262,12 +232,8 @@ def test_w4_is_measured_on_its_own_artifact(budget_json):
 
 # -- defaults, text and plot -------------------------------------------------------------------
 
-def test_default_targets_keep_what_is_available(checkpoint, capsys, tmp_path, monkeypatch):
-    # Two defaults, one of them made unavailable: it is named with its reason, not run.
-    monkeypatch.setattr(budget, "DEFAULT_TARGETS", ("dsp-c6678", "crossbar:ftj-luo2022"))
-    real = budget.unavailable_reason
-    monkeypatch.setattr(budget, "unavailable_reason", lambda spec: "not built here"
-                        if spec.kind == "crossbar" else real(spec))
+def test_default_targets_run_with_a_plot(checkpoint, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "DEFAULT_TARGETS", ("dsp-c6678",))
     plot = tmp_path / "budget.png"
     code, out, err = cli(capsys, "budget", str(checkpoint), "--ser-symbols", "0", "--plot",
                          str(plot))
@@ -276,8 +242,6 @@ def test_default_targets_keep_what_is_available(checkpoint, capsys, tmp_path, mo
     header = next(i for i, line in enumerate(lines) if line.startswith("target"))
     assert lines[header + 1].startswith("-----")
     assert lines[header + 2].startswith("dsp-c6678") and "flops" in lines[header + 2]
-    assert "crossbar:ftj-luo2022: not run (default target): not built here" in out
-    assert not any(line.startswith("crossbar") for line in lines[header:])
     assert "SER at" not in out  # --ser-symbols 0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"plot written to {plot}" in out

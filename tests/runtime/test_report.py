@@ -15,10 +15,6 @@ from mimoc.runtime import budget
 CONFIG = dict(nt=2, nr=4, modulation="qpsk", layers=2, hidden=16, v_dim=4)
 
 
-def has_crossbar() -> bool:
-    return budget.unavailable_reason(budget.parse_target("crossbar:ftj-luo2022")) is None
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
@@ -31,7 +27,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report_dir(checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report"
-    targets = "onnx-cpu,dsp-c6678" + (",crossbar:ftj-luo2022" if has_crossbar() else "")
+    targets = "onnx-cpu,dsp-c6678,crossbar:ftj-luo2022"
     code = main(["report", str(checkpoint), "-o", str(out), "--targets", targets,
                  "--snr", "0,8", "--c2c", "0,0.04", "--max-symbols", "2000",
                  "--min-time", "0.02"])
@@ -69,8 +65,6 @@ def test_report_numbers_match_the_budget_and_curves(report_dir):
 
 
 def test_crossbar_curves_sweep_the_c2c_levels(report_dir):
-    if not has_crossbar():
-        pytest.skip("the crossbar target is not in this build yet")
     data = json.loads((report_dir / "report.json").read_text())
     sweep = data["crossbar_c2c"]["crossbar:ftj-luo2022"]["curves"]
     assert set(sweep) == {"original (PyTorch)", "C2C 0%", "C2C 4%"}

@@ -68,6 +68,11 @@ class BuiltSchedule:
     arrays: Mapping[str, np.ndarray]
     graph: Graph  # the lowered program, ADC/DAC full scales set
 
+    @property
+    def manifest(self) -> Mapping[str, Any]:
+        """The artifact's index, as every target's artifact has one (the schedule)."""
+        return self.schedule
+
     def files(self) -> dict[str, bytes]:
         npz = npz_bytes(self.arrays)
         schedule = dict(self.schedule)
