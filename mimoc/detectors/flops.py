@@ -49,9 +49,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry, shape_wrapper
 
 from mimoc.detectors.base import DetectorModule
+from mimoc.sim.numerology import SLOT_SYMBOLS
 
 #: Symbols per slot used for ``flops_per_slot`` (14 OFDM symbols in a 5G NR slot).
-SLOT_SYMBOLS = 14
 
 aten = torch.ops.aten
 

@@ -43,6 +43,7 @@ import torch
 
 from mimoc.errors import UsageError
 from mimoc.runtime.onnx_runner import OnnxArtifact
+from mimoc.sim.numerology import SLOT_SYMBOLS
 
 PATHS = ("pytorch", "onnx-export", "mimoc", "mimoc-staged")
 
@@ -182,7 +183,7 @@ def _inputs(artifact: OnnxArtifact, batch: int, slot: int) -> tuple[torch.Tensor
 
 
 def run_bench(model: torch.nn.Module | None, artifact: OnnxArtifact, *,
-              batches: Sequence[int] = (1, 64), slot: int = 14, threads: int = 1,
+              batches: Sequence[int] = (1, 64), slot: int = SLOT_SYMBOLS, threads: int = 1,
               min_time: float = 0.3, paths: Sequence[str] = PATHS,
               progress: Callable[[str], None] | None = None) -> BenchResult:
     """Time ``paths`` at each batch size (see the module docstring).

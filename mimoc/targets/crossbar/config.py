@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from mimoc.errors import UsageError
+from mimoc.sim.numerology import SLOT_SYMBOLS
 
 ACCUMULATIONS = ("analog", "digital")
 STATIC_CLIPS = ("max-abs", "percentile")
@@ -64,7 +65,7 @@ class CrossbarConfig:
     """
 
     array: tuple[int, int] = (128, 128)
-    slot: int = 14
+    slot: int = SLOT_SYMBOLS
     accumulation: str = "analog"
     static_clip: str = "max-abs"
     static_percentile: float = 99.9
