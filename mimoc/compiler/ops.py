@@ -3,7 +3,9 @@
 Every IR op is one :class:`OpSchema` in :data:`OPS`. The verifier, the type inference
 (:func:`infer_type`), the interpreter, the FLOP counter and the docs all read these
 schemas; adding an op is adding one entry (see docs/compiler.md). Targets add their own
-ops (``CrossbarMVM``, ``Quantize``) with :func:`register` from their own module.
+ops (``CrossbarMVM``, ``Quantize``) with :func:`register` from their own module. The
+schema types live in :mod:`.ops_schema` (re-exported here); ``FakeQuant`` and its
+arithmetic in :mod:`.ops_quant`.
 
 Semantics follow torch (broadcasting, ``matmul`` batching, NCHW convolution). Shapes may
 hold symbolic dims (:mod:`.dims`). FLOPs follow DESIGN.md: 2 x multiply-accumulates of the
@@ -18,8 +20,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from math import prod
 from typing import Any
 
@@ -29,76 +30,12 @@ import torch.nn.functional as F
 from mimoc.compiler import dims as D
 from mimoc.compiler.dims import Dim, Shape
 from mimoc.compiler.ir import Attrs, IRError, Rate, TensorType
-
-REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class Operand:
-    """``const``: the operand must be const-rate (trained weights); ``variadic``: 1..n."""
-
-    name: str
-    const: bool = False
-    optional: bool = False
-    variadic: bool = False
-
-
-@dataclass(frozen=True)
-class Attr:
-    name: str
-    kinds: tuple[type, ...]
-    default: Any = REQUIRED
-
-    @property
-    def required(self) -> bool:
-        return self.default is REQUIRED
-
-
-ShapeRule = Callable[[Sequence[TensorType], Attrs], Shape]
-Executor = Callable[[Sequence[torch.Tensor], Attrs, Mapping[str, int]], torch.Tensor]
-FlopRule = Callable[[Sequence[tuple[int, ...]], Attrs, tuple[int, ...]], int]
-
-
-def _no_flops(shapes: Sequence[tuple[int, ...]], attrs: Attrs, out: tuple[int, ...]) -> int:
-    return 0
-
-
-@dataclass(frozen=True)
-class OpSchema:
-    name: str
-    doc: str
-    operands: tuple[Operand, ...]
-    shape: ShapeRule
-    execute: Executor
-    attrs: tuple[Attr, ...] = ()
-    flops: FlopRule = _no_flops
-    result_dtype: str | None = None  # None: the widest operand dtype
-    source: bool = False  # Input/Const/Fill: no operands, type given by the node
-
-    @property
-    def operand_names(self) -> tuple[str, ...]:
-        return tuple(o.name for o in self.operands)
-
-    def arity(self) -> tuple[int, int | None]:
-        """(min, max) operand count; max ``None`` for variadic."""
-        lo = sum(1 for o in self.operands if not o.optional and not o.variadic)
-        lo += sum(1 for o in self.operands if o.variadic)
-        hi = None if any(o.variadic for o in self.operands) else len(self.operands)
-        return lo, hi
-
-    def operand(self, index: int) -> Operand:
-        if index < len(self.operands):
-            return self.operands[index]
-        return self.operands[-1]  # variadic tail
-
-    def with_defaults(self, attrs: Mapping[str, Any]) -> Attrs:
-        values = {a.name: a.default for a in self.attrs if not a.required}
-        values.update(attrs)
-        return Attrs(values)
-
-
-def fail(message: str) -> None:
-    raise IRError(message)
+from mimoc.compiler.ops_quant import FAKE_QUANT
+from mimoc.compiler.ops_schema import REQUIRED as REQUIRED  # the schema types, re-exported
+from mimoc.compiler.ops_schema import Attr, Operand, OpSchema, fail
+from mimoc.compiler.ops_schema import Executor as Executor
+from mimoc.compiler.ops_schema import FlopRule as FlopRule
+from mimoc.compiler.ops_schema import ShapeRule as ShapeRule
 
 
 def _axis(axis: int, rank: int, op: str) -> int:
@@ -402,22 +339,6 @@ def _source_exec(args, attrs, sizes):  # pragma: no cover - the interpreter bind
     raise IRError("source ops are bound by the interpreter, not executed")
 
 
-def _fake_quant_exec(args, attrs, sizes):
-    from mimoc.quant.spec import ActQuant, fake_quant_act
-
-    act = ActQuant(attrs["bits"], attrs["mode"], float(attrs["alpha"]), attrs["signed"])
-    return fake_quant_act(args[0], act, attrs["feature_dims"])
-
-
-def _fake_quant_shape(types, attrs):
-    x = types[0].shape
-    if attrs["mode"] not in ("dynamic", "static") or not 2 <= attrs["bits"] <= 8:
-        fail(f"FakeQuant: mode {attrs['mode']!r} / bits {attrs['bits']} (dynamic|static, 2..8)")
-    if not 1 <= attrs["feature_dims"] <= len(x):
-        fail(f"FakeQuant: {attrs['feature_dims']} feature dims for {D.fmt_shape(x)}")
-    return x
-
-
 def _fill_exec(args, attrs, sizes):
     return torch.full(_shape_of(attrs["shape"], sizes), attrs["value"], dtype=torch.float32)
 
@@ -506,12 +427,8 @@ _SCHEMAS: list[OpSchema] = [
              lambda a, at, s: torch.clamp(a[0], at["min"], at["max"]),
              (Attr("min", (float, int, type(None)), None),
               Attr("max", (float, int, type(None)), None))),
-    # quantization (mimoc.quant.spec: the recipe contract)
-    OpSchema("FakeQuant", "activation fake quantization x_q = clamp(round(x / step), lo, hi) * "
-             "step, step = alpha * RMS(x) over the last `feature_dims` dims (dynamic) or alpha "
-             "(static)", X, _fake_quant_shape, _fake_quant_exec,
-             (Attr("bits", _INT), Attr("signed", (bool,), True), Attr("mode", (str,)),
-              Attr("alpha", _FLOAT), Attr("feature_dims", _INT, 1))),
+    # quantization (:mod:`.ops_quant`)
+    FAKE_QUANT,
     _binary("Add", torch.add, "a + b (broadcasting)"),
     _binary("Sub", torch.sub, "a - b"),
     _binary("Mul", torch.mul, "a * b"),

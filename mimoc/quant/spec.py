@@ -3,8 +3,10 @@
 This module is the contract between the quantizers (:mod:`mimoc.quant`, which *choose*
 the scales by KAQ / LSQ / min-max / int8 calibration or training) and the compiler
 (``quantize`` pass, ONNX lowerings ``w4`` / ``w4a4`` / ``int8``, which *apply* them). Both
-sides call the two reference functions below, so the PyTorch model, the IR interpreter
-and the compiled ONNX round the same way.
+sides call the reference functions below, and the IR's ``FakeQuant`` op
+(:mod:`mimoc.compiler.ops_quant`) repeats :func:`fake_quant_act`'s arithmetic call for call
+(a test pins the two bit for bit), so the PyTorch model, the IR interpreter and the
+compiled ONNX round the same way.
 
 A quantized layer is an ``nn.Linear`` or ``nn.Conv2d`` of a zoo detector, keyed by its
 module path (``"blocks.3.fc1"``), which is also the ``scope`` of its IR nodes. Per layer:

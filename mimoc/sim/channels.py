@@ -29,13 +29,8 @@ from dataclasses import dataclass
 import torch
 
 from mimoc.errors import UsageError
-
-
-def complex_normal(shape, generator=None, dtype=torch.complex64, device=None) -> torch.Tensor:
-    """Samples ``CN(0, 1)``: real and imaginary parts ``N(0, 1/2)``."""
-    real_dtype = torch.float64 if dtype == torch.complex128 else torch.float32
-    parts = torch.randn((2, *shape), generator=generator, dtype=real_dtype, device=device)
-    return torch.complex(parts[0], parts[1]) * math.sqrt(0.5)
+from mimoc.sim.gaussian import complex_normal
+from mimoc.sim.multipath import parse_task
 
 
 def real_matrix(H: torch.Tensor) -> torch.Tensor:
@@ -207,7 +202,5 @@ def parse_channel(spec: str):
     """Any channel spec the CLI accepts: ``rayleigh``, ``kronecker:...`` or a
     geometric multipath task ``task:ID`` (:mod:`mimoc.sim.multipath`)."""
     if spec.strip().lower().startswith("task:"):
-        from mimoc.sim.multipath import parse_task  # multipath builds on this module
-
         return parse_task(spec)
     return ChannelModel.parse(spec)

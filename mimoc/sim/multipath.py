@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import torch
 
 from mimoc.errors import UsageError
-from mimoc.sim.channels import complex_normal
+from mimoc.sim.gaussian import complex_normal
 
 TRAINING_TASKS: tuple[int, ...] = tuple(range(48))
 HELD_OUT_TASKS: tuple[int, ...] = tuple(range(1000, 1005))
