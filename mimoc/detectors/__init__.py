@@ -27,30 +27,13 @@ from mimoc.detectors.checkpoint import (
     save_detector,
 )
 from mimoc.detectors.detnet import DetNet, DetNetConfig
+from mimoc.detectors.families import FAMILIES, get_family
 from mimoc.detectors.flops import FlopReport, count_flops, count_params
 from mimoc.detectors.noise_aware import program_channel
 from mimoc.detectors.remimo import REMIMO, REMIMOConfig
 from mimoc.detectors.sdnet import SDNet, SDNetConfig
 from mimoc.detectors.training import TrainOptions, TrainReport, train_detector
 from mimoc.detectors.wesnet import WeSNet, WeSNetConfig
-from mimoc.errors import UsageError
-
-#: Family name -> module class; the names ``mimoc train`` and checkpoints use.
-FAMILIES: dict[str, type[DetectorModule]] = {
-    "detnet": DetNet,
-    "wesnet": WeSNet,
-    "sdnet": SDNet,
-    "remimo": REMIMO,
-}
-
-
-def get_family(name: str) -> type[DetectorModule]:
-    """The module class of family ``name``; :class:`UsageError` listing the known ones."""
-    try:
-        return FAMILIES[name]
-    except (KeyError, TypeError):
-        raise UsageError(f"unknown detector family {name!r}; choose one of "
-                         f"{', '.join(sorted(FAMILIES))}") from None
 
 
 def build_detector(family: str, **config: Any) -> DetectorModule:

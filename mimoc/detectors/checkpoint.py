@@ -294,7 +294,7 @@ def _load_checkpoint(path: Path,
                              f"damaged, re-save the model")
 
     if families is None:
-        from mimoc.detectors import FAMILIES as families
+        from mimoc.detectors.families import FAMILIES as families
     family = raw["family"]
     if not isinstance(family, str) or family not in families:
         known = ", ".join(sorted(families)) or "none"
