@@ -10,7 +10,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mimoc.targets.crossbar.target import DEFAULT_PASSES
 
 from mimoc.cli import main
 from mimoc.compiler.frontend import import_module
@@ -22,6 +21,7 @@ from mimoc.targets.crossbar import lower
 from mimoc.targets.crossbar.artifact import build_schedule, read_arrays, write_artifact
 from mimoc.targets.crossbar.config import CrossbarConfig, parse_array
 from mimoc.targets.crossbar.devices import load_device
+from mimoc.targets.crossbar.target import DEFAULT_PASSES
 
 FAMILIES = {
     "detnet": {"nt": 2, "nr": 4, "modulation": "qpsk", "layers": 2},
