@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from mimoc.errors import MimocError, ModelFileError, UsageError
+from mimoc.fileio import releases_claims
 
 EXPORT_HINT = ("export it with torch.export and save the program: ep = torch.export.export("
                "model, (H, y), dynamic_shapes=({0: B}, {0: B, 1: S})) with B, S = "
@@ -147,6 +148,7 @@ def _import(model: Any, example: Sequence[torch.Tensor] | None):
                      "program, an nn.Module or an ExportedProgram")
 
 
+@releases_claims  # a call failing after its output check leaves no lock
 def compile(model: str | os.PathLike | torch.nn.Module | torch.export.ExportedProgram,  # noqa: A001
             target: str = "onnx", out: str | os.PathLike | None = None, *,
             passes: str | Iterable[str] | None = None, dump_after: Iterable[str] | str = (),

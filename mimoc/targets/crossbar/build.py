@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from mimoc.fileio import releases_claims
 from mimoc.targets.crossbar import lower
 from mimoc.targets.crossbar.artifact import BuiltSchedule, build_schedule, write_artifact
 from mimoc.targets.crossbar.config import CrossbarConfig
@@ -62,6 +63,7 @@ def crossbar_config(config: CrossbarConfig | dict | None = None, *, array: Any =
     return CrossbarConfig.from_dict(changes)
 
 
+@releases_claims  # a call failing after its output check leaves no lock
 def compile_crossbar(model: Any, out: str | os.PathLike | None = None, *,
                      device: str | os.PathLike | Device | None = None, array: Any = None,
                      slot: int | None = None, config: CrossbarConfig | dict | None = None,
