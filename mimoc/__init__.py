@@ -38,9 +38,15 @@ _LAZY = {
 __all__ = ["MimocError", "__version__", *_LAZY]
 
 
-def __getattr__(name):
+def __getattr__(name):  # PEP 562: torch and the zoo load on first use, not at import
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # found directly next time
+        return value
     raise AttributeError(f"module 'mimoc' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -3,7 +3,9 @@
 Each subcommand lives in :mod:`mimoc.commands` as a module with ``NAME``,
 ``HELP``, ``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``;
 :data:`COMMANDS` lists them explicitly (no import-time scanning). A
-:class:`~mimoc.errors.MimocError` becomes one line on stderr and exit status 2.
+:class:`~mimoc.errors.MimocError` becomes one line on stderr and exit status 2, Ctrl-C
+(also while the heavy modules are being imported) ``mimoc: interrupted`` and status 130.
+Only the light modules are imported at start-up; each subcommand's on first use.
 """
 
 from __future__ import annotations
@@ -55,12 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
+    # Everything, the imports of the subcommands (torch: seconds) included, runs inside the
+    # try: a Ctrl-C at any moment is one line and status 130, never a traceback.
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
         return int(args._run(args) or 0)
     except MimocError as err:
         print(f"mimoc: error: {err}", file=sys.stderr)
@@ -68,6 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mimoc: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _release_outputs()
+
+
+def _release_outputs() -> None:
+    """Drop the output claims this command took and did not write (an error, Ctrl-C);
+    without mimoc.fileio imported there are none, and nothing is imported here."""
+    fileio = sys.modules.get("mimoc.fileio")
+    if fileio is not None:
+        fileio.release_all_outputs()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from mimoc.errors import UsageError
+from mimoc.fileio import releases_claims
 from mimoc.targets import get_target, target_options
 from mimoc.targets.base import BuildContext, check_options
 
@@ -108,6 +109,7 @@ def import_graph(model: Any, example: Sequence[torch.Tensor] | None):
                      "program, an nn.Module or an ExportedProgram")
 
 
+@releases_claims  # a call failing after its output check leaves no lock
 def compile(model: Any, target: str = "onnx", out: str | os.PathLike | None = None, *,  # noqa: A001
             passes: str | Iterable[str] | None = None, dump_after: Iterable[str] | str = (),
             on_dump: Callable[[str, str], None] | None = None, force: bool = False,

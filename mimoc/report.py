@@ -28,6 +28,7 @@ from typing import Any
 
 from mimoc import __version__
 from mimoc.errors import UsageError
+from mimoc.fileio import releases_claims
 from mimoc.runtime import budget as budget_mod
 from mimoc.sim.ber import BERResult, from_module, simulate
 
@@ -45,6 +46,7 @@ def default_snrs(training: dict[str, Any]) -> list[float]:
     return [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
 
 
+@releases_claims  # a call failing after its output check leaves no lock
 def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
                  targets: str | Sequence[str] | None = None,
                  snr_db: Sequence[float] | None = None,

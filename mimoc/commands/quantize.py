@@ -106,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mimoc.detectors.checkpoint import load_checkpoint
-    from mimoc.fileio import check_output_file
+    from mimoc.fileio import check_output_file, write_error
     from mimoc.quant import options_from_training, quantize, save_quantized
 
-    output = check_output_file(args.output)
+    output = check_output_file(args.output, inputs=[args.model])  # and claimed
     if args.lam is not None and not math.isfinite(args.lam):
         raise UsageError(f"--lambda must be a finite number >= 0, got {args.lam}")
     if not (math.isfinite(args.lr) and args.lr > 0):
@@ -132,7 +132,10 @@ def run(args: argparse.Namespace) -> int:
                       options=options_from_training(checkpoint.training), lam=args.lam,
                       act_mode=args.act_mode, lr=args.lr, init=init,
                       difference=args.input_difference, lam_schedule=args.lam_schedule)
-    save_quantized(checkpoint.model, recipe, output, training=checkpoint.training)
+    try:
+        save_quantized(checkpoint.model, recipe, output, training=checkpoint.training)
+    except OSError as err:  # a full disk, a folder made read-only meanwhile
+        raise write_error(output, err) from None
     if args.json:
         info = {k: v for k, v in recipe.info.items() if k not in ("history", "search")}
         print(json.dumps({"output": str(output), "method": recipe.method, "bits": recipe.bits,

@@ -321,9 +321,9 @@ def run(args: argparse.Namespace) -> int:
 
     from mimoc.detectors import build_detector, count_params, save_detector, train_detector
     from mimoc.detectors.training import TrainOptions
-    from mimoc.fileio import check_output_file
+    from mimoc.fileio import check_output_file, write_error
 
-    output = check_output_file(args.output)
+    output = check_output_file(args.output)  # claimed: a second writer of it fails at once
     options = TrainOptions(
         steps=args.steps, batch=args.batch, slot=args.slot, snr_db=parse_snr_range(args.snr_train),
         snr_def=args.snr_def, channel=args.channel, csi=args.csi, lr=args.lr,
@@ -339,7 +339,10 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(options.seed)  # the initial weights follow --seed too
     model = build_detector(args.family, **config)
     report = train_detector(model, options, progress=not args.no_progress)
-    save_detector(model, output, training=report)
+    try:
+        save_detector(model, output, training=report)
+    except OSError as err:  # a full disk, a folder made read-only meanwhile
+        raise write_error(output, err) from None
 
     params = count_params(model)
     if args.json:

@@ -41,12 +41,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mimoc.compiler import ops
 from mimoc.compiler.interpreter import bind_sizes
 from mimoc.errors import ModelFileError, UsageError
+from mimoc.runtime.inputs import link_arrays, seed_value
 from mimoc.targets.crossbar.arrays import channel_clip, signed_pulses, target_conductances
 from mimoc.targets.crossbar.artifact import read_arrays, read_schedule
 from mimoc.targets.crossbar.config import CrossbarConfig
@@ -260,16 +262,12 @@ class IMCSchedule:
         device = self.device_for(c2c, ideal=ideal)
         adc_bits = _bits("adc_bits", adc_bits, None if ideal else device.adc_bits)
         dac_bits = _bits("dac_bits", dac_bits, None if ideal else device.dac_bits)
-        H, y = _tensor(H, "H"), _tensor(y, "y")
-        if H.dim() != 3 or y.dim() != 3 or H.shape[0] != y.shape[0]:
-            raise UsageError(f"H must be [B, 2Nr, 2Nt] and y [B, S, 2Nr] with the same B; "
-                             f"got {list(H.shape)} and {list(y.shape)}")
-        if not (torch.isfinite(H).all() and torch.isfinite(y).all()):
-            raise UsageError("H and y must be finite (no NaN or Inf)")
-        generator = generator or torch.Generator().manual_seed(int(seed))
+        H_np, y_np = link_arrays(H, y, np.float64)  # real, finite, sizes >= 1, one B
+        H, y = torch.from_numpy(H_np), torch.from_numpy(y_np)
+        generator = generator or torch.Generator().manual_seed(seed_value(seed))
         if static is None:
             static = self.program_static(device, generator, ideal=ideal)
-        inputs = {"H": H.double(), "y": y.double()}
+        inputs = {"H": H, "y": y}
         sizes = bind_sizes(self.graph, inputs)
         values: dict[str, torch.Tensor] = {}
         programmed = dict(static)
@@ -316,7 +314,7 @@ class IMCSchedule:
         static arrays are programmed once (deployment), the channel arrays for every slot,
         from one generator seeded by ``seed``."""
         device = self.device_for(c2c, ideal=ideal)
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(seed_value(seed))
         static = self.program_static(device, generator, ideal=ideal)
 
         def run(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor) -> torch.Tensor:
@@ -337,15 +335,6 @@ def _bits(name: str, value: Any, default: int | None) -> int | None:
                               or not 1 <= value <= 32):
         raise UsageError(f"{name} must be 1..32 bits or None (ideal), got {value!r}")
     return value
-
-
-def _tensor(value: Any, name: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    try:
-        return torch.as_tensor(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise UsageError(f"{name} must be a tensor or an array") from None
 
 
 def load_schedule(path: str | os.PathLike) -> IMCSchedule:

@@ -36,6 +36,7 @@ import onnxruntime as ort
 import torch
 
 from mimoc.errors import ModelFileError, UsageError
+from mimoc.runtime.inputs import LAYOUT, link_arrays, real_array
 from mimoc.targets.onnx.artifact import MODEL_FILES, read_manifest
 
 
@@ -142,38 +143,55 @@ class OnnxArtifact:
             raise UsageError(f"{name} has shape {list(array.shape)}, the artifact expects "
                              f"{want}")
 
-    def run_slot(self, H: np.ndarray) -> dict[str, np.ndarray]:
+    def run_slot(self, H: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
         """The slot state for channels ``H [B, 2Nr, 2Nt]`` (name -> array)."""
-        H = _array(H)
+        H = real_array(H, "H")
         self._check("H", H)
         return dict(zip(self._state_names, self.slot.run(None, {"H": H}), strict=True))
 
-    def run_symbols(self, y: np.ndarray, state: Mapping[str, np.ndarray]) -> np.ndarray:
+    def run_symbols(self, y: np.ndarray | torch.Tensor,
+                    state: Mapping[str, np.ndarray]) -> np.ndarray:
         """``x_hat [B, S, 2Nt]`` for ``y [B, S, 2Nr]`` and the slot state of their channels."""
-        y = _array(y)
+        y = real_array(y, "y")
         self._check("y", y)
-        feed = {name: (y if name == "y" else state[name]) for name in self._symbol_inputs}
+        if not isinstance(state, Mapping):
+            raise UsageError(f"state must be the dict that run_slot(H) returned, got "
+                             f"{type(state).__name__}")
+        per_slot = {io["name"]: io["shape"][:1] == ["B"]
+                    for io in self.manifest["graphs"]["symbol"]["inputs"]}
+        feed = {"y": y}
+        for name in self._symbol_inputs:
+            if name == "y":
+                continue
+            value = state.get(name)
+            if not isinstance(value, np.ndarray):
+                raise UsageError(f"state has no array {name!r}; pass the dict that "
+                                 "run_slot(H) returned")
+            if per_slot.get(name) and value.shape[:1] != y.shape[:1]:
+                raise UsageError(f"the slot state is for {value.shape[0] if value.ndim else 0} "
+                                 f"channels but y has B = {y.shape[0]}; run_slot(H) and "
+                                 f"run_symbols(y, state) need the same B ({LAYOUT})")
+            feed[name] = value
         return self.symbol.run(None, feed)[0]
 
     def detect(self, H: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
                ) -> np.ndarray | torch.Tensor:
         """``x_hat [B, S, 2Nt]`` from ``H [B, 2Nr, 2Nt]`` and ``y [B, S, 2Nr]``.
 
-        Torch tensors in give a float32 torch tensor out; arrays give an array.
+        Torch tensors in give a float32 torch tensor out; arrays give an array. Inputs are
+        checked first (:mod:`mimoc.runtime.inputs`): real, finite, sizes >= 1, one B.
         """
         as_torch = isinstance(H, torch.Tensor) or isinstance(y, torch.Tensor)
-        H_np = _array(H)
-        y_np = _array(y)
-        if H_np.ndim != 3 or y_np.ndim != 3 or H_np.shape[0] != y_np.shape[0]:
-            raise UsageError(f"H must be [B, 2Nr, 2Nt] and y [B, S, 2Nr] with the same B; "
-                             f"got {list(H_np.shape)} and {list(y_np.shape)}")
+        H_np, y_np = link_arrays(H, y)
         self._check("H", H_np)
         self._check("y", y_np)
         x_hat = self.detector.run(None, {"H": H_np, "y": y_np})[0]
         return torch.from_numpy(x_hat) if as_torch else x_hat
 
-    def detect_staged(self, H: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def detect_staged(self, H: np.ndarray | torch.Tensor,
+                      y: np.ndarray | torch.Tensor) -> np.ndarray:
         """:meth:`detect` through the two stage models (``run_slot`` then ``run_symbols``)."""
+        H, y = link_arrays(H, y)
         return self.run_symbols(y, self.run_slot(H))
 
     __call__ = detect
@@ -187,12 +205,6 @@ class OnnxArtifact:
 
         run.__name__ = f"onnx_artifact_{self.path.name}"
         return run
-
-
-def _array(value: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    return np.ascontiguousarray(value, dtype=np.float32)
 
 
 def load_artifact(path: str | os.PathLike, *, threads: int = 1) -> OnnxArtifact:
