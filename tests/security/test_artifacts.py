@@ -470,3 +470,25 @@ def test_nonsense_processor_files_name_file_and_field(tmp_path, text, field):
     with pytest.raises(MimocError) as err:
         load_processor(str(path))
     one_line(err, "board.json", field)
+
+
+# ----------------------------------------------------------------- the flag, honest files
+
+def test_every_artifact_reading_command_has_the_same_flag():
+    from mimoc.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["ber", "dir"], ["bench", "dir"], ["inspect", "dir"]):
+        assert parser.parse_args(argv).allow_modified is False
+        assert parser.parse_args(argv + ["--allow-modified"]).allow_modified is True
+
+
+def test_rram_artifact_with_targets_at_gmax_runs(tmp_path):
+    # RRAM's Gmax 230.99 uS rounds up in float32: the largest weight's target lies half
+    # an ulp above Gmax in arrays.npz, which must not be refused (it was, before)
+    torch.manual_seed(0)
+    model = build_detector("detnet", **CONFIG).eval()
+    compile_model(model, target="crossbar", out=tmp_path / "rram", device="rram-zeng2023",
+                  array=(8, 8), crossbar={"mc_draws": 2})
+    xb = load_schedule(tmp_path / "rram")
+    assert xb.detect(torch.zeros(1, 8, 4), torch.zeros(1, 2, 8)).shape == (1, 2, 4)
