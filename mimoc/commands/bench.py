@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mimoc.commands.artifact_flags import add_allow_modified_argument, verify_artifacts
 from mimoc.errors import UsageError
 
 NAME = "bench"
@@ -50,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-time", type=float, default=0.5, metavar="SECONDS",
                         help="minimum timed seconds per measurement (default: 0.5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_allow_modified_argument(parser)
 
 
 def _batches(text: str) -> list[int]:
@@ -87,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     with tempfile.TemporaryDirectory(prefix="mimoc-bench-") as tmp:
         if is_artifact(target):
-            artifact = load_artifact(target, threads=args.threads)
+            artifact = load_artifact(target, threads=args.threads,
+                                     verify=verify_artifacts(args))
             model = _find_source(artifact, args.model)
         else:
             from mimoc.api import compile as compile_model

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from mimoc.commands.artifact_flags import add_allow_modified_argument, verify_artifacts
 from mimoc.errors import MimocError, UsageError
 from mimoc.sim.ber import (
     DEFAULT_MAX_SYMBOLS,
@@ -190,6 +191,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "machine; raise it for large trained models)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (it is shown only when stderr is a terminal)")
+    add_allow_modified_argument(parser)
 
 
 # -- detectors -------------------------------------------------------------------
@@ -233,10 +235,10 @@ def _is_artifact(entry: str) -> bool:
                                      or is_crossbar(entry))
 
 
-def _load_artifact(path: str, system: MIMOSystem) -> EngineDetector:
+def _load_artifact(path: str, system: MIMOSystem, verify: bool = True) -> EngineDetector:
     from mimoc.runtime import load_artifact
 
-    artifact = load_artifact(path)
+    artifact = load_artifact(path, verify=verify)
     _check_sizes(path, dict(artifact.config), system)
     return artifact.engine()
 
@@ -264,9 +266,10 @@ def model_sizes(entries: list[str]) -> dict | None:
 
 
 def build_detectors(spec: str, system: MIMOSystem, c2c: str | None = None,
-                    seed: int = 0) -> dict[str, EngineDetector]:
+                    seed: int = 0, verify: bool = True) -> dict[str, EngineDetector]:
     """``--detector`` list -> engine detectors, keyed by the entries as given (a crossbar
-    artifact gives one detector per ``c2c`` level, ``DIR@c2c=0.01``)."""
+    artifact gives one detector per ``c2c`` level, ``DIR@c2c=0.01``; ``verify=False``:
+    artifacts modified after compiling are used, ``--allow-modified``)."""
     from mimoc.targets.crossbar.ber_support import (
         crossbar_config,
         crossbar_detectors,
@@ -288,9 +291,9 @@ def build_detectors(spec: str, system: MIMOSystem, c2c: str | None = None,
             detectors[entry] = classical(entry.lower(), system.constellation)
         elif is_crossbar(entry):
             _check_sizes(entry, dict(crossbar_config(entry)), system)
-            detectors.update(crossbar_detectors(entry, levels, seed))
+            detectors.update(crossbar_detectors(entry, levels, seed, verify=verify))
         elif _is_artifact(entry):
-            detectors[entry] = _load_artifact(entry, system)
+            detectors[entry] = _load_artifact(entry, system, verify=verify)
         elif _looks_like_model_file(entry):
             detectors[entry] = _load_model(entry, system)
         else:
@@ -454,7 +457,8 @@ def run(args: argparse.Namespace) -> int:
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        detectors = build_detectors(spec, system, args.c2c, args.seed)
+        detectors = build_detectors(spec, system, args.c2c, args.seed,
+                                    verify=verify_artifacts(args))
         _dry_run(detectors, system, snrs[0])
         result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
                           min_errors=args.min_errors, batch_size=args.batch_size,

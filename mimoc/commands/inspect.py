@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mimoc.commands.artifact_flags import add_allow_modified_argument
 from mimoc.commands.pass_flags import add_pass_option_arguments, pass_options
 from mimoc.errors import UsageError
 
@@ -88,6 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", help="a model checkpoint (.pt) written by mimoc")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (format above) instead of text")
+    add_allow_modified_argument(parser)
     ir = parser.add_argument_group("compiler IR")
     ir.add_argument("--ir", action="store_true",
                     help="print the compiler IR (as imported, or after --passes)")

@@ -50,7 +50,8 @@ from mimoc.compiler.interpreter import bind_sizes
 from mimoc.errors import ModelFileError, UsageError
 from mimoc.runtime.inputs import link_arrays, seed_value
 from mimoc.targets.crossbar.arrays import channel_clip, signed_pulses, target_conductances
-from mimoc.targets.crossbar.artifact import read_arrays, read_schedule
+from mimoc.targets.crossbar.artifact import SCHEDULE, read_arrays, read_schedule
+from mimoc.targets.crossbar.checks import check_arrays, check_program
 from mimoc.targets.crossbar.config import CrossbarConfig
 from mimoc.targets.crossbar.devices import Device, device_from_dict
 from mimoc.targets.crossbar.program import program_from_json
@@ -91,22 +92,24 @@ class _Programmed:
 class IMCSchedule:
     """A loaded crossbar artifact (see the module docstring)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, verify: bool = True):
         self.path = Path(path)
-        self.schedule = read_schedule(self.path)
-        self.arrays = read_arrays(self.path)
+        self.schedule = read_schedule(self.path)  # schema-checked: the keys below exist
+        self.arrays = read_arrays(self.path, self.schedule, verify=verify)
+        where = repr(str(self.path / SCHEDULE))
+        self.device = device_from_dict(self.schedule["device"], f"{where} device")
+        check_arrays(self.schedule, self.arrays, self.device, where)
+        consts = {k[len("const/"):]: torch.from_numpy(v.copy())
+                  for k, v in self.arrays.items() if k.startswith("const/")}
+        self.graph = program_from_json(self.schedule["program"], consts)
+        check_program(self.schedule, self.graph, where)
         try:
-            consts = {k[len("const/"):]: torch.from_numpy(v.copy())
-                      for k, v in self.arrays.items() if k.startswith("const/")}
-            self.graph = program_from_json(self.schedule["program"], consts)
-            self.device = device_from_dict(self.schedule["device"], "the schedule's device")
             self.config = CrossbarConfig.from_dict(self.schedule["config"])
-            self.matrices = {m["id"]: m for m in self.schedule["matrices"]}
-            self.tiles = {a["id"]: a for a in self.schedule["arrays"]}
-            self.groups = self.schedule["programming"]["per_slot"]["groups"]
-        except (KeyError, TypeError) as err:
-            raise ModelFileError(f"{str(self.path)!r}: the schedule is incomplete ({err}); "
-                                 "compile the artifact again") from None
+        except UsageError as err:
+            raise ModelFileError(f"{where}: {err}; compile the artifact again") from None
+        self.matrices = {m["id"]: m for m in self.schedule["matrices"]}
+        self.tiles = {a["id"]: a for a in self.schedule["arrays"]}
+        self.groups = self.schedule["programming"]["per_slot"]["groups"]
 
     # -- properties ------------------------------------------------------------------
 
@@ -164,7 +167,10 @@ class IMCSchedule:
                     if ideal:
                         targets += list(target_conductances(weights[a:b, c:d], w_clip, device))
                     else:
+                        # float32 in arrays.npz: Gmax can round up by half an ulp
+                        # (check_arrays refused anything further out)
                         targets += [torch.from_numpy(self.arrays[f"{t['id']}.{side}"]).double()
+                                    .clamp(device.g_min_us, device.g_max_us)
                                     for side in ("g_pos", "g_neg")]
             jobs.append((mid, m, device.range_us / w_clip))
         results = iter(verify_many(targets, device, generator))
@@ -337,10 +343,14 @@ def _bits(name: str, value: Any, default: int | None) -> int | None:
     return value
 
 
-def load_schedule(path: str | os.PathLike) -> IMCSchedule:
-    """Load a crossbar artifact directory (``mimoc compile --target crossbar`` output)."""
+def load_schedule(path: str | os.PathLike, *, verify: bool = True) -> IMCSchedule:
+    """Load a crossbar artifact directory (``mimoc compile --target crossbar`` output).
+
+    Everything read is checked first (schema, references, ``arrays.npz`` entries); with
+    ``verify`` (default) an ``arrays.npz`` modified after compiling is refused: pass
+    ``verify=False`` for an artifact you edited on purpose."""
     path = Path(path)
     if not path.is_dir():
         raise ModelFileError(f"{str(path)!r} is not an artifact directory; compile one with "
                              "'mimoc compile MODEL.pt --target crossbar -o DIR'")
-    return IMCSchedule(path)
+    return IMCSchedule(path, verify=verify)

@@ -37,7 +37,8 @@ import torch
 
 from mimoc.errors import ModelFileError, UsageError
 from mimoc.runtime.inputs import LAYOUT, link_arrays, real_array
-from mimoc.targets.onnx.artifact import MODEL_FILES, read_manifest
+from mimoc.targets.artifact_files import read_recorded_file
+from mimoc.targets.onnx.artifact import MANIFEST, MODEL_FILES, read_manifest
 
 
 def has_vnni() -> bool:
@@ -72,7 +73,9 @@ def session_options(threads: int = 1, *, optimized_model: str | None = None,
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # warnings about unused initializers etc. are not the user's
+    # warnings about unused initializers etc. are not the user's, and an error becomes a
+    # one-line MimocError: onnxruntime's own log line would be a second one
+    options.log_severity_level = 4
     if threads == 1:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     for key, value in (config or {}).items():
@@ -85,16 +88,74 @@ def session_options(threads: int = 1, *, optimized_model: str | None = None,
     return options
 
 
-def _session(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:
-    if not path.is_file():
-        raise ModelFileError(f"{str(path)!r} is missing; the artifact is incomplete, compile "
-                             "it again")
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    """onnxruntime's own exception types (not RuntimeError subclasses), and RuntimeError."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    found = [getattr(state, name, None) for name in (
+        "Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NoModel",
+        "NotFound", "NotImplemented", "RuntimeException", "EPFail", "EngineError",
+        "ModelLoadCanceled", "ModelRequiresCompilation")]
+    return tuple(e for e in found if isinstance(e, type) and issubclass(e, BaseException)) \
+        + (RuntimeError,)
+
+
+ORT_ERRORS = _ort_errors()
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an onnxruntime error without its ``[ONNXRuntimeError] : 1 :``."""
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__
+    line = text.splitlines()[0]
+    if line.startswith("[ONNXRuntimeError]"):
+        line = line.split(" : ", 3)[-1]
+    return line if len(line) <= 240 else line[:237] + "..."
+
+
+class _Session:
+    """An onnxruntime session whose failures are one-line :class:`ModelFileError` s naming
+    the file (``run``), with the rest of the session's interface passed through."""
+
+    def __init__(self, session: ort.InferenceSession, file: Path):
+        self._session = session
+        self.file = file
+
+    def run(self, output_names, feed):
+        try:
+            return self._session.run(output_names, feed)
+        except ORT_ERRORS as err:
+            raise ModelFileError(f"onnxruntime failed running {str(self.file)!r} "
+                                 f"({_first_line(err)}); check the inputs, or compile the "
+                                 "artifact again") from None
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+def _session(data: bytes, file: Path, options: ort.SessionOptions,
+             signature: Mapping[str, Any]) -> _Session:
+    """A session of the model bytes ``data`` (read and checked from ``file``: the session
+    runs exactly the bytes that were hashed), its inputs and outputs checked against the
+    manifest's ``signature`` (names and ranks)."""
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # onnxruntime raises its own exception types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelFileError(f"onnxruntime cannot load {str(path)!r} ({first}); compile the "
-                             "artifact again") from None
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except ORT_ERRORS as err:
+        raise ModelFileError(f"onnxruntime cannot load {str(file)!r} ({_first_line(err)}); "
+                             "compile the artifact again") from None
+    for kind, found in (("inputs", session.get_inputs()), ("outputs", session.get_outputs())):
+        have = {arg.name: len(arg.shape or ()) for arg in found}
+        want = {io["name"]: len(io["shape"]) for io in signature[kind]}
+        if have != want:
+            raise ModelFileError(f"{str(file)!r} does not match the manifest: its {kind} are "
+                                 f"{_names(have)}, the manifest says {_names(want)}; compile "
+                                 "the artifact again")
+    return _Session(session, file)
+
+
+def _names(ranks: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} (rank {rank})" for name, rank in sorted(ranks.items())) or "none"
 
 
 class OnnxArtifact:
@@ -106,15 +167,20 @@ class OnnxArtifact:
         slot, symbol, detector: the onnxruntime sessions of the stages and the whole model.
     """
 
-    def __init__(self, path: str | os.PathLike, *, threads: int = 1):
+    def __init__(self, path: str | os.PathLike, *, threads: int = 1, verify: bool = True):
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
         #: session config entries applied (from the manifest's ``session_config``)
         self.session_config = config_entries(self.manifest.get("session_config"))
         options = session_options(threads, config=self.session_config)
-        self.slot = _session(self.path / MODEL_FILES["slot"], options)
-        self.symbol = _session(self.path / MODEL_FILES["symbol"], options)
-        self.detector = _session(self.path / MODEL_FILES["detector"], options)
+        sessions = {}
+        for stage, name in MODEL_FILES.items():
+            data = read_recorded_file(self.path, name, self.manifest["files"], index=MANIFEST,
+                                      verify=verify)
+            sessions[stage] = _session(data, self.path / name, options,
+                                       self.manifest["graphs"][stage])
+        self.slot, self.symbol, self.detector = (sessions[k] for k in ("slot", "symbol",
+                                                                         "detector"))
         self._state_names = [o.name for o in self.slot.get_outputs()]
         self._symbol_inputs = [i.name for i in self.symbol.get_inputs()]
         self._shapes = {io["name"]: io["shape"]
@@ -207,13 +273,19 @@ class OnnxArtifact:
         return run
 
 
-def load_artifact(path: str | os.PathLike, *, threads: int = 1) -> OnnxArtifact:
-    """Load an artifact directory written by ``mimoc compile`` (see :class:`OnnxArtifact`)."""
+def load_artifact(path: str | os.PathLike, *, threads: int = 1,
+                  verify: bool = True) -> OnnxArtifact:
+    """Load an artifact directory written by ``mimoc compile`` (see :class:`OnnxArtifact`).
+
+    Everything read is checked first (manifest schema, the ONNX files' inputs and outputs);
+    with ``verify`` (default) an ONNX file modified after compiling (its sha256 differs
+    from the manifest's) is refused: pass ``verify=False`` for an artifact you edited on
+    purpose."""
     path = Path(path)
     if not path.is_dir():
         raise ModelFileError(f"{str(path)!r} is not an artifact directory; compile one with "
                              "'mimoc compile MODEL.pt -o DIR'")
-    return OnnxArtifact(path, threads=threads)
+    return OnnxArtifact(path, threads=threads, verify=verify)
 
 
 def is_artifact(path: str | os.PathLike) -> bool:

@@ -15,9 +15,10 @@ is derived from its FLOPs (2 x MACs, the compiler's count):
 
 At utilisation 1.0 this is a lower bound: no real kernel of small matrix products runs at
 the peak. Only ``name`` (default: the file name without ``.json``) and ``peak_gflops`` are
-required; ``title``, ``kind``, ``source`` and ``note`` are free text. Unknown keys,
-non-positive or non-finite rates and a utilisation outside (0, 1] are refused with a
-one-line :class:`ProcessorError` naming the field.
+required; ``title``, ``kind``, ``source`` and ``note`` are free text. The file is checked
+against the JSON Schema ``mimoc/data/schemas/processor.schema.json``: unknown keys, NaN,
+non-positive rates and a utilisation outside (0, 1] are refused with a one-line
+:class:`ProcessorError` naming the field.
 
 Example::
 
@@ -30,8 +31,6 @@ Example::
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -46,7 +45,6 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "processors"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TEXT_FIELDS = ("title", "kind", "source", "note")
-_KEYS = {"format", "format_version", "name", "peak_gflops", "utilisation", *_TEXT_FIELDS}
 
 
 class ProcessorError(UsageError):
@@ -113,58 +111,27 @@ def load_processor(name_or_path: str | os.PathLike) -> Processor:
 
 
 def _read(path: Path) -> Processor:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise ProcessorError(f"cannot read processor file {str(path)!r}: {err}") from None
-    except json.JSONDecodeError as err:
-        raise ProcessorError(f"processor file {str(path)!r} is not valid JSON (line "
-                             f"{err.lineno}: {err.msg})") from None
+    from mimoc.validation import read_json
+
+    data = read_json(path, where=f"processor file {str(path)!r}", error=ProcessorError,
+                     fix="give a JSON object such as {\"peak_gflops\": 200}")
     return processor_from_dict(data, where=str(path), default_name=path.stem)
 
 
 def processor_from_dict(data: Any, *, where: str = "processor",
                         default_name: str | None = None) -> Processor:
-    """Validate a processor description (see the module docstring)."""
-    def bad(field: str, what: str) -> ProcessorError:
-        return ProcessorError(f"{where}: field {field!r} {what}")
+    """Validate a processor description against the JSON Schema
+    ``mimoc/data/schemas/processor.schema.json`` (see the module docstring)."""
+    from mimoc.validation import validate
 
-    if not isinstance(data, dict):
-        raise ProcessorError(f"{where}: a processor is a JSON object, got "
-                             f"{type(data).__name__}")
-    unknown = sorted(str(k) for k in data if k not in _KEYS)
-    if unknown:
-        raise bad(unknown[0], f"is not a processor field (fields: {', '.join(sorted(_KEYS))})")
-    if "format" in data and data["format"] != FORMAT:
-        raise bad("format", f"must be {FORMAT!r}, got {data['format']!r}")
-    if "format_version" in data and data["format_version"] != FORMAT_VERSION:
-        raise bad("format_version", f"must be {FORMAT_VERSION}, got {data['format_version']!r}")
+    validate(data, "processor", origin=where, error=ProcessorError)
     name = data.get("name", default_name)
     if not isinstance(name, str) or not _NAME.match(name):
-        raise bad("name", "must be letters, digits, '.', '_' or '-' (e.g. \"my-dsp\")")
-    if "peak_gflops" not in data:
-        raise bad("peak_gflops", "is missing: give the peak throughput in GFLOP/s")
-    peak = _number(data["peak_gflops"])
-    if peak is None or not peak > 0:
-        raise bad("peak_gflops", f"must be a positive finite number, got {data['peak_gflops']!r}")
-    utilisation = _number(data.get("utilisation", 1.0))
-    if utilisation is None or not 0 < utilisation <= 1:
-        raise bad("utilisation", "must be a number in (0, 1] (the share of the peak sustained; "
-                  f"1.0 = peak), got {data.get('utilisation')!r}")
-    text = {}
-    for field in _TEXT_FIELDS:
-        value = data.get(field, "")
-        if not isinstance(value, str):
-            raise bad(field, f"must be a string, got {type(value).__name__}")
-        text[field] = value
-    return Processor(name=name, peak_gflops=peak, utilisation=utilisation, path=where, **text)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+        raise ProcessorError(f"{where}: field 'name' must be letters, digits, '.', '_' or '-' "
+                             f"(e.g. \"my-dsp\"), got {name!r}; add a \"name\" to the file")
+    text = {field: data.get(field, "") for field in _TEXT_FIELDS}
+    return Processor(name=name, peak_gflops=float(data["peak_gflops"]),
+                     utilisation=float(data.get("utilisation", 1.0)), path=where, **text)
 
 
 __all__ = ["Processor", "ProcessorError", "list_processors", "load_processor",

@@ -35,7 +35,7 @@ from mimoc import __version__
 from mimoc.compiler.dims import fmt_dim
 from mimoc.compiler.interpreter import run_all
 from mimoc.compiler.ir import Graph, Node
-from mimoc.errors import ModelFileError, UsageError
+from mimoc.errors import UsageError
 from mimoc.targets.crossbar import lower
 from mimoc.targets.crossbar.arrays import (
     CHANNEL,
@@ -280,19 +280,39 @@ def is_crossbar_artifact(path: str | os.PathLike) -> bool:
 
 
 def read_schedule(path: str | os.PathLike) -> dict[str, Any]:
-    """``schedule.json`` of an artifact directory (checked: format and version)."""
-    return read_json_file(path, SCHEDULE, fmt=FORMAT, version=FORMAT_VERSION,
-                          kind="crossbar schedule",
-                          how_to_make="compile one with 'mimoc compile MODEL.pt --target "
-                                      "crossbar -o DIR'")
+    """``schedule.json`` of an artifact directory, checked: format and version, the JSON
+    Schema (``mimoc/data/schemas/schedule.schema.json``) and the references between its
+    matrices, tiles and write groups (:func:`~mimoc.targets.crossbar.checks.check_schedule`)."""
+    from mimoc.targets.crossbar.checks import check_schedule
+
+    schedule = read_json_file(path, SCHEDULE, fmt=FORMAT, version=FORMAT_VERSION,
+                              kind="crossbar schedule", schema="schedule",
+                              how_to_make="compile one with 'mimoc compile MODEL.pt --target "
+                                          "crossbar -o DIR'")
+    check_schedule(schedule, repr(str(Path(path) / SCHEDULE)))
+    return schedule
 
 
-def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of ``arrays.npz`` (no pickles) by name."""
-    file = Path(path) / ARRAYS
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ModelFileError(f"{str(file)!r} cannot be read ({err}); compile the artifact "
-                             "again") from None
+def verify_arrays_file(path: str | os.PathLike, schedule: Mapping[str, Any]) -> bytes:
+    """The bytes of ``arrays.npz``, refused if they differ from the schedule's sha256."""
+    from mimoc.targets.artifact_files import read_recorded_file
+
+    return read_recorded_file(Path(path), ARRAYS, schedule["files"], index=SCHEDULE)
+
+
+def read_arrays(path: str | os.PathLike, schedule: Mapping[str, Any] | None = None, *,
+                verify: bool = True) -> dict[str, np.ndarray]:
+    """The arrays of ``arrays.npz`` by name, read safely (no pickles; every ``.npy`` header
+    checked before anything is allocated: :func:`mimoc.targets.artifact_files.read_npz`).
+
+    ``verify``: refuse a file whose sha256 differs from the one in ``schedule.json``
+    (``schedule``: the already read schedule; ``None`` reads it). ``verify=False`` is for
+    people who edit artifacts on purpose (``--allow-modified``).
+    """
+    from mimoc.targets.artifact_files import read_npz, read_recorded_file
+
+    path = Path(path)
+    if schedule is None:
+        schedule = read_schedule(path)
+    data = read_recorded_file(path, ARRAYS, schedule["files"], index=SCHEDULE, verify=verify)
+    return read_npz(data, where=repr(str(path / ARRAYS)))

@@ -37,11 +37,13 @@ def crossbar_config(entry: str) -> dict:
     return (read_schedule(entry).get("model") or {}).get("config") or {}
 
 
-def crossbar_detectors(entry: str, levels: list[float | None], seed: int) -> dict:
-    """``{"DIR@c2c=0.01": engine, ...}`` (``DIR`` alone for the device's own C2C)."""
+def crossbar_detectors(entry: str, levels: list[float | None], seed: int, *,
+                       verify: bool = True) -> dict:
+    """``{"DIR@c2c=0.01": engine, ...}`` (``DIR`` alone for the device's own C2C;
+    ``verify=False`` uses an ``arrays.npz`` modified after compiling)."""
     from mimoc.runtime.imc import load_schedule
 
-    schedule = load_schedule(entry)
+    schedule = load_schedule(entry, verify=verify)
     out = {}
     for level in levels:
         name = entry if level is None else f"{entry}@c2c={level:g}"

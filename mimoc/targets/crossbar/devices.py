@@ -3,9 +3,10 @@
 A :class:`Device` is plain data (a frozen dataclass) read from a JSON profile:
 the shipped ones are ``mimoc/data/devices/<id>.json`` (the IM-MIMO paper's
 Table III), users give the path of their own file. Every field is checked when
-a profile is loaded or a ``Device`` is built; a bad value raises
-:class:`DeviceError` naming the field and what to do. The schema is documented
-in ``docs/devices.md``.
+a profile is loaded (against the JSON Schema
+``mimoc/data/schemas/device.schema.json``, then Gmax > Gmin) or a ``Device``
+is built; a bad value raises :class:`DeviceError` naming the field and what to
+do. The schema is documented in ``docs/devices.md``.
 
 Shipped devices (DESIGN.md section 7; conductances in microsiemens):
 
@@ -65,7 +66,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -242,11 +242,8 @@ def _seconds(value: float) -> str:
 
 # ----------------------------------------------------------------------------- checks
 
-_REQUIRED = ("name", "pulse_width_s", "c2c_potentiation", "c2c_depression", "g_min_us",
-             "g_max_us", "v_write_pos", "v_write_neg", "states")
 _TIMES = ("pulse_width_s", "read_s", "tia_s", "adder_s", "relu_s", "inverter_s", "adc_s",
           "dac_s", "verify_read_s")
-_FIELDS = tuple(f.name for f in dataclasses.fields(Device))
 
 
 def _is_number(value: Any) -> bool:
@@ -311,29 +308,17 @@ def _check_field(name: str, value: Any, origin: str) -> None:
 
 
 def device_from_dict(data: Any, origin: str = "device profile") -> Device:
-    """Build a :class:`Device` from a parsed JSON profile, checking every key.
+    """Build a :class:`Device` from a parsed JSON profile, checked against the schema
+    ``mimoc/data/schemas/device.schema.json`` (keys, types, ranges) and Gmax > Gmin.
 
     Raises:
         DeviceError: not an object, unknown or missing keys, wrong types, bad values.
     """
-    if not isinstance(data, dict):
-        raise DeviceError(f"{origin}: a device profile is a JSON object "
-                          f"{{\"name\": ..., \"pulse_width_s\": ...}}, got a "
-                          f"{type(data).__name__}; see {SCHEMA_DOC}")
+    from mimoc.validation import validate
+
+    validate(data, "device", origin=origin, error=DeviceError)
     values = dict(data)
-    schema = values.pop("schema", SCHEMA)
-    if schema != SCHEMA:
-        raise DeviceError(f"{origin}: schema {schema!r} is not {SCHEMA!r}; write "
-                          f"\"schema\": \"{SCHEMA}\" or leave it out")
-    for key in values:
-        if key not in _FIELDS:
-            close = difflib.get_close_matches(str(key), _FIELDS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"the fields are in {SCHEMA_DOC}"
-            raise DeviceError(f"{origin}: unknown key {key!r}; {hint}")
-    for key in _REQUIRED:
-        if key not in values:
-            raise DeviceError(f"{origin}: missing key {key!r}; every profile gives "
-                              f"{', '.join(_REQUIRED)} (see {SCHEMA_DOC})")
+    values.pop("schema", None)
     _validate(values, origin)
     return Device(**values)
 
@@ -360,33 +345,12 @@ def list_devices() -> tuple[str, ...]:
                         if entry.name.endswith(".json")))
 
 
-def _reject_constant(token: str):
-    raise ValueError(f"{token} is not a valid JSON number")
-
-
-def _no_duplicates(pairs):
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"key {key!r} appears twice")
-        seen[key] = value
-    return seen
-
-
 def parse_profile(text: bytes | str, origin: str) -> Device:
     """Parse the bytes of a JSON profile (strict: no NaN/Infinity, no duplicate keys)."""
-    try:
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
-        data = json.loads(text, parse_constant=_reject_constant,
-                          object_pairs_hook=_no_duplicates)
-    except UnicodeDecodeError:
-        raise DeviceError(f"{origin} is not UTF-8 text; a device profile is a JSON file "
-                          f"(see {SCHEMA_DOC})") from None
-    except ValueError as err:  # json.JSONDecodeError is a ValueError
-        message = " ".join(str(err).split())
-        raise DeviceError(f"{origin} is not valid JSON ({message}); a device profile is a "
-                          f"JSON object (see {SCHEMA_DOC})") from None
+    from mimoc.validation import parse_json
+
+    data = parse_json(text, where=origin, error=DeviceError,
+                      fix=f"a device profile is a JSON object (see {SCHEMA_DOC})")
     return device_from_dict(data, origin)
 
 

@@ -6,7 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mimoc.targets.crossbar.artifact import is_crossbar_artifact, read_schedule
+from mimoc.targets.crossbar.artifact import (
+    is_crossbar_artifact,
+    read_schedule,
+    verify_arrays_file,
+)
 
 
 def matches(path: Path) -> bool:
@@ -14,8 +18,11 @@ def matches(path: Path) -> bool:
 
 
 def describe(path: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
-    """The schedule without its program (JSON-ready), plus the path and kind."""
+    """The schedule without its program (JSON-ready), plus the path and kind; refused if
+    ``arrays.npz`` was modified after compiling, unless ``args.allow_modified``."""
     schedule = read_schedule(path)
+    if not getattr(args, "allow_modified", False):
+        verify_arrays_file(path, schedule)
     schedule.pop("program", None)
     return {"path": str(path), "kind": "crossbar", **schedule}
 

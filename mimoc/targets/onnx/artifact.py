@@ -213,7 +213,42 @@ def write_artifact(built: BuiltArtifact, out: str | os.PathLike, *,
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of an artifact directory (checked: format and version)."""
-    return read_json_file(path, MANIFEST, fmt=FORMAT, version=FORMAT_VERSION,
-                          kind="ONNX artifact manifest",
-                          how_to_make="compile one with 'mimoc compile MODEL.pt -o DIR'")
+    """The manifest of an artifact directory, checked: format and version, the JSON Schema
+    (``mimoc/data/schemas/manifest.schema.json``) and :func:`check_manifest`."""
+    manifest = read_json_file(path, MANIFEST, fmt=FORMAT, version=FORMAT_VERSION,
+                              kind="ONNX artifact manifest", schema="manifest",
+                              how_to_make="compile one with 'mimoc compile MODEL.pt -o DIR'")
+    check_manifest(manifest, repr(str(Path(path) / MANIFEST)))
+    return manifest
+
+
+#: The symbolic dims the runtime can bind in ``H`` and ``y`` (batch, slot, RE-MIMO's users).
+RUNTIME_DIMS = ("B", "S", "U", "2*U")
+
+
+def check_manifest(manifest: Mapping[str, Any], where: str) -> None:
+    """What the schema cannot say: the stages fit together as the runtime runs them
+    (``slot.onnx``: ``H`` -> state; ``symbol.onnx``: ``y`` + that state; ``detector.onnx``:
+    ``H``, ``y`` -> one output; ``H``/``y`` of rank 3 over the dims the runtime binds)."""
+    from mimoc.errors import ModelFileError
+
+    def refuse(problem: str) -> ModelFileError:
+        return ModelFileError(f"{where}: {problem}; compile the artifact again")
+
+    graphs = manifest["graphs"]
+    names = {k: ([io["name"] for io in g["inputs"]], [io["name"] for io in g["outputs"]])
+             for k, g in graphs.items() if k in MODEL_FILES}
+    if sorted(names["detector"][0]) != ["H", "y"] or len(names["detector"][1]) != 1:
+        raise refuse("graphs.detector must have the inputs H and y and one output")
+    if names["slot"][0] != ["H"]:
+        raise refuse("graphs.slot must have the one input H")
+    state = set(names["symbol"][0]) - {"y"}
+    if "y" not in names["symbol"][0] or not state <= set(names["slot"][1]) \
+            or len(names["symbol"][1]) != 1:
+        raise refuse("graphs.symbol must take y and outputs of graphs.slot, and give one "
+                     "output")
+    for io in graphs["detector"]["inputs"] + graphs["detector"]["outputs"]:
+        shape = io["shape"]
+        if len(shape) != 3 or any(isinstance(d, str) and d not in RUNTIME_DIMS for d in shape):
+            raise refuse(f"graphs.detector {io['name']} has shape {shape}; the runtime needs "
+                         f"3 dims, symbolic ones among {', '.join(RUNTIME_DIMS)}")
