@@ -49,11 +49,11 @@ import torch
 import mimoc
 from mimoc.detectors import load_checkpoint
 from mimoc.fileio import atomic_write
-from mimoc.plots import plot_error_rates
 from mimoc.runtime.imc import load_schedule
 from mimoc.sim.ber import BERResult, from_module, simulate
 from mimoc.sim.channels import CSIModel, parse_channel
 from mimoc.sim.system import MIMOSystem
+from mimoc.studies.plots import plot_error_rates
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"standard": "detnet_8x16_qpsk.pt", "noise-aware": "detnet_8x16_qpsk_noiseaware.pt"}

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import mimoc
 from mimoc.commands.ber import format_table, parse_snr_list
-from mimoc.plots import plot_error_rates
 from mimoc.sim.ber import classical, from_module, simulate
+from mimoc.studies.plots import plot_error_rates
 
 HERE = Path(__file__).resolve().parent
 MODEL = HERE / "models" / "detnet_8x16_qpsk.pt"

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 import mimoc
-from mimoc.runtime.budget import format_budget, run_budget
+from mimoc.studies.budget import format_budget, run_budget
 
 HERE = Path(__file__).resolve().parent
 MODEL = HERE / "models" / "detnet_8x16_qpsk.pt"

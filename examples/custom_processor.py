@@ -20,8 +20,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from mimoc.runtime.budget import format_budget, run_budget
 from mimoc.runtime.processors import load_processor
+from mimoc.studies.budget import format_budget, run_budget
 
 HERE = Path(__file__).resolve().parent
 MODEL = HERE / "models" / "detnet_8x16_qpsk.pt"

@@ -203,7 +203,7 @@ def _hand_made_result():
 
 
 def test_plot_draws_zero_error_points_and_leaves_no_temporary_file(tmp_path):
-    from mimoc.plots import plot_error_rates
+    from mimoc.studies.plots import plot_error_rates
 
     target = plot_error_rates(_hand_made_result(), tmp_path / "zero.png", metric="ser")
     assert target.read_bytes()[:4] == b"\x89PNG"
@@ -213,7 +213,7 @@ def test_plot_draws_zero_error_points_and_leaves_no_temporary_file(tmp_path):
 def test_failed_plot_leaves_neither_file_nor_temporary(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from mimoc.plots import plot_error_rates
+    from mimoc.studies.plots import plot_error_rates
 
     def broken_savefig(self, *args, **kwargs):
         raise OSError(28, "No space left on device")

@@ -127,7 +127,7 @@ def _main_job_output() -> list[str]:
 
 
 def test_readme_budget_table_has_the_current_format():
-    from mimoc.runtime.budget import DEFAULT_TARGETS
+    from mimoc.studies.budget import DEFAULT_TARGETS
 
     lines = _main_job_output()
     header = next(line for line in lines if line.startswith("target "))

@@ -448,7 +448,7 @@ def run(args: argparse.Namespace) -> int:
                         channel=ChannelModel.parse(args.channel), csi=CSIModel.parse(args.csi),
                         snr_def=args.snr_def, slot=args.slot)
     if args.plot:
-        from mimoc.plots import check_plot_path
+        from mimoc.studies.plots import check_plot_path
 
         check_plot_path(args.plot)
 
@@ -467,7 +467,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(previous_threads)
 
     if args.plot:
-        from mimoc.plots import plot_error_rates
+        from mimoc.studies.plots import plot_error_rates
 
         try:
             plot_error_rates(result, args.plot)

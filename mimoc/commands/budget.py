@@ -77,8 +77,8 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mimoc.runtime.budget import DEFAULT_SER_SYMBOLS
     from mimoc.sim.snr import SNR_DEFINITIONS
+    from mimoc.studies.budget import DEFAULT_SER_SYMBOLS
 
     parser.add_argument("model", metavar="MODEL", help="a mimoc detector checkpoint (.pt)")
     parser.add_argument("--targets", default=None, metavar="LIST",
@@ -129,10 +129,10 @@ def parse_array(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from mimoc.progress import is_interactive
-    from mimoc.runtime.budget import format_budget, run_budget
+    from mimoc.studies.budget import format_budget, run_budget
 
     if args.plot:
-        from mimoc.plots import check_plot_path
+        from mimoc.studies.plots import check_plot_path
 
         check_plot_path(args.plot)
     if not args.budget_us > 0 or args.budget_us == float("inf"):
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         if show:
             print("\r" + " " * 60 + "\r", end="", file=sys.stderr, flush=True)
     if args.plot:
-        from mimoc.plots import plot_budget
+        from mimoc.studies.plots import plot_budget
 
         try:
             plot_budget(report, args.plot)

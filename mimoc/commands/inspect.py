@@ -123,37 +123,11 @@ def run(args: argparse.Namespace) -> int:
 # -- checkpoints -------------------------------------------------------------------
 
 def describe_checkpoint(path: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
-    """The JSON-ready description of a checkpoint (format in DESCRIPTION)."""
-    import dataclasses
+    """The JSON-ready description of a checkpoint (format in DESCRIPTION): the inspector's
+    entry to :func:`mimoc.detectors.summary.describe_checkpoint`."""
+    from mimoc.detectors.summary import describe_checkpoint as describe  # torch: on first use
 
-    from mimoc.detectors import load_checkpoint
-    from mimoc.detectors.flops import count_flops
-
-    ckpt = load_checkpoint(path)
-    flops = count_flops(ckpt.model)
-    config = dataclasses.asdict(ckpt.config)
-    training = {k: v for k, v in ckpt.training.items() if k != "history"}
-    if "history" in ckpt.training:
-        training["history_points"] = len(ckpt.training["history"])
-    return {
-        "path": str(path),
-        "kind": "checkpoint",
-        "family": ckpt.family,
-        "nt": ckpt.config.nt,
-        "nr": ckpt.config.nr,
-        "modulation": ckpt.config.modulation,
-        "config": config,
-        "params": flops.params,
-        "flops_per_symbol": flops.flops_per_symbol,
-        "flops_slot_rate": flops.flops_slot_rate,
-        "flops_per_slot": flops.flops_per_slot,
-        "slot_symbols": flops.slot_symbols,
-        "layers": [dataclasses.asdict(layer) for layer in flops.layers],
-        "uncounted_ops": flops.uncounted,
-        "training": training,
-        "mimoc_version": ckpt.mimoc_version,
-        "format_version": ckpt.format_version,
-    }
+    return describe(path)
 
 
 def _table(rows: list[list[str]], right: set[int]) -> list[str]:

@@ -35,7 +35,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mimoc.report import DEFAULT_C2C, DEFAULT_MAX_SYMBOLS
+    from mimoc.studies.report import DEFAULT_C2C, DEFAULT_MAX_SYMBOLS
 
     parser.add_argument("model", metavar="MODEL", help="a mimoc detector checkpoint (.pt)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from mimoc.commands.ber import parse_snr_list
     from mimoc.commands.budget import parse_array
     from mimoc.progress import is_interactive
-    from mimoc.report import write_report
+    from mimoc.studies.report import write_report
 
     snrs = parse_snr_list(args.snr) if args.snr is not None else None
     if not args.budget_us > 0 or args.budget_us == float("inf"):

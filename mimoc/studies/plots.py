@@ -16,7 +16,7 @@ a bar of channel preparation and detection, against the budget line.
 Example::
 
     >>> plot_error_rates(result, "ber.png")          # result: mimoc.sim.ber.BERResult
-    >>> plot_budget(report, "budget.png")            # report: mimoc.runtime.budget.BudgetReport
+    >>> plot_budget(report, "budget.png")            # report: mimoc.studies.budget.BudgetReport
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ LOG_AXIS_RATIO = 30.0
 def plot_budget(report, path: str | os.PathLike) -> Path:
     """Write a PNG of each target's slot latency, preparation and detection stacked.
 
-    ``report`` is a :class:`mimoc.runtime.budget.BudgetReport`. One horizontal bar per
+    ``report`` is a :class:`mimoc.studies.budget.BudgetReport`. One horizontal bar per
     available target (preparation, then the ``S`` symbols of detection), the budget as a
     vertical line, each bar labelled with its total and its latency source. The time axis
     is in microseconds, logarithmic when the slots differ by more than
@@ -182,7 +182,7 @@ def plot_budget(report, path: str | os.PathLike) -> Path:
             color=BUDGET_COLOURS["detection"], label=f"detection ({report.slot} symbols)")
     ax.axvline(budget, color="#D55E00", linestyle="--", linewidth=1.5,
                label=f"budget {budget:g} µs per slot")
-    from mimoc.runtime.budget import format_us
+    from mimoc.studies.budget.table import format_us
 
     for y, row, t in zip(ypos, rows, total, strict=True):
         lat = row.latency

@@ -14,13 +14,13 @@ import mimoc.api
 from mimoc.cli import main
 from mimoc.detectors import build_detector, save_detector
 from mimoc.errors import MimocError
-from mimoc.runtime import budget
 from mimoc.runtime.processors import (
     ProcessorError,
     list_processors,
     load_processor,
     processor_from_dict,
 )
+from mimoc.studies import budget
 from mimoc.targets.onnx import read_manifest
 
 CONFIG = dict(nt=2, nr=4, modulation="qpsk", layers=2, hidden=16, v_dim=4)
@@ -233,7 +233,7 @@ def test_w4_is_measured_on_its_own_artifact(budget_json):
 # -- defaults, text and plot -------------------------------------------------------------------
 
 def test_default_targets_run_with_a_plot(checkpoint, capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(budget, "DEFAULT_TARGETS", ("dsp-c6678",))
+    monkeypatch.setattr(budget.target_names, "DEFAULT_TARGETS", ("dsp-c6678",))
     plot = tmp_path / "budget.png"
     code, out, err = cli(capsys, "budget", str(checkpoint), "--ser-symbols", "0", "--plot",
                          str(plot))

@@ -10,7 +10,7 @@ import torch
 
 from mimoc.cli import main
 from mimoc.detectors import build_detector, save_detector
-from mimoc.runtime import budget
+from mimoc.studies import budget
 
 CONFIG = dict(nt=2, nr=4, modulation="qpsk", layers=2, hidden=16, v_dim=4)
 

@@ -29,8 +29,8 @@ from typing import Any
 from mimoc import __version__
 from mimoc.errors import UsageError
 from mimoc.fileio import releases_claims
-from mimoc.runtime import budget as budget_mod
 from mimoc.sim.ber import BERResult, from_module, simulate
+from mimoc.studies import budget as budget_mod
 
 ORIGINAL = "original (PyTorch)"
 DEFAULT_C2C = (0.0, 0.01, 0.02, 0.04)
@@ -65,11 +65,11 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
         snr_db: SNR points of the curves (default: :func:`default_snrs`).
         c2c: cycle-to-cycle levels (fractions) of the crossbar noise sweep.
         max_symbols: scalar symbols per SNR point and curve.
-        slot, budget_s, array, min_time, seed: as for :func:`mimoc.runtime.budget.run_budget`.
+        slot, budget_s, array, min_time, seed: as for :func:`mimoc.studies.budget.run_budget`.
         force: replace a non-empty ``out``.
         command: the command line to print under "Reproduce".
     """
-    from mimoc.commands.inspect import describe_checkpoint
+    from mimoc.detectors.summary import describe_checkpoint
     from mimoc.targets.output import check_output_directory, write_directory
 
     check_output_directory(out, force=force)
@@ -108,7 +108,7 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
                 sweeps[target.spec.name] = simulate(engines, ctx.system, snrs, seed=seed,
                                                     max_symbols=max_symbols, progress=progress)
 
-        from mimoc.plots import plot_budget, plot_error_rates
+        from mimoc.studies.plots import plot_budget, plot_error_rates
 
         figures: dict[str, Path] = {"ber.png": plot_error_rates(ber, Path(tmp) / "ber.png")}
         for name, sweep in sweeps.items():
