@@ -11,6 +11,7 @@ Only the light modules are imported at start-up; each subcommand's on first use.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from mimoc import __version__
@@ -72,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mimoc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`mimoc inspect DIR | head`): stop quietly, as Unix tools do;
+        # point stdout at /dev/null so that flushing at exit raises nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         _release_outputs()
 

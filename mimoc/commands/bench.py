@@ -26,13 +26,20 @@ Medians over repeated calls; ratios (time of the other path / time of mimoc) fro
 same run; achieved GFLOP/s of the useful work (manifest FLOPs, 2 x MACs) against a
 single-core fp32 GEMM peak measured in the same run.
 
-TARGET is an artifact directory (its model file, named in the manifest, is looked up
-beside the artifact or given with --model; without it only the artifact is timed) or
+TARGET is an ONNX artifact directory (its model file, named in the manifest, is looked
+up beside the artifact or given with --model; without it only the artifact is timed) or
 a model (.pt/.pt2), compiled first with the default passes into a temporary directory.
+
+A crossbar artifact directory (mimoc compile --target crossbar) is reported as the
+device latency its schedule models for a slot of --slot symbols (programming of the
+channel arrays + S x the per-symbol critical path) and the wall time of the IMC
+simulator per slot at each batch size on this CPU (the cost of a BER study, not the
+device's latency).
 
 examples:
   mimoc bench out/detnet --model detnet.pt
   mimoc bench detnet.pt --batches 1,64 --json
+  mimoc bench out/xb --batches 1,64
 """
 
 
@@ -82,11 +89,14 @@ def _find_source(artifact, explicit: str | None):
 def run(args: argparse.Namespace) -> int:
     from mimoc.runtime import is_artifact, load_artifact
     from mimoc.runtime.bench import format_bench, run_bench
+    from mimoc.targets import artifact_target
 
     batches = _batches(args.batches)
     if args.slot < 1 or args.threads < 1 or not args.min_time > 0:
         raise UsageError("--slot and --threads must be positive integers, --min-time positive")
     target = Path(args.target)
+    if artifact_target(target) == "crossbar":
+        return _bench_crossbar(args, target, batches)
     with tempfile.TemporaryDirectory(prefix="mimoc-bench-") as tmp:
         if is_artifact(target):
             artifact = load_artifact(target, threads=args.threads,
@@ -115,3 +125,24 @@ def run(args: argparse.Namespace) -> int:
             print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     print(json.dumps(result.to_dict()) if args.json else format_bench(result))
     return 0
+
+
+def _bench_crossbar(args: argparse.Namespace, target: Path, batches: list[int]) -> int:
+    from mimoc.runtime.imc import load_schedule
+    from mimoc.runtime.imc_bench import format_crossbar_bench, run_crossbar_bench
+
+    if args.model is not None:
+        raise UsageError("--model is for ONNX artifacts; a crossbar artifact is timed by its "
+                         "schedule and the IMC simulator")
+    torch_threads(args.threads)
+    schedule = load_schedule(target, verify=verify_artifacts(args))
+    result = run_crossbar_bench(schedule, batches=batches, slot=args.slot,
+                                min_time=args.min_time)
+    print(json.dumps(result.to_dict()) if args.json else format_crossbar_bench(result))
+    return 0
+
+
+def torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)

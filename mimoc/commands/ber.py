@@ -229,10 +229,9 @@ def _check_sizes(name: str, config, system: MIMOSystem) -> None:
 
 
 def _is_artifact(entry: str) -> bool:
-    from mimoc.targets.crossbar.ber_support import is_crossbar
+    from mimoc.commands.ber_artifacts import artifact_kind
 
-    return Path(entry).is_dir() and ((Path(entry) / "manifest.json").is_file()
-                                     or is_crossbar(entry))
+    return artifact_kind(entry) is not None
 
 
 def _load_artifact(path: str, system: MIMOSystem, verify: bool = True) -> EngineDetector:
@@ -247,11 +246,9 @@ def model_sizes(entries: list[str]) -> dict | None:
     """Nt, Nr and modulation of the first model or artifact among ``entries`` (or None)."""
     for entry in entries:
         if _is_artifact(entry):
-            from mimoc.targets.crossbar.ber_support import crossbar_config, is_crossbar
-            from mimoc.targets.onnx import read_manifest
+            from mimoc.commands.ber_artifacts import artifact_config
 
-            config = (crossbar_config(entry) if is_crossbar(entry) else
-                      (read_manifest(entry).get("model") or {}).get("config") or {})
+            config = artifact_config(entry)
         elif entry.lower().partition(":")[0] not in CLASSICAL_DETECTORS and \
                 Path(entry).is_file():
             from mimoc.detectors import load_detector
@@ -270,12 +267,15 @@ def build_detectors(spec: str, system: MIMOSystem, c2c: str | None = None,
     """``--detector`` list -> engine detectors, keyed by the entries as given (a crossbar
     artifact gives one detector per ``c2c`` level, ``DIR@c2c=0.01``; ``verify=False``:
     artifacts modified after compiling are used, ``--allow-modified``)."""
-    from mimoc.targets.crossbar.ber_support import (
-        crossbar_config,
+    from mimoc.commands.ber_artifacts import (
+        artifact_config,
+        artifact_kind,
         crossbar_detectors,
-        is_crossbar,
         parse_c2c_list,
     )
+
+    def is_crossbar(entry: str) -> bool:
+        return artifact_kind(entry) == "crossbar"
 
     levels = parse_c2c_list(c2c)
     entries = [entry.strip() for entry in spec.split(",")]
@@ -290,7 +290,7 @@ def build_detectors(spec: str, system: MIMOSystem, c2c: str | None = None,
         if entry.lower().partition(":")[0] in CLASSICAL_DETECTORS:
             detectors[entry] = classical(entry.lower(), system.constellation)
         elif is_crossbar(entry):
-            _check_sizes(entry, dict(crossbar_config(entry)), system)
+            _check_sizes(entry, dict(artifact_config(entry)), system)
             detectors.update(crossbar_detectors(entry, levels, seed, verify=verify))
         elif _is_artifact(entry):
             detectors[entry] = _load_artifact(entry, system, verify=verify)
@@ -357,8 +357,9 @@ def resolve_detectors(args: argparse.Namespace) -> str:
     sizes (--nt/--nr/--mod) not given, from the first model or artifact in it."""
     for path in args.artifacts:
         if not _is_artifact(path):
-            raise UsageError(f"{path!r} is not a compiled artifact directory (no manifest.json); "
-                             "compile one with 'mimoc compile MODEL.pt -o DIR'")
+            raise UsageError(f"{path!r} is not a compiled artifact directory (no manifest.json "
+                             "or schedule.json); compile one with 'mimoc compile MODEL.pt -o "
+                             "DIR'")
     given = [args.detector] if args.detector is not None else ([] if args.artifacts
                                                                  else ["mmse"])
     spec = ",".join(given + list(args.artifacts))

@@ -1,4 +1,4 @@
-"""``mimoc inspect PATH``: what a model file holds.
+"""``mimoc inspect PATH``: what a model file or a compiled artifact holds.
 
 Each kind of file mimoc can describe is an :class:`Inspector` in
 :data:`INSPECTORS` (tried in order): how to recognise the path, how to
@@ -20,7 +20,7 @@ from mimoc.commands.pass_flags import add_pass_option_arguments, pass_options
 from mimoc.errors import UsageError
 
 NAME = "inspect"
-HELP = "describe a trained model: sizes, parameters, FLOPs, layers, training"
+HELP = "describe a trained model or a compiled artifact (ONNX or crossbar)"
 DESCRIPTION = """\
 Describe a mimoc detector checkpoint (.pt): family, link sizes and modulation,
 configuration, parameter count, FLOPs per received symbol vector and per slot,
@@ -62,11 +62,16 @@ symbol).
 A crossbar artifact folder (mimoc compile --target crossbar) is shown as tables:
 matrices and tiles, the per-slot programming plan, latency per block / symbol /
 slot, peripherals and digital work; --json prints schedule.json (without the
-lowered program) with "path" and "kind": "crossbar".
+lowered program) with "path" and "kind": "crossbar". An ONNX artifact folder
+(mimoc compile) is shown as its stages, passes and layers; --json prints
+manifest.json with "path" and "kind": "onnx". Either kind is recognised by the
+format its index file declares; files modified after compiling are refused
+unless --allow-modified.
 
 examples:
   mimoc inspect detnet.pt
   mimoc inspect out/xb
+  mimoc inspect out/detnet
   mimoc inspect detnet.pt --json
   mimoc inspect wesnet.pt --ir --passes canonicalize,prune,split-channel
   mimoc inspect rwesnet.pt --passes canonicalize,remove-layers --keep-layers 6
@@ -86,7 +91,8 @@ class Inspector:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="PATH", help="a model checkpoint (.pt) written by mimoc")
+    parser.add_argument("path", metavar="PATH",
+                        help="a model checkpoint (.pt) or an artifact directory written by mimoc")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (format above) instead of text")
     add_allow_modified_argument(parser)
@@ -243,15 +249,24 @@ def _is_model_file(path: Path) -> bool:
     return not path.is_dir()
 
 
-def _crossbar_view():
-    from mimoc.targets.crossbar import view
+def _artifact_kind(path: Path) -> str | None:
+    from mimoc.targets import artifact_target
 
-    return view
+    return artifact_target(path)
+
+
+def _view(kind: str):
+    import importlib
+
+    return importlib.import_module(f"mimoc.commands.{kind}_view")
 
 
 INSPECTORS: list[Inspector] = [
-    Inspector("crossbar artifact (schedule.json)", lambda p: _crossbar_view().matches(p),
-              lambda p, a: _crossbar_view().describe(p, a),
-              lambda info: _crossbar_view().render(info)),
+    Inspector("crossbar artifact (schedule.json)", lambda p: _artifact_kind(p) == "crossbar",
+              lambda p, a: _view("crossbar").describe(p, a),
+              lambda info: _view("crossbar").render(info)),
+    Inspector("ONNX artifact (manifest.json)", lambda p: _artifact_kind(p) == "onnx",
+              lambda p, a: _view("onnx").describe(p, a),
+              lambda info: _view("onnx").render(info)),
     Inspector("checkpoint (.pt)", _is_model_file, describe_checkpoint, render_checkpoint),
 ]

@@ -286,8 +286,3 @@ def load_artifact(path: str | os.PathLike, *, threads: int = 1,
         raise ModelFileError(f"{str(path)!r} is not an artifact directory; compile one with "
                              "'mimoc compile MODEL.pt -o DIR'")
     return OnnxArtifact(path, threads=threads, verify=verify)
-
-
-def is_artifact(path: str | os.PathLike) -> bool:
-    path = Path(path)
-    return path.is_dir() and (path / "manifest.json").is_file()

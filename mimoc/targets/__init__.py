@@ -13,8 +13,10 @@ command line's ``--help`` stays fast); :func:`register` adds one defined elsewhe
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
-from mimoc.errors import UsageError
+from mimoc.errors import ModelFileError, UsageError
 
 #: target name -> "module:attribute" of its Target instance
 TARGETS: dict[str, str] = {
@@ -55,3 +57,28 @@ def get_target(name: str):
 def target_options() -> dict[str, tuple[str, ...]]:
     """Every target's option names (to say which target an option belongs to)."""
     return {name: get_target(name).options for name in TARGETS}
+
+
+def artifact_target(path: str | os.PathLike) -> str | None:
+    """The name of the target whose artifact directory ``path`` is, from the ``format``
+    its index file declares (``manifest.json`` of ``onnx``, ``schedule.json`` of
+    ``crossbar``, ...); ``None`` when ``path`` is no directory holding such a file. An
+    index file that declares another format is a one-line ModelFileError."""
+    from mimoc.validation import read_json
+
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    for name in TARGETS:
+        target = get_target(name)
+        index = path / target.artifact_index if target.artifact_index else None
+        if index is None or not index.is_file():
+            continue
+        data = read_json(index)
+        found = data.get("format") if isinstance(data, dict) else None
+        if found == target.artifact_format:
+            return name
+        raise ModelFileError(f"{str(index)!r} is not a mimoc {name} artifact index (format "
+                             f"{found!r}, expected {target.artifact_format!r}); compile the "
+                             "artifact again")
+    return None

@@ -65,6 +65,10 @@ class Target:
     foreign_option_hint: str | None = None
     #: passes run before the target's own lowering when the user names none
     default_passes: tuple[str, ...] = ("canonicalize", "split-channel")
+    #: the index file of the artifact directory and the ``format`` it declares (how
+    #: :func:`mimoc.targets.artifact_target` and :func:`mimoc.runtime.load` recognise it)
+    artifact_index: str = ""
+    artifact_format: str = ""
 
     def configure(self, **options: Any) -> Any:
         """The target's configuration from ``options`` (already checked to be its own);

@@ -48,14 +48,13 @@ from mimoc.targets.crossbar.arrays import (
 )
 from mimoc.targets.crossbar.config import CrossbarConfig
 from mimoc.targets.crossbar.devices import Device
+from mimoc.targets.crossbar.format import FORMAT, SCHEDULE
 from mimoc.targets.crossbar.latency import analog_macs, digital_work, latency, peripherals
 from mimoc.targets.crossbar.program import program_to_json
 from mimoc.targets.crossbar.programming import channel_plan, static_plan
 from mimoc.targets.output import read_json_file, write_directory
 
-FORMAT = "mimoc-crossbar-schedule"
 FORMAT_VERSION = 1
-SCHEDULE = "schedule.json"
 ARRAYS = "arrays.npz"
 #: Link draws for the ADC/DAC full-scale calibration: slots per SNR, symbols per slot, SNRs.
 CALIBRATION = {"slots_per_snr": 64, "symbols": 4, "snr_db": [0.0, 10.0, 20.0, 30.0]}
@@ -273,11 +272,6 @@ def write_artifact(built: BuiltSchedule, out: str | os.PathLike, *, force: bool 
 
 
 # ---------------------------------------------------------------- reading
-
-def is_crossbar_artifact(path: str | os.PathLike) -> bool:
-    path = Path(path)
-    return path.is_dir() and (path / SCHEDULE).is_file()
-
 
 def read_schedule(path: str | os.PathLike) -> dict[str, Any]:
     """``schedule.json`` of an artifact directory, checked: format and version, the JSON

@@ -30,6 +30,7 @@ from typing import Any
 
 from mimoc.targets.base import BuildContext, Target
 from mimoc.targets.crossbar.config import CrossbarConfig
+from mimoc.targets.crossbar.format import FORMAT, SCHEDULE
 
 DEFAULT_PASSES = ("canonicalize", "split-channel", "split-linear")
 DEFAULT_DEVICE = "ftj-luo2022"
@@ -60,6 +61,8 @@ class CrossbarTarget(Target):
     options = ("device", "crossbar", *CONFIG_OPTIONS)
     foreign_option_hint = "the crossbar target maps fp32 weights onto device states"
     default_passes = DEFAULT_PASSES
+    artifact_index = SCHEDULE
+    artifact_format = FORMAT
 
     def configure(self, *, device: Any = None, crossbar: Any = None,
                   **fields: Any) -> CrossbarTargetConfig:

@@ -39,12 +39,11 @@ from mimoc.compiler.flops import count_flops
 from mimoc.compiler.ir import Graph, Node, Rate
 from mimoc.compiler.stages import Stages, split_stages
 from mimoc.targets.onnx.emit import IR_VERSION, OPSET, emit_model
+from mimoc.targets.onnx.format import FORMAT, MANIFEST
 from mimoc.targets.onnx.quantized import session_config
 from mimoc.targets.output import read_json_file, write_directory
 
-FORMAT = "mimoc-onnx-artifact"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 MODEL_FILES = {"slot": "slot.onnx", "symbol": "symbol.onnx", "detector": "detector.onnx"}
 #: Symbols per slot the per-slot FLOP totals are given for (14 OFDM symbols, 5G NR).
 SLOT_SYMBOLS = 14

@@ -24,6 +24,7 @@ from typing import Any
 
 from mimoc.errors import UsageError
 from mimoc.targets.base import BuildContext, Target
+from mimoc.targets.onnx.format import FORMAT, MANIFEST
 
 #: Pipeline of a quantized compile: quantize first (it folds BatchNorm into quantized convs
 #: itself); split-linear / hoist-conv-rows leave layers with input quantizers unchanged.
@@ -143,6 +144,8 @@ class OnnxTarget(Target):
     summary = "ONNX models for onnxruntime on edge CPUs (fp32, int8, 4-bit weights)"
     options = ("quant", "lowering", "bits")
     default_passes = ("canonicalize", "split-channel", "hoist-conv-rows", "split-linear")
+    artifact_index = MANIFEST
+    artifact_format = FORMAT
 
     def configure(self, **options: Any) -> OnnxConfig:
         config = OnnxConfig(**options)

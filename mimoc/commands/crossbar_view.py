@@ -6,15 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mimoc.targets.crossbar.artifact import (
-    is_crossbar_artifact,
-    read_schedule,
-    verify_arrays_file,
-)
-
-
-def matches(path: Path) -> bool:
-    return is_crossbar_artifact(path)
+from mimoc.targets.crossbar.artifact import read_schedule, verify_arrays_file
 
 
 def describe(path: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
@@ -27,7 +19,7 @@ def describe(path: Path, args: argparse.Namespace | None = None) -> dict[str, An
     return {"path": str(path), "kind": "crossbar", **schedule}
 
 
-def _table(rows: list[list[str]], right: set[int]) -> list[str]:
+def table(rows: list[list[str]], right: set[int]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  " + "  ".join(c.rjust(w) if i in right else c.ljust(w)
                              for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
@@ -53,7 +45,7 @@ def render(info: dict[str, Any]) -> str:
     for m in info["matrices"]:
         rows.append([m["id"], m["role"], m["form"], f"{m['rows']}x{m['cols']}",
                      f"{m['row_tiles']}x{m['col_tiles']}", str(len(m["used_by"]))])
-    lines += _table(rows, right={4, 5})
+    lines += table(rows, right={4, 5})
     lines += ["", f"programming per slot (channel arrays; expected over {per_slot['draws']} "
               f"seeded channel draws, seed {per_slot['seed']})"]
     rows = [["array", "rows", "cols", "expected ns", "example ns", "max row pulses (ex.)"]]
@@ -61,7 +53,7 @@ def render(info: dict[str, Any]) -> str:
         rows.append([tile["array"], str(tile["rows"]), str(tile["cols"]),
                      _ns(tile["expected_time_s"]), _ns(tile["example_time_s"]),
                      str(max(tile["example_row_pulses"], default=0))])
-    lines += _table(rows, right={1, 2, 3, 4, 5}) if len(rows) > 1 else ["  (none)"]
+    lines += table(rows, right={1, 2, 3, 4, 5}) if len(rows) > 1 else ["  (none)"]
     lines.append(f"  {len(per_slot['groups'])} parallel write group(s); per slot "
                  f"{_ns(per_slot['expected_s'])} ns expected (std {_ns(per_slot['std_s'])}, "
                  f"min {_ns(per_slot['min_s'])}, max {_ns(per_slot['max_s'])})")
@@ -73,7 +65,7 @@ def render(info: dict[str, Any]) -> str:
     rows = [["block", "nodes", "MVMs", "latency ns"]]
     rows += [[b["block"], str(b["nodes"]), str(b["mvms"]), _ns(b["latency_s"])]
              for b in lat["blocks"]]
-    lines += _table(rows, right={1, 2, 3})
+    lines += table(rows, right={1, 2, 3})
     lines += [f"  per symbol {_ns(t['symbol_s'])} ns (sum of blocks {_ns(lat['sum_of_blocks_s'])}"
               f" ns); slot-rate analog work {_ns(t['slot_compute_s'])} ns",
               f"  per slot of {t['slot_symbols']} symbols: {_ns(t['programming_s_per_slot'])} "
@@ -83,7 +75,7 @@ def render(info: dict[str, Any]) -> str:
     rows = [["arrays", "tiles", "cells", "TIAs", "inverters", "adders", "ReLU", "ADCs", "DACs"],
             [str(p[k]) for k in ("arrays", "tiles", "cells", "tias", "inverters", "adders",
                                  "relu_circuits", "adcs", "dacs")]]
-    lines += _table(rows, right=set(range(9)))
+    lines += table(rows, right=set(range(9)))
     d = info["digital"]
     lines += ["", f"digital work: {d['flops_per_symbol']:,} FLOPs per symbol, "
               f"{d['flops_slot_rate']:,} per slot; {len(d['ops'])} digital ops "

@@ -1,9 +1,9 @@
-"""``mimoc ber DIR --c2c 0,0.01,...``: one IMC-simulated detector per C2C level."""
+"""Compiled artifacts in ``mimoc ber``: which target an entry is, its model config, and
+``mimoc ber DIR --c2c 0,0.01,...``: one IMC-simulated detector per C2C level."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from mimoc.errors import UsageError
 
@@ -27,14 +27,24 @@ def parse_c2c_list(text: str | None) -> list[float | None]:
     return values
 
 
-def is_crossbar(entry: str) -> bool:
-    return Path(entry).is_dir() and (Path(entry) / "schedule.json").is_file()
+def artifact_kind(entry: str) -> str | None:
+    """The target whose artifact directory ``entry`` is, or ``None``."""
+    from mimoc.targets import artifact_target
+
+    return artifact_target(entry)
 
 
-def crossbar_config(entry: str) -> dict:
-    from mimoc.targets.crossbar.artifact import read_schedule
+def artifact_config(entry: str) -> dict:
+    """The model config recorded in an artifact's index file (``{}`` when absent)."""
+    if artifact_kind(entry) == "crossbar":
+        from mimoc.targets.crossbar.artifact import read_schedule
 
-    return (read_schedule(entry).get("model") or {}).get("config") or {}
+        index = read_schedule(entry)
+    else:
+        from mimoc.targets.onnx import read_manifest
+
+        index = read_manifest(entry)
+    return (index.get("model") or {}).get("config") or {}
 
 
 def crossbar_detectors(entry: str, levels: list[float | None], seed: int, *,

@@ -1,0 +1,5 @@
+"""The crossbar artifact's index file and the ``format`` it declares (read by the target,
+the artifact writer and reader, and :func:`mimoc.targets.artifact_target`)."""
+
+SCHEDULE = "schedule.json"
+FORMAT = "mimoc-crossbar-schedule"
