@@ -58,7 +58,7 @@ import torch
 import mimoc
 from mimoc.detectors import DetNet, DetNetConfig
 from mimoc.fileio import atomic_write
-from mimoc.targets.crossbar.devices import list_devices, load_device
+from mimoc.hardware.devices import list_devices, load_device
 
 ROOT = Path(__file__).resolve().parent.parent
 UNTILED = (256, 256)

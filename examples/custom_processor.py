@@ -20,7 +20,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from mimoc.runtime.processors import load_processor
+from mimoc.hardware.processors import load_processor
 from mimoc.studies.budget import format_budget, run_budget
 
 HERE = Path(__file__).resolve().parent

@@ -83,7 +83,7 @@ def _details(dev) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mimoc.targets.crossbar.devices import list_devices, load_device
+    from mimoc.hardware.devices import list_devices, load_device
 
     if args.device is None:
         devices = [load_device(name) for name in list_devices()]

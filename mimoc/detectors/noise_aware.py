@@ -3,8 +3,9 @@
 IM-MIMO programs the receiver's channel matrix into memristor crossbars once per
 slot, without write-verify, so every entry carries programming noise
 (DESIGN.md section 7). Training on channels perturbed by the same statistical
-model teaches the detector to tolerate it. This module states that model in the
-*weight domain* (no conductances needed), so the crossbar target can reuse it.
+model teaches the detector to tolerate it. This module applies that model
+(:mod:`mimoc.hardware.programming`, which the crossbar target and the IMC simulator
+use too) in the *weight domain*: no conductances needed.
 
 Model, per real entry ``W = H_r[b, i, j]`` of a matrix ``H_r[b]``:
 
@@ -51,9 +52,12 @@ import math
 import torch
 
 from mimoc.errors import UsageError
-
-#: Three-sigma rule of IM-MIMO: 99.73% of Gaussian entries map inside the range.
-CLIP_SIGMAS = 3.0
+from mimoc.hardware.programming import (
+    channel_clip,
+    programmed_level,
+    sigma_clip,
+    weight_pulses,
+)
 
 
 def program_channel(H_r: torch.Tensor, c2c: float, states: int,
@@ -93,17 +97,16 @@ def program_channel(H_r: torch.Tensor, c2c: float, states: int,
                          f"got shape {tuple(H_r.shape)}")
     W = H_r.detach()
     if sigma_h is None:
-        sigma = W.square().mean(dim=(-2, -1), keepdim=True).sqrt()
+        w_clip = channel_clip(W)                     # RMS per matrix, in W's dtype
     else:
         if not (math.isfinite(sigma_h) and sigma_h > 0):
             raise UsageError(f"sigma_h must be a positive number, got {sigma_h!r}")
-        sigma = torch.full((1, 1), float(sigma_h), dtype=W.dtype, device=W.device)
-    # An all-zero matrix has nothing to program; keep w_clip positive to avoid 0/0.
-    w_clip = (CLIP_SIGMAS * sigma).clamp_min(torch.finfo(W.dtype).tiny)
-    pulses = torch.round(W.abs() / w_clip * states).clamp(0, states)
-    magnitude = pulses * (w_clip / states)
-    if c2c > 0:
-        z = torch.randn(W.shape, generator=generator, dtype=W.dtype, device=W.device)
-        magnitude = magnitude + c2c * w_clip * pulses.sqrt() * z
-    magnitude = torch.minimum(magnitude.clamp_min(0), w_clip)
+        w_clip = sigma_clip(torch.full((1, 1), float(sigma_h), dtype=W.dtype,
+                                       device=W.device))
+    pulses = weight_pulses(W, w_clip, states)
+    z = (torch.randn(W.shape, generator=generator, dtype=W.dtype, device=W.device)
+         if c2c > 0 else None)
+    # the moving cell of the pair, in weight units: Gmin -> 0, Gmax - Gmin -> w_clip
+    magnitude = programmed_level(pulses, z, low=0, step=w_clip / states, sigma=c2c * w_clip,
+                                 high=w_clip)
     return torch.sign(W) * magnitude

@@ -2,16 +2,18 @@
 
 :func:`load_schedule` reads an artifact written by ``mimoc compile --target crossbar``
 (``schedule.json`` + ``arrays.npz``) and runs its lowered program op by op (the compiler's
-op table), with the crossbar ops replaced by the device model of DESIGN.md section 7:
+op table), with the crossbar ops replaced by the device model of DESIGN.md section 7
+(:mod:`mimoc.hardware.programming`, the same functions the target and noise-aware training
+use):
 
 - **static arrays** are programmed once per :meth:`IMCSchedule.detect` call / per
   :meth:`IMCSchedule.engine` (deployment) from the target conductances in ``arrays.npz``
-  with program-and-verify (:func:`~mimoc.targets.crossbar.devices.program_with_verify`);
+  with program-and-verify (:func:`~mimoc.hardware.programming.program_with_verify`);
 - **channel arrays** are programmed for every slot (every ``b`` of ``H [B, ...]``) from the
   slot-rate matrix the program computes (``H``, ``H^T``, ``pinv(H)^T``): three-sigma mapping,
   ``n = clip(round(|W| / w_clip * P), 0, P)`` potentiation pulses from reset on the side of
   the pair that carries the sign, ``G = Gmin + n dG + c2c (Gmax - Gmin) sqrt(n) z``,
-  clipped to ``[Gmin, Gmax]`` (the model of :mod:`mimoc.detectors.noise_aware`);
+  clipped to ``[Gmin, Gmax]``;
 - each MVM is ``(x @ (G+ - G-)) / k`` per row tile (``k = (Gmax - Gmin) / w_clip``), the
   row tiles' partial sums added (digital accumulation: each partial through the ADC);
 - ``ADC``/``DAC`` nodes quantise to the device's ``adc_bits``/``dac_bits`` (or the
@@ -48,12 +50,13 @@ import torch.nn.functional as F
 from mimoc.compiler import ops
 from mimoc.compiler.interpreter import bind_sizes
 from mimoc.errors import ModelFileError, UsageError
+from mimoc.hardware.devices import Device, device_from_dict
+from mimoc.hardware.programming import mapping_gain, program_from_reset
 from mimoc.runtime.inputs import link_arrays, seed_value
 from mimoc.targets.crossbar.arrays import channel_clip, signed_pulses, target_conductances
 from mimoc.targets.crossbar.artifact import SCHEDULE, read_arrays, read_schedule
 from mimoc.targets.crossbar.checks import check_arrays, check_program
 from mimoc.targets.crossbar.config import CrossbarConfig
-from mimoc.targets.crossbar.devices import Device, device_from_dict
 from mimoc.targets.crossbar.program import program_from_json
 from mimoc.targets.crossbar.programming import verify_many
 
@@ -172,7 +175,7 @@ class IMCSchedule:
                         targets += [torch.from_numpy(self.arrays[f"{t['id']}.{side}"]).double()
                                     .clamp(device.g_min_us, device.g_max_us)
                                     for side in ("g_pos", "g_neg")]
-            jobs.append((mid, m, device.range_us / w_clip))
+            jobs.append((mid, m, mapping_gain(w_clip, device)))
         results = iter(verify_many(targets, device, generator))
         out: dict[str, _Programmed] = {}
         for mid, m, k in jobs:
@@ -199,18 +202,16 @@ class IMCSchedule:
         pulses = signed_pulses(W, w_clip, device.states)      # [B, rows, cols]
         n_pos = pulses.clamp_min(0).double()
         n_neg = (-pulses).clamp_min(0).double()
-        sigma = device.c2c_sigma_us("potentiation")
+        noisy = device.c2c_sigma_us("potentiation") > 0
 
         def program(n):
-            G = device.g_min_us + n * device.step_us
-            if sigma > 0:
-                G = G + sigma * n.sqrt() * torch.randn(n.shape, generator=generator,
-                                                       dtype=torch.float64)
-            return G.clamp(device.g_min_us, device.g_max_us)
+            # a noiseless device draws nothing from the generator
+            z = torch.randn(n.shape, generator=generator, dtype=torch.float64) if noisy else None
+            return program_from_reset(n, device, z)
 
         lead = tuple(value.shape[:-2])                        # (B,) or (B, 1, ...)
         dG = program(n_pos) - program(n_neg)
-        k = (device.range_us / w_clip).reshape(lead + (1, 1))  # broadcasts like the matmul
+        k = mapping_gain(w_clip, device).reshape(lead + (1, 1))  # broadcasts like the matmul
         times: dict[str, torch.Tensor] = {}
         rows = []
         for tiles in self._tile_grid(m):

@@ -16,11 +16,11 @@ from mimoc.compiler.frontend import import_module
 from mimoc.compiler.pipeline import run_pipeline
 from mimoc.detectors import build_detector, save_detector
 from mimoc.errors import UsageError
+from mimoc.hardware.devices import load_device
 from mimoc.runtime.imc import load_schedule
 from mimoc.targets.crossbar import lower
 from mimoc.targets.crossbar.artifact import build_schedule, read_arrays, write_artifact
 from mimoc.targets.crossbar.config import CrossbarConfig, parse_array
-from mimoc.targets.crossbar.devices import load_device
 from mimoc.targets.crossbar.target import DEFAULT_PASSES
 
 FAMILIES = {

@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from mimoc.errors import MimocError
-from mimoc.targets.crossbar.devices import (
+from mimoc.hardware.devices import (
     SCHEMA,
     Device,
     DeviceError,
     device_from_dict,
     list_devices,
     load_device,
-    program_with_verify,
 )
+from mimoc.hardware.programming import program_with_verify, pulses_from_reset
 
 # IM-MIMO Table III: pulse width, C2C pot./dep., Gmin, Gmax (uS), write voltages, states
 TABLE_III = {
@@ -75,8 +75,8 @@ def test_derived_quantities():
     assert dev.c2c("depression") == 0.0544
     assert dev.c2c_sigma_us("potentiation") == pytest.approx(0.0441 * dev.range_us)
     assert dev.verify_tolerance_us == pytest.approx(dev.verify_tolerance * dev.range_us)
-    pulses = dev.pulses_for(torch.tensor([dev.g_min_us, dev.g_min_us + 2.4 * dev.step_us,
-                                          dev.g_max_us, dev.g_max_us + 10]))
+    pulses = pulses_from_reset(torch.tensor([dev.g_min_us, dev.g_min_us + 2.4 * dev.step_us,
+                                             dev.g_max_us, dev.g_max_us + 10]), dev)
     assert pulses.tolist() == [0, 2, 256, 256]
     noisy = dev.with_c2c(0.01)
     assert (noisy.c2c_potentiation, noisy.c2c_depression) == (0.01, 0.01)
@@ -185,7 +185,7 @@ def test_verify_loop_reaches_tolerance_and_times_rows():
         assert ((out.conductance_us - target).abs() <= limit).all()
         assert out.row_time_s.shape == (3, 16)
         # every row takes at least its open-loop pulses and one verify read
-        open_loop = dev.pulses_for(target).amax(dim=-1) * dev.pulse_width_s
+        open_loop = pulses_from_reset(target, dev).amax(dim=-1) * dev.pulse_width_s
         assert (out.row_time_s >= open_loop + dev.verify_read_s - 1e-18).all()
         assert out.total_time_s == pytest.approx(float(out.row_time_s.sum()))
         again = program_with_verify(target, dev, torch.Generator().manual_seed(1))

@@ -9,7 +9,7 @@ import pytest
 
 from mimoc.commands import devices as command
 from mimoc.errors import MimocError
-from mimoc.targets.crossbar.devices import list_devices, load_device
+from mimoc.hardware.devices import list_devices, load_device
 
 
 def run(argv):

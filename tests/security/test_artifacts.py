@@ -26,11 +26,11 @@ from onnx import numpy_helper
 from mimoc.api import compile as compile_model
 from mimoc.detectors import build_detector, save_detector
 from mimoc.errors import MimocError, ModelFileError
+from mimoc.hardware.devices import Device, list_devices, load_device
+from mimoc.hardware.processors import list_processors, load_processor
 from mimoc.runtime import load_artifact
 from mimoc.runtime.imc import load_schedule
-from mimoc.runtime.processors import list_processors, load_processor
 from mimoc.targets.crossbar.artifact import npz_bytes, read_arrays, read_schedule
-from mimoc.targets.crossbar.devices import Device, list_devices, load_device
 from mimoc.targets.onnx.artifact import read_manifest
 from mimoc.validation import load_schema, read_json, schema_names, validate
 

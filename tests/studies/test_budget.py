@@ -14,7 +14,7 @@ import mimoc.api
 from mimoc.cli import main
 from mimoc.detectors import build_detector, save_detector
 from mimoc.errors import MimocError
-from mimoc.runtime.processors import (
+from mimoc.hardware.processors import (
     ProcessorError,
     list_processors,
     load_processor,

@@ -26,7 +26,7 @@ Where each number comes from (``Latency.source``):
   ``programming_s_per_slot`` (preparation) and ``slot_symbols x symbol_s`` (detection);
   the one-time static programming with verify is reported apart, it is not per slot;
 - ``flops``: the compiler's FLOP count (default ONNX pipeline; 2 x MACs) divided by the
-  processor's peak x utilisation (:mod:`mimoc.runtime.processors`): slot-rate FLOPs
+  processor's peak x utilisation (:mod:`mimoc.hardware.processors`): slot-rate FLOPs
   (preparation) and ``S x`` per-symbol FLOPs (detection). At utilisation 1.0 these are
   lower bounds.
 

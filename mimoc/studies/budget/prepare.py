@@ -98,7 +98,7 @@ def prepare_crossbar(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
 def _device_c2c(device: str | None) -> str:
     """The device's cycle-to-cycle variation as text (``3.65%`` or ``4.41% pot. / 5.44% dep.``)."""
     try:
-        from mimoc.targets.crossbar.devices import load_device
+        from mimoc.hardware.devices import load_device
     except ImportError:
         return "its profile's value"
     profile = load_device(device)

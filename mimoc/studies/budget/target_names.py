@@ -2,7 +2,7 @@
 
 A name is ``onnx-cpu`` (fp32 ONNX on this CPU), ``onnx-cpu-LOWERING[:METHOD]`` (a
 quantized ONNX lowering), ``crossbar:DEVICE`` (a crossbar schedule for a device name or
-profile), a reference processor's name (:mod:`mimoc.runtime.processors`) or
+profile), a reference processor's name (:mod:`mimoc.hardware.processors`) or
 ``proc:FILE.json`` (a processor profile of one's own).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mimoc.errors import UsageError
-from mimoc.runtime.processors import Processor, list_processors, load_processor
+from mimoc.hardware.processors import Processor, list_processors, load_processor
 
 #: What ``mimoc budget`` compares when no ``--targets`` is given (those available). One
 #: crossbar device: each compile costs seconds (``torch.export`` and the static programming

@@ -1,6 +1,6 @@
 """Crossbar target: memristor devices, tiling, programming schedules (DESIGN.md section 7).
 
-- :mod:`mimoc.targets.crossbar.devices`: device profiles (``load_device``, ``list_devices``);
+- device profiles and the programming physics are :mod:`mimoc.hardware`;
 - :mod:`.lower`: the ``crossbar-lower`` pass (``H^T (H x)`` on two arrays, ``CrossbarMVM``,
   ADC/DAC where values cross domains); :mod:`.xops`: the target-level IR ops;
 - :mod:`.arrays` (matrices, mapping, tiles), :mod:`.programming` (per-slot and static

@@ -6,14 +6,15 @@ A matrix is stored in *crossbar orientation* ``G [in (+1), out]``: an MVM drives
 convolution kernels ``W [O, C, kh, kw]`` (im2col) as ``[W.reshape(O, -1)^T; b]``: the bias
 is one more row driven with a constant 1.
 
-Mapping (DESIGN.md section 7): a signed matrix is a differential pair ``G+ - G-`` with
-``G+ = Gmin + k max(W, 0)``, ``G- = Gmin + k max(-W, 0)`` and ``k = (Gmax - Gmin) / w_clip``;
-channel matrices (rate ``slot``) use ``w_clip = 3 sigma_h`` per matrix and slot with
-``sigma_h`` the RMS of its entries (as :mod:`mimoc.detectors.noise_aware`), static weights
-``w_clip = max|W|`` (or a percentile of ``|W|``). From reset a cell takes
-``n = clip(round(|W| / w_clip * P), 0, P)`` potentiation pulses; only the side of the pair
-that carries the sign moves, so one signed integer per cell (``+n`` on ``G+``, ``-n`` on
-``G-``) describes both sides.
+Mapping (DESIGN.md section 7; the physics is :mod:`mimoc.hardware.programming`): a signed
+matrix is a differential pair ``G+ - G-`` with ``G+ = Gmin + k max(W, 0)``,
+``G- = Gmin + k max(-W, 0)`` and ``k = (Gmax - Gmin) / w_clip``; channel matrices (rate
+``slot``) use ``w_clip = 3 sigma_h`` per matrix and slot with ``sigma_h`` the RMS of its
+entries (as noise-aware training does), static weights ``w_clip = max|W|`` (or a percentile
+of ``|W|``). From reset a cell takes ``n = clip(round(|W| / w_clip * P), 0, P)`` potentiation
+pulses; only the side of the pair that carries the sign moves, so one signed integer per cell
+(``+n`` on ``G+``, ``-n`` on ``G-``) describes both sides. The crossbar computes all of it in
+float64 (the artifact's numbers and the simulator's must agree).
 
 Tiling: ``G`` splits into tiles of at most ``R x C`` (the ``--array``); tile ``(i, j)``
 holds rows ``i R .. (i+1) R`` and columns ``j C .. (j+1) C``. Partial sums of the row tiles
@@ -36,13 +37,16 @@ import numpy as np
 import torch
 
 from mimoc.compiler.ir import Graph, Rate
-from mimoc.detectors.noise_aware import CLIP_SIGMAS
 from mimoc.errors import UsageError
+from mimoc.hardware import programming
+from mimoc.hardware.devices import Device
 from mimoc.targets.crossbar.config import CrossbarConfig
-from mimoc.targets.crossbar.devices import Device
 
 STATIC = "static"
 CHANNEL = "channel"
+#: Smallest channel ``w_clip``: keeps ``k = (Gmax - Gmin) / w_clip`` finite in float64 for an
+#: all-zero matrix (its cells stay at ``Gmin``).
+MIN_CHANNEL_CLIP = 1e-30
 
 
 @dataclass
@@ -153,25 +157,20 @@ def static_clip(G: torch.Tensor, config: CrossbarConfig) -> float:
 
 def channel_clip(G: torch.Tensor) -> torch.Tensor:
     """``w_clip = 3 sigma_h`` per matrix ``[B, 1, 1]`` (RMS of the entries; > 0)."""
-    sigma = G.double().square().mean(dim=(-2, -1), keepdim=True).sqrt()
-    return (CLIP_SIGMAS * sigma).clamp_min(1e-30)
+    return programming.channel_clip(G.double(), floor=MIN_CHANNEL_CLIP)
 
 
 def signed_pulses(G: torch.Tensor, w_clip: torch.Tensor | float, states: int) -> torch.Tensor:
     """``sign(W) clip(round(|W| / w_clip * P), 0, P)`` (int64): ``+n`` on ``G+``, ``-n`` on
     ``G-``."""
-    n = torch.round(G.double().abs() / w_clip * states).clamp(0, states)
+    n = programming.weight_pulses(G.double(), w_clip, states)
     return (torch.sign(G.double()) * n).to(torch.int64)
 
 
 def target_conductances(G: torch.Tensor, w_clip: torch.Tensor | float, device: Device,
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(G+, G-)`` in µS of the exact mapping (clipped to ``[Gmin, Gmax]``)."""
-    k = device.range_us / w_clip
-    W = G.double()
-    pos = (device.g_min_us + k * W.clamp_min(0)).clamp(max=device.g_max_us)
-    neg = (device.g_min_us + k * (-W).clamp_min(0)).clamp(max=device.g_max_us)
-    return pos, neg
+    return programming.pair_conductances(G.double(), w_clip, device)
 
 
 def pulse_dtype(states: int):

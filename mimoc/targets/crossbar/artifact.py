@@ -36,6 +36,7 @@ from mimoc.compiler.dims import fmt_dim
 from mimoc.compiler.interpreter import run_all
 from mimoc.compiler.ir import Graph, Node
 from mimoc.errors import UsageError
+from mimoc.hardware.devices import Device
 from mimoc.targets.crossbar import lower
 from mimoc.targets.crossbar.arrays import (
     CHANNEL,
@@ -47,7 +48,6 @@ from mimoc.targets.crossbar.arrays import (
     tile,
 )
 from mimoc.targets.crossbar.config import CrossbarConfig
-from mimoc.targets.crossbar.devices import Device
 from mimoc.targets.crossbar.format import FORMAT, SCHEDULE
 from mimoc.targets.crossbar.latency import analog_macs, digital_work, latency, peripherals
 from mimoc.targets.crossbar.program import program_to_json

@@ -39,9 +39,9 @@ from typing import Any
 from mimoc.compiler.dims import evaluate_shape
 from mimoc.compiler.flops import count_flops
 from mimoc.compiler.ir import Graph, Node, Rate
+from mimoc.hardware.devices import Device
 from mimoc.targets.crossbar.arrays import Matrix, matrix_id
 from mimoc.targets.crossbar.config import CrossbarConfig
-from mimoc.targets.crossbar.devices import Device
 from mimoc.targets.crossbar.lower import ANALOG, LAYOUT_OPS, domains_of
 
 

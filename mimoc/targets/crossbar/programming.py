@@ -12,7 +12,7 @@ of draw 0 as an example. ``arrays.npz`` keeps the signed pulse counts of every d
 (``<tile>.pulses [draws, rows, cols]``), so the times can be recomputed from it.
 
 Static arrays ("programming with verification", once at deployment):
-:func:`mimoc.targets.crossbar.devices.program_with_verify` per side; a tile row takes the
+:func:`mimoc.hardware.programming.program_with_verify` per side; a tile row takes the
 slower side's verify time; tiles and groups combine as above.
 
 Example::
@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mimoc.hardware.devices import Device
+from mimoc.hardware.programming import program_with_verify
 from mimoc.targets.crossbar.arrays import (
     CHANNEL,
     STATIC,
@@ -41,7 +43,6 @@ from mimoc.targets.crossbar.arrays import (
     write_groups,
 )
 from mimoc.targets.crossbar.config import CrossbarConfig
-from mimoc.targets.crossbar.devices import Device, program_with_verify
 
 
 def verify_many(targets: list[torch.Tensor], device: Device, generator: torch.Generator,

@@ -1,8 +1,8 @@
 """The ``crossbar`` target: its options, its passes, the schedule it builds.
 
 Options (keywords of ``mimoc.compile`` / flags of ``mimoc compile --target crossbar``):
-``device`` (an id of :func:`~mimoc.targets.crossbar.devices.list_devices`, a profile path
-or a :class:`~mimoc.targets.crossbar.devices.Device`; default ``ftj-luo2022``), ``array``
+``device`` (an id of :func:`~mimoc.hardware.devices.list_devices`, a profile path
+or a :class:`~mimoc.hardware.devices.Device`; default ``ftj-luo2022``), ``array``
 and ``slot`` (shortcuts for the config fields), ``crossbar`` (a
 :class:`~mimoc.targets.crossbar.config.CrossbarConfig` or dict), and the config fields
 ``accumulation``, ``static_clip``, ``write_parallel``, ``mc_draws`` one by one.
@@ -66,7 +66,7 @@ class CrossbarTarget(Target):
 
     def configure(self, *, device: Any = None, crossbar: Any = None,
                   **fields: Any) -> CrossbarTargetConfig:
-        from mimoc.targets.crossbar.devices import load_device
+        from mimoc.hardware.devices import load_device
 
         dev = load_device(device if device is not None else DEFAULT_DEVICE)
         return CrossbarTargetConfig(dev, crossbar_config(crossbar, **fields))

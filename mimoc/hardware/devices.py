@@ -18,25 +18,13 @@ id                  pulse     C2C (pot. / dep.)       Gmin   Gmax   write V     
 ``ftj-luo2022``     630 ps    3.65%                   1      27.5   4 / -5        150
 =================== ========= ======================= ====== ====== ============= ======
 
-Programming model (DESIGN.md section 7). With ``P = states`` levels a pulse
-moves the conductance by one step ``dG = (Gmax - Gmin) / P`` (:attr:`Device.step_us`)
-plus cycle-to-cycle (C2C) noise ``N(0, (c2c (Gmax - Gmin))^2)``, where ``c2c`` is
-:attr:`Device.c2c_potentiation` for pulses that raise the conductance and
-:attr:`Device.c2c_depression` for pulses that lower it. From the reset state
-``Gmin`` a target ``G`` takes ``n = round((G - Gmin) / dG)`` potentiation pulses
-and lands at ``Gmin + n dG + c2c (Gmax - Gmin) sqrt(n) z``, clipped to
-``[Gmin, Gmax]`` (:meth:`Device.pulses_for`).
-
-Programming with verification (static weights, done once at deployment;
-:func:`program_with_verify`): program open-loop as above, then repeat
-*read, correct* until every cell is within the tolerance: a cell with error
-``e = G_target - G`` gets ``k = round(|e| / dG)`` pulses in the direction of
-``e`` (with that direction's C2C noise); it is done when
-``|e| <= verify_tolerance (Gmax - Gmin)`` or when ``k = 0`` (closer than half a
-step: no pulse can improve it), or after ``verify_max_iterations`` corrections.
-Rows are programmed one after another, the cells of a row in parallel, so a
-row's time is ``sum over its iterations (max_k_in_row * pulse_width_s +
-verify_read_s)``.
+What a device means when programmed: a pulse moves the conductance by one step
+``dG = (Gmax - Gmin) / P`` (:attr:`Device.step_us`, ``P = states``) plus cycle-to-cycle
+(C2C) noise of standard deviation :meth:`Device.c2c_sigma_us` (``c2c (Gmax - Gmin)``,
+:attr:`Device.c2c_potentiation` for pulses that raise the conductance,
+:attr:`Device.c2c_depression` for those that lower it); a verify loop stops within
+:attr:`Device.verify_tolerance_us`. The programming itself (pulse counts, open loop,
+program-and-verify) is :mod:`mimoc.hardware.programming`.
 
 Computation stages: the delays ``read_s`` (crossbar read: an MVM settles
 within one input pulse), ``tia_s``, ``adder_s``, ``relu_s``, ``inverter_s``,
@@ -52,7 +40,7 @@ takes 1 ns per sample), ``adc_bits = dac_bits = 8`` and a verify read of
 
 Example::
 
-    >>> from mimoc.targets.crossbar.devices import load_device, list_devices
+    >>> from mimoc.hardware.devices import load_device, list_devices
     >>> list_devices()
     ('fefet-jerry2017', 'ftj-luo2022', 'rram-zeng2023')
     >>> ftj = load_device("ftj-luo2022")
@@ -72,8 +60,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from mimoc.errors import MimocError, UsageError
 
@@ -189,13 +175,6 @@ class Device:
         return {"read": self.read_s, "tia": self.tia_s, "adder": self.adder_s,
                 "relu": self.relu_s, "inverter": self.inverter_s, "adc": self.adc_s,
                 "dac": self.dac_s}
-
-    def pulses_for(self, target_us: torch.Tensor) -> torch.Tensor:
-        """Potentiation pulses from reset to reach ``target_us``:
-        ``clip(round((G - Gmin) / step), 0, states)`` (an integer tensor, same shape)."""
-        target = torch.as_tensor(target_us, dtype=torch.float64)
-        return torch.round((target - self.g_min_us) / self.step_us).clamp(0, self.states) \
-            .to(torch.int64)
 
     # -- variants -----------------------------------------------------------------------
 
@@ -399,123 +378,3 @@ def load_device(name_or_path: str | os.PathLike | Device) -> Device:
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise DeviceError(f"unknown device {text!r}; {hint}shipped devices: {', '.join(shipped)}, "
                       f"or give the path of a JSON profile (see {SCHEMA_DOC})")
-
-
-# ----------------------------------------------------------------------------- verify loop
-
-@dataclass
-class VerifyResult:
-    """The outcome of :func:`program_with_verify` for cells ``[..., rows, cols]``.
-
-    Attributes:
-        conductance_us: programmed conductances, float64 ``[..., rows, cols]``.
-        pulses: pulses applied to each cell (open loop + corrections), int64, same shape.
-        iterations: verify reads of each cell's row until the cell was done, int64.
-        row_time_s: programming-with-verify time of each row, float64 ``[..., rows]``.
-        converged: cells within tolerance (or within half a step), bool, same shape.
-    """
-
-    conductance_us: torch.Tensor
-    pulses: torch.Tensor
-    iterations: torch.Tensor
-    row_time_s: torch.Tensor
-    converged: torch.Tensor
-
-    @property
-    def total_time_s(self) -> float:
-        """All rows one after another: the sum of ``row_time_s``."""
-        return float(self.row_time_s.sum())
-
-
-def program_with_verify(target_us: torch.Tensor, device: Device,
-                        generator: torch.Generator | None = None) -> VerifyResult:
-    """Program cells from reset to ``target_us`` with read-and-correct verification.
-
-    The model is the module docstring's: an open-loop pass of
-    ``round((G - Gmin) / dG)`` potentiation pulses, then up to
-    ``device.verify_max_iterations`` rounds in which every row is read once
-    (``verify_read_s``) and every cell still off by more than the tolerance
-    gets ``k = round(|e| / dG)`` pulses towards its target, each with the C2C
-    noise of its direction; conductances are clipped to ``[Gmin, Gmax]``.
-
-    Args:
-        target_us: target conductances ``[..., rows, cols]`` in µS, inside
-            ``[Gmin, Gmax]`` (one tensor per side of a differential pair).
-        device: the :class:`Device`.
-        generator: random generator of the C2C noise (deterministic for a seed).
-
-    Returns:
-        A :class:`VerifyResult`.
-
-    Example::
-
-        >>> dev = load_device("fefet-jerry2017")
-        >>> target = torch.full((2, 3), 1.0, dtype=torch.float64)
-        >>> out = program_with_verify(target, dev, torch.Generator().manual_seed(0))
-        >>> bool(((out.conductance_us - target).abs() <= dev.verify_tolerance_us
-        ...       + dev.step_us / 2).all())
-        True
-    """
-    target = torch.as_tensor(target_us, dtype=torch.float64)
-    if target.dim() < 2:
-        raise UsageError(f"program_with_verify expects cells [..., rows, cols], got shape "
-                         f"{tuple(target.shape)}")
-    if not torch.isfinite(target).all():
-        raise UsageError("program_with_verify: target conductances must be finite")
-    slack = 1e-9 * max(device.range_us, 1.0)
-    if (target < device.g_min_us - slack).any() or (target > device.g_max_us + slack).any():
-        raise UsageError(f"program_with_verify: targets must lie in [Gmin, Gmax] = "
-                         f"[{device.g_min_us:g}, {device.g_max_us:g}] uS of {device.name}")
-    target = target.clamp(device.g_min_us, device.g_max_us)
-    step, width = device.step_us, device.pulse_width_s
-    sigma_pot = device.c2c_sigma_us("potentiation")
-    sigma_dep = device.c2c_sigma_us("depression")
-    tolerance = device.verify_tolerance_us
-
-    def noise(count: int) -> torch.Tensor:
-        return torch.randn(count, generator=generator, dtype=torch.float64)
-
-    shape = target.shape
-    rows = shape[:-1]
-    # open loop from reset: potentiation pulses only
-    pulses = device.pulses_for(target)
-    n = pulses.to(torch.float64)
-    G = device.g_min_us + n * step + sigma_pot * n.sqrt() * noise(target.numel()).reshape(shape)
-    G = G.clamp(device.g_min_us, device.g_max_us)
-    row_time = (n.amax(dim=-1) * width + device.verify_read_s).reshape(-1)
-    iterations = torch.ones_like(pulses).reshape(-1)
-
-    # the correction rounds work on the unfinished cells only (flat indices), so a tile
-    # whose last few cells need hundreds of rounds costs little
-    flat_target, flat_G = target.reshape(-1), G.reshape(-1).clone()
-    flat_pulses = pulses.reshape(-1).clone()
-    row_of = torch.arange(flat_target.numel()) // shape[-1]
-
-    def done(error: torch.Tensor) -> torch.Tensor:
-        return (error.abs() <= tolerance) | (torch.round(error.abs() / step) == 0)
-
-    active = torch.nonzero(~done(flat_target - flat_G)).reshape(-1)
-    for _ in range(device.verify_max_iterations):
-        if active.numel() == 0:
-            break
-        error = flat_target[active] - flat_G[active]
-        k = torch.round(error.abs() / step)                   # >= 1 for an unfinished cell
-        sigma = torch.where(error > 0, sigma_pot, sigma_dep)
-        moved = flat_G[active] + torch.sign(error) * k * step \
-            + sigma * k.sqrt() * noise(active.numel())
-        flat_G[active] = moved.clamp(device.g_min_us, device.g_max_us)
-        flat_pulses[active] += k.to(torch.int64)
-        iterations[active] += 1
-        # each row with unfinished cells: its largest correction and one more verify read
-        row_ids = row_of[active]
-        row_max = torch.zeros_like(row_time).scatter_reduce(0, row_ids, k, reduce="amax")
-        row_reads = torch.zeros_like(row_time).index_fill_(0, row_ids, device.verify_read_s)
-        row_time = row_time + row_max * width + row_reads
-        active = active[~done(flat_target[active] - flat_G[active])]
-    finished = torch.ones(flat_target.numel(), dtype=torch.bool)
-    finished[active] = False
-    G, pulses = flat_G.reshape(shape), flat_pulses.reshape(shape)
-    iterations, finished = iterations.reshape(shape), finished.reshape(shape)
-    row_time = row_time.reshape(rows)
-    return VerifyResult(conductance_us=G, pulses=pulses, iterations=iterations,
-                        row_time_s=row_time, converged=finished)
