@@ -302,7 +302,7 @@ def quant_plan(model: Any, quant: Any, lowering: str | None, bits: int | None,
 
 
 def _quantized_passes(recipe: Any, passes: str | Iterable[str] | None, lowering: str) -> list:
-    from mimoc.compiler.passes.quantize import make_pass
+    from mimoc.compiler.passes.quantize import Quantize
     from mimoc.compiler.pipeline import resolve_passes
 
     default = W4_PASSES if lowering == "w4" else QUANT_PASSES
@@ -311,7 +311,7 @@ def _quantized_passes(recipe: Any, passes: str | Iterable[str] | None, lowering:
         else list(passes))
     if "quantize" not in names:
         names.insert(0, "quantize")
-    configured = make_pass(recipe)
+    configured = Quantize(recipe)
     return [configured if name == "quantize" else resolve_passes([name])[0] for name in names]
 
 
