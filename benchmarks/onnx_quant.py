@@ -20,9 +20,10 @@ Run::
 blocks. ``--sizes-only``: no timing. ``--w4-accuracy 0``: one more row, w4 with
 MatMulNBits ``accuracy_level`` 0 (fp32 arithmetic on the 4-bit weights; ``w4`` uses 4, the
 int8 kernels), to decide which is faster on the machine at hand. ``--w4-nosplit``: one more
-row, w4 without the default K split (``quantized.K_SPLIT``: larger, faster). ``--kernels``: only the
-per-layer kernel comparison at the 32x64 layer shapes (:func:`kernels`). ``--agreement``:
-only the hard-decision agreement with ``QuantizedDetector`` on the example models.
+row, w4 without the default K split (``Lowering("w4", k_split=False)``: larger, faster).
+``--kernels``: only the per-layer kernel comparison at the 32x64 layer shapes
+(:func:`kernels`). ``--agreement``: only the hard-decision agreement with
+``QuantizedDetector`` on the example models.
 """
 
 from __future__ import annotations
@@ -42,12 +43,10 @@ from mimoc.detectors import build_detector, load_detector
 from mimoc.quant import quantize
 from mimoc.runtime import load_artifact
 from mimoc.runtime.bench import run_bench
-from mimoc.targets.onnx import quantized
+from mimoc.targets.onnx import Lowering
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "models" / "detnet_8x16_qpsk.pt"
 LOWERINGS = ("fp32", "w4", "w4a4", "int8")
-DEFAULT_W4_ACCURACY = quantized.W4_ACCURACY
-DEFAULT_K_SPLIT = quantized.K_SPLIT
 
 
 def models(quick: bool):
@@ -229,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time w4 with this MatMulNBits accuracy_level (0: fp32 "
                              "arithmetic on the 4-bit weights; w4 uses 4)")
     parser.add_argument("--w4-nosplit", action="store_true",
-                        help="also time w4 without K_SPLIT (K = 80 as one kernel instead of "
+                        help="also time w4 without the K split (K = 80 as one kernel instead of "
                              "64 + 16: larger, faster)")
     parser.add_argument("--kernels", action="store_true",
                         help="only compare the kernels (fp32 Gemm, MatMulNBits block sizes "
@@ -257,18 +256,16 @@ def main(argv: list[str] | None = None) -> int:
                                                        else [])
         with tempfile.TemporaryDirectory() as tmp:
             for variant in variants:
-                lowering, _, level = variant.partition("@")
-                lowering = lowering.removesuffix("-nosplit")
+                name, _, level = variant.partition("@")
+                lowering = Lowering(name.removesuffix("-nosplit"),
+                                    k_split=not variant.endswith("-nosplit"),
+                                    accuracy_level=int(level) if level else None)
                 out = Path(tmp) / variant.replace("@", "_")
-                quantized.W4_ACCURACY = int(level) if level else DEFAULT_W4_ACCURACY
-                quantized.K_SPLIT = DEFAULT_K_SPLIT and not variant.endswith("-nosplit")
                 if lowering == "fp32":
                     result = compile_model(model, out=out)
                 else:
                     recipe = recipes["int8" if lowering == "int8" else "minmax"]
                     result = compile_model(model, out=out, quant=recipe, lowering=lowering)
-                quantized.W4_ACCURACY = DEFAULT_W4_ACCURACY
-                quantized.K_SPLIT = DEFAULT_K_SPLIT
                 detector = result.models["detector"]
                 bench = None
                 if not args.sizes_only:

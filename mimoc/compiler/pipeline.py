@@ -9,7 +9,9 @@ Example::
     ...              options=PassOptions(keep_layers=4)).report()   # + what each pass removed
 
 Default pass lists per target are in :data:`DEFAULT_PASSES`; a target adds its lowering
-passes to :data:`PASSES` and its default list here.
+passes to :data:`PASSES` and its default list here. A pipeline is checked before it runs:
+the passes' declared order (``must_precede`` / ``must_follow``) and that every option set
+in :class:`PassOptions` is read by a pass in the list (:func:`configure_passes`).
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from mimoc.compiler.passes import (
     split_channel,
     split_linear,
 )
-from mimoc.compiler.passes.base import OPTION_PASSES, Pass, PassOptions
+from mimoc.compiler.passes.base import Pass, PassOptions
 from mimoc.compiler.printer import format_graph
 from mimoc.compiler.verify import verify
 from mimoc.errors import UsageError
 
+#: name -> the pass with its default options (what ``--passes`` names)
 PASSES: dict[str, Pass] = {p.name: p for p in (
     canonicalize.PASS, cse.PASS, split_channel.PASS, conv_rows.PASS, split_linear.PASS,
     prune.PASS, remove_layers.PASS, quantize.PASS, quantize.DROP_INPUT_QUANT)}
@@ -105,6 +108,30 @@ def default_passes(target: str) -> list[Pass]:
     return resolve_passes(DEFAULT_PASSES[target])
 
 
+def configure_passes(passes: Sequence[Pass], options: PassOptions) -> list[Pass]:
+    """``passes`` with ``options`` set on the passes that read them (``--prune-threshold``
+    -> ``Prune.threshold``, ...); an option that no pass in the list reads is a UsageError."""
+    for option, value in options.set_options().items():
+        if not any(option in p.option_fields for p in passes):
+            reader = next(p.name for p in PASSES.values() if option in p.option_fields)
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} {value} is an option of the {reader} pass, "
+                             f"which is not in the pipeline; add it to --passes")
+    return [p.configured(options) for p in passes]
+
+
+def check_order(passes: Sequence[Pass]) -> None:
+    """The passes' declared order: a UsageError naming the pass to move and a fixed list."""
+    names = [p.name for p in passes]
+    for i, early in enumerate(passes):
+        for late in passes[i + 1:]:
+            if early.name in late.must_precede or late.name in early.must_follow:
+                fixed = [n for n in names if n != late.name]
+                fixed.insert(fixed.index(early.name), late.name)
+                raise UsageError(f"run {late.name} before {early.name}: --passes "
+                                 f"{','.join(fixed)}")
+
+
 def run_pipeline(graph: Graph, passes: str | Sequence[str | Pass], *,
                  dump_after: Iterable[str] | str = (),
                  on_dump: Callable[[str, str], None] | None = None,
@@ -113,8 +140,9 @@ def run_pipeline(graph: Graph, passes: str | Sequence[str | Pass], *,
     """Run ``passes`` in order with the verifier after each.
 
     ``options`` configures ``prune`` and ``remove-layers`` (:class:`PassOptions`); an option
-    set for a pass that is not in the list is a :class:`UsageError`. What each pass changed
-    is in ``result.records[i].notes`` (and ``result.report()``).
+    set for a pass that is not in the list, or passes out of their declared order, are a
+    :class:`UsageError`. What each pass changed is in ``result.records[i].notes`` (and
+    ``result.report()``).
     ``dump_after``: pass names (or ``"all"``; ``"frontend"`` is the input graph) whose
     resulting IR text is kept in ``result.dumps`` and passed to ``on_dump(name, text)``.
     ``sizes`` are the dim sizes FLOPs are counted at (default ``B=1, S=1``).
@@ -129,12 +157,8 @@ def run_pipeline(graph: Graph, passes: str | Sequence[str | Pass], *,
     if unknown:
         raise UsageError(f"--dump-after {', '.join(unknown)}: not in the pipeline "
                          f"({', '.join([FRONTEND] + [p.name for p in chosen])})")
-    options = options or PassOptions()
-    for option, value in options.set_options().items():
-        if OPTION_PASSES[option] not in names:
-            flag = "--" + option.replace("_", "-")
-            raise UsageError(f"{flag} {value} is an option of the {OPTION_PASSES[option]} pass, "
-                             f"which is not in the pipeline; add it to --passes")
+    chosen = configure_passes(chosen, options or PassOptions())
+    check_order(chosen)
     result = PipelineResult(verify(graph, after=FRONTEND))
 
     def dump(name: str, g: Graph) -> None:
@@ -149,7 +173,7 @@ def run_pipeline(graph: Graph, passes: str | Sequence[str | Pass], *,
     for p in chosen:
         before, flops_before = result.graph, count_flops(result.graph, sizes)
         start = time.perf_counter()
-        outcome = p.apply(before, options)
+        outcome = p.apply(before)
         after = verify(outcome.graph, after=p.name)
         seconds = time.perf_counter() - start
         result.records.append(PassRecord(p.name, len(before), len(after), flops_before,

@@ -11,6 +11,7 @@ from mimoc.compiler.flops import count_flops
 from mimoc.compiler.interpreter import run
 from mimoc.compiler.ir import Rate
 from mimoc.compiler.passes import canonicalize, cse, split_channel
+from mimoc.compiler.passes.base import FunctionPass
 from mimoc.compiler.pipeline import PASSES, default_passes, run_pipeline
 from mimoc.compiler.stages import run_stages, split_stages
 from mimoc.compiler.verify import verify
@@ -239,3 +240,54 @@ def test_pipeline_records_dumps_and_errors(gen):
         run_pipeline(g, "canonicalize,fold")
     with pytest.raises(UsageError, match="--dump-after split-channel: not in the pipeline"):
         run_pipeline(g, "canonicalize", dump_after={"split-channel"})
+
+
+def test_declared_pass_order_is_checked_before_anything_runs(gen):
+    """``must_precede`` / ``must_follow`` are checked by the pipeline in one place: a
+    one-line UsageError with the list in a working order; nothing runs before it."""
+    g = detnet_like_block_graph(gen)
+    ran = []
+
+    def note(name):
+        return lambda graph: ran.append(name) or graph
+
+    first = FunctionPass("first", note("first"), "runs first", must_precede=("middle",))
+    middle = FunctionPass("middle", note("middle"), "runs second")
+    last = FunctionPass("last", note("last"), "runs last", must_follow=("middle",))
+    assert [r.name for r in run_pipeline(g, [first, middle, last]).records] == [
+        "first", "middle", "last"]
+    ran.clear()
+    with pytest.raises(UsageError, match="^run first before middle: --passes first,middle$"):
+        run_pipeline(g, [middle, first])
+    with pytest.raises(UsageError, match="^run middle before last: --passes first,middle,last$"):
+        run_pipeline(g, [first, last, middle])
+    assert ran == []
+    assert [r.name for r in run_pipeline(g, [middle, "canonicalize"]).records] == [
+        "middle", "canonicalize"]  # an ordering rule binds only passes in the list
+
+
+def test_pass_options_map_onto_the_pass_dataclasses():
+    """PassOptions (the CLI flags) set the fields of the passes that read them, in one
+    function; the passes carry and check their own options."""
+    from mimoc.compiler.passes.base import PassOptions
+    from mimoc.compiler.passes.prune import Prune
+    from mimoc.compiler.passes.remove_layers import RemoveLayers
+    from mimoc.compiler.pipeline import configure_passes
+
+    chosen = [PASSES["canonicalize"], PASSES["remove-layers"], PASSES["prune"]]
+    configured = configure_passes(chosen, PassOptions(keep_layers=2, prune_threshold=0.5))
+    assert configured == [PASSES["canonicalize"], RemoveLayers(keep_layers=2),
+                          Prune(threshold=0.5)]
+    assert configure_passes(chosen, PassOptions()) == chosen  # defaults change nothing
+    relative = PASSES["remove-layers"].configured(PassOptions(l1_threshold="0.10x"))
+    assert relative == RemoveLayers(l1_threshold="0.1x")
+    assert PASSES["canonicalize"].configured(PassOptions(keep_layers=2)) is PASSES["canonicalize"]
+    with pytest.raises(UsageError, match="^--prune-threshold 0.5 is an option of the prune "
+                                         "pass, which is not in the pipeline"):
+        configure_passes(chosen[:2], PassOptions(prune_threshold=0.5))
+    with pytest.raises(UsageError, match="--prune-threshold must be a finite number >= 0"):
+        Prune(threshold=-1.0)
+    with pytest.raises(UsageError, match="either --keep-layers or --l1-threshold, not both"):
+        RemoveLayers(keep_layers=2, l1_threshold=1.0)
+    with pytest.raises(UsageError, match="--keep-layers must be a positive integer"):
+        RemoveLayers(keep_layers=0)

@@ -181,3 +181,41 @@ def test_symbol_layers_run_as_gemm_on_rows(tmp_path):
                          providers=["CPUExecutionProvider"])
     optimized = {n.op_type for n in onnx.load(path).graph.node}
     assert optimized & {"Gemm", "FusedGemm"}
+
+
+def test_layouts_are_planned_before_emission():
+    """Rows for a per-symbol Linear, for elementwise ops whose operand already has a row
+    form (also one made by an earlier row reader: ``y`` read by the Linear), the IR layout
+    for a batched MatMul and what reads only it; the model still computes the graph."""
+    from mimoc.compiler.builder import GraphBuilder
+    from mimoc.compiler.ir import Rate
+    from mimoc.targets.onnx import emit_model
+    from mimoc.targets.onnx.emitters import LAYOUT_RULES
+    from mimoc.targets.onnx.layout import Layout, plan_layouts
+
+    gen = torch.Generator().manual_seed(0)
+    b = GraphBuilder()
+    H = b.input("H", ("B", 8, 4), Rate.SLOT)
+    y = b.input("y", ("B", "S", 8), Rate.SYMBOL)
+    hidden = b.add("Linear", [y, b.const("fc.weight", torch.randn(6, 8, generator=gen)),
+                              b.const("fc.bias", torch.randn(6, generator=gen))], scope="fc")
+    relu = b.add("Relu", [hidden], name="relu")
+    shifted = b.add("Add", [y, b.const("shift", torch.randn(8, generator=gen))], name="shifted")
+    mixed = b.add("MatMul", [y, H], name="mixed")
+    squashed = b.add("Tanh", [mixed], name="squashed")
+    graph = b.build([relu, shifted, squashed])
+    plan = plan_layouts(graph, "fp32", LAYOUT_RULES)
+    layouts = {name: plan.layout(name).value for name in (hidden, relu, shifted, mixed,
+                                                          squashed)}
+    assert layouts == {hidden: "rows", relu: "rows", shifted: "rows", mixed: "plain",
+                       squashed: "plain"}
+    assert plan.layout(y) is Layout.PLAIN and plan.has_rows(y)
+    model = emit_model(graph, "layouts")
+    producers = {n.output[0]: n.op_type for n in model.graph.node}
+    assert sum(op == "Reshape" for op in producers.values()) == 3  # y in, relu and shifted out
+    assert producers["relu.rows.0"] == "Relu" and producers["squashed"] == "Tanh"
+    inputs = {"H": torch.randn(3, 8, 4, generator=gen), "y": torch.randn(3, 5, 8, generator=gen)}
+    expected = run(graph, inputs)
+    outputs = session(model).run(None, {k: v.numpy() for k, v in inputs.items()})
+    for out, ref in zip(outputs, expected, strict=True):
+        assert rel_err(out, ref) < TOL

@@ -44,7 +44,7 @@ from mimoc.quant.spec import (
     fake_quant_weight,
 )
 from mimoc.runtime.onnx_runner import config_entries, session_options
-from mimoc.targets.onnx import quantized
+from mimoc.targets.onnx import Lowering
 
 CONFIGS = {
     "detnet": dict(nt=2, nr=4, modulation="qpsk", layers=3, hidden=16, v_dim=4),
@@ -329,12 +329,12 @@ def weight_bytes(model: onnx.ModelProto) -> int:
 
 
 @pytest.mark.parametrize("nt, nr", [(32, 64), (8, 16)])
-def test_w4_weight_bytes_are_at_most_016_of_fp32(nt, nr, monkeypatch):
+def test_w4_weight_bytes_are_at_most_016_of_fp32(nt, nr):
     """DetNet sizes of the 32x64 benchmark (K = 3*64 + 128 = 320, block 64) and of the
     example 8x16 (K = 3*16 + 32 = 80: 0.167 as one kernel, <= 0.16 only cut into 64 + 16,
-    ``K_SPLIT``, the default), two blocks; the cut layer computes what the interpreter
-    does; without the cut the example is above 0.16."""
-    assert quantized.K_SPLIT  # the default
+    ``Lowering.k_split``, the default), two blocks; the cut layer computes what the
+    interpreter does; without the cut (``k_split=False``) the example is above 0.16."""
+    assert Lowering("w4").k_split  # the default
     torch.manual_seed(0)
     model = build_detector("detnet", nt=nt, nr=nr, modulation="qpsk", layers=2).eval()
     layers = {}
@@ -346,11 +346,10 @@ def test_w4_weight_bytes_are_at_most_016_of_fp32(nt, nr, monkeypatch):
     w4 = compile_model(model, quant=recipe).models["detector"]
     ratio = weight_bytes(w4) / weight_bytes(fp32)
     assert ratio <= 0.16, ratio
-    monkeypatch.setattr(quantized, "K_SPLIT", False)
-    whole = weight_bytes(compile_model(model, quant=recipe).models["detector"])
+    whole = weight_bytes(compile_model(model, quant=recipe, lowering=Lowering(
+        "w4", k_split=False)).models["detector"])
     assert (whole / weight_bytes(fp32) > 0.16) == (nt == 8)
     if nt == 8:
-        monkeypatch.setattr(quantized, "K_SPLIT", True)
         faithful = compile_model(model, quant=recipe, lowering="w4a4")
         entry = {ly["scope"]: ly for ly in faithful.manifest["layers"]}["blocks.1.fc1"]
         assert entry["quantized"]["weights"] == "MatMulNBits 4-bit, K 64 block 64 + K 16 block 16"
@@ -359,3 +358,33 @@ def test_w4_weight_bytes_are_at_most_016_of_fp32(nt, nr, monkeypatch):
         out = session(faithful.models["detector"]).run(None, {"H": H.numpy(), "y": y.numpy()})[0]
         close = np.abs(out - ref.numpy()) <= 1e-5 * float(ref.abs().max())
         assert close.mean() >= 0.99
+
+
+def test_lowering_options_reach_the_kernels():
+    """A :class:`Lowering` is its name wherever a name goes (compile, manifest JSON) and
+    carries the options the emitter reads: MatMulNBits accuracy_level (w4: 4, w4a4: 0 by
+    default) and the K split; an unknown name is an EmitError and the options are fixed."""
+    import json
+
+    from mimoc.targets.onnx import EmitError, emit_model
+
+    torch.manual_seed(0)
+    model = build_detector("detnet", nt=2, nr=4, modulation="qpsk", layers=2).eval()
+    recipe = QuantRecipe("minmax", 4, {name: LayerQuant(4, m.weight.detach().abs().amax(1) / 7)
+                                       for name, m in layers_of(model).items()})
+    result = compile_model(model, quant=recipe, lowering=Lowering("w4", accuracy_level=0))
+    assert json.loads(result.artifact.files()["manifest.json"])["lowering"] == "w4"
+
+    def levels(lowering):
+        detector = emit_model(result.pipeline.graph, "d", lowering=lowering)
+        return {attr.i for n in detector.graph.node if n.op_type == "MatMulNBits"
+                for attr in n.attribute if attr.name == "accuracy_level"}
+
+    assert levels(Lowering("w4", accuracy_level=0)) == {0}
+    assert levels("w4") == {4} and levels("w4a4") == {0}
+    assert Lowering("w4", k_split=False) == "w4" and {Lowering("int8")} == {"int8"}
+    assert (Lowering("w4").matmul_accuracy, Lowering("int8").matmul_accuracy) == (4, None)
+    with pytest.raises(EmitError, match="unknown lowering 'w5'; choose from fp32, w4"):
+        Lowering("w5")
+    with pytest.raises(AttributeError):
+        Lowering("w4").k_split = False

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from mimoc.compiler.frontend import import_module
-from mimoc.compiler.passes.quantize import make_pass
+from mimoc.compiler.passes.quantize import Quantize
 from mimoc.compiler.pipeline import PASSES, run_pipeline
 from mimoc.detectors import build_detector
 from mimoc.errors import UsageError
@@ -32,7 +32,7 @@ def sdnet():
 
 def test_report_lists_every_layer_and_folded_batchnorms(sdnet):
     model, graph = sdnet
-    result = run_pipeline(graph, [make_pass(recipe_for(model)), "canonicalize"])
+    result = run_pipeline(graph, [Quantize(recipe_for(model)), "canonicalize"])
     notes = result.records[0].notes
     assert notes[-1] == "quantized 4 layers (kaq-ptq, 4-bit weights, 4-bit dynamic activations)"
     assert sum("BatchNorm folded per channel" in n for n in notes) == 3
@@ -45,13 +45,31 @@ def test_report_lists_every_layer_and_folded_batchnorms(sdnet):
 def test_quantize_after_batchnorm_folding_is_refused(sdnet):
     model, graph = sdnet
     with pytest.raises(UsageError, match="run quantize before canonicalize"):
-        run_pipeline(graph, ["canonicalize", make_pass(recipe_for(model))])
+        run_pipeline(graph, ["canonicalize", Quantize(recipe_for(model))])
+
+
+def test_quantize_order_is_declared_for_every_model():
+    """Not only where a BatchNorm shows it: quantize declares that it precedes canonicalize,
+    split-linear and hoist-conv-rows, and drop-input-quant that it follows quantize; the
+    pipeline checks both before any pass runs."""
+    torch.manual_seed(0)
+    model = build_detector("detnet", nt=2, nr=4, modulation="qpsk", layers=2, hidden=8,
+                           v_dim=2).eval()
+    graph = import_module(model)
+    recipe = recipe_for(model)
+    with pytest.raises(UsageError, match="^run quantize before split-linear: --passes "
+                                         "split-channel,quantize,split-linear$"):
+        run_pipeline(graph, ["split-channel", "split-linear", Quantize(recipe)])
+    with pytest.raises(UsageError, match="^run quantize before drop-input-quant"):
+        run_pipeline(graph, ["drop-input-quant", Quantize(recipe)])
+    result = run_pipeline(graph, [Quantize(recipe), "drop-input-quant", "split-channel"])
+    assert not any(n.op == "FakeQuant" for n in result.graph.nodes)
 
 
 def test_scale_count_mismatch_and_missing_recipe_are_usage_errors(sdnet):
     model, graph = sdnet
     with pytest.raises(UsageError, match="outputs but the recipe has"):
-        run_pipeline(graph, [make_pass(recipe_for(model, drop=1))])
+        run_pipeline(graph, [Quantize(recipe_for(model, drop=1))])
     with pytest.raises(UsageError, match="needs a recipe"):
         run_pipeline(graph, [PASSES["quantize"]])
 
@@ -61,7 +79,7 @@ def test_weight_only_layers_keep_their_scales_through_split_linear():
     model = build_detector("detnet", nt=2, nr=4, modulation="qpsk", layers=2, hidden=8,
                            v_dim=2).eval()
     graph = import_module(model)
-    result = run_pipeline(graph, [make_pass(recipe_for(model, act=False)), "canonicalize",
+    result = run_pipeline(graph, [Quantize(recipe_for(model, act=False)), "canonicalize",
                                   "split-channel", "split-linear"])
     cut = [n for n in result.graph.nodes if n.op == "Linear" and n.scope == "blocks.0.fc1"]
     assert len(cut) == 1  # block 0 reads [H^T y, 0, 0, 0]: the zero columns are gone
@@ -85,7 +103,7 @@ def test_difference_coding_reuses_the_concat_operands_or_slices(difference, slic
         name: LayerQuant(4, lq.weight_scale, lq.act,
                          difference if name.endswith("fc1") else None)
         for name, lq in base.layers.items()})
-    result = run_pipeline(import_module(model), [make_pass(recipe), "canonicalize",
+    result = run_pipeline(import_module(model), [Quantize(recipe), "canonicalize",
                                                  "split-channel"])
     ops = [n.op for n in result.graph.nodes]
     assert ("Slice" in ops) == slices
@@ -108,7 +126,7 @@ def test_difference_coding_that_does_not_fit_is_a_usage_error():
         name: LayerQuant(4, lq.weight_scale, lq.act, (0, 14, 4) if name == "blocks.1.fc1"
                          else None) for name, lq in base.layers.items()})
     with pytest.raises(UsageError, match="blocks.1.fc1.*does not fit"):
-        run_pipeline(import_module(model), [make_pass(recipe)])
+        run_pipeline(import_module(model), [Quantize(recipe)])
 
 
 @pytest.mark.parametrize("mode", ["static", "dynamic"])
@@ -127,7 +145,7 @@ def test_sdnet_conv_rows_hoist_through_static_steps_only(mode):
             alpha = 0.05 if mode == "static" else 0.4
             layers[name] = LayerQuant(4, scale, ActQuant(4, mode, alpha))
     recipe = QuantRecipe("minmax", 4, layers)
-    steps = [make_pass(recipe), "canonicalize", "split-channel", "hoist-conv-rows"]
+    steps = [Quantize(recipe), "canonicalize", "split-channel", "hoist-conv-rows"]
     result = run_pipeline(import_module(model), steps)
     hoist = result.records[-1]
     hoisted = hoist.flops_after.per_symbol < hoist.flops_before.per_symbol

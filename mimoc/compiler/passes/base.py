@@ -1,30 +1,34 @@
-"""What every pass is: a name, a pure ``run(graph) -> graph`` and a one-line summary.
+"""What every pass is: a name, ``run(graph) -> graph or PassOutcome`` and its ordering rules.
 
-Passes with options (``prune``, ``remove-layers``) also take :class:`PassOptions` and
-report what they changed: ``configure(graph, options) -> PassOutcome`` (a graph plus
-lines of notes and a JSON-ready ``details`` dict). :func:`mimoc.compiler.pipeline.run_pipeline`
-calls :meth:`Pass.apply`, which works for both kinds.
+A pass is a small frozen dataclass whose fields are its options (``Prune(threshold=0.1)``,
+``RemoveLayers(keep_layers=3)``, ``Quantize(recipe)``); a pass without options is a
+:class:`FunctionPass` around a function. ``run`` returns the new graph, or a
+:class:`PassOutcome` (the graph plus lines of notes and a JSON-ready ``details`` dict) for a
+pass that reports what it changed; :meth:`Pass.apply` always gives a :class:`PassOutcome`.
+Ordering rules are declared (``must_precede`` / ``must_follow``: pass names) and checked by
+:func:`mimoc.compiler.pipeline.run_pipeline`, so a pass need not look for other passes.
+
+:class:`PassOptions` is the user-facing way to set options (the ``mimoc compile`` /
+``mimoc inspect`` flags): each pass declares which of its fields a :class:`PassOptions`
+field sets (``option_fields``), and :meth:`Pass.configured` applies them.
 
 Example::
 
     >>> outcome = PASSES["remove-layers"].apply(graph, PassOptions(keep_layers=3))
     >>> outcome.notes
     ('removed blocks.3 .. blocks.5 (3 of 6 blocks); ...',)
+    >>> RemoveLayers(keep_layers=3).apply(graph).notes          # the same
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar
 
 from mimoc.compiler.ir import Graph
 from mimoc.errors import UsageError
-
-# option -> the pass that reads it (an option set for a pass not in the pipeline is an error)
-OPTION_PASSES = {"prune_threshold": "prune", "keep_layers": "remove-layers",
-                 "l1_threshold": "remove-layers"}
 
 
 def parse_l1_threshold(value: float | str) -> tuple[float, bool]:
@@ -42,6 +46,27 @@ def parse_l1_threshold(value: float | str) -> tuple[float, bool]:
         raise UsageError(f"--l1-threshold must be a finite number >= 0 (absolute |beta W|) or "
                          f"a fraction of the largest block norm such as 0.1x, got {value!r}")
     return number, relative
+
+
+def normalized_l1_threshold(value: float | str) -> float | str:
+    """The stored form of an L1 threshold: ``"2.5"`` -> ``2.5``, ``"0.10x"`` -> ``"0.1x"``."""
+    number, relative = parse_l1_threshold(value)
+    return f"{number:g}x" if relative else number
+
+
+def check_prune_threshold(t: Any) -> None:
+    if isinstance(t, bool) or not isinstance(t, int | float) or not t >= 0 or math.isinf(t):
+        raise UsageError(f"--prune-threshold must be a finite number >= 0, got {t!r}")
+
+
+def check_keep_layers(k: Any) -> None:
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise UsageError(f"--keep-layers must be a positive integer, got {k!r}")
+
+
+def check_one_depth_rule(keep_layers: Any, l1_threshold: Any) -> None:
+    if keep_layers is not None and l1_threshold is not None:
+        raise UsageError("give either --keep-layers or --l1-threshold, not both")
 
 
 @dataclass(frozen=True)
@@ -64,17 +89,11 @@ class PassOptions:
     l1_threshold: float | str | None = None
 
     def __post_init__(self) -> None:
-        t = self.prune_threshold
-        if isinstance(t, bool) or not isinstance(t, int | float) or not t >= 0 or math.isinf(t):
-            raise UsageError(f"--prune-threshold must be a finite number >= 0, got {t!r}")
-        k = self.keep_layers
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise UsageError(f"--keep-layers must be a positive integer, got {k!r}")
+        check_prune_threshold(self.prune_threshold)
+        check_keep_layers(self.keep_layers)
         if self.l1_threshold is not None:
-            value, relative = parse_l1_threshold(self.l1_threshold)
-            object.__setattr__(self, "l1_threshold", f"{value:g}x" if relative else value)
-        if self.keep_layers is not None and self.l1_threshold is not None:
-            raise UsageError("give either --keep-layers or --l1-threshold, not both")
+            object.__setattr__(self, "l1_threshold", normalized_l1_threshold(self.l1_threshold))
+        check_one_depth_rule(self.keep_layers, self.l1_threshold)
 
     def l1_rule(self) -> tuple[float, bool] | None:
         """``(value, relative)`` of ``l1_threshold``, or ``None`` when it is not set."""
@@ -95,26 +114,54 @@ class PassOutcome:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
 class Pass:
-    name: str
-    run: Callable[[Graph], Graph]
-    doc: str
-    exact: bool = True  # False for lossy passes (prune with threshold, remove-layers, quantize)
-    # passes with options or a report: (graph, options) -> PassOutcome; run() uses defaults
-    configure: Callable[[Graph, PassOptions], PassOutcome] | None = None
+    """The interface of every pass (subclasses are frozen dataclasses).
 
-    def __call__(self, graph: Graph) -> Graph:
-        return self.run(graph)
+    Class attributes (a :class:`FunctionPass` has them as fields): ``name`` (what
+    ``--passes`` and the reports call it), ``doc`` (one line), ``exact`` (``False`` for
+    lossy passes), ``must_precede`` / ``must_follow`` (names of passes that, when they are
+    in the same pipeline, must run after / before this one), ``option_fields``
+    (:class:`PassOptions` field -> this pass's field it sets).
+    """
+
+    name: ClassVar[str]
+    doc: ClassVar[str] = ""
+    exact: ClassVar[bool] = True
+    must_precede: ClassVar[tuple[str, ...]] = ()
+    must_follow: ClassVar[tuple[str, ...]] = ()
+    option_fields: ClassVar[Mapping[str, str]] = {}
+
+    def run(self, graph: Graph) -> Graph | PassOutcome:
+        raise NotImplementedError
 
     def apply(self, graph: Graph, options: PassOptions | None = None) -> PassOutcome:
-        """Run with ``options`` (defaults when ``None``) and return graph and report."""
-        if self.configure is None:
-            return PassOutcome(self.run(graph))
-        return self.configure(graph, options or PassOptions())
+        """Run (with ``options`` set first, when given) and return graph and report."""
+        chosen = self if options is None else self.configured(options)
+        result = chosen.run(graph)
+        return result if isinstance(result, PassOutcome) else PassOutcome(result)
+
+    def __call__(self, graph: Graph) -> Graph:
+        return self.apply(graph).graph
+
+    def configured(self, options: PassOptions) -> Pass:
+        """This pass with the :class:`PassOptions` it reads set (options left at their
+        defaults, and those other passes read, change nothing)."""
+        changes = {self.option_fields[option]: value
+                   for option, value in options.set_options().items()
+                   if option in self.option_fields}
+        return replace(self, **changes) if changes else self
 
 
-def configurable(name: str, configure: Callable[[Graph, PassOptions], PassOutcome], doc: str,
-                 exact: bool = True) -> Pass:
-    """A :class:`Pass` whose ``run(graph)`` is ``configure(graph, PassOptions()).graph``."""
-    return Pass(name, lambda graph: configure(graph, PassOptions()).graph, doc, exact, configure)
+@dataclass(frozen=True)
+class FunctionPass(Pass):
+    """A pass without options: ``function(graph)`` returns the graph or a PassOutcome."""
+
+    name: str
+    function: Callable[[Graph], Graph | PassOutcome]
+    doc: str
+    exact: bool = True
+    must_precede: tuple[str, ...] = ()
+    must_follow: tuple[str, ...] = ()
+
+    def run(self, graph: Graph) -> Graph | PassOutcome:
+        return self.function(graph)

@@ -25,7 +25,7 @@ import torch
 from mimoc.compiler import ops
 from mimoc.compiler.dims import is_static
 from mimoc.compiler.ir import Graph, Node
-from mimoc.compiler.passes.base import Pass
+from mimoc.compiler.passes.base import FunctionPass
 from mimoc.compiler.rewrite import Rewriter, rewrite, rule
 
 NAME = "canonicalize"
@@ -210,4 +210,4 @@ def run(graph: Graph) -> Graph:
 
 
 
-PASS = Pass(NAME, run, "fold BatchNorm into Conv/Linear, fold constants, remove identities")
+PASS = FunctionPass(NAME, run, "fold BatchNorm into Conv/Linear, fold constants, remove identities")

@@ -59,7 +59,7 @@ import torch
 from mimoc.compiler import dims as D
 from mimoc.compiler.flops import count_flops
 from mimoc.compiler.ir import Attrs, Graph, Node, Rate, TensorType
-from mimoc.compiler.passes.base import PassOptions, PassOutcome, configurable
+from mimoc.compiler.passes.base import FunctionPass, PassOutcome
 from mimoc.compiler.passes.prune import ELEMENTWISE_UNARY
 from mimoc.compiler.rewrite import Rewriter, rebuild
 
@@ -363,7 +363,8 @@ class _Builder:
         return band if covered else self.full(nodes[-1], slot, band)
 
 
-def configure(graph: Graph, options: PassOptions) -> PassOutcome:
+def hoist(graph: Graph) -> PassOutcome:
+    """The hoisted graph and the report (one line per conv stack, the FLOPs)."""
     chains = find_chains(graph)
     if not chains:
         return PassOutcome(graph, ("no conv stack over an image of channel rows and "
@@ -395,10 +396,9 @@ def configure(graph: Graph, options: PassOptions) -> PassOutcome:
         "flops_per_slot_after": after.per_slot})
 
 
-
 def run(graph: Graph) -> Graph:
-    """The pass with default options (see :class:`PassOptions`)."""
-    return configure(graph, PassOptions()).graph
+    return hoist(graph).graph
 
-PASS = configurable(NAME, configure, "SDNet partial hoisting: conv rows and FC columns that "
-                    "depend on the channel only are computed once per slot")
+
+PASS = FunctionPass(NAME, hoist, "SDNet partial hoisting: conv rows and FC columns that depend "
+                    "on the channel only are computed once per slot")

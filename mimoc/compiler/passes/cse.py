@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from mimoc.compiler.ir import Graph, Node
-from mimoc.compiler.passes.base import Pass
+from mimoc.compiler.passes.base import FunctionPass
 
 NAME = "cse"
 MERGE_CONST_LIMIT = 64  # compare constants with at most this many elements
@@ -55,4 +55,5 @@ def run(graph: Graph) -> Graph:
     return out.with_output_names(graph.outputs)
 
 
-PASS = Pass(NAME, run, "merge nodes that compute the same value (pure ops, equal constants)")
+PASS = FunctionPass(NAME, run,
+                    "merge nodes that compute the same value (pure ops, equal constants)")

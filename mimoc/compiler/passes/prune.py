@@ -7,7 +7,8 @@ coefficients before the ``x`` and ``v`` sub-layers::
 
 A unit with ``beta_j = 0`` contributes nothing, so row ``j`` of ``W1``/``b1`` and column
 ``j`` of ``W2``/``W3`` can go: exact for zero coefficients. With a threshold
-(``PassOptions.prune_threshold``) units with ``|beta_j| <= threshold`` go too (lossy).
+(``Prune(threshold=...)``, ``--prune-threshold``) units with ``|beta_j| <= threshold`` go
+too (lossy).
 
 The structure is found in the IR, not in model metadata: a **profile site** is
 
@@ -26,7 +27,7 @@ for its L1 norms.
 
 Example::
 
-    >>> outcome = PASS.apply(graph, PassOptions())
+    >>> outcome = Prune().apply(graph)
     >>> outcome.notes[0]
     'blocks.0.fc1: removed 8 of 16 hidden units (|beta| <= 0)'
 """
@@ -40,7 +41,7 @@ import torch
 from mimoc.compiler import ops
 from mimoc.compiler.flops import count_flops
 from mimoc.compiler.ir import Graph, Node
-from mimoc.compiler.passes.base import PassOptions, PassOutcome, configurable
+from mimoc.compiler.passes.base import Pass, PassOutcome, check_prune_threshold
 from mimoc.compiler.rewrite import Rewriter, rebuild
 
 NAME = "prune"
@@ -162,8 +163,10 @@ def _rebuilt(node: Node, rw: Rewriter, roles: list) -> str:
     return rw.emit(node.replace(inputs=inputs, type=t))
 
 
-def configure(graph: Graph, options: PassOptions) -> PassOutcome:
-    threshold = float(options.prune_threshold)
+def prune(graph: Graph, threshold: float = 0.0) -> PassOutcome:
+    """The graph without the units whose coefficient has ``|beta| <= threshold``, and the
+    report (per layer and in total)."""
+    threshold = float(threshold)
     sites = find_profile_sites(graph)
     if not sites:
         return PassOutcome(graph, ("no profile coefficients found (Mul of a Linear's "
@@ -197,10 +200,26 @@ def configure(graph: Graph, options: PassOptions) -> PassOutcome:
         "flops_saved_per_slot": saved_slot})
 
 
+@dataclass(frozen=True)
+class Prune(Pass):
+    """``prune``; ``threshold``: also drop units with ``|beta| <= threshold`` (lossy)."""
+
+    threshold: float = 0.0
+
+    name = NAME
+    doc = "drop hidden units whose profile coefficient is ~0 (WeSNet); exact for zero coefficients"
+    option_fields = {"prune_threshold": "threshold"}
+
+    def __post_init__(self) -> None:
+        check_prune_threshold(self.threshold)
+
+    def run(self, graph: Graph) -> PassOutcome:
+        return prune(graph, self.threshold)
+
 
 def run(graph: Graph) -> Graph:
-    """The pass with default options (see :class:`PassOptions`)."""
-    return configure(graph, PassOptions()).graph
+    """The pass with its default threshold (0: exact zeros only)."""
+    return prune(graph).graph
 
-PASS = configurable(NAME, configure, "drop hidden units whose profile coefficient is ~0 "
-                    "(WeSNet); exact for zero coefficients")
+
+PASS = Prune()

@@ -24,7 +24,9 @@ the recipe::
   of step ``|s g|`` (codes ``sign(g) q``).
 
 Order: run it on the imported graph, *before* ``canonicalize`` (which would fold the
-BatchNorm into unquantized weights) and before ``split-linear`` / ``hoist-conv-rows``.
+BatchNorm into unquantized weights) and before ``split-linear`` / ``hoist-conv-rows``
+(declared: :attr:`Quantize.must_precede`, checked by the pipeline; a graph that such
+passes already rewrote in an earlier pipeline is refused by the pass itself).
 ``split-linear`` leaves a layer with an activation quantizer alone (its input is a
 ``FakeQuant``, not the ``Concat`` it splits); ``hoist-conv-rows`` hoists through a static
 ``FakeQuant`` (elementwise) but stops at a dynamic one (a statistic of the whole image); a
@@ -32,25 +34,26 @@ weight-only layer they split keeps its per-row scales.
 ``prune`` / ``remove-layers`` must run before ``quantize`` only if the recipe was made for
 the pruned model (the scale count must match the layer's outputs).
 
-The pass is built for one recipe: ``make_pass(recipe)``; ``PASSES["quantize"]`` without a
-recipe explains how to give one. The report lists every layer (weight bits, activation
+The pass carries its recipe: ``Quantize(recipe)``; ``PASSES["quantize"]`` (no recipe)
+explains how to give one. The report lists every layer (weight bits, activation
 quantizer) and the recipe layers that are not in the graph.
 
 Example::
 
-    >>> result = run_pipeline(graph, [make_pass(recipe), "canonicalize", "split-channel"])
+    >>> result = run_pipeline(graph, [Quantize(recipe), "canonicalize", "split-channel"])
     >>> result.records[0].notes[-1]
     'quantized 9 layers (kaq, 4-bit weights, 4-bit dynamic activations)'
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from mimoc.compiler.ir import Graph, Node, Quant
-from mimoc.compiler.passes.base import Pass, PassOptions, PassOutcome
+from mimoc.compiler.passes.base import FunctionPass, Pass, PassOutcome
 from mimoc.compiler.rewrite import Rewriter, rebuild
 from mimoc.errors import UsageError
 
@@ -238,13 +241,30 @@ def apply_recipe(graph: Graph, recipe: Any) -> PassOutcome:
     return PassOutcome(out, tuple(notes), details)
 
 
-def make_pass(recipe: Any) -> Pass:
-    """The ``quantize`` pass for one :class:`~mimoc.quant.spec.QuantRecipe`."""
-    def configure(graph: Graph, options: PassOptions) -> PassOutcome:
-        return apply_recipe(graph, recipe)
+# a recipe holds tensors: passes compare by identity (eq=False), not by their recipes
+@dataclass(frozen=True, eq=False)
+class Quantize(Pass):
+    """``quantize`` with one :class:`~mimoc.quant.spec.QuantRecipe` (``None``: the
+    registered pass, which asks for a recipe)."""
 
-    return Pass(NAME, lambda graph: configure(graph, PassOptions()).graph,
-                f"apply the {recipe.method} recipe ({recipe.bits}-bit)", False, configure)
+    recipe: Any = None
+
+    name = NAME
+    exact = False
+    must_precede = ("canonicalize", "hoist-conv-rows", "split-linear")
+
+    @property
+    def doc(self) -> str:
+        if self.recipe is None:
+            return ("apply a quantization recipe (--quant): 4-bit / int8 weights, FakeQuant "
+                    "inputs")
+        return f"apply the {self.recipe.method} recipe ({self.recipe.bits}-bit)"
+
+    def run(self, graph: Graph) -> PassOutcome:
+        if self.recipe is None:
+            raise UsageError("the quantize pass needs a recipe: compile with --quant METHOD "
+                             "(or a checkpoint saved by 'mimoc quantize')")
+        return apply_recipe(graph, self.recipe)
 
 
 def drop_input_quant(graph: Graph) -> Graph:
@@ -256,16 +276,9 @@ def drop_input_quant(graph: Graph) -> Graph:
     return rebuild(graph, replace)
 
 
-DROP_INPUT_QUANT = Pass("drop-input-quant", drop_input_quant,
-                        "remove the activation quantizers (w4: the kernel quantizes inputs)",
-                        False)
+DROP_INPUT_QUANT = FunctionPass(
+    "drop-input-quant", drop_input_quant,
+    "remove the activation quantizers (w4: the kernel quantizes inputs)", exact=False,
+    must_follow=(NAME,))
 
-
-def _needs_recipe(graph: Graph, options: PassOptions) -> PassOutcome:
-    raise UsageError("the quantize pass needs a recipe: compile with --quant METHOD (or a "
-                     "checkpoint saved by 'mimoc quantize')")
-
-
-PASS = Pass(NAME, lambda graph: _needs_recipe(graph, PassOptions()).graph,
-            "apply a quantization recipe (--quant): 4-bit / int8 weights, FakeQuant inputs",
-            False, _needs_recipe)
+PASS = Quantize()

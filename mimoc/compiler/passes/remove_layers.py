@@ -3,7 +3,8 @@
 R-WeSNet trains with a depth-growing L1 penalty so that trailing blocks end up with
 small weights; at inference they are removed and the output is the estimate of the
 last kept block (DESIGN.md section 4). The depth is either given
-(``PassOptions.keep_layers``) or chosen by threshold (``PassOptions.l1_threshold``):
+(``RemoveLayers(keep_layers=n)``, ``--keep-layers``) or chosen by threshold
+(``RemoveLayers(l1_threshold=...)``, ``--l1-threshold``):
 trailing blocks whose profile-scaled L1 norm is below it are dropped, at least one
 block stays. The threshold is absolute (``T``) or relative (``"Fx"``: ``F`` times the
 largest block norm, as ``WeSNet.depth_for_threshold(F, relative=True)``). The norm is the paper's
@@ -32,7 +33,7 @@ The result equals the PyTorch model evaluated at depth ``n``
 
 Example::
 
-    >>> outcome = PASS.apply(graph, PassOptions(keep_layers=2))
+    >>> outcome = RemoveLayers(keep_layers=2).apply(graph)
     >>> outcome.notes[0]
     'kept blocks.0 .. blocks.1, removed blocks.2 .. blocks.5 (4 of 6 blocks)'
 """
@@ -47,7 +48,14 @@ import torch
 
 from mimoc.compiler.flops import count_flops
 from mimoc.compiler.ir import Graph, Node
-from mimoc.compiler.passes.base import PassOptions, PassOutcome, configurable
+from mimoc.compiler.passes.base import (
+    Pass,
+    PassOutcome,
+    check_keep_layers,
+    check_one_depth_rule,
+    normalized_l1_threshold,
+    parse_l1_threshold,
+)
 from mimoc.compiler.passes.prune import find_profile_sites
 from mimoc.errors import UsageError
 
@@ -190,24 +198,28 @@ def estimate_entering(graph: Graph, blocks: Blocks, n: int) -> str:
     return upstream[0]
 
 
-def configure(graph: Graph, options: PassOptions) -> PassOutcome:
-    if options.keep_layers is None and options.l1_threshold is None:
+def remove_layers(graph: Graph, keep_layers: int | None = None,
+                  l1_threshold: float | str | None = None) -> PassOutcome:
+    """The graph cut after ``keep_layers`` blocks or after the depth ``l1_threshold`` gives,
+    and the report."""
+    if keep_layers is None and l1_threshold is None:
         raise UsageError("remove-layers needs a target: --keep-layers N (blocks to keep) "
                          "or --l1-threshold T|Fx (drop trailing blocks with |beta W| < T, or "
                          "< F times the largest block norm)")
     blocks = find_blocks(graph)
     norms = block_l1_norms(graph, blocks)
     total = len(blocks)
-    if options.keep_layers is not None:
-        depth = options.keep_layers
+    if keep_layers is not None:
+        depth = keep_layers
         if depth > total:
             raise UsageError(f"--keep-layers {depth}: the model has only {total} blocks")
         reason = f"--keep-layers {depth}"
     else:
-        value, relative = options.l1_rule()
+        l1_threshold = normalized_l1_threshold(l1_threshold)  # "0.10x" is reported as "0.1x"
+        value, relative = parse_l1_threshold(l1_threshold)
         threshold = value * max(norms) if relative else value
         depth = depth_for_threshold(norms, threshold)
-        reason = (f"--l1-threshold {options.l1_threshold} = {threshold:.4g}" if relative
+        reason = (f"--l1-threshold {l1_threshold} = {threshold:.4g}" if relative
                   else f"--l1-threshold {value:g}")
     details = {"blocks": total, "kept": depth, "removed": total - depth,
                "l1_norms": [round(v, 6) for v in norms], "reason": reason}
@@ -233,10 +245,33 @@ def configure(graph: Graph, options: PassOptions) -> PassOutcome:
                                     "flops_saved_per_slot": saved_slot})
 
 
+@dataclass(frozen=True)
+class RemoveLayers(Pass):
+    """``remove-layers``: keep ``keep_layers`` blocks, or drop the trailing blocks whose
+    ``|beta W|`` is below ``l1_threshold`` (a number, or ``"Fx"``: F times the largest)."""
+
+    keep_layers: int | None = None
+    l1_threshold: float | str | None = None
+
+    name = NAME
+    doc = ("drop trailing blocks (R-WeSNet) by --keep-layers N or --l1-threshold T|Fx; the "
+           "output is the last kept block's")
+    exact = False
+    option_fields = {"keep_layers": "keep_layers", "l1_threshold": "l1_threshold"}
+
+    def __post_init__(self) -> None:
+        check_keep_layers(self.keep_layers)
+        if self.l1_threshold is not None:
+            object.__setattr__(self, "l1_threshold", normalized_l1_threshold(self.l1_threshold))
+        check_one_depth_rule(self.keep_layers, self.l1_threshold)
+
+    def run(self, graph: Graph) -> PassOutcome:
+        return remove_layers(graph, self.keep_layers, self.l1_threshold)
+
 
 def run(graph: Graph) -> Graph:
-    """The pass with default options (see :class:`PassOptions`)."""
-    return configure(graph, PassOptions()).graph
+    """The pass without a depth rule: a UsageError that asks for one."""
+    return remove_layers(graph).graph
 
-PASS = configurable(NAME, configure, "drop trailing blocks (R-WeSNet) by --keep-layers N or "
-                    "--l1-threshold T|Fx; the output is the last kept block's", exact=False)
+
+PASS = RemoveLayers()

@@ -29,7 +29,7 @@ from __future__ import annotations
 from mimoc.compiler import ops
 from mimoc.compiler.ir import Graph, Node, TensorType
 from mimoc.compiler.passes import cse
-from mimoc.compiler.passes.base import Pass
+from mimoc.compiler.passes.base import FunctionPass
 from mimoc.compiler.rewrite import Rewriter, rewrite, rule
 from mimoc.compiler.stages import slot_stage
 
@@ -131,4 +131,4 @@ def run(graph: Graph) -> Graph:
     return hoist(graph)
 
 
-PASS = Pass(NAME, run, "rate inference, dedup of slot work, hoisting into a slot stage")
+PASS = FunctionPass(NAME, run, "rate inference, dedup of slot work, hoisting into a slot stage")

@@ -24,7 +24,7 @@ import torch
 from mimoc.compiler.dims import symbols
 from mimoc.compiler.flops import count_flops
 from mimoc.compiler.ir import Graph, Node, Rate
-from mimoc.compiler.passes.base import PassOptions, PassOutcome, configurable
+from mimoc.compiler.passes.base import FunctionPass, PassOutcome
 from mimoc.compiler.rewrite import Rewriter, rewrite, rule
 
 NAME = "split-linear"
@@ -103,7 +103,8 @@ def channel_parts(node, rw):
 RULES = (zero_parts, channel_parts)
 
 
-def configure(graph: Graph, options: PassOptions) -> PassOutcome:
+def split(graph: Graph) -> PassOutcome:
+    """The rewritten graph and the report (the FLOPs; unchanged when they would not drop)."""
     out = rewrite(graph, RULES)
     before, after = count_flops(graph), count_flops(out)
     if after.per_symbol >= before.per_symbol:
@@ -114,10 +115,9 @@ def configure(graph: Graph, options: PassOptions) -> PassOutcome:
                         "flops_per_symbol_after": after.per_symbol})
 
 
-
 def run(graph: Graph) -> Graph:
-    """The pass with default options (see :class:`PassOptions`)."""
-    return configure(graph, PassOptions()).graph
+    return split(graph).graph
 
-PASS = configurable(NAME, configure, "Linear over a Concat: drop zero parts' columns, "
-                    "multiply channel-only parts once per slot")
+
+PASS = FunctionPass(NAME, split, "Linear over a Concat: drop zero parts' columns, multiply "
+                    "channel-only parts once per slot")

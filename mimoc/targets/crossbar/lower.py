@@ -41,7 +41,7 @@ from mimoc.compiler import ops
 from mimoc.compiler.dims import Sym
 from mimoc.compiler.ir import Attrs, Graph, Node, Rate
 from mimoc.compiler.passes import cse
-from mimoc.compiler.passes.base import Pass
+from mimoc.compiler.passes.base import FunctionPass
 from mimoc.compiler.passes.split_channel import infer_rates
 from mimoc.compiler.rewrite import Rewriter, rebuild, rewrite, rule
 from mimoc.compiler.verify import verify
@@ -324,8 +324,8 @@ def set_full_scales(graph: Graph, full_scales: Mapping[str, float]) -> Graph:
     return graph.replace(nodes=nodes)
 
 
-PASS = Pass(NAME, run, "crossbar lowering: H^T (H x) on two arrays, MVMs -> CrossbarMVM, "
-            "ADC/DAC where values cross between analog and digital")
+PASS = FunctionPass(NAME, run, "crossbar lowering: H^T (H x) on two arrays, MVMs -> CrossbarMVM, "
+                    "ADC/DAC where values cross between analog and digital")
 
 __all__ = ["ANALOG", "CONST", "DIGITAL", "NAME", "PASS", "Sym", "domains_of",
            "insert_conversions", "run", "sequential_reads", "set_full_scales",

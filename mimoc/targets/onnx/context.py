@@ -1,6 +1,7 @@
 """The state an ONNX emission builds up: nodes, initializers, symbolic-dim tensors.
 
-:class:`EmitContext` is what each emitter of :mod:`.emitters` receives. It hands out
+:class:`EmitContext` is what each emitter of :mod:`.emitters` receives, with the
+:class:`Lowering` it emits for (a name such as ``"w4"`` and its options). It hands out
 deterministic names (value names from the IR, helper values ``<ir name>.<k>``, node
 names ``<scope>/<ir name>/<OpType>``), stores compile-time tensors as initializers, and
 computes symbolic dims (``B``, ``S``, ``U`` and products like ``B*S``) at run time from the
@@ -8,7 +9,7 @@ graph inputs' shapes, once per graph.
 
 Example::
 
-    >>> ctx = EmitContext(graph)
+    >>> ctx = EmitContext(graph, Lowering("w4", k_split=False))
     >>> w = ctx.initializer("fc1.weight.T", weight.T)         # initializer name
     >>> out = ctx.node("MatMul", [x, w], node=ir_node)         # value name of the result
 """
@@ -26,15 +27,75 @@ from onnx import TensorProto, helper, numpy_helper
 from mimoc.compiler.dims import Dim, Sym
 from mimoc.compiler.ir import Graph, Node
 from mimoc.errors import MimocError
+from mimoc.targets.onnx.layout import Layout
 
 ONNX_DTYPES = {"f32": TensorProto.FLOAT, "f64": TensorProto.DOUBLE, "i64": TensorProto.INT64,
                "bool": TensorProto.BOOL}
 NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i64": np.int64, "bool": np.bool_}
 MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops (Inverse)
 
+LOWERINGS = ("fp32", "w4", "w4a4", "int8")
+#: MatMulNBits accuracy_level of the 4-bit lowerings: w4 computes in int8 (the kernel
+#: quantizes its input per block: fast, not bit-faithful), w4a4 in fp32 on the dequantized
+#: 4-bit weights (faithful to spec)
+ACCURACY_LEVELS = {"w4": 4, "w4a4": 0}
+
 
 class EmitError(MimocError):
     """The IR holds something the ONNX target cannot express."""
+
+
+class Lowering(str):
+    """A lowering (``fp32``, ``w4``, ``w4a4``, ``int8``, :mod:`.quantized`) and its options.
+
+    It is the lowering's name as a ``str`` (equal to, hashed and written to JSON as the
+    name) so that it goes wherever a name goes, ``mimoc.compile(..., lowering=...)`` and
+    the manifest included, and the emitter reads its options:
+
+    - ``k_split`` (default on): cut a 4-bit layer's ``K`` into two MatMulNBits pieces where
+      padding would waste > 10% of the bytes (:func:`.quantized.k_segments`). ``w4``
+      exists to make the weights small (issue 5: at most 0.16 of fp32); on the example
+      DetNet 8x16 the cut (K = 80 -> 64 + 16) brings its weight bytes from 0.167 to 0.144
+      of fp32 for about 20% more latency on that model (1070 vs 880 and 580 vs 484 us in
+      two session-3 runs): a Slice, an Add and a second kernel per block. Off: one kernel
+      per layer (the faster, larger artifact);
+    - ``accuracy_level``: MatMulNBits ``accuracy_level`` (``None``: the lowering's,
+      :data:`ACCURACY_LEVELS`).
+
+    Example::
+
+        >>> mimoc.compile("detnet_kaq.pt", lowering=Lowering("w4", k_split=False))
+    """
+
+    k_split: bool
+    accuracy_level: int | None
+
+    def __new__(cls, name: str = "fp32", *, k_split: bool = True,
+                accuracy_level: int | None = None) -> Lowering:
+        if name not in LOWERINGS:
+            raise EmitError(f"unknown lowering {name!r}; choose from {', '.join(LOWERINGS)}")
+        self = super().__new__(cls, name)
+        self.__dict__.update(k_split=bool(k_split), accuracy_level=accuracy_level)
+        return self
+
+    @classmethod
+    def of(cls, lowering: str) -> Lowering:
+        """``lowering`` as a :class:`Lowering` (a plain name gets the default options)."""
+        return lowering if isinstance(lowering, Lowering) else cls(lowering)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a Lowering is immutable; make a new one")
+
+    def __repr__(self) -> str:
+        return (f"Lowering({str(self)!r}, k_split={self.k_split}, "
+                f"accuracy_level={self.accuracy_level})")
+
+    @property
+    def matmul_accuracy(self) -> int | None:
+        """The MatMulNBits ``accuracy_level`` to emit (``None`` for fp32 / int8)."""
+        if self.accuracy_level is not None:
+            return self.accuracy_level
+        return ACCURACY_LEVELS.get(str(self))
 
 
 def dim_param(d: Dim) -> str | int:
@@ -52,7 +113,8 @@ class EmitContext:
 
     def __init__(self, graph: Graph, lowering: str = "fp32"):
         self.graph = graph
-        self.lowering = lowering  # fp32 | w4 | w4a4 | int8 (:mod:`.quantized`)
+        self.lowering = Lowering.of(lowering)  # fp32 | w4 | w4a4 | int8 (:mod:`.quantized`)
+        self.inputs: list[onnx.ValueInfoProto] = []  # the graph inputs, in graph order
         self.layer_lowerings: dict[str, dict[str, Any]] = {}  # scope -> what it got
         self.int8_inputs: dict[str, tuple[str, str, str]] = {}  # FakeQuant -> (q, scale, zero)
         self.users = graph.users()  # value -> readers (the graph does not change while emitting)
@@ -93,6 +155,18 @@ class EmitContext:
                 "Reshape", [self.value(ir_name), self.int64([-1, node.shape[-1]], "shape")],
                 node=node, output=self.fresh(f"{ir_name}.rows"))
         return self.flat[ir_name]
+
+    def operand(self, ir_name: str, layout: Layout) -> str:
+        """An operand of a node emitted in ``layout``: as rows for :attr:`Layout.ROWS`,
+        except a scalar / vector (rank <= 1), which broadcasts over rows as it is."""
+        if layout is Layout.ROWS and len(self.graph.node(ir_name).shape) > 1:
+            return self.rows(ir_name)
+        return self.value(ir_name)
+
+    def result(self, node: Node, layout: Layout) -> str:
+        """The name of ``node``'s result in ``layout``: its IR name, or a fresh
+        ``<name>.rows.k`` for rows (the IR name is kept for the IR layout)."""
+        return self.fresh(f"{node.name}.rows") if layout is Layout.ROWS else node.name
 
     def any_layout(self, ir_name: str) -> str:
         """``ir_name`` in whichever layout exists (same elements in the same order): for

@@ -1,15 +1,18 @@
-"""IR op -> ONNX nodes, one emitter function per op (fp32 lowering).
+"""IR op -> ONNX nodes: one table, :data:`EMITTERS`, with one entry per IR op.
 
-:data:`EMITTERS` maps every IR op the ONNX target supports to a function
-``emit(ctx, node) -> value name`` that appends the ONNX nodes computing ``node`` to the
-:class:`~.context.EmitContext` and returns the ONNX value holding the result. Semantics
-follow the op schemas in :mod:`mimoc.compiler.ops` (torch semantics); the non-obvious
-translations:
+Each entry (:class:`OpEmitter`) has a function ``emit(ctx, node, layout) -> value name``
+that appends the ONNX nodes computing ``node`` to the :class:`~.context.EmitContext` and
+returns the ONNX value holding the result (``None``: no value yet, as for a ``Const``,
+stored as an initializer when an emitter first reads it), and the rule that decides the
+node's layout before emission (:mod:`.layout`: ``plain``, or ``row_wise`` for ``Linear``,
+elementwise ops and ``Concat``, which then run on rows ``[B*S, n]``). Ops that run in
+both layouts have one emitter that reads its operands with ``ctx.operand(name, layout)``
+and names its result with ``ctx.result(node, layout)``. Quantized layers and input
+quantizers go through :mod:`.quantized`. Semantics follow the op schemas in
+:mod:`mimoc.compiler.ops` (torch semantics); the non-obvious translations:
 
-- ``Linear(x, W, b)`` -> ``Gemm(x, W, b, transB=1)`` for 2-D ``x``; a Linear on
-  ``[..., n]`` values is normally emitted on rows ``[-1, n]`` by :mod:`.rows` (also a
-  Gemm); the fallback here is ``MatMul(x, W^T) + b`` with ``W^T`` stored transposed at
-  compile time;
+- ``Linear(x, W, b)`` -> ``Gemm(x, W, b, transB=1)`` on rows or a 2-D ``x``; otherwise
+  ``MatMul(x, W^T) + b`` with ``W^T`` stored transposed at compile time;
 - ``Gram(a)`` -> ``MatMul(Transpose(a), a)``; ``Solve(A, B)`` -> ``MatMul(Inverse(A), B)``;
   ``Pinv(a)`` -> ``Inverse(a^T a) a^T`` (tall) or ``a^T Inverse(a a^T)`` (wide): exact for
   full-rank matrices, which channel matrices are with probability one; ``Inverse`` is
@@ -23,23 +26,53 @@ translations:
 
 Example::
 
-    >>> out = EMITTERS["Relu"](ctx, node)      # appends Relu(x), returns its value name
+    >>> out = EMITTERS["Relu"].emit(ctx, node, Layout.PLAIN)   # appends Relu(x)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from onnx import numpy_helper
 
 from mimoc.compiler.ir import Node
-from mimoc.targets.onnx.context import MS_DOMAIN, NUMPY_DTYPES, EmitContext, EmitError
+from mimoc.targets.onnx.context import (
+    MS_DOMAIN,
+    NUMPY_DTYPES,
+    EmitContext,
+    EmitError,
+    value_info,
+)
+from mimoc.targets.onnx.layout import Layout, LayoutRule, plain, row_wise
+from mimoc.targets.onnx.quantized import emit_conv as emit_quantized_conv
+from mimoc.targets.onnx.quantized import emit_fake_quant, fake_quant_layout
 from mimoc.targets.onnx.quantized import emit_linear as emit_quantized_linear
 
-Emitter = Callable[[EmitContext, Node], str]
+Emitter = Callable[[EmitContext, Node], str | None]  # an op emitted in its IR layout only
+LayoutEmitter = Callable[[EmitContext, Node, Layout], str | None]
 INT64_MAX = 2 ** 63 - 1
+
+
+@dataclass(frozen=True)
+class OpEmitter:
+    """How one IR op is emitted: ``emit(ctx, node, layout)`` and the rule that picks
+    ``layout`` for each node before emission (:mod:`.layout`)."""
+
+    emit: LayoutEmitter
+    layout: LayoutRule = plain
+
+
+def in_ir_layout(emit: Emitter) -> OpEmitter:
+    """An op that only runs in its IR layout (the plan gives it ``Layout.PLAIN``)."""
+    return OpEmitter(lambda ctx, node, layout: emit(ctx, node))
+
+
+def by_rows(emit: LayoutEmitter) -> OpEmitter:
+    """An op that runs row by row: on rows where the plan says so (:func:`.layout.row_wise`)."""
+    return OpEmitter(emit, row_wise)
 
 
 def _in(ctx: EmitContext, node: Node, i: int = 0) -> str:
@@ -57,6 +90,15 @@ def _out(ctx: EmitContext, node: Node) -> str:
 
 # ---------------------------------------------------------------- sources
 
+def _input(ctx: EmitContext, node: Node) -> str:
+    ctx.inputs.append(value_info(node.name, node))
+    return node.name
+
+
+def _const(ctx: EmitContext, node: Node) -> None:
+    return None  # an initializer once an emitter reads it (ctx.value)
+
+
 def _fill(ctx: EmitContext, node: Node) -> str:
     shape, value = node.attrs["shape"], node.attrs["value"]
     if all(isinstance(d, int) for d in shape):
@@ -69,15 +111,20 @@ def _fill(ctx: EmitContext, node: Node) -> str:
 
 # ---------------------------------------------------------------- matrix ops
 
-def _linear(ctx: EmitContext, node: Node) -> str:
-    if len(ctx.graph.node(node.inputs[0]).shape) == 2:
-        quantized = emit_quantized_linear(ctx, node, lambda: _in(ctx, node), _out(ctx, node))
+def _linear(ctx: EmitContext, node: Node, layout: Layout) -> str:
+    x_name, w_name = node.inputs[:2]
+    two_d = layout is Layout.ROWS or len(ctx.graph.node(x_name).shape) == 2
+    if two_d:
+        quantized = emit_quantized_linear(ctx, node, layout)
         if quantized is not None:  # a quantized weight under a w4 / w4a4 / int8 lowering
             return quantized
-    x = _in(ctx, node)
-    w_name = node.inputs[1]
+    if layout is Layout.ROWS:
+        inputs = [ctx.rows(x_name), ctx.value(w_name)] + [ctx.value(b) for b in node.inputs[2:]]
+        return ctx.node("Gemm", inputs, node=node, output=ctx.result(node, layout), transB=1)
+    # IR layout: the bias is read before the weight (the initializers' order is in the bytes)
+    x = ctx.value(x_name)
     bias = _in(ctx, node, 2) if len(node.inputs) > 2 else None
-    if len(ctx.graph.node(node.inputs[0]).shape) == 2:
+    if two_d:
         inputs = [x, ctx.value(w_name)] + ([bias] if bias else [])
         return ctx.node("Gemm", inputs, node=node, output=_out(ctx, node), transB=1)
     wt = ctx.initializer(f"{w_name}.T", _const_tensor(ctx, w_name).t().contiguous())
@@ -126,6 +173,9 @@ def _pinv(ctx: EmitContext, node: Node) -> str:
 
 
 def _conv2d(ctx: EmitContext, node: Node) -> str:
+    quantized = emit_quantized_conv(ctx, node)
+    if quantized is not None:  # int8 with a static 8-bit input: ConvInteger
+        return quantized
     (ph, pw) = node.attrs["padding"]
     weight = ctx.graph.node(node.inputs[1]).shape
     inputs = [ctx.value(i) for i in node.inputs]
@@ -172,43 +222,44 @@ def _softmax(op_type: str) -> Emitter:
 
 # ---------------------------------------------------------------- elementwise
 
-def _same_op(op_type: str) -> Emitter:
-    def emit(ctx: EmitContext, node: Node) -> str:
-        inputs = [ctx.value(i) for i in node.inputs]
-        return ctx.node(op_type, inputs, node=node, output=_out(ctx, node))
+def _same_op(op_type: str) -> LayoutEmitter:
+    def emit(ctx: EmitContext, node: Node, layout: Layout) -> str:
+        inputs = [ctx.operand(i, layout) for i in node.inputs]
+        return ctx.node(op_type, inputs, node=node, output=ctx.result(node, layout))
     return emit
 
 
-def _rsqrt(ctx: EmitContext, node: Node) -> str:
-    root = ctx.node("Sqrt", [_in(ctx, node)], node=node)
-    return ctx.node("Reciprocal", [root], node=node, output=_out(ctx, node))
+def _rsqrt(ctx: EmitContext, node: Node, layout: Layout) -> str:
+    root = ctx.node("Sqrt", [ctx.operand(node.inputs[0], layout)], node=node)
+    return ctx.node("Reciprocal", [root], node=node, output=ctx.result(node, layout))
 
 
-def _square(ctx: EmitContext, node: Node) -> str:
-    x = _in(ctx, node)
-    return ctx.node("Mul", [x, x], node=node, output=_out(ctx, node))
+def _square(ctx: EmitContext, node: Node, layout: Layout) -> str:
+    x = ctx.operand(node.inputs[0], layout)
+    return ctx.node("Mul", [x, x], node=node, output=ctx.result(node, layout))
 
 
-def _gelu(ctx: EmitContext, node: Node) -> str:
-    return ctx.node("Gelu", [_in(ctx, node)], node=node, output=_out(ctx, node),
-                    approximate=node.attrs["approximate"])
+def _gelu(ctx: EmitContext, node: Node, layout: Layout) -> str:
+    return ctx.node("Gelu", [ctx.operand(node.inputs[0], layout)], node=node,
+                    output=ctx.result(node, layout), approximate=node.attrs["approximate"])
 
 
-def _clip(ctx: EmitContext, node: Node) -> str:
+def _clip(ctx: EmitContext, node: Node, layout: Layout) -> str:
     lo, hi = node.attrs["min"], node.attrs["max"]
     dtype = node.type.dtype
-    inputs = [_in(ctx, node), "" if lo is None else ctx.scalar(lo, dtype),
+    inputs = [ctx.operand(node.inputs[0], layout), "" if lo is None else ctx.scalar(lo, dtype),
               "" if hi is None else ctx.scalar(hi, dtype)]
     while inputs[-1] == "":
         inputs.pop()
-    return ctx.node("Clip", inputs, node=node, output=_out(ctx, node))
+    return ctx.node("Clip", inputs, node=node, output=ctx.result(node, layout))
 
 
 # ---------------------------------------------------------------- layout
 
-def _concat(ctx: EmitContext, node: Node) -> str:
-    return ctx.node("Concat", [ctx.value(i) for i in node.inputs], node=node,
-                    output=_out(ctx, node), axis=node.attrs["axis"])
+def _concat(ctx: EmitContext, node: Node, layout: Layout) -> str:
+    axis = 1 if layout is Layout.ROWS else node.attrs["axis"]  # rows: the last axis only
+    return ctx.node("Concat", [ctx.operand(i, layout) for i in node.inputs], node=node,
+                    output=ctx.result(node, layout), axis=axis)
 
 
 def _reshape(ctx: EmitContext, node: Node) -> str:
@@ -278,39 +329,46 @@ def _reduce(op_type: str) -> Emitter:
     return emit
 
 
-EMITTERS: dict[str, Emitter] = {
-    "Fill": _fill,
-    "Linear": _linear,
-    "MatMul": _same_op("MatMul"),
-    "Gram": _gram,
-    "Conv2d": _conv2d,
-    "Inverse": _inverse,
-    "Solve": _solve,
-    "Pinv": _pinv,
-    "BatchNorm": _batchnorm,
-    "LayerNorm": _layernorm,
-    "Softmax": _softmax("Softmax"),
-    "LogSoftmax": _softmax("LogSoftmax"),
-    **{op: _same_op(op) for op in ("Relu", "Tanh", "Sigmoid", "Abs", "Neg", "Sqrt", "Exp",
-                                   "Log", "Reciprocal", "Sign", "Sin", "Cos")},
-    "Rsqrt": _rsqrt,
-    "Square": _square,
-    "Gelu": _gelu,
-    "Clip": _clip,
-    **{op: _same_op(op) for op in ("Add", "Sub", "Mul", "Div", "Pow")},
-    "Maximum": _same_op("Max"),
-    "Minimum": _same_op("Min"),
-    "Concat": _concat,
-    "Reshape": _reshape,
-    "Transpose": _transpose,
-    "Slice": _slice,
-    "Select": _select,
-    "Unsqueeze": _unsqueeze,
-    "Squeeze": _squeeze,
-    "Expand": _expand,
-    "Tile": _tile,
-    "ReduceSum": _reduce("ReduceSum"),
-    "ReduceMean": _reduce("ReduceMean"),
-    "ReduceMax": _reduce("ReduceMax"),
+UNARY = ("Relu", "Tanh", "Sigmoid", "Abs", "Neg", "Sqrt", "Exp", "Log", "Reciprocal", "Sign",
+         "Sin", "Cos")
+BINARY = {"Add": "Add", "Sub": "Sub", "Mul": "Mul", "Div": "Div", "Pow": "Pow",
+          "Maximum": "Max", "Minimum": "Min"}
+
+EMITTERS: dict[str, OpEmitter] = {
+    "Input": in_ir_layout(_input),
+    "Const": in_ir_layout(_const),
+    "FakeQuant": OpEmitter(emit_fake_quant, fake_quant_layout),
+    "Fill": in_ir_layout(_fill),
+    "Linear": by_rows(_linear),
+    "MatMul": OpEmitter(_same_op("MatMul")),  # batched: plain (rows would mix matrices)
+    "Gram": in_ir_layout(_gram),
+    "Conv2d": in_ir_layout(_conv2d),
+    "Inverse": in_ir_layout(_inverse),
+    "Solve": in_ir_layout(_solve),
+    "Pinv": in_ir_layout(_pinv),
+    "BatchNorm": in_ir_layout(_batchnorm),
+    "LayerNorm": in_ir_layout(_layernorm),
+    "Softmax": in_ir_layout(_softmax("Softmax")),
+    "LogSoftmax": in_ir_layout(_softmax("LogSoftmax")),
+    **{op: by_rows(_same_op(op)) for op in UNARY},
+    "Rsqrt": by_rows(_rsqrt),
+    "Square": by_rows(_square),
+    "Gelu": by_rows(_gelu),
+    "Clip": by_rows(_clip),
+    **{op: by_rows(_same_op(onnx_op)) for op, onnx_op in BINARY.items()},
+    "Concat": by_rows(_concat),
+    "Reshape": in_ir_layout(_reshape),
+    "Transpose": in_ir_layout(_transpose),
+    "Slice": in_ir_layout(_slice),
+    "Select": in_ir_layout(_select),
+    "Unsqueeze": in_ir_layout(_unsqueeze),
+    "Squeeze": in_ir_layout(_squeeze),
+    "Expand": in_ir_layout(_expand),
+    "Tile": in_ir_layout(_tile),
+    "ReduceSum": in_ir_layout(_reduce("ReduceSum")),
+    "ReduceMean": in_ir_layout(_reduce("ReduceMean")),
+    "ReduceMax": in_ir_layout(_reduce("ReduceMax")),
 }
 
+#: The layout rule of every op, for :func:`.layout.plan_layouts`.
+LAYOUT_RULES: dict[str, LayoutRule] = {op: entry.layout for op, entry in EMITTERS.items()}

@@ -27,7 +27,7 @@ from dataclasses import replace
 import torch
 
 from mimoc.compiler.ir import Graph, Node
-from mimoc.compiler.passes.base import Pass
+from mimoc.compiler.passes.base import FunctionPass
 from mimoc.compiler.rewrite import Rewriter, rewrite, rule
 
 NAME = "onnx-fuse"
@@ -172,5 +172,5 @@ def run(graph: Graph) -> Graph:
     return rewrite(graph, RULES)
 
 
-PASS = Pass(NAME, run, "fuse elementwise chains for onnxruntime (soft sign -> Clip, scales "
-            "into Linear weights)")
+PASS = FunctionPass(NAME, run, "fuse elementwise chains for onnxruntime (soft sign -> Clip, scales "
+                    "into Linear weights)")

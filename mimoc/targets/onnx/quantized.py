@@ -24,8 +24,8 @@ MatMulNBits packing: codes ``q`` in ``-7..7`` (any ``b <= 4``) are stored as uns
 first) along ``K``, in blocks of ``block_size`` (16/32/64/128, chosen per layer for the
 fewest bytes, ties to the larger block); the per-channel step is repeated per block; a
 ``K`` that is not a multiple of the block is padded with code 8 (weight 0), or, by default
-(:data:`K_SPLIT`), cut into two power-of-two pieces where padding wastes > 10% (smaller,
-slower).
+(``Lowering.k_split``), cut into two power-of-two pieces where padding wastes > 10%
+(smaller, slower).
 The kernel's dequantized weight ``(u - 8) * s`` is exactly the IR's ``W_q``.
 
 ``Conv2d`` layers (SDNet): ``int8`` with a static 8-bit input runs ``ConvInteger`` (uint8
@@ -34,7 +34,7 @@ input and weight codes, int32 sums, exact) and rescales per output channel by
 recipe does not have. ``w4`` / ``w4a4`` convolutions stay fp32 ``Conv`` holding the
 quantized values ``W_q`` (onnxruntime has no 4-bit convolution); their ``FakeQuant`` inputs
 are emulated (``w4a4``) or dropped (``w4``). The manifest lists what each layer got
-(:func:`layer_entry`).
+(``layers`` of :func:`.emit.emit_model`).
 
 int8 notes: ``QuantizeLinear`` to uint8 with zero point 128 (signed, after a ``Clip`` to
 ``+-127 step``: spec's narrow grid) or 0 (unsigned) holds spec's codes exactly. On x86
@@ -46,13 +46,12 @@ manifest asks the runtime for ``session.x64quantprecision = 1`` (U8U8 kernels,
 Example::
 
     >>> ctx = EmitContext(graph, lowering="w4")
-    >>> out = emit_linear(ctx, node, ctx.rows(node.inputs[0]))   # MatMulNBits on rows
+    >>> out = emit_linear(ctx, node, Layout.ROWS)   # MatMulNBits on rows (None: not quantized)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -61,12 +60,10 @@ import torch
 
 from mimoc.compiler.ir import Node, Quant
 from mimoc.compiler.passes.quantize import codes as weight_codes
-from mimoc.targets.onnx.context import MS_DOMAIN, EmitContext
+from mimoc.targets.onnx.context import LOWERINGS, MS_DOMAIN, EmitContext, Lowering
+from mimoc.targets.onnx.layout import Layout, LayoutPlan
 
-LOWERINGS = ("fp32", "w4", "w4a4", "int8")
 BLOCK_SIZES = (16, 32, 64, 128)
-W4_ACCURACY = 4  # int8 compute: the kernel quantizes A per block (DESIGN.md section 5)
-W4A4_ACCURACY = 0  # fp32 arithmetic on the dequantized 4-bit weights: faithful to spec
 INT8_SESSION_CONFIG = {"session.x64quantprecision": "1"}
 EPS = 1e-12  # mimoc.quant.spec.EPS
 
@@ -85,27 +82,19 @@ def _row_bytes(k: int, block: int) -> int:
     return math.ceil(k / block) * (block // 2 + 4)
 
 
-#: Cut a layer's K into two MatMulNBits pieces where padding wastes > 10% of the bytes
-#: (:func:`k_segments`). On: ``w4`` exists to make the weights small (issue 5: at most 0.16
-#: of fp32), and on the example DetNet 8x16 the cut (K = 80 -> 64 + 16) brings its weight
-#: bytes from 0.167 to 0.144 of fp32 for about 20% more latency on that model (1070 vs 880
-#: and 580 vs 484 us in two session-3 runs): a Slice, an Add and a second kernel per block.
-#: ``False`` keeps one kernel per layer (the faster, larger artifact).
-K_SPLIT = True
-
-
-def k_segments(k: int, split: bool | None = None) -> list[tuple[int, int, int]]:
+def k_segments(k: int, split: bool = True) -> list[tuple[int, int, int]]:
     """How a layer's ``K`` inputs are cut for MatMulNBits: ``[(start, size, block)]``.
 
-    One segment with the cheapest block (:func:`block_size`) unless ``split`` (default
-    :data:`K_SPLIT`) and cutting ``K`` into power-of-two pieces saves at least 10% of the
-    bytes and needs only two pieces: e.g.
+    One segment with the cheapest block (:func:`block_size`) unless ``split`` (the
+    lowering's ``k_split``, on by default: :class:`~.context.Lowering` says why) and cutting
+    ``K`` into power-of-two pieces saves at least 10% of the bytes and needs only two
+    pieces: e.g.
     DetNet 8x16's ``fc1``, K = 80: one kernel costs 60 bytes per row (5 blocks of 16, or 3
     of 32 with 16 padded codes), the pieces 64 + 16 (blocks 64 and 16) 36 + 12 = 48. The
     partial products are summed (one ``Add``; the input is cut with ``Slice``).
     """
     single = [(0, k, block_size(k))]
-    if not (K_SPLIT if split is None else split):
+    if not split:
         return single
     pieces, start = [], 0
     if k >= 128:
@@ -154,22 +143,25 @@ def _scale(quant: Quant) -> torch.Tensor:
     return torch.tensor(quant.scale, dtype=torch.float32)
 
 
-def emit_linear(ctx: EmitContext, node: Node, rows: Callable[[], str],
-                output: str | None = None) -> str | None:
-    """A quantized ``Linear`` on its input as a 2-D value (``rows()`` emits it on demand);
-    ``None``: not quantized here (the caller emits fp32). ``output``: the result's name."""
+def emit_linear(ctx: EmitContext, node: Node, layout: Layout) -> str | None:
+    """A quantized ``Linear`` on a 2-D input (rows, or a 2-D value in the IR layout);
+    ``None``: not quantized here (the caller emits fp32)."""
     quant = weight_quant(ctx, node.inputs[1])
     if quant is None or ctx.lowering == "fp32":
         return None
-    out = output or ctx.fresh(f"{node.name}.rows")
+    out = ctx.result(node, layout)
+
+    def rows() -> str:  # emitted only where a kernel reads the fp32 input
+        return ctx.operand(node.inputs[0], layout)
+
     w = ctx.graph.constants[node.inputs[1]]
     q = weight_codes(w, quant)
     n, k = w.shape
     bias = [ctx.value(node.inputs[2])] if len(node.inputs) > 2 else []
     base = node.inputs[1]
     if ctx.lowering in ("w4", "w4a4") and quant.bits <= 4:
-        level = W4_ACCURACY if ctx.lowering == "w4" else W4A4_ACCURACY
-        segments = k_segments(k)
+        level = ctx.lowering.matmul_accuracy
+        segments = k_segments(k, ctx.lowering.k_split)
         x = rows()
         partials = []
         for i, (start, size, block) in enumerate(segments):
@@ -282,26 +274,34 @@ def _emulate(ctx: EmitContext, node: Node, x: str, axes: list[int]) -> str:
     return ctx.node("Mul", [clipped, step], node=node, output=ctx.fresh(f"{node.name}.q"))
 
 
-def emit_fake_quant(ctx: EmitContext, node: Node) -> None:
-    """Emit ``FakeQuant`` per the lowering; sets ``ctx.flat`` (rows) or ``ctx.values``."""
+def fake_quant_layout(plan: LayoutPlan, node: Node) -> Layout:
+    """An input quantizer over the last axis (a Linear's input) runs on rows; where it is
+    not emitted (``fp32``, ``w4``: the value passes through) it keeps its source's layout."""
+    if node.attrs["feature_dims"] != 1 or len(node.shape) < 2:
+        return Layout.PLAIN
+    if plan.lowering in ("fp32", "w4") and not plan.has_rows(node.inputs[0]):
+        return Layout.PLAIN
+    return Layout.ROWS
+
+
+def emit_fake_quant(ctx: EmitContext, node: Node, layout: Layout) -> str | None:
+    """``FakeQuant`` per the lowering; ``None`` when only integer kernels read it (int8:
+    they take the ``QuantizeLinear`` codes from ``ctx.int8_inputs``)."""
     a = node.attrs
     source = node.inputs[0]
-    rows = a["feature_dims"] == 1 and len(node.shape) >= 2
     scope = node.scope or node.name
     act = f"{a['bits']}-bit {a['mode']}"
     if ctx.lowering in ("fp32", "w4"):
         # w4: the MatMulNBits kernel quantizes its input (int8 per block) itself
-        if source in ctx.flat and rows:
-            ctx.flat[node.name] = ctx.flat[source]
-        else:
-            ctx.values[node.name] = ctx.value(source)
+        passed = ctx.operand(source, layout)
         if ctx.lowering == "w4":
             conv = a["feature_dims"] > 1
             ctx.layer_lowerings.setdefault(scope, {})["input"] = (
                 f"fp32 (recipe: {act}; not emulated)" if conv else
                 f"int8 per block inside MatMulNBits (recipe: {act}; not bit-faithful)")
-        return
-    x = ctx.rows(source) if rows else ctx.value(source)
+        return passed
+    rows = layout is Layout.ROWS
+    x = ctx.operand(source, layout)
     axes = [-1] if rows else list(range(-a["feature_dims"], 0))
     readers = ctx.users.get(node.name, [])
     kernel_op = "Linear" if rows else "Conv2d"  # the integer kernels that read codes
@@ -319,21 +319,23 @@ def emit_fake_quant(ctx: EmitContext, node: Node) -> None:
             x = ctx.node("Clip", [x, ctx.scalar(-limit), ctx.scalar(limit)], node=node)
         xq = ctx.node("QuantizeLinear", [x, scale, zero], node=node)
         ctx.int8_inputs[node.name] = (xq, scale, zero)
+        real = None
         if node.name in ctx.graph.outputs or not all(integer_reader(r) for r in readers):
             real = ctx.node("DequantizeLinear", [xq, scale, zero], node=node,
-                            output=ctx.fresh(f"{node.name}.rows") if rows else node.name)
-            (ctx.flat if rows else ctx.values)[node.name] = real
+                            output=ctx.result(node, layout))
         ctx.layer_lowerings.setdefault(scope, {})["input"] = (
             "QuantizeLinear uint8 (static 8-bit step, exact)")
-        return
+        return real
     out = _emulate(ctx, node, x, axes)
-    if rows:
-        ctx.flat[node.name] = out
-    else:
-        ctx.values[node.name] = out
     ctx.layer_lowerings.setdefault(scope, {})["input"] = f"{act}, emulated in-graph (faithful)"
+    return out
 
 
 def session_config(lowering: str) -> dict[str, str]:
     """onnxruntime session config entries the artifact asks for (see the module docstring)."""
     return dict(INT8_SESSION_CONFIG) if lowering == "int8" else {}
+
+
+__all__ = ["BLOCK_SIZES", "INT8_SESSION_CONFIG", "LOWERINGS", "Lowering", "block_size",
+           "emit_conv", "emit_fake_quant", "emit_linear", "fake_quant_layout", "k_segments",
+           "pack_4bit", "session_config", "weight_quant"]

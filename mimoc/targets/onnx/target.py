@@ -111,7 +111,7 @@ def check_quant_options(quant: Any, lowering: str | None, bits: int | None) -> N
 def quantized_passes(recipe: Any, passes: str | Iterable[str] | None, lowering: str) -> list:
     """The pipeline of a quantized compile: the user's passes with ``quantize`` first,
     configured with ``recipe``."""
-    from mimoc.compiler.passes.quantize import make_pass
+    from mimoc.compiler.passes.quantize import Quantize
     from mimoc.compiler.pipeline import resolve_passes
 
     default = W4_PASSES if lowering == "w4" else QUANT_PASSES
@@ -120,7 +120,7 @@ def quantized_passes(recipe: Any, passes: str | Iterable[str] | None, lowering: 
         else list(passes))
     if "quantize" not in names:
         names.insert(0, "quantize")
-    configured = make_pass(recipe)
+    configured = Quantize(recipe)
     return [configured if name == "quantize" else resolve_passes([name])[0] for name in names]
 
 
