@@ -152,10 +152,14 @@ def test_wilson_interval_known_value_and_edges():
         wilson_interval(5, 3)
 
 
-def test_points_carry_wilson_intervals_of_their_counts():
+def test_points_carry_slot_clustered_intervals_of_their_counts():
+    # Slot 1: the unit is one vector of Nt = 2 streams sharing a channel; the interval is
+    # Wilson's on the effective sample size, between the vector count and the symbol count.
     point = run_one("mmse", 2, 4, "qpsk", 4.0, symbols=20_000)
-    assert point.ser_ci == wilson_interval(point.errors, point.symbols)
-    assert point.ber_ci == wilson_interval(point.bit_errors, 2 * point.symbols)
+    assert point.slots == 10_000 and point.slots <= point.effective_symbols <= point.symbols
+    wilson = wilson_interval(point.errors, point.symbols)
+    assert point.ser_ci[0] <= wilson[0] < wilson[1] <= point.ser_ci[1]
+    assert point.ser_ci[1] - point.ser_ci[0] < 1.5 * (wilson[1] - wilson[0])  # deff near 1
     assert point.ser == point.errors / point.symbols
     assert point.errors <= point.bit_errors <= 2 * point.errors
 
@@ -226,7 +230,7 @@ def test_point_stops_once_every_detector_has_min_errors(system):
     c = system.constellation
     batch = 250  # slots; 500 symbols per batch
     result = simulate({"zf": classical("zf", c), "mmse": classical("mmse", c)}, system, [6.0],
-                      max_symbols=10**7, min_errors=40, batch_size=batch)
+                      max_symbols=10**7, min_errors=40, min_error_slots=1, batch_size=batch)
     zf, mmse = result.curves["zf"][0], result.curves["mmse"][0]
     assert zf.symbols == mmse.symbols and zf.symbols % (batch * system.nt) == 0
     assert min(zf.errors, mmse.errors) >= 40
@@ -266,7 +270,9 @@ def test_to_dict_single_and_multi_detector_forms(system):
     assert (one["nt"], one["nr"], one["mod"], one["snr_def"]) == (2, 3, "qpsk", "per-stream")
     assert [p["snr_db"] for p in one["points"]] == [0.0, 2.0]
     assert set(one["points"][0]) >= {"snr_db", "ser", "ber", "ser_ci", "ber_ci", "symbols",
-                                     "errors"}
+                                     "errors", "bit_errors", "slots", "error_slots",
+                                     "effective_symbols", "effective_bits"}
+    assert one["min_errors"] == 100 and one["min_error_slots"] == 30
     two = simulate({"zf": classical("zf", c), "mmse": classical("mmse", c)}, system, [0.0],
                    max_symbols=2_000).to_dict()
     assert two["detector"] == "zf,mmse" and "points" not in two

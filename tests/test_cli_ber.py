@@ -49,7 +49,8 @@ def test_parse_snr_list_rejects(text):
 
 # -- output ----------------------------------------------------------------------
 
-POINT_KEYS = {"snr_db", "ser", "ber", "ser_ci", "ber_ci", "symbols", "errors"}
+POINT_KEYS = {"snr_db", "ser", "ber", "ser_ci", "ber_ci", "symbols", "errors", "bit_errors",
+              "slots", "error_slots", "effective_symbols", "effective_bits"}
 
 
 def test_json_single_detector_shape(capsys):

@@ -13,6 +13,7 @@ from mimoc.commands.artifact_flags import add_allow_modified_argument, verify_ar
 from mimoc.errors import MimocError, UsageError
 from mimoc.sim.ber import (
     DEFAULT_MAX_SYMBOLS,
+    DEFAULT_MIN_ERROR_SLOTS,
     DEFAULT_MIN_ERRORS,
     BERResult,
     EngineDetector,
@@ -30,14 +31,21 @@ NAME = "ber"
 HELP = "simulate symbol and bit error rates versus SNR"
 DESCRIPTION = """\
 Monte Carlo symbol- and bit-error rates (SER, BER) of one or more detectors on
-an Nt x Nr MIMO link, with 95% Wilson confidence intervals.
+an Nt x Nr MIMO link, with 95% confidence intervals.
 
 Each SNR point draws batches of slots (S symbol vectors sharing one channel)
-until every detector has made --min-errors symbol errors or --max-symbols
-scalar symbols have been sent. Several detectors (--detector zf,mmse,ml) see
-the same channel and noise draws, so their curves compare point by point. The
-draws of a point depend only on --seed and its SNR value: a point gives the
-same numbers whatever other points are in the list.
+until every detector has made --min-errors symbol errors in at least
+--min-error-slots different slots, or --max-symbols scalar symbols have been
+sent. Errors cluster by slot (a bad channel spoils many of its S x Nt symbols
+at once), so the slot, not the symbol, is the independent unit: the intervals
+are Wilson intervals on the effective sample size N/deff, with the design
+effect deff estimated from the spread of the per-slot error counts (about 1
+for independent errors; with no errors, every slot counts as one trial).
+
+Several detectors (--detector zf,mmse,ml) see the same channel and noise
+draws, so their curves compare point by point. The draws of a point depend
+only on --seed and its SNR value: a point gives the same numbers whatever
+other points are in the list.
 
 SNR conventions (--snr-def), for unit-energy symbols (Es = 1) and CN(0,1)
 channel entries; N0 is the complex noise variance per receive antenna:
@@ -52,13 +60,18 @@ channel entries; N0 is the complex noise variance per receive antenna:
 JSON output (--json) is one object. For one detector:
   {"detector": "mmse", "nt": 4, "nr": 8, "mod": "qpsk", "snr_def": "per-stream",
    "points": [{"snr_db": 0.0, "ser": .., "ber": .., "ser_ci": [lo, hi],
-               "ber_ci": [lo, hi], "symbols": .., "errors": .., "bit_errors": ..}, ...],
+               "ber_ci": [lo, hi], "symbols": .., "errors": .., "bit_errors": ..,
+               "slots": .., "error_slots": .., "effective_symbols": ..,
+               "effective_bits": ..}, ...],
    "channel": "rayleigh", "csi": "perfect", "slot": 1, "seed": 0,
-   "max_symbols": .., "min_errors": ..}
+   "max_symbols": .., "min_errors": .., "min_error_slots": ..}
 For several detectors "detector" is the comma-separated list ("zf,mmse") and
 "curves" maps each detector to its list of points instead of "points".
 "symbols" counts scalar complex symbols (slots x S x Nt), "errors" symbol
-errors, "bit_errors" bit errors out of symbols x log2(M) bits.
+errors, "bit_errors" bit errors out of symbols x log2(M) bits, "slots" the
+channel draws, "error_slots" the slots with a symbol error, and
+"effective_symbols"/"effective_bits" the effective sample sizes N/deff behind
+"ser_ci"/"ber_ci".
 
 examples:
   mimoc ber --detector zf,mmse --nt 4 --nr 8 --mod qpsk --snr 0:2:10 --plot ber.png
@@ -172,7 +185,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default: {DEFAULT_MAX_SYMBOLS})")
     parser.add_argument("--min-errors", type=int, default=DEFAULT_MIN_ERRORS, metavar="N",
                         help="stop a point once every detector has this many symbol errors "
-                             f"(default: {DEFAULT_MIN_ERRORS})")
+                             f"(default: {DEFAULT_MIN_ERRORS}) ...")
+    parser.add_argument("--min-error-slots", type=int, default=None, metavar="N",
+                        help="... in at least N different slots, so that one bad channel "
+                             "cannot end a point (default: "
+                             f"{DEFAULT_MIN_ERROR_SLOTS}, or --min-errors if smaller)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="SLOTS",
                         help="slots per Monte Carlo batch (default: about 16k symbols per "
                              "batch); the draws depend on it")
@@ -441,8 +458,9 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve_detectors(args)
     for flag in ("nt", "nr", "slot", "max_symbols", "min_errors", "threads"):
         _positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
-    if args.batch_size is not None:
-        _positive_int("--batch-size", args.batch_size)
+    for flag in ("batch_size", "min_error_slots"):
+        if getattr(args, flag) is not None:
+            _positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
     check_sizes(args.nt, args.nr, args.slot, args.batch_size, args.max_symbols)
     snrs = parse_snr_list(args.snr)
     system = MIMOSystem(nt=args.nt, nr=args.nr, modulation=get_constellation(args.mod).name,
@@ -462,7 +480,8 @@ def run(args: argparse.Namespace) -> int:
                                     verify=verify_artifacts(args))
         _dry_run(detectors, system, snrs[0])
         result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
-                          min_errors=args.min_errors, batch_size=args.batch_size,
+                          min_errors=args.min_errors, min_error_slots=args.min_error_slots,
+                          batch_size=args.batch_size,
                           progress=not args.no_progress)
     finally:
         torch.set_num_threads(previous_threads)

@@ -9,11 +9,19 @@ complex entry and counts, against the transmitted indices ``i``,
     SER = #{i_hat != i} / (B S Nt),    BER = #{bits(i_hat) != bits(i)} / (B S Nt log2 M)
 
 summed over batches. A point ends when every detector has made at least
-``min_errors`` symbol errors or when ``max_symbols`` scalar complex symbols
-have been sent (rounded up to whole slots). Both rates carry a 95% Wilson
-interval (:mod:`mimoc.sim.stats`); for the BER it treats bits as independent,
-which is optimistic when errors come in bursts (a symbol error often flips
-one bit, rarely more under Gray mapping).
+``min_errors`` symbol errors spread over at least ``min_error_slots`` distinct
+slots, or when ``max_symbols`` scalar complex symbols have been sent (rounded
+up to whole slots). The second condition keeps one bad channel, which makes
+many errors at once, from ending a point.
+
+Confidence intervals treat the **slot** as the independent unit: its ``S``
+symbol vectors and their ``Nt`` streams share one channel draw, so their
+errors cluster. The engine keeps, per detector, the sums of the per-slot
+error counts and of their squares (:class:`~mimoc.sim.stats.SlotCounts`, for
+symbols and for bits) and reports the cluster-robust 95% interval of
+:func:`~mimoc.sim.stats.cluster_interval`: a Wilson interval on the effective
+sample size ``N / deff``. With independent symbols it is about Wilson's
+interval over symbols; with bursty errors it is as wide as the bursts demand.
 
 Comparability and reproducibility:
 
@@ -50,7 +58,7 @@ from mimoc.errors import UsageError
 from mimoc.progress import progress_bar
 from mimoc.sim.detectors import get_classical_detector
 from mimoc.sim.modulation import Constellation
-from mimoc.sim.stats import wilson_interval
+from mimoc.sim.stats import SlotCounts, cluster_interval, effective_trials, wilson_interval
 from mimoc.sim.system import MIMOSystem
 
 #: What the engine calls: ``(H_est [B, 2Nr, 2Nt], y [B, S, 2Nr], N0 [B]) -> x_hat [B, S, 2Nt]``.
@@ -58,6 +66,10 @@ EngineDetector = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tens
 
 DEFAULT_MAX_SYMBOLS = 1_000_000
 DEFAULT_MIN_ERRORS = 100
+#: Distinct slots with errors that a point needs before ``min_errors`` may end it (or
+#: ``min_errors`` when smaller): one bad channel cannot end a point, and the design effect,
+#: estimated from the slots with errors, needs a Student-t correction of under 5% from 30.
+DEFAULT_MIN_ERROR_SLOTS = 30
 #: Scalar symbols per batch when ``batch_size`` is not given: large enough that
 #: per-batch overhead vanishes, small enough for exhaustive ML's candidate tensors.
 TARGET_SYMBOLS_PER_BATCH = 16_384
@@ -70,10 +82,16 @@ class BERPoint:
     Attributes:
         snr_db: SNR in dB under the system's convention.
         ser, ber: symbol- and bit-error rates.
-        ser_ci, ber_ci: 95% Wilson intervals ``(lo, hi)``.
+        ser_ci, ber_ci: 95% confidence intervals ``(lo, hi)``, cluster-robust over slots
+            (:func:`~mimoc.sim.stats.cluster_interval`).
         symbols: scalar complex symbols sent (``B * S * Nt`` summed over batches).
         errors: symbol errors.
         bit_errors: bit errors (out of ``symbols * log2 M`` bits).
+        slots: slots sent (channel draws, the independent units of the intervals).
+        error_slots: slots with at least one symbol error.
+        effective_symbols, effective_bits: effective sample sizes ``n_eff`` of the SER and
+            BER intervals (:func:`~mimoc.sim.stats.effective_trials`): as many independent
+            trials would give intervals as wide.
     """
 
     snr_db: float
@@ -84,10 +102,40 @@ class BERPoint:
     symbols: int
     errors: int
     bit_errors: int
+    slots: int = 0
+    error_slots: int = 0
+    effective_symbols: float = 0.0
+    effective_bits: float = 0.0
+
+    @classmethod
+    def from_slot_counts(cls, snr_db: float, symbol_counts: SlotCounts,
+                         bit_counts: SlotCounts) -> BERPoint:
+        """The point of per-slot symbol- and bit-error statistics (what the engine keeps)."""
+        if symbol_counts.slots != bit_counts.slots:
+            raise UsageError("symbol and bit counts must cover the same slots")
+        return cls(
+            snr_db=float(snr_db),
+            ser=symbol_counts.rate,
+            ber=bit_counts.rate,
+            ser_ci=cluster_interval(symbol_counts),
+            ber_ci=cluster_interval(bit_counts),
+            symbols=symbol_counts.trials,
+            errors=symbol_counts.errors,
+            bit_errors=bit_counts.errors,
+            slots=symbol_counts.slots,
+            error_slots=symbol_counts.error_slots,
+            effective_symbols=effective_trials(symbol_counts),
+            effective_bits=effective_trials(bit_counts),
+        )
 
     @classmethod
     def from_counts(cls, snr_db: float, symbols: int, errors: int, bit_errors: int,
                     bits_per_symbol: int) -> BERPoint:
+        """A point of bare totals, with no per-slot detail (hand-made points, old results).
+
+        Every symbol is taken as its own slot, so the intervals are Wilson's and assume
+        independent symbols; :meth:`from_slot_counts` is what measured points use.
+        """
         bits = symbols * bits_per_symbol
         return cls(
             snr_db=float(snr_db),
@@ -98,6 +146,10 @@ class BERPoint:
             symbols=symbols,
             errors=errors,
             bit_errors=bit_errors,
+            slots=symbols,
+            error_slots=errors,
+            effective_symbols=float(symbols),
+            effective_bits=float(bits),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +163,10 @@ class BERPoint:
             "symbols": self.symbols,
             "errors": self.errors,
             "bit_errors": self.bit_errors,
+            "slots": self.slots,
+            "error_slots": self.error_slots,
+            "effective_symbols": self.effective_symbols,
+            "effective_bits": self.effective_bits,
         }
 
 
@@ -121,7 +177,7 @@ class BERResult:
     Attributes:
         system: the simulated link.
         curves: detector name -> points in the order of the SNR list.
-        seed, max_symbols, min_errors, batch_size: the run's settings.
+        seed, max_symbols, min_errors, batch_size, min_error_slots: the run's settings.
     """
 
     system: MIMOSystem
@@ -130,6 +186,7 @@ class BERResult:
     max_symbols: int = DEFAULT_MAX_SYMBOLS
     min_errors: int = DEFAULT_MIN_ERRORS
     batch_size: int = 0
+    min_error_slots: int = DEFAULT_MIN_ERROR_SLOTS
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form.
@@ -138,12 +195,14 @@ class BERResult:
 
             {"detector": "mmse", "nt": 4, "nr": 8, "mod": "qpsk", "snr_def": "per-stream",
              "points": [{"snr_db", "ser", "ber", "ser_ci", "ber_ci", "symbols", "errors",
-                         "bit_errors"}, ...], ...}
+                         "bit_errors", "slots", "error_slots", "effective_symbols",
+                         "effective_bits"}, ...], ...}
 
         Several detectors: ``"detector"`` is the comma-joined list and
         ``"curves"`` maps each name to its points (no ``"points"`` key).
         Both forms also carry ``channel``, ``csi``, ``slot``, ``seed``,
-        ``max_symbols`` and ``min_errors`` so that a run can be repeated.
+        ``max_symbols``, ``min_errors`` and ``min_error_slots`` so that a run can
+        be repeated.
         """
         s = self.system
         out: dict[str, Any] = {
@@ -165,6 +224,7 @@ class BERResult:
             seed=self.seed,
             max_symbols=self.max_symbols,
             min_errors=self.min_errors,
+            min_error_slots=self.min_error_slots,
         )
         return out
 
@@ -222,7 +282,8 @@ def point_seed(seed: int, snr_db: float) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def _check_arguments(detectors, snr_db, max_symbols, min_errors, batch_size) -> list[float]:
+def _check_arguments(detectors, snr_db, max_symbols, min_errors, min_error_slots,
+                     batch_size) -> list[float]:
     if not detectors:
         raise UsageError("no detector to simulate; give at least one")
     snrs = [float(s) for s in snr_db]
@@ -231,6 +292,7 @@ def _check_arguments(detectors, snr_db, max_symbols, min_errors, batch_size) -> 
     if not all(math.isfinite(s) for s in snrs):
         raise UsageError(f"SNR points must be finite numbers of dB, got {snrs}")
     for name, value, low in (("max_symbols", max_symbols, 1), ("min_errors", min_errors, 1),
+                             ("min_error_slots", min_error_slots, 1),
                              ("batch_size", batch_size, 1)):
         if value is not None and (not isinstance(value, int) or value < low):
             raise UsageError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -238,8 +300,8 @@ def _check_arguments(detectors, snr_db, max_symbols, min_errors, batch_size) -> 
 
 
 def _count_errors(x_hat: torch.Tensor, indices: torch.Tensor,
-                  constellation: Constellation) -> tuple[int, int]:
-    """(symbol errors, bit errors) of soft estimates ``x_hat [B, S, 2Nt]``."""
+                  constellation: Constellation) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-slot symbol errors ``[B]`` and bit errors ``[B]`` of estimates ``x_hat [B, S, 2Nt]``."""
     if x_hat.shape[:-1] != indices.shape[:-1] or x_hat.shape[-1] != 2 * indices.shape[-1]:
         raise UsageError(
             f"detector returned shape {tuple(x_hat.shape)}, expected "
@@ -247,14 +309,14 @@ def _count_errors(x_hat: torch.Tensor, indices: torch.Tensor,
         )
     decided = constellation.indices_of_real(x_hat)
     wrong_bits = constellation.bits_of_indices(decided ^ indices)  # popcount of the XOR
-    return int((decided != indices).sum()), int(wrong_bits.sum())
+    return (decided != indices).flatten(1).sum(1), wrong_bits.flatten(1).sum(1)
 
 
 def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
              snr_db: Sequence[float], *, seed: int = 0,
              max_symbols: int = DEFAULT_MAX_SYMBOLS, min_errors: int = DEFAULT_MIN_ERRORS,
-             batch_size: int | None = None, progress: bool = False,
-             dtype: torch.dtype = torch.float32) -> BERResult:
+             min_error_slots: int | None = None, batch_size: int | None = None,
+             progress: bool = False, dtype: torch.dtype = torch.float32) -> BERResult:
     """Measure SER and BER of ``detectors`` on ``system`` at each SNR in ``snr_db``.
 
     Args:
@@ -264,7 +326,10 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
         snr_db: SNR points in dB under ``system.snr_def``.
         seed: master seed; a point's generator is seeded by ``(seed, snr)``.
         max_symbols: symbol budget per point (scalar complex symbols, whole slots).
-        min_errors: a point ends once every detector has this many symbol errors.
+        min_errors: a point ends once every detector has this many symbol errors ...
+        min_error_slots: ... in at least this many distinct slots (default:
+            ``DEFAULT_MIN_ERROR_SLOTS`` or ``min_errors``, whichever is smaller), so
+            that one bad channel draw cannot end a point.
         batch_size: slots per batch; default ``TARGET_SYMBOLS_PER_BATCH / (S Nt)``.
             The draws depend on it, so keep it fixed when comparing runs.
         progress: show a progress bar on stderr (only when it is a terminal).
@@ -273,14 +338,21 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
     Returns:
         :class:`BERResult` with one curve per detector, points in ``snr_db`` order.
     """
-    snrs = _check_arguments(detectors, snr_db, max_symbols, min_errors, batch_size)
+    snrs = _check_arguments(detectors, snr_db, max_symbols, min_errors, min_error_slots,
+                            batch_size)
+    if min_error_slots is None:
+        min_error_slots = min(DEFAULT_MIN_ERROR_SLOTS, min_errors)
     per_slot = system.slot * system.nt
+    bits_per_slot = per_slot * system.constellation.bits_per_symbol
     if batch_size is None:
         batch_size = max(1, TARGET_SYMBOLS_PER_BATCH // per_slot)
     constellation = system.constellation
     names = list(detectors)
     result = BERResult(system, {name: [] for name in names}, seed, max_symbols, min_errors,
-                       batch_size)
+                       batch_size, min_error_slots)
+
+    def enough(counts: SlotCounts) -> bool:
+        return counts.errors >= min_errors and counts.error_slots >= min_error_slots
 
     # The bar counts symbols against the worst case (every point spends its budget)
     # and jumps ahead when a point stops early, so its ETA is an upper bound.
@@ -291,25 +363,27 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
         for snr in snrs:
             generator = torch.Generator().manual_seed(point_seed(seed, snr))
             symbols = 0
-            errors = dict.fromkeys(names, 0)
-            bit_errors = dict.fromkeys(names, 0)
+            sym_counts = dict.fromkeys(names, SlotCounts())
+            bit_counts = dict.fromkeys(names, SlotCounts())
             bar.set_description(f"ber @ {snr:g} dB")
-            bar.set_postfix(min_errors=0, refresh=False)
-            while symbols < max_symbols and min(errors.values()) < min_errors:
+            bar.set_postfix(min_errors=0, min_error_slots=0, refresh=False)
+            while symbols < max_symbols and not all(map(enough, sym_counts.values())):
                 slots = min(batch_size, math.ceil((max_symbols - symbols) / per_slot))
                 batch = system.sample(slots, snr, generator, dtype)
                 for name in names:
                     x_hat = detectors[name](batch.H_est, batch.y, batch.noise_var)
                     sym_err, bit_err = _count_errors(x_hat, batch.indices, constellation)
-                    errors[name] += sym_err
-                    bit_errors[name] += bit_err
+                    sym_counts[name] = sym_counts[name].add(sym_err, per_slot)
+                    bit_counts[name] = bit_counts[name].add(bit_err, bits_per_slot)
                 symbols += slots * per_slot
                 bar.update(slots * per_slot)
-                bar.set_postfix(min_errors=min(errors.values()), refresh=False)
+                bar.set_postfix(min_errors=min(c.errors for c in sym_counts.values()),
+                                min_error_slots=min(c.error_slots for c in sym_counts.values()),
+                                refresh=False)
             bar.update(budget - symbols)
             for name in names:
-                result.curves[name].append(BERPoint.from_counts(
-                    snr, symbols, errors[name], bit_errors[name], constellation.bits_per_symbol))
+                result.curves[name].append(
+                    BERPoint.from_slot_counts(snr, sym_counts[name], bit_counts[name]))
     return result
 
 

@@ -1,7 +1,7 @@
 """Plots as PNGs: error rates versus SNR, and latency budgets.
 
 One curve per detector on a logarithmic error-rate axis, each point with its
-95% Wilson interval as an error bar. A point with no error at all has no
+95% interval (slot-clustered, mimoc.sim.stats) as an error bar. A point with no error at all has no
 place on a log axis; it is drawn as a downward triangle at the upper end of
 its interval ("the rate is below this"), so a curve never silently ends.
 
@@ -133,7 +133,7 @@ def plot_error_rates(result: BERResult, path: str | os.PathLike, metric: str = "
     handles, labels = ax.get_legend_handles_labels()
     order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("no errors"))
     ax.legend([handles[i] for i in order], [labels[i] for i in order],
-              title="detector (95% Wilson CI)", fontsize="small", title_fontsize="small")
+              title="detector (95% CI)", fontsize="small", title_fontsize="small")
 
     with atomic_write(target) as handle:
         fig.savefig(handle, format="png")
