@@ -76,7 +76,7 @@ def _header(report: BudgetReport) -> list[str]:
     if report.snr_db is not None and acc:
         grid = acc.get("grid_db") or [report.snr_db]
         crossing = acc.get("reference_crossing_db")
-        where = "" if crossing is None else f" (it crosses it at {crossing:.2f} dB)"
+        where = "" if crossing is None else f", which reaches it at {crossing:.2f} dB"
         slots = acc.get("slots_per_point") or [0]
         count = f"{min(slots):,}" if min(slots) == max(slots) else \
             f"{min(slots):,} to {max(slots):,}"
