@@ -1,4 +1,5 @@
-"""``mimoc budget``: per-slot latency of a detector on each target against the 6G budget."""
+"""``mimoc budget``: does a detector meet a receiver's slot deadline, at an accuracy worth
+having, on each target?"""
 
 from __future__ import annotations
 
@@ -9,23 +10,31 @@ import sys
 from mimoc.errors import MimocError, UsageError
 
 NAME = "budget"
-HELP = "compare a detector's per-slot latency (and SER) on ONNX CPU, crossbars, processors"
+HELP = ("one verdict per target (ONNX CPU, crossbars, processors, MMSE): slot latency at a "
+        "percentile and SNR loss against the fp32 model")
 DESCRIPTION = """\
-Where does a detector meet the 6G air-interface latency target (default 100 us per
-slot), and at what error rate? For each target, one coherence slot of S symbols
-(--slot, default 14) costs
+Does a detector meet the slot deadline (default 100 us per slot, the 6G air-interface
+target) at an accuracy worth having? Each target gets one verdict:
 
-  per slot = preparation + detection      detection = S x per symbol
+  meets    its p99.9 slot latency (--percentile) is within the budget AND its SNR
+           loss at SER 1e-3 (--target-ser) against the fp32 model, all of its 95%
+           interval, is within 0.5 dB (--max-loss-db)
+  misses   the latency or the accuracy (or both: the row says which) is known to be
+           beyond its limit
+  unknown  neither is known to miss and one is not known: a lower bound within the
+           budget, a loss interval that straddles the limit, no SER (--ser-symbols 0)
 
-preparation: once per channel realisation (the ONNX slot stage H^T H ..., the
-crossbar's programming of its channel arrays, the slot-rate FLOPs); detection:
-the S symbol vectors. The table gives both, the per-symbol latency, throughput
-(Mbit/s = S Nt log2(M) bits per slot time), whether the slot fits the budget and
-by what margin, and the SER at one SNR on that target (all targets on the same
-channel and noise draws).
+The workload (5G NR numbers, mimoc/sim/numerology.py): a slot is S = 14 OFDM symbols
+(--slot); N subcarriers are detected per slot (--subcarriers, default 1; a 100 MHz
+carrier at 30 kHz spacing has 273 resource blocks of 12 = 3276), K of them sharing
+one channel (--subcarriers-per-channel, default 12, a resource block): B = ceil(N/K)
+channels per slot, each with S x min(K, N) symbol vectors (a last partial channel is
+counted whole). Per slot = preparation (once per channel: the ONNX slot stage H^T H
+..., a crossbar's programming of its channel arrays) + detection (every vector). Each
+row says how many subcarriers the target detects within the budget (subc/slot).
 
 Targets (--targets, comma-separated; default: onnx-cpu, onnx-cpu-w4,
-crossbar:ftj-luo2022 and the three processors, those this build can run):
+crossbar:ftj-luo2022, the three processors and mmse, those this build can run):
   onnx-cpu              fp32 ONNX, compiled and run by onnxruntime here
   onnx-cpu-w4           4-bit weights (MatMulNBits); also -w4a4, -int8; quantized
                         with min-max calibration (int8 for -int8) unless the
@@ -38,39 +47,75 @@ crossbar:ftj-luo2022 and the three processors, those this build can run):
   jetson-orin-nx        NVIDIA Jetson Orin NX 16 GB, 1.88 TFLOPS peak
   proc:FILE.json        your own processor: {"name": "my-dsp", "peak_gflops": 200,
                         "utilisation": 0.3} (utilisation optional, default 1.0 = peak)
+  mmse                  the classical MMSE detector (batched torch on this CPU): the
+                        reference a learned detector has to beat
 
-Where the numbers come from (stated per target in the output):
-  measured   onnxruntime on this CPU, batch 1, one thread (--threads), median of
-             repeated runs of slot.onnx (preparation) and symbol.onnx on S symbols
-  schedule   the crossbar schedule's totals: per-slot programming (preparation),
-             S x per-symbol computation latency (detection); the one-time static
-             programming with verify is reported apart
-  flops      the compiler's FLOP count (2 x MACs; slot-rate and per-symbol parts)
-             over the processor's peak x utilisation: at utilisation 1.0, a lower
-             bound on the latency
-SER: ONNX targets run the compiled artifact, crossbars the IMC simulator at the
-device's cycle-to-cycle variation, processors the digital (PyTorch) model. The
-default symbol budget is small (--ser-symbols 40000) so that a run takes well under
-a minute; raise it for tighter intervals. A target this build cannot run is listed
-as unavailable with the reason; one whose compiler refuses this model is listed as
-failed with the error, the others are still costed, and the exit status is 1.
+Where the latencies come from (stated per target in the output):
+  measured   onnxruntime (or torch, for mmse) on this CPU at the workload's batch,
+             one thread (--threads), --calls timed calls (default 5000; at least
+             --min-time seconds, at most --max-time): p50, p99, p99.9 of the slot
+             and the share of slots over the budget; with fewer than 1/(1-q) calls
+             the slowest stands in for percentile q and can prove a miss only
+  schedule   a crossbar with one array set serving the channels one after another:
+             per channel, the programming of its channel arrays (it depends on the
+             draw) over 4096 channel draws of the model's link, then the symbols'
+             critical path; more array sets multiply the area (the row says how many
+             would cover the workload)
+  flops      the compiler's FLOP count (2 x MACs) over the processor's peak x
+             utilisation: a lower bound (">="), which can prove a miss, never a meet
+Accuracy: ONNX targets run the compiled artifact, crossbars the IMC simulator at the
+device's cycle-to-cycle variation, processors the digital model, mmse itself; all on
+the same seeded slots at a grid of SNRs around where the fp32 model crosses the
+target SER (found by a search from the middle of its training range; --snr sets the
+grid's centre), --ser-symbols scalar symbols per point (default 100000). The loss
+is interpolated log-linearly; its 95% interval is a paired bootstrap over slots (a
+slot's symbols share a channel: the slot is the independent unit). The link is the
+model's training channel and CSI (task:ID channels included; --channel, --csi to
+choose). A target this build cannot run is listed as unavailable; one whose compiler
+refuses this model as failed with the error, the others are still costed, and the
+exit status is 1.
 
 JSON output (--json) is one object:
-  {"model": {"file", "family", "nt", "nr", "modulation"}, "slot_symbols", "budget_s",
-   "snr_db", "snr_def", "ser_symbols", "seed", "sources": {...},
-   "targets": [{"target", "kind", "available", "latency_source", "latency_how",
-                "preparation_s", "detection_s", "per_slot_s", "per_symbol_s",
-                "slot_symbols", "vectors_per_s", "bits_per_s", "budget_s",
-                "meets_budget", "margin_s", "headroom", "ser": {point} | null,
-                "ser_source", "details": {...}}
+  {"model": {"file", "family", "nt", "nr", "modulation"},
+   "link": {"channel", "csi", "snr_def"}, "slot_symbols", "budget_s", "budget_us",
+   "max_loss_db", "target_ser", "percentile",
+   "workload": {"subcarriers", "subcarriers_per_channel", "slot_symbols", "channels",
+                "symbols_per_channel", "vectors"},
+   "numerology": {...}, "snr_db" (the grid's centre; null: no SER), "snr_def",
+   "ser_symbols", "seed",
+   "accuracy": {"reference", "center_db", "grid_db", "slots_per_point",
+                "symbols_per_slot", "reference_crossing_db", "reference_ser",
+                "search"?} | {},
+   "sources": {...},
+   "targets": [{"target", "kind", "available", "source", "latency_source",
+                "latency_how", "latency_us" (at the percentile; a bound for flops),
+                "latency_percentile" (null for flops), "latency_is_lower_bound",
+                "preparation_s", "detection_s", "per_slot_s" (= preparation +
+                detection: medians, means, or bounds), "per_symbol_s", "slot_symbols",
+                "vectors_per_slot", "vectors_per_s", "bits_per_s",
+                "tail": {"count", "unit", "p50_s", "p99_s", "p99.9_s", "max_s",
+                         "mean_s", "miss_fraction", ...} | null,
+                "budget_s", "meets_budget" (latency part: true/false/null),
+                "margin_s", "headroom" (at the percentile),
+                "snr_loss_db", "snr_loss_ci_db": [lo, hi] (null ends: beyond the
+                grid), "snr_loss_beyond_grid": null/"above"/"below",
+                "snr_loss_grid_db", "bootstrap_replicates", "snr_loss_note"?,
+                "accuracy_within" (true/false/null),
+                "verdict": "meets"/"misses"/"unknown", "misses": ["latency",
+                "accuracy"], "verdict_reason",
+                "subcarriers_per_slot", "subcarriers_per_slot_is_upper_bound",
+                "covers_workload", "capacity_how", "array_sets", "replication",
+                "ser": {point at snr_db} | null, "ser_source", "details": {...}}
                | {"target", "kind", "available": false, "reason", "failed": true?}, ...],
    "notes": [...]}
-Times in seconds; margin_s = budget_s - per_slot_s; headroom = budget_s / per_slot_s.
+Times in seconds (latency_us in microseconds); margin_s = budget_s - latency at the
+percentile; headroom = budget_s / that latency.
 
 examples:
   mimoc budget examples/models/detnet_8x16_qpsk.pt
-  mimoc budget detnet.pt --targets onnx-cpu,dsp-c6678 --budget-us 50 --snr 4
-  mimoc budget detnet.pt --targets crossbar:ftj-luo2022,crossbar:rram-zeng2023,dsp-c6678
+  mimoc budget detnet.pt --subcarriers 3276                # a 100 MHz carrier
+  mimoc budget detnet.pt --targets onnx-cpu,dsp-c6678,mmse --budget-us 50 --max-loss-db 1
+  mimoc budget detnet.pt --targets crossbar:ftj-luo2022,crossbar:rram-zeng2023
   mimoc budget detnet.pt --targets onnx-cpu,proc:my_dsp.json --json
   mimoc budget detnet.pt --plot budget.png --ser-symbols 0      # latency only
 """
@@ -78,39 +123,73 @@ examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mimoc.sim.snr import SNR_DEFINITIONS
-    from mimoc.studies.budget import DEFAULT_SER_SYMBOLS
+    from mimoc.studies.budget import (
+        DEFAULT_CALLS,
+        DEFAULT_MAX_LOSS_DB,
+        DEFAULT_PERCENTILE,
+        DEFAULT_SER_SYMBOLS,
+        DEFAULT_TARGET_SER,
+    )
+    from mimoc.studies.budget.timing import DEFAULT_MAX_TIME
 
     parser.add_argument("model", metavar="MODEL", help="a mimoc detector checkpoint (.pt)")
     parser.add_argument("--targets", default=None, metavar="LIST",
                         help="comma-separated targets (list above; default: onnx-cpu, "
-                             "onnx-cpu-w4, crossbar:ftj-luo2022 and the three processors)")
+                             "onnx-cpu-w4, crossbar:ftj-luo2022, the three processors, mmse)")
     parser.add_argument("--slot", type=int, default=14, metavar="S",
-                        help="symbols per slot sharing one channel (default: 14, a 5G NR slot)")
+                        help="OFDM symbols per slot sharing one channel (default: 14, a 5G "
+                             "NR slot)")
     parser.add_argument("--budget-us", type=float, default=100.0, metavar="US",
                         help="latency budget per slot in microseconds (default: 100, the 6G "
                              "air-interface target)")
+    parser.add_argument("--percentile", type=float, default=DEFAULT_PERCENTILE, metavar="Q",
+                        help="the slot-latency percentile the verdict uses (default: "
+                             f"{DEFAULT_PERCENTILE:g})")
+    parser.add_argument("--target-ser", type=float, default=DEFAULT_TARGET_SER, metavar="SER",
+                        help=f"SER at which the SNR loss is measured (default: "
+                             f"{DEFAULT_TARGET_SER:g})")
+    parser.add_argument("--max-loss-db", type=float, default=DEFAULT_MAX_LOSS_DB, metavar="DB",
+                        help="largest SNR loss against the fp32 model that meets (default: "
+                             f"{DEFAULT_MAX_LOSS_DB:g})")
+    parser.add_argument("--subcarriers", type=int, default=1, metavar="N",
+                        help="subcarriers detected per slot (default: 1; 3276 = a 100 MHz "
+                             "carrier at 30 kHz spacing)")
+    parser.add_argument("--subcarriers-per-channel", type=int, default=12, metavar="K",
+                        help="subcarriers sharing one channel realisation (default: 12, a "
+                             "resource block)")
     parser.add_argument("--snr", type=float, default=None, metavar="DB",
-                        help="SNR of the SER estimate in dB (default: the middle of the "
-                             "model's training range)")
+                        help="centre of the accuracy grid in dB (default: where the fp32 "
+                             "model crosses --target-ser)")
     parser.add_argument("--snr-def", default=None, choices=SNR_DEFINITIONS,
                         help="SNR convention (default: the model's training convention)")
+    parser.add_argument("--channel", default=None, metavar="SPEC",
+                        help="channel of the SER simulation (default: the model's training "
+                             "channel; rayleigh, kronecker:..., task:ID)")
+    parser.add_argument("--csi", default=None, metavar="SPEC",
+                        help="receiver's channel knowledge (default: the model's training "
+                             "CSI; perfect, ls:NP@SNR, error:SNR)")
     parser.add_argument("--ser-symbols", type=int, default=DEFAULT_SER_SYMBOLS, metavar="N",
-                        help="scalar symbols per target for the SER estimate (default: "
-                             f"{DEFAULT_SER_SYMBOLS}; 0 skips it)")
+                        help="scalar symbols per SNR point of the accuracy grid, every target "
+                             f"on the same slots (default: {DEFAULT_SER_SYMBOLS}; 0 skips it)")
     parser.add_argument("--array", default="128x128", metavar="RxC",
                         help="crossbar maximum array size (default: 128x128)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--threads", type=int, default=1, metavar="N",
-                        help="onnxruntime threads for the measured targets (default: 1)")
+                        help="threads of the measured targets (default: 1)")
+    parser.add_argument("--calls", type=int, default=DEFAULT_CALLS, metavar="N",
+                        help=f"timed calls per measured target (default: {DEFAULT_CALLS})")
     parser.add_argument("--min-time", type=float, default=0.2, metavar="SECONDS",
-                        help="minimum timed seconds per measurement (default: 0.2)")
+                        help="minimum timed seconds per measured target (default: 0.2)")
+    parser.add_argument("--max-time", type=float, default=DEFAULT_MAX_TIME, metavar="SECONDS",
+                        help="stop timing a target after this long even with fewer calls "
+                             f"(default: {DEFAULT_MAX_TIME:g})")
     parser.add_argument("--keep", default=None, metavar="DIR",
                         help="keep the compiled artifacts in DIR (default: a temporary "
                              "directory)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", default=None, metavar="PATH.png",
-                        help="also write a stacked bar chart (preparation, detection) per "
-                             "target with the budget line")
+                        help="also write a chart: slot latency per target against the "
+                             "budget, and SNR loss against its limit")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress output (shown only when stderr is a terminal)")
 
@@ -127,6 +206,28 @@ def parse_array(text: str) -> tuple[int, int]:
     return shape
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    if not args.budget_us > 0 or args.budget_us == float("inf"):
+        raise UsageError(f"--budget-us must be a positive number, got {args.budget_us:g}")
+    if args.ser_symbols < 0:
+        raise UsageError(f"--ser-symbols must be 0 or more, got {args.ser_symbols}")
+    if not 0 < args.target_ser < 1:
+        raise UsageError(f"--target-ser must lie in (0, 1), e.g. 1e-3, got {args.target_ser:g}")
+    if not 0 <= args.max_loss_db < float("inf"):
+        raise UsageError(f"--max-loss-db must be 0 or more, got {args.max_loss_db:g}")
+    if not 50 <= args.percentile < 100:
+        raise UsageError(f"--percentile must lie in [50, 100), e.g. 99.9, got "
+                         f"{args.percentile:g}")
+    for flag in ("subcarriers", "subcarriers_per_channel", "calls"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be 1 or more, got "
+                             f"{getattr(args, flag)}")
+    for flag in ("min_time", "max_time"):
+        if not 0 < getattr(args, flag) < float("inf"):
+            raise UsageError(f"--{flag.replace('_', '-')} must be a positive number of "
+                             f"seconds, got {getattr(args, flag):g}")
+
+
 def run(args: argparse.Namespace) -> int:
     from mimoc.progress import is_interactive
     from mimoc.studies.budget import format_budget, run_budget
@@ -135,10 +236,7 @@ def run(args: argparse.Namespace) -> int:
         from mimoc.studies.plots import check_plot_path
 
         check_plot_path(args.plot)
-    if not args.budget_us > 0 or args.budget_us == float("inf"):
-        raise UsageError(f"--budget-us must be a positive number, got {args.budget_us:g}")
-    if args.ser_symbols < 0:
-        raise UsageError(f"--ser-symbols must be 0 or more, got {args.ser_symbols}")
+    _check_flags(args)
     if args.keep:
         from mimoc.targets.output import check_output_directory
 
@@ -151,11 +249,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = run_budget(args.model, args.targets, slot=args.slot,
-                            budget_s=args.budget_us * 1e-6, snr_db=args.snr,
+                            budget_s=args.budget_us / 1e6, snr_db=args.snr,
                             snr_def=args.snr_def, ser_symbols=args.ser_symbols,
                             seed=args.seed, array=parse_array(args.array),
                             threads=args.threads, min_time=args.min_time, workdir=args.keep,
-                            progress=show, say=say)
+                            progress=show, say=say, subcarriers=args.subcarriers,
+                            subcarriers_per_channel=args.subcarriers_per_channel,
+                            percentile=args.percentile, calls=args.calls,
+                            max_time=args.max_time, target_ser=args.target_ser,
+                            max_loss_db=args.max_loss_db, channel=args.channel, csi=args.csi)
     finally:
         if show:
             print("\r" + " " * 60 + "\r", end="", file=sys.stderr, flush=True)

@@ -17,14 +17,18 @@ Write a report directory about one detector, for a paper or a design review:
   report.md            the model summary (mimoc inspect's numbers); BER/SER curves of
                        the original model, each compiled ONNX target and each crossbar
                        at its device's C2C, all on the same draws; each crossbar at
-                       several C2C levels; the latency budget (mimoc budget's table and
-                       where each number comes from); the compile settings
+                       several C2C levels; the budget (mimoc budget's verdict per
+                       target: slot latency at a percentile and SNR loss against the
+                       fp32 model, and where each number comes from); the compile
+                       settings
   ber.png              error rates versus SNR, log axis, 95% intervals
   crossbar_*_c2c.png   one crossbar under programming noise at --c2c levels
-  budget.png           per-slot latency by target, preparation + detection, budget line
+  budget.png           slot latency by target against the budget, SNR loss against
+                       its limit, the verdicts
   report.json          every number above
 
-Targets as for 'mimoc budget' (default: every default target this build can run).
+Targets, workload and verdict limits as for 'mimoc budget' (default: every default
+target this build can run); the budget's accuracy uses --max-symbols per SNR point.
 The directory is written atomically: a failed or interrupted run leaves nothing.
 
 examples:
@@ -55,6 +59,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="symbols per slot (default: 14)")
     parser.add_argument("--budget-us", type=float, default=100.0, metavar="US",
                         help="latency budget per slot in microseconds (default: 100)")
+    parser.add_argument("--percentile", type=float, default=99.9, metavar="Q",
+                        help="slot-latency percentile of the verdict (default: 99.9)")
+    parser.add_argument("--target-ser", type=float, default=1e-3, metavar="SER",
+                        help="SER at which the SNR loss is measured (default: 0.001)")
+    parser.add_argument("--max-loss-db", type=float, default=0.5, metavar="DB",
+                        help="largest SNR loss against the fp32 model that meets (default: "
+                             "0.5)")
+    parser.add_argument("--subcarriers", type=int, default=1, metavar="N",
+                        help="subcarriers detected per slot (default: 1)")
+    parser.add_argument("--subcarriers-per-channel", type=int, default=12, metavar="K",
+                        help="subcarriers sharing one channel (default: 12)")
     parser.add_argument("--array", default="128x128", metavar="RxC",
                         help="crossbar maximum array size (default: 128x128)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -98,9 +113,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         path = write_report(args.model, args.output, targets=args.targets, snr_db=snrs,
                             c2c=_c2c_levels(args.c2c), max_symbols=args.max_symbols,
-                            slot=args.slot, budget_s=args.budget_us * 1e-6, seed=args.seed,
+                            slot=args.slot, budget_s=args.budget_us / 1e6, seed=args.seed,
                             array=parse_array(args.array), min_time=args.min_time,
-                            force=args.force, progress=show, say=say, command=command)
+                            force=args.force, progress=show, say=say, command=command,
+                            budget_options={
+                                "percentile": args.percentile, "target_ser": args.target_ser,
+                                "max_loss_db": args.max_loss_db,
+                                "subcarriers": args.subcarriers,
+                                "subcarriers_per_channel": args.subcarriers_per_channel})
     finally:
         if show:
             print("\r" + " " * 70 + "\r", end="", file=sys.stderr, flush=True)

@@ -11,7 +11,8 @@ temporary file in the same directory, renamed into place), so a failed run
 never leaves a truncated PNG behind.
 
 :func:`plot_budget` draws a ``mimoc budget`` report: per target, the slot latency as
-a bar of channel preparation and detection, against the budget line.
+a bar of channel preparation and detection against the budget line, and the SNR loss with
+its interval against the loss limit, with the joint verdict.
 
 Example::
 
@@ -144,18 +145,116 @@ def plot_error_rates(result: BERResult, path: str | os.PathLike, metric: str = "
 
 #: Bar colours of the two parts of a slot (colour-blind safe pair).
 BUDGET_COLOURS = {"preparation": "#E69F00", "detection": "#0072B2"}
+#: Colour of each verdict's label.
+VERDICT_COLOURS = {"meets": "#009E73", "misses": "#D55E00", "unknown": "#555555"}
 #: Above this ratio between the longest and the shortest slot, the time axis is logarithmic.
 LOG_AXIS_RATIO = 30.0
 
 
-def plot_budget(report, path: str | os.PathLike) -> Path:
-    """Write a PNG of each target's slot latency, preparation and detection stacked.
+def _latency_panel(ax, report, rows) -> None:
+    """Per target: preparation + detection stacked (typical slot), a diamond at the verdict's
+    percentile, bounds hatched, the budget line."""
+    from mimoc.studies.budget.table import format_us
+    from mimoc.studies.budget.timing import percentile_key
 
-    ``report`` is a :class:`mimoc.studies.budget.BudgetReport`. One horizontal bar per
-    available target (preparation, then the ``S`` symbols of detection), the budget as a
-    vertical line, each bar labelled with its total and its latency source. The time axis
-    is in microseconds, logarithmic when the slots differ by more than
-    :data:`LOG_AXIS_RATIO`. Unavailable targets are named under the chart.
+    prep = [row.latency.preparation_s * 1e6 for row in rows]
+    det = [row.latency.detection_s * 1e6 for row in rows]
+    verdict = [row.verdict_latency_s * 1e6 for row in rows]
+    budget = report.budget_s * 1e6
+    values = [p + d for p, d in zip(prep, det, strict=True)] + verdict + [budget]
+    log = max(values) / max(min(values), 1e-30) > LOG_AXIS_RATIO
+    left = min(values) / 20 if log else 0.0  # where a bar starts on a log axis
+    ypos = list(range(len(rows)))[::-1]  # first target on top
+    hatch = ["//" if row.latency.lower_bound else None for row in rows]
+    for y, p, d, h in zip(ypos, prep, det, hatch, strict=True):
+        ax.barh(y, max(p, left) - left, left=left, height=0.6, hatch=h,
+                color=BUDGET_COLOURS["preparation"], edgecolor="white")
+        ax.barh(y, d, left=max(p, left), height=0.6, hatch=h,
+                color=BUDGET_COLOURS["detection"], edgecolor="white")
+    tails = [(y, v) for y, v, row in zip(ypos, verdict, rows, strict=True)
+             if row.latency.tail is not None]
+    if tails:
+        ax.plot([v for _, v in tails], [y for y, _ in tails], linestyle="none", marker="D",
+                color="black", markersize=5,
+                label=f"{percentile_key(report.percentile)} of the slot")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=BUDGET_COLOURS["preparation"], label="channel preparation"),
+               Patch(color=BUDGET_COLOURS["detection"], label="detection"),
+               Patch(facecolor="#BBBBBB", edgecolor="white", hatch="//",
+                     label="lower bound (FLOPs / peak)")]
+    ax.axvline(budget, color="#D55E00", linestyle="--", linewidth=1.5,
+               label=f"budget {budget:g} µs")
+    for y, v, row in zip(ypos, verdict, rows, strict=True):
+        text = (">= " if row.latency.lower_bound else "") + f"{format_us(v * 1e-6)} µs"
+        ax.annotate(text, (max(v, left), y), xytext=(6, 0), textcoords="offset points",
+                    va="center", fontsize="x-small")
+    ax.set_yticks(ypos, [row.target for row in rows])
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(left, max(values) * 30)
+    else:
+        ax.set_xlim(0, max(values) * 1.4)
+    ax.set_xlabel("latency per slot [µs]" + (" (log scale)" if log else ""))
+    ax.grid(True, axis="x", which="major", alpha=0.4)
+    lines, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + lines, fontsize="x-small", loc="upper center",
+              bbox_to_anchor=(0.5, -0.16), ncols=3, frameon=False)
+
+
+def _loss_panel(ax, report, rows) -> None:
+    """Per target: the SNR loss with its 95% interval, arrows where it leaves the grid, the
+    limit line; the verdict next to each row."""
+    import math
+
+    ypos = list(range(len(rows)))[::-1]
+    edges = [e for row in rows if row.loss is not None for e in row.loss.range_db
+             if math.isfinite(e)]
+    lo_edge, hi_edge = (min(edges), max(edges)) if edges else (-1.0, 3.0)
+    for y, row in zip(ypos, rows, strict=True):
+        loss = row.loss
+        if loss is not None and loss.value_db is not None:
+            def clip(v: float) -> float:
+                return min(max(v, lo_edge), hi_edge)
+
+            value = clip(loss.value_db)
+            lo, hi = (clip(loss.ci_db[0]), clip(loss.ci_db[1])) if loss.ci_db else \
+                (value, value)
+            marker = ">" if math.isinf(loss.value_db) and loss.value_db > 0 else \
+                "<" if math.isinf(loss.value_db) else "o"
+            ax.errorbar([value], [y], xerr=[[value - lo], [hi - value]], marker=marker,
+                        color="black", capsize=3, markersize=5)
+            if math.isinf(loss.value_db):
+                ax.annotate(f"{'>' if loss.value_db > 0 else '<'} {value:.1f} dB", (value, y),
+                            xytext=(0, 7), textcoords="offset points", ha="center",
+                            fontsize="x-small")
+        ax.annotate(row.verdict if row.verdict != "misses" else
+                    "misses: " + "+".join(row.missed), (1.02, y),
+                    xycoords=("axes fraction", "data"), va="center", fontsize="small",
+                    color=VERDICT_COLOURS[row.verdict])
+    ax.axvline(report.max_loss_db, color="#D55E00", linestyle="--", linewidth=1.5,
+               label=f"limit {report.max_loss_db:g} dB")
+    ax.axvline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlim(lo_edge - 0.2, hi_edge + 0.2)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.tick_params(labelleft=False)
+    ax.set_xlabel(f"SNR loss at SER {report.target_ser:g} vs fp32 [dB] (95% CI)")
+    ax.grid(True, axis="x", alpha=0.4)
+    ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              frameon=False)
+
+
+def plot_budget(report, path: str | os.PathLike) -> Path:
+    """Write a PNG of each target's verdict: slot latency against the budget (left) and SNR
+    loss against its limit (right).
+
+    ``report`` is a :class:`mimoc.studies.budget.BudgetReport`. Left: one horizontal bar per
+    available target (preparation, then detection; hatched where FLOPs / peak makes it a
+    lower bound), a diamond at the verdict's percentile, the budget as a vertical line;
+    logarithmic when the slots differ by more than :data:`LOG_AXIS_RATIO`. Right: the SNR
+    loss with its 95% interval (arrows: beyond the grid) and the limit, the verdict beside
+    it. Unavailable targets are named in the title.
     """
     target = check_plot_path(path)
     rows = [row for row in report.rows if row.available]
@@ -163,53 +262,18 @@ def plot_budget(report, path: str | os.PathLike) -> Path:
     if not rows:
         raise UsageError("no target could be costed, so there is nothing to plot; check "
                          "--targets")
-    prep = [row.latency.preparation_s * 1e6 for row in rows]
-    det = [row.latency.detection_s * 1e6 for row in rows]
-    total = [p + d for p, d in zip(prep, det, strict=True)]
-    budget = report.budget_s * 1e6
-    spread = max(total + [budget]) / max(min(total + [budget]), 1e-30)
-    log = spread > LOG_AXIS_RATIO
-
-    fig = Figure(figsize=(8.0, 1.6 + 0.55 * len(rows)), dpi=120, layout="constrained")
+    fig = Figure(figsize=(11.0, 1.8 + 0.5 * len(rows)), dpi=120, layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ypos = list(range(len(rows)))[::-1]  # first target on top
-    left = min(total + [budget]) / 20 if log else 0.0  # where a bar starts on a log axis
-    ax.barh(ypos, [max(p, left) - left for p in prep], left=left, height=0.6,
-            color=BUDGET_COLOURS["preparation"],
-            label="channel preparation (once per slot)")
-    ax.barh(ypos, det, left=[max(p, left) for p in prep], height=0.6,
-            color=BUDGET_COLOURS["detection"], label=f"detection ({report.slot} symbols)")
-    ax.axvline(budget, color="#D55E00", linestyle="--", linewidth=1.5,
-               label=f"budget {budget:g} µs per slot")
-    from mimoc.studies.budget.table import format_us
-
-    for y, row, t in zip(ypos, rows, total, strict=True):
-        lat = row.latency
-        mark = "meets" if row.meets_budget else "misses"
-        ax.annotate(f"{format_us(lat.preparation_s)} + {format_us(lat.detection_s)} = "
-                    f"{format_us(lat.per_slot_s)} µs, {mark} ({lat.source})",
-                    (max(t, left), y), xytext=(4, 0), textcoords="offset points",
-                    va="center", fontsize="small",
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.8,
-                          "linewidth": 0})
-    ax.set_yticks(ypos, [row.target for row in rows])
-    ax.set_ylim(-0.6, len(rows) - 0.4)
-    if log:
-        ax.set_xscale("log")
-        ax.set_xlim(left, max(total + [budget]) * 300)
-    else:
-        ax.set_xlim(0, max(total + [budget]) * 1.8)
-    ax.set_xlabel(f"latency per slot of {report.slot} symbols [µs]"
-                  + (" (log scale)" if log else ""))
-    m = report.model
-    title = (f"{m['family']} {m['nt']}x{m['nr']} {str(m['modulation']).upper()}: "
-             "per-slot latency = preparation + detection")
+    latency_ax, loss_ax = fig.subplots(1, 2, sharey=True, width_ratios=[3, 2])
+    _latency_panel(latency_ax, report, rows)
+    _loss_panel(loss_ax, report, rows)
+    m, w = report.model, report.workload
+    title = (f"{m['family']} {m['nt']}x{m['nr']} {str(m['modulation']).upper()}, "
+             f"{w.subcarriers:,} subcarrier{'s' if w.subcarriers > 1 else ''} per slot: meets = "
+             f"latency within the budget and SNR loss within the limit")
     if missing:
         title += "\nnot shown (unavailable): " + ", ".join(missing)
-    ax.set_title(title, fontsize="medium")
-    ax.grid(True, axis="x", which="major", alpha=0.4)
-    fig.legend(loc="outside lower center", ncols=3, fontsize="small", frameon=False)
+    fig.suptitle(title, fontsize="medium")
     with atomic_write(target) as handle:
         fig.savefig(handle, format="png")
     return target

@@ -5,8 +5,9 @@ The report directory (written atomically: all of it or nothing) holds
 - ``report.md``: the model summary (``mimoc inspect``'s numbers), error-rate curves
   (the original PyTorch model, each compiled ONNX target and each crossbar at its
   device's cycle-to-cycle variation, all on the same channel and noise draws), each
-  crossbar at several C2C levels, the latency budget (``mimoc budget``'s numbers and
-  where they come from) and the compile settings of every target;
+  crossbar at several C2C levels, the budget (``mimoc budget``'s joint verdict per target:
+  slot latency at a percentile and SNR loss against the fp32 model, and where the numbers
+  come from) and the compile settings of every target;
 - ``ber.png``, ``crossbar_<device>_c2c.png``, ``budget.png``: the figures it shows;
 - ``report.json``: every number of the report, for scripts.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,8 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
                  array: tuple[int, int] = budget_mod.DEFAULT_ARRAY, min_time: float = 0.2,
                  force: bool = False, progress: bool = False,
                  say: Callable[[str], None] | None = None,
-                 command: str | None = None) -> Path:
+                 command: str | None = None,
+                 budget_options: Mapping[str, Any] | None = None) -> Path:
     """Write the report directory ``out`` (see the module docstring); returns its path.
 
     Args:
@@ -68,6 +70,10 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
         slot, budget_s, array, min_time, seed: as for :func:`mimoc.studies.budget.run_budget`.
         force: replace a non-empty ``out``.
         command: the command line to print under "Reproduce".
+        budget_options: more options of the budget (``subcarriers``,
+            ``subcarriers_per_channel``, ``percentile``, ``calls``, ``max_time``,
+            ``target_ser``, ``max_loss_db``: see :func:`mimoc.studies.budget.run_budget`);
+            its accuracy uses ``max_symbols`` per SNR point.
     """
     from mimoc.detectors.summary import describe_checkpoint
     from mimoc.targets.output import check_output_directory, write_directory
@@ -82,12 +88,13 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
     say = say or (lambda text: None)
     summary = describe_checkpoint(Path(model_path))
     with budget_mod.budget_context(model_path, slot=slot, array=array, min_time=min_time,
-                                   seed=seed, say=say) as ctx, \
+                                   seed=seed, say=say, budget_s=budget_s,
+                                   **dict(budget_options or {})) as ctx, \
             tempfile.TemporaryDirectory(prefix="mimoc-report-") as tmp:
         snrs = sorted(float(s) for s in (snr_db if snr_db is not None
                                          else default_snrs(ctx.training)))
-        prepared = [budget_mod.prepare(spec, ctx) for spec in specs]
-        budget = budget_mod.assemble(ctx, prepared, budget_s, {}, None, 0)
+        prepared = budget_mod.prepare_all(specs, ctx)
+        budget = budget_mod.evaluate(ctx, prepared, ser_symbols=max_symbols)
 
         curves = {ORIGINAL: from_module(ctx.model)}
         for target in prepared:
@@ -183,31 +190,51 @@ def _curve_table(result: BERResult) -> list[str]:
 
 
 def _budget_section(budget, figures) -> list[str]:
+    from mimoc.studies.budget.timing import percentile_key
+
     us = budget_mod.format_us
-    lines = ["## Latency budget", "",
-             f"One slot of S={budget.slot} symbols against a budget of {us(budget.budget_s)} "
-             "us: per slot = channel preparation (once per slot: the ONNX slot stage, the "
-             "crossbar's programming of its channel arrays) + detection of the S symbols.", ""]
+    w = budget.workload
+    key = percentile_key(budget.percentile)
+    lines = ["## Latency budget and verdict", "",
+             f"Workload: {w.describe()}; budget {us(budget.budget_s)} us per slot. A target "
+             f"**meets** only when its {key} slot latency is within the budget and its SNR "
+             f"loss at SER {budget.target_ser:g} against the fp32 model is within "
+             f"{budget.max_loss_db:g} dB (all of its 95% interval, a paired bootstrap over "
+             "slots); it **misses** when either is known to exceed its limit; otherwise it is "
+             "**unknown**. FLOPs over a peak is a lower bound (>=): it can prove a miss, never "
+             "a meet.", ""]
     if "budget.png" in figures:
-        lines += ["![per-slot latency by target](budget.png)", ""]
+        lines += ["![slot latency and SNR loss by target](budget.png)", ""]
+    levels = sorted({50.0, 99.0, 99.9, budget.percentile})
     rows = []
     for row in budget.rows:
         if not row.available:
-            rows.append([row.target, "unavailable", "", "", "", "", "", row.reason])
+            rows.append([row.target, "unavailable", *[""] * (len(levels) + 6), row.reason])
             continue
         lat = row.latency
-        verdict = (f"meets, {us(row.margin_s)} us spare" if row.meets_budget
-                   else f"misses by {us(-row.margin_s)} us")
-        rows.append([row.target, lat.source, us(lat.preparation_s), us(lat.detection_s),
-                     us(lat.per_slot_s), us(lat.per_symbol_s),
-                     f"{row.vectors_per_s * row.bits_per_vector / 1e6:.3g}", verdict])
+        bound = ">= " if lat.lower_bound else ""
+        tail = [us(lat.tail.at(q)) if lat.tail is not None else
+                (bound + us(lat.per_slot_s) if q == budget.percentile else "-")
+                for q in levels]
+        miss = "-" if lat.tail is None else f"{100 * lat.tail.miss_fraction:.3g}"
+        cap = row.capacity
+        capacity = "" if cap is None else \
+            ("<= " if cap.upper_bound else "") + f"{cap.subcarriers_per_slot:,}"
+        rows.append([row.target, lat.source, bound + us(lat.preparation_s),
+                     bound + us(lat.detection_s), *tail, miss,
+                     budget_mod.format_loss(row), capacity, budget_mod.verdict_text(row),
+                     row.verdict_reason])
     lines += _md_table(["target", "source", "preparation [us]", "detection [us]",
-                        "per slot [us]", "per symbol [us]", "Mbit/s", "budget"], rows,
-                       {2, 3, 4, 5, 6})
+                        *[f"{percentile_key(q)} [us]" for q in levels], "slots over [%]",
+                        "SNR loss [dB] (95% CI)", "subcarriers per slot", "verdict", "why"],
+                       rows, set(range(2, len(levels) + 5)) | {len(levels) + 6})
     lines += ["", "Where the numbers come from:", ""]
     for row in budget.rows:
         if row.available:
-            lines.append(f"- `{row.target}`: {row.latency.how}.")
+            capacity = "" if row.capacity is None else \
+                f" Subcarriers per slot: {row.capacity.how}."
+            lines.append(f"- `{row.target}`: {row.latency.how}.{capacity}")
+    lines += [f"- note: {note}" for note in budget.notes]
     return lines + [""]
 
 

@@ -41,7 +41,8 @@ def test_report_holds_markdown_figures_and_numbers(report_dir):
     for name in names - {"report.md", "report.json"}:
         assert (report_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (report_dir / "report.md").read_text()
-    for section in ("## Model", "## Error rates", "## Latency budget", "## Compile settings"):
+    for section in ("## Model", "## Error rates", "## Latency budget and verdict",
+                    "## Compile settings"):
         assert section in text
     # Every figure the Markdown links is in the directory, and every figure is linked.
     linked = {line.rpartition("(")[2].rstrip(")") for line in text.splitlines()
@@ -58,10 +59,27 @@ def test_report_numbers_match_the_budget_and_curves(report_dir):
     rows = {row["target"]: row for row in data["budget"]["targets"]}
     for row in rows.values():
         assert row["per_slot_s"] == pytest.approx(row["preparation_s"] + row["detection_s"])
+        assert row["verdict"] in ("meets", "misses", "unknown")
     text = (report_dir / "report.md").read_text()
-    assert f"| dsp-c6678 | flops | {budget.format_us(rows['dsp-c6678']['preparation_s'])} |" \
-        in text
+    prep = budget.format_us(rows["dsp-c6678"]["preparation_s"])
+    assert f"| dsp-c6678 | flops | >= {prep} |" in text
+    assert f"| {rows['dsp-c6678']['verdict']} |" in text
     assert '"lowering": "fp32"' in text  # the compile settings of onnx-cpu
+    # the budget's accuracy ran on the report's symbol budget, every target on the same slots
+    assert data["budget"]["ser_symbols"] == 2000
+    assert data["budget"]["target_ser"] == 1e-3 and data["budget"]["max_loss_db"] == 0.5
+
+
+def test_report_flags_reach_the_budget(checkpoint, tmp_path):
+    out = tmp_path / "report"
+    code = main(["report", str(checkpoint), "-o", str(out), "--targets", "dsp-c6678",
+                 "--snr", "0,8", "--c2c", "0", "--max-symbols", "1000", "--subcarriers",
+                 "3276", "--max-loss-db", "1", "--target-ser", "0.01", "--percentile", "99"])
+    assert code == 0
+    data = json.loads((out / "report.json").read_text())["budget"]
+    assert data["workload"]["channels"] == 273 and data["max_loss_db"] == 1.0
+    assert data["target_ser"] == 0.01 and data["percentile"] == 99.0
+    assert "3,276 subcarriers per slot" in (out / "report.md").read_text()
 
 
 def test_crossbar_curves_sweep_the_c2c_levels(report_dir):
@@ -81,6 +99,7 @@ def test_report_output_is_atomic_and_guarded(checkpoint, report_dir, tmp_path, c
     target = tmp_path / "never"
     code = main(["report", str(checkpoint), "-o", str(target), "--targets", "nope"])
     assert code == 2 and not target.exists()
-    for argv in (["--c2c", "2"], ["--c2c", "x"], ["--snr", "0:-1:4"], ["--max-symbols", "0"]):
+    for argv in (["--c2c", "2"], ["--c2c", "x"], ["--snr", "0:-1:4"], ["--max-symbols", "0"],
+                 ["--percentile", "100"], ["--subcarriers", "0"], ["--target-ser", "2"]):
         code = main(["report", str(checkpoint), "-o", str(target), *argv])
         assert code == 2 and not target.exists(), argv

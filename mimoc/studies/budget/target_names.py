@@ -3,7 +3,8 @@
 A name is ``onnx-cpu`` (fp32 ONNX on this CPU), ``onnx-cpu-LOWERING[:METHOD]`` (a
 quantized ONNX lowering), ``crossbar:DEVICE`` (a crossbar schedule for a device name or
 profile), a reference processor's name (:mod:`mimoc.hardware.processors`) or
-``proc:FILE.json`` (a processor profile of one's own).
+``proc:FILE.json`` (a processor profile of one's own), or ``mmse`` (the classical MMSE
+detector on this CPU: the reference a learned detector has to beat).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from mimoc.hardware.processors import Processor, list_processors, load_processor
 
 #: What ``mimoc budget`` compares when no ``--targets`` is given (those available). One
 #: crossbar device: each compile costs seconds (``torch.export`` and the static programming
-#: plan), and the default run is meant to take about a minute; name others with --targets.
+#: plan), and the default run is meant to take a minute or two; name others with --targets.
 DEFAULT_TARGETS = ("onnx-cpu", "onnx-cpu-w4", "crossbar:ftj-luo2022", "dsp-c6678",
-                   "fpga-k7-480t", "jetson-orin-nx")
+                   "fpga-k7-480t", "jetson-orin-nx", "mmse")
+#: Classical reference detectors by target name (:mod:`mimoc.sim.detectors`).
+CLASSICAL_TARGETS = ("mmse",)
 #: ONNX lowerings by target-name suffix (``onnx-cpu-w4`` -> ``w4``).
 ONNX_LOWERINGS = ("w4", "w4a4", "int8")
 #: Quantization method per lowering when the model file carries no recipe of its own:
@@ -35,7 +38,7 @@ class TargetSpec:
     Attributes:
         name: as written (``onnx-cpu-w4``, ``crossbar:ftj-luo2022``, ``dsp-c6678``,
             ``proc:board.json``).
-        kind: ``onnx-cpu``, ``crossbar`` or ``processor``.
+        kind: ``onnx-cpu``, ``crossbar``, ``processor`` or ``classical``.
         lowering: ONNX lowering (``None`` = fp32, ``w4``, ``w4a4``, ``int8``).
         quant: ONNX quantization method (``None``: the model's own recipe, else
             :data:`DEFAULT_QUANT`).
@@ -55,7 +58,7 @@ def target_names_help() -> str:
     """The accepted ``--targets`` forms, for help texts and error messages."""
     return ("onnx-cpu, onnx-cpu-w4 / -w4a4 / -int8 (optionally :METHOD, e.g. "
             "onnx-cpu-w4:minmax), crossbar:DEVICE (a device name or profile .json), "
-            f"{', '.join(list_processors())}, proc:FILE.json")
+            f"{', '.join(list_processors())}, proc:FILE.json, mmse")
 
 
 def parse_target(text: str) -> TargetSpec:
@@ -76,6 +79,8 @@ def parse_target(text: str) -> TargetSpec:
         if not tail:
             raise UsageError(f"target {name!r} needs a file: proc:FILE.json")
         return TargetSpec(name, "processor", processor=load_processor(tail))
+    if not tail and head in CLASSICAL_TARGETS:
+        return TargetSpec(name, "classical")
     if not tail and head in list_processors():
         return TargetSpec(name, "processor", processor=load_processor(head))
     raise UsageError(f"unknown target {name!r}; targets: {target_names_help()}")
