@@ -4,7 +4,8 @@ Inputs:
 
 - a mimoc checkpoint (``.pt`` saved by :func:`mimoc.detectors.save_detector` or
   ``mimoc train``), loaded safely (never unpickles code);
-- a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``), for detectors
+- a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``; read by
+  :mod:`mimoc.compiler.pt2`, never by ``torch.export.load``), for detectors
   outside the zoo that follow ``forward(H [B, 2Nr, 2Nt], y [B, S, 2Nr]) -> x_hat``,
   exported with dynamic ``B`` and ``S``::
 
