@@ -4,7 +4,8 @@ Inputs:
 
 - a mimoc checkpoint (``.pt`` saved by :func:`mimoc.detectors.save_detector` or
   ``mimoc train``), loaded safely (never unpickles code);
-- a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``), for detectors
+- a ``torch.export`` program saved with ``torch.export.save`` (``.pt2``; read by
+  :mod:`mimoc.compiler.pt2`, never by ``torch.export.load``), for detectors
   outside the zoo that follow ``forward(H [B, 2Nr, 2Nt], y [B, S, 2Nr]) -> x_hat``,
   exported with dynamic ``B`` and ``S``::
 
@@ -26,68 +27,18 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import os
-import zipfile
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from mimoc.compiler.source import EXPORT_HINT, file_digest, load_source
 from mimoc.driver import CompileResult
-from mimoc.errors import MimocError, ModelFileError
+from mimoc.errors import MimocError
 from mimoc.targets.onnx.target import quant_plan
 
-EXPORT_HINT = ("export it with torch.export and save the program: ep = torch.export.export("
-               "model, (H, y), dynamic_shapes=({0: B}, {0: B, 1: S})) with B, S = "
-               "torch.export.Dim('B', min=2), torch.export.Dim('S', min=2); "
-               "torch.export.save(ep, 'model.pt2')")
-
-
-# ---------------------------------------------------------------- loading inputs
-
-def _is_export_archive(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(n.endswith("/archive_format") or n.endswith("serialized_exported_program"
-                                                                  ".json")
-                       for n in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_source(path: str | os.PathLike) -> torch.nn.Module | torch.export.ExportedProgram:
-    """A checkpoint (-> zoo module, eval mode) or a ``.pt2`` program (-> ExportedProgram)."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"{str(path)!r}: no such file; give a mimoc checkpoint (.pt) or "
-                             "a torch.export program (.pt2)")
-    if path.is_file() and _is_export_archive(path):
-        try:
-            return torch.export.load(str(path))
-        except Exception as err:  # torch raises many types for a damaged archive
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelFileError(f"{str(path)!r} is a torch.export archive that cannot be "
-                                 f"loaded ({first}); save it again with torch.export.save") \
-                from None
-    from mimoc.detectors import load_detector
-
-    try:
-        return load_detector(path)
-    except ModelFileError as err:
-        if "pickled Python code" in str(err):
-            raise ModelFileError(f"{err}; or, for a detector outside the zoo, {EXPORT_HINT}") \
-                from None
-        raise
+# load_source and file_digest live in mimoc.compiler.source (re-exported here)
 
 
 def compile(model: str | os.PathLike | torch.nn.Module | torch.export.ExportedProgram,  # noqa: A001
@@ -133,4 +84,5 @@ def compile(model: str | os.PathLike | torch.nn.Module | torch.export.ExportedPr
                           progress=progress, **target_options)
 
 
-__all__ = ["CompileResult", "MimocError", "compile", "load_source", "quant_plan"]
+__all__ = ["EXPORT_HINT", "CompileResult", "MimocError", "compile", "file_digest", "load_source",
+           "quant_plan"]

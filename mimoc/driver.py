@@ -24,15 +24,11 @@ from typing import Any
 
 import torch
 
+from mimoc.compiler.source import EXPORT_HINT
 from mimoc.errors import UsageError
 from mimoc.fileio import releases_claims
 from mimoc.targets import get_target, target_options
 from mimoc.targets.base import BuildContext, check_options
-
-EXPORT_HINT = ("export it with torch.export and save the program: ep = torch.export.export("
-               "model, (H, y), dynamic_shapes=({0: B}, {0: B, 1: S})) with B, S = "
-               "torch.export.Dim('B', min=2), torch.export.Dim('S', min=2); "
-               "torch.export.save(ep, 'model.pt2')")
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ def model_info(model: Any) -> dict[str, Any]:
 
 def load_with_recipe(path: Path) -> tuple[Any, Any]:
     """``(module or program, recipe or None)``: a quantized checkpoint carries its recipe."""
-    from mimoc.api import load_source
+    from mimoc.compiler.source import load_source
     from mimoc.quant.checkpoint import load_quantized
 
     source = load_source(path)
@@ -120,8 +116,8 @@ def compile(model: Any, target: str = "onnx", out: str | os.PathLike | None = No
     ``target_opts`` are the target's own options (``None`` values are ignored); an
     option of another target is a one-line UsageError naming its target.
     """
-    from mimoc.api import file_digest, load_source
     from mimoc.compiler.pipeline import run_pipeline
+    from mimoc.compiler.source import file_digest, load_source
     from mimoc.targets.output import check_output_directory
 
     chosen_target = get_target(target)

@@ -140,6 +140,17 @@ def _truncated(path, good):
     path.write_bytes(data[: len(data) // 2])
 
 
+def _damaged(path, good):
+    """Flip bytes inside a weight's data: the zip CRC no longer matches (torch.load would
+    not notice)."""
+    _write(path, good)
+    data = bytearray(path.read_bytes())
+    at = data.find(good["state_dict"]["mlp.0.weight"].numpy().tobytes())
+    assert at > 0
+    data[at:at + 16] = bytes(b ^ 0xFF for b in data[at:at + 16])
+    path.write_bytes(bytes(data))
+
+
 REFUSALS = {
     "pickled module": (lambda p, g: torch.save(TinyDetector(TinyConfig()), p),
                        "pickled Python code"),
@@ -186,6 +197,15 @@ REFUSALS = {
     "weights not tensors": (_tamper(lambda g: g["state_dict"].update(gain=1.0)),
                             "not a mapping of names to tensors"),
     "training not a dict": (_tamper(lambda g: g.update(training=[1])), "training metadata"),
+    "training snr_db strings": (_tamper(lambda g: g["training"].update(snr_db=["0", "10"])),
+                                "training metadata snr_db must be two finite numbers"),
+    "training steps not a number": (_tamper(lambda g: g["training"].update(steps="many")),
+                                    "training metadata steps"),
+    "training holds a tensor": (_tamper(lambda g: g["training"].update(extra=torch.zeros(3))),
+                                "holds a Tensor, not plain data"),
+    "training option wrong type": (_tamper(lambda g: g["training"]["options"].update(slot="8")),
+                                   "training option field 'slot' must be int"),
+    "damaged (CRC)": (_damaged, "checksum (CRC-32)"),
 }
 
 
@@ -201,27 +221,45 @@ def test_refusals_raise_one_line_model_file_errors(tmp_path, case):
     assert expected in message
 
 
-def test_missing_file_and_folder_are_refused(tmp_path):
+def test_missing_file_folder_fifo_and_device_are_refused(tmp_path):
     with pytest.raises(ModelFileError, match="no such file"):
         load_detector(tmp_path / "nope.pt", TINY)
     with pytest.raises(ModelFileError, match="is a folder"):
         load_detector(tmp_path, TINY)
+    os.mkfifo(tmp_path / "pipe.pt")  # opening it would block until a writer comes
+    with pytest.raises(ModelFileError, match="is a FIFO"):
+        load_detector(tmp_path / "pipe.pt", TINY)
+    with pytest.raises(ModelFileError, match="is a device file"):
+        load_detector(os.devnull, TINY)
+    with pytest.raises(UsageError, match="got NoneType"):
+        load_detector(None, TINY)
 
 
-def test_pickled_module_is_never_unpickled(tmp_path):
+def test_pickled_code_is_never_unpickled(tmp_path):
+    marker = tmp_path / "sprung"
     path = tmp_path / "evil.pt"
-    torch.save(_Trap(), path)
-    _Trap.unpickled = False
+    torch.save(_Trap(marker), path)
+    torch.load(path, weights_only=False)  # an unsafe loader springs the trap ...
+    assert marker.read_text() == "sprung"
+    marker.unlink()
     with pytest.raises(ModelFileError, match="never unpickles code"):
         load_detector(path, TINY)
-    assert not _Trap.unpickled
+    assert not marker.exists()  # ... mimoc's loader does not
+
+
+def _spring(marker: str) -> None:
+    with open(marker, "w") as f:
+        f.write("sprung")
 
 
 class _Trap:
-    unpickled = False
+    """Unpickling it calls ``_spring`` (as the code in a pickled model would run)."""
 
-    def __setstate__(self, state):  # would run if the file were unpickled
-        type(self).unpickled = True
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return _spring, (self.marker,)
 
 
 @pytest.mark.parametrize("case", ["pickled module", "truncated", "config huge size",

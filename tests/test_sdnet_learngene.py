@@ -340,6 +340,12 @@ def test_learngene_round_trip_and_refusal(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ModelFileError, match="not a readable learngene"):
         load_learngene(tmp_path / "junk.pt")
+    data = bytearray(path.read_bytes())  # flipped bytes in the gradients: a stale zip CRC
+    at = data.find(gene.gradients.numpy().tobytes()[:64])
+    data[at:at + 16] = bytes(b ^ 0xFF for b in data[at:at + 16])
+    (tmp_path / "damaged.pt").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="checksum"):
+        load_learngene(tmp_path / "damaged.pt")
 
 
 def test_collective_training_records_significance_and_extracts(gen):

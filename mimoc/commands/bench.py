@@ -72,7 +72,7 @@ def _batches(text: str) -> list[int]:
 
 
 def _find_source(artifact, explicit: str | None):
-    from mimoc.api import file_digest, load_source
+    from mimoc.compiler.source import file_digest, load_source
 
     if explicit is not None:
         return load_source(explicit)
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             model = _find_source(artifact, args.model)
         else:
             from mimoc.api import compile as compile_model
-            from mimoc.api import load_source
+            from mimoc.compiler.source import load_source
 
             model = load_source(target)
             compile_model(model, out=Path(tmp) / "artifact")

@@ -203,10 +203,10 @@ def describe_ir(path: Path, args: argparse.Namespace) -> dict[str, Any]:
     ``text`` / ``dump_texts`` hold the text forms for :func:`render_ir`."""
     import torch
 
-    from mimoc.api import load_source
     from mimoc.compiler.frontend import DEFAULT_DIMS, import_module, import_program
     from mimoc.compiler.pipeline import resolve_passes, run_pipeline
     from mimoc.compiler.printer import format_graph, format_graph_json
+    from mimoc.compiler.source import load_source
 
     options = pass_options(args)
     passes = resolve_passes(args.passes or "")  # bad names fail before the slow import

@@ -15,14 +15,17 @@ reads it, so loading a file can never run code)::
         "quantization": {...},                # optional: a quantized checkpoint's recipe
     }                                         # (mimoc.quant.spec; load_quantized reads it)
 
-:func:`load_detector` checks everything before building the module: the file
-is a torch zip archive, it holds only plain data (a pickled ``nn.Module`` is
+:func:`load_detector` checks everything before building the module: the path
+is a regular file (not a FIFO or device, which would block or never end), an
+intact torch zip archive (the CRC-32 of every entry, which ``torch.load`` does
+not check), it holds only plain data (a pickled ``nn.Module`` is
 refused, never unpickled), the format tag and version, the family, the
 config's keys and types (against the family's ``Config`` annotations) and its
 own ``validate()``, the state_dict's keys, shapes and dtypes against a module
 built from the config (on the ``meta`` device first, so a config that claims
 huge sizes allocates nothing; integer sizes far beyond the number of stored
-weights are refused before building), and finite weights. Every refusal is a
+weights are refused before building), finite weights, and the types of the
+training metadata that later readers use. Every refusal is a
 :class:`~mimoc.errors.ModelFileError` with one line that says what the file is
 and what to do.
 
@@ -35,6 +38,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import reprlib
@@ -49,7 +53,12 @@ import torch
 
 from mimoc.detectors.base import DetectorConfig, DetectorModule
 from mimoc.errors import MimocError, ModelFileError, UsageError
-from mimoc.fileio import atomic_write
+from mimoc.fileio import (
+    atomic_write,
+    check_model_file,
+    check_zip_integrity,
+    is_export_archive,
+)
 
 FORMAT = "mimoc-detector"
 FORMAT_VERSION = 1
@@ -249,6 +258,9 @@ def load_detector(path: str | os.PathLike,
 def load_checkpoint(path: str | os.PathLike,
                     families: Mapping[str, type[DetectorModule]] | None = None) -> Checkpoint:
     """Like :func:`load_detector`, with the family, config and training metadata."""
+    if not isinstance(path, str | os.PathLike):
+        raise UsageError(f"load_detector needs a checkpoint path (str or os.PathLike), got "
+                         f"{type(path).__name__}")
     try:
         return _load_checkpoint(Path(path), families)
     except ModelFileError as err:
@@ -317,6 +329,7 @@ def _load_checkpoint(path: Path,
     if not isinstance(training, dict):
         raise ModelFileError(f"{name}: training metadata is a {type(training).__name__}, not a "
                              f"dict; the file is damaged, re-save the model")
+    _check_training(training, name)
     quantization = raw.get("quantization")
     if quantization is not None and not isinstance(quantization, dict):
         raise ModelFileError(f"{name}: quantization section is a {type(quantization).__name__}, "
@@ -329,10 +342,7 @@ def _load_checkpoint(path: Path,
 def _read_plain_data(path: Path) -> Any:
     """``torch.load(path, weights_only=True)`` with every failure turned into one line."""
     name = str(path)
-    if not path.exists():
-        raise ModelFileError(f"{name}: no such file; check the path")
-    if path.is_dir():
-        raise ModelFileError(f"{name} is a folder, not a model file; pass the .pt file")
+    check_model_file(path)  # a FIFO or device would block or never end; stat it first
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
@@ -342,6 +352,12 @@ def _read_plain_data(path: Path) -> Any:
     if magic != _ZIP_MAGIC:
         what = "an empty file" if not magic else "not a torch checkpoint (no torch.save zip header)"
         raise ModelFileError(f"{name} is {what}; {_HOW_TO_SAVE}")
+    check_zip_integrity(path)  # torch.load does not check CRCs: damaged weights would load
+    if is_export_archive(path):
+        todo = ("compile it as it is" if path.suffix.lower() == ".pt2" else
+                f"rename it to {path.with_suffix('.pt2').name} to compile it")
+        raise ModelFileError(f"{name} is a torch.export program, not a mimoc checkpoint; "
+                             f"{todo} (mimoc inspect --ir shows its IR)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure of a foreign file is the user's
@@ -357,6 +373,80 @@ def _read_plain_data(path: Path) -> Any:
                                  f"mimoc never unpickles code: {_HOW_TO_SAVE}") from None
         raise ModelFileError(f"{name} is truncated or corrupt (torch cannot read it); copy or "
                              f"save the file again") from None
+
+
+# ----------------------------------------------------------------------------- training metadata
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+#: The ``training`` fields that mimoc reads back (inspect, report, budget, quantize) and
+#: what each must be; other keys are kept as they are (plain data, like the whole entry).
+_TRAINING_FIELDS: dict[str, tuple[Any, str]] = {
+    "steps": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "seed": (_is_int, "an integer"),
+    "seconds": (lambda v: v is None or _is_number(v), "a number"),
+    "final_loss": (lambda v: v is None or _is_number(v), "a number"),
+    "val_ser": (lambda v: v is None or _is_number(v), "a number"),
+    "snr_db": (lambda v: isinstance(v, list | tuple) and len(v) == 2
+               and all(_is_number(x) and math.isfinite(x) for x in v),
+               "two finite numbers [lo, hi] in dB"),
+    "family": (lambda v: isinstance(v, str), "a string"),
+    "system": (lambda v: isinstance(v, str), "a string"),
+    "history": (lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v),
+                "a list of dicts"),
+    "options": (lambda v: isinstance(v, dict), "a dict of training options"),
+}
+_MAX_NESTING = 32
+
+
+def _check_training(training: dict[str, Any], name: str) -> None:
+    """Refuse training metadata that later readers would trip over (a traceback in
+    ``inspect`` or ``report`` instead of one line): non-plain values, known fields of
+    the wrong type, training options of the wrong type."""
+    odd = _non_plain(training)
+    if odd is not None:
+        raise ModelFileError(f"{name}: training metadata holds {odd}, not plain data; the "
+                             f"file was edited or damaged, re-save the model")
+    for key, (valid, want) in _TRAINING_FIELDS.items():
+        if key in training and not valid(training[key]):
+            raise ModelFileError(f"{name}: training metadata {key} must be {want}, got "
+                                 f"{_short(training[key])}; the file was edited or damaged, "
+                                 f"re-save the model")
+    from mimoc.detectors.training import TrainOptions
+
+    hints = typing.get_type_hints(TrainOptions)
+    for key, value in training.get("options", {}).items():
+        if key in hints:  # unknown options (other mimoc versions) are nobody's input
+            try:
+                coerce_field(value, hints[key], key)
+            except UsageError as err:
+                raise ModelFileError(f"{name}: training option {err}; the file was edited or "
+                                     f"damaged, re-save the model") from None
+
+
+def _non_plain(value: Any) -> str | None:
+    """What in ``value`` is not plain data (dict with str keys, list, tuple, str, int,
+    float, bool, None), or ``None`` when all of it is."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_NESTING:
+            return f"data nested deeper than {_MAX_NESTING} levels"
+        if isinstance(item, dict):
+            if not all(isinstance(k, str) for k in item):
+                return "a dict with non-string keys"
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, depth + 1) for v in item)
+        elif not (item is None or isinstance(item, str | int | float | bool)):
+            return f"a {type(item).__name__}"
+    return None
 
 
 def _build_checked(cls: type[DetectorModule], config: DetectorConfig,

@@ -59,6 +59,7 @@ import dataclasses
 import math
 import os
 import time
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,7 @@ from mimoc.detectors.training import (
     train_steps,
 )
 from mimoc.errors import MimocError, ModelFileError, UsageError
+from mimoc.fileio import check_zip_integrity
 from mimoc.sim.channels import CSIModel
 from mimoc.sim.system import LinkBatch, MIMOSystem
 
@@ -321,6 +323,8 @@ def load_learngene(path: str | os.PathLike) -> Learngene:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such learngene file; check the path")
+    if zipfile.is_zipfile(path):  # torch.load does not check CRCs: damaged weights would load
+        check_zip_integrity(path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - any failure of a foreign file is the user's

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from mimoc.detectors.base import DetectorModule
-from mimoc.detectors.checkpoint import _plain, checkpoint_dict, load_checkpoint
+from mimoc.detectors.checkpoint import Checkpoint, _plain, checkpoint_dict, load_checkpoint
 from mimoc.errors import ModelFileError, UsageError
 from mimoc.fileio import atomic_write
 from mimoc.quant.detector import check_recipe_fits
@@ -63,12 +63,18 @@ def load_quantized(path: str | os.PathLike) -> tuple[DetectorModule, QuantRecipe
     malformed quantization section, or a recipe that does not fit the model.
     """
     checkpoint = load_checkpoint(path)
+    return checkpoint.model, recipe_of(checkpoint)
+
+
+def recipe_of(checkpoint: Checkpoint) -> QuantRecipe | None:
+    """The checked recipe of a loaded checkpoint (``None`` for a plain one); one-line
+    :class:`ModelFileError` when it is malformed or does not fit the model."""
     if checkpoint.quantization is None:
-        return checkpoint.model, None
+        return None
     try:
         recipe = QuantRecipe.from_dict(checkpoint.quantization)
         check_recipe_fits(checkpoint.model, recipe)
     except (ModelFileError, UsageError) as err:
         message = " ".join(str(err).split())
-        raise ModelFileError(f"{path}: {message}") from None
-    return checkpoint.model, recipe
+        raise ModelFileError(f"{checkpoint.path}: {message}") from None
+    return recipe

@@ -107,30 +107,20 @@ class BudgetContext:
 
 
 def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any], bool]:
-    """A checkpoint -> (the module, its training metadata, whether it carries a quant recipe)."""
-    path = Path(path)
-    try:
-        from mimoc.quant import QuantizedDetector, load_quantized
-    except ImportError:  # a build of mimoc without quantized checkpoints
-        QuantizedDetector = load_quantized = None
-    if load_quantized is None:
-        from mimoc.detectors import load_detector
+    """A checkpoint -> (the module, its training metadata, whether it carries a quant recipe).
 
-        model, recipe = load_detector(path), None
-    else:
-        model, recipe = load_quantized(path)
+    The metadata comes from the same checked load as the module (the checkpoint loader
+    refuses malformed training fields), not from a second read of the file."""
+    from mimoc.detectors import load_checkpoint
+    from mimoc.quant import QuantizedDetector
+    from mimoc.quant.checkpoint import recipe_of
+
+    checkpoint = load_checkpoint(Path(path))
+    recipe = recipe_of(checkpoint)
+    training = dict(checkpoint.training)
     if recipe is not None:
-        return QuantizedDetector(model, recipe).eval(), _training(path), True
-    return model, _training(path), False
-
-
-def _training(path: Path) -> dict[str, Any]:
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # the loader above has already checked the file
-        return {}
-    training = raw.get("training") if isinstance(raw, dict) else None
-    return dict(training) if isinstance(training, dict) else {}
+        return QuantizedDetector(checkpoint.model, recipe).eval(), training, True
+    return checkpoint.model, training, False
 
 
 def default_snr(training: dict[str, Any]) -> float:
