@@ -14,7 +14,7 @@ What it prints:
    over MMSE (target: at least 3x);
 3. the SNR at which DetNet and ML reach SER 1e-3 and the gap (target: at most
    1.5 dB);
-4. parameters and FLOPs (DESIGN.md convention) of DetNet and WeSNet-HF-50%
+4. parameters and FLOPs (docs/design.md convention) of DetNet and WeSNet-HF-50%
    as deployed (zero-coefficient units pruned) and the savings;
 5. R-WeSNet: per-block L1 norms, SER and FLOPs against the number of removed
    trailing blocks, next to the unregularised DetNet with the same blocks removed.

@@ -10,7 +10,7 @@ U(-6, 4) dB per stream, batch 500, the same DetNet loss) and continues
 training with the channel products computed from crossbar-programmed copies
 of the channel.
 
-Noise model (DESIGN.md section 7, :func:`mimoc.detectors.noise_aware.program_channel`):
+Noise model (docs/design.md section 7, :func:`mimoc.detectors.noise_aware.program_channel`):
 three-sigma mapping, pulse quantisation to ``--states`` levels (150: the FTJ
 ``ftj-luo2022``, the paper's target device) and cycle-to-cycle variation per
 pulse. The crossbar target computes DetNet's ``H^T y`` and ``H^T H x`` as

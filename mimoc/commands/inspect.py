@@ -28,7 +28,7 @@ a per-layer table and the training metadata. The file is read safely (plain
 data only, never unpickled code) and checked; a file that is not a valid
 checkpoint is refused with one line.
 
-FLOPs follow DESIGN.md: 2 x multiply-accumulates, biases and activations not
+FLOPs follow docs/design.md: 2 x multiply-accumulates, biases and activations not
 counted, as executed by the module's forward pass on one slot. The work
 splits into a slot-rate part that depends on the channel H only (done once
 per slot) and a per-symbol part: flops(S) = slot-rate + S x per-symbol.

@@ -1,4 +1,4 @@
-"""FLOP counting on the IR, split by rate (DESIGN.md: FLOPs = 2 x MACs).
+"""FLOP counting on the IR, split by rate (docs/design.md: FLOPs = 2 x MACs).
 
 Counts are for concrete sizes of the symbolic dims, by default one channel and one
 symbol (``B=1, S=1``): then the symbol-rate total is the per-symbol cost and the

@@ -1,4 +1,4 @@
-"""The IR: a typed SSA dataflow graph at layer level (DESIGN.md section 3).
+"""The IR: a typed SSA dataflow graph at layer level (docs/design.md section 3).
 
 One node type. Every value is the output of exactly one :class:`Node` (graph inputs are
 ``Input`` nodes, trained weights are ``Const`` nodes whose tensors live in

@@ -8,7 +8,7 @@ schema types live in :mod:`.ops_schema` (re-exported here); ``FakeQuant`` and it
 arithmetic in :mod:`.ops_quant`.
 
 Semantics follow torch (broadcasting, ``matmul`` batching, NCHW convolution). Shapes may
-hold symbolic dims (:mod:`.dims`). FLOPs follow DESIGN.md: 2 x multiply-accumulates of the
+hold symbolic dims (:mod:`.dims`). FLOPs follow docs/design.md: 2 x multiply-accumulates of the
 matrix ops; biases, activations, normalisations and other elementwise work count 0. The
 linear-algebra ops use standard dense estimates (documented per op).
 
@@ -530,7 +530,7 @@ def infer_type(op: str, operand_types: Sequence[TensorType], attrs: Attrs) -> Te
 
 def flops(op: str, operand_shapes: Sequence[tuple[int, ...]], attrs: Attrs,
           out: tuple[int, ...]) -> int:
-    """FLOPs of one op instance at concrete shapes (2 x MACs, DESIGN.md)."""
+    """FLOPs of one op instance at concrete shapes (2 x MACs, docs/design.md)."""
     return int(schema(op).flops(operand_shapes, attrs, out))
 
 

@@ -1,4 +1,4 @@
-"""The trainable detector zoo (DESIGN.md section 8).
+"""The trainable detector zoo (docs/design.md section 8).
 
 :data:`FAMILIES` maps a family name to its :class:`DetectorModule` subclass;
 it is written out by hand (no folder scanning), so a new family is one import

@@ -1,6 +1,6 @@
 """What every trainable detector of the zoo shares.
 
-Interface (DESIGN.md section 2)::
+Interface (docs/design.md section 2)::
 
     forward(H [B, 2Nr, 2Nt], y [B, S, 2Nr]) -> x_hat [B, S, 2Nt]
 

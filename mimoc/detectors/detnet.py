@@ -1,7 +1,7 @@
 """DetNet: unfolded projected gradient descent (Samuel, Diskin, Wiesel, "Learning to Detect").
 
 Each of the ``L`` blocks refines a soft estimate ``x_k`` of the ``K = 2 Nt``
-real unknowns and an auxiliary state ``v_k`` (real-valued model of DESIGN.md
+real unknowns and an auxiliary state ``v_k`` (real-valued model of docs/design.md
 section 2)::
 
     q_k     = [H^T y, x_k, H^T H x_k, v_k]                (3K + V inputs)
@@ -284,7 +284,7 @@ class DetNet(DetectorModule):
     def complexity(self) -> dict:
         """Parameters and FLOPs of the network as deployed (current depth, pruned).
 
-        FLOPs follow DESIGN.md and :mod:`mimoc.detectors.flops` (2 x
+        FLOPs follow docs/design.md and :mod:`mimoc.detectors.flops` (2 x
         multiply-accumulates; biases, activations, the soft sign, the softmax
         and the residual mixing not counted). Unlike a trace of ``forward``,
         hidden units whose profile coefficient is 0 count as removed (the

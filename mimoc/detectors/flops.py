@@ -1,6 +1,6 @@
 """FLOP counting for detectors, split into slot-rate and symbol-rate work.
 
-Convention (DESIGN.md section 2): FLOPs = 2 x multiply-accumulates; biases,
+Convention (docs/design.md section 2): FLOPs = 2 x multiply-accumulates; biases,
 activations, normalisations and other elementwise work are not counted. The
 counts are of what the module's ``forward`` executes on one slot (batch 1),
 with the per-op formulas of :class:`torch.utils.flop_counter.FlopCounterMode`

@@ -2,7 +2,7 @@
 
 IM-MIMO programs the receiver's channel matrix into memristor crossbars once per
 slot, without write-verify, so every entry carries programming noise
-(DESIGN.md section 7). Training on channels perturbed by the same statistical
+(docs/design.md section 7). Training on channels perturbed by the same statistical
 model teaches the detector to tolerate it. This module applies that model
 (:mod:`mimoc.hardware.programming`, which the crossbar target and the IMC simulator
 use too) in the *weight domain*: no conductances needed.
@@ -71,7 +71,7 @@ def program_channel(H_r: torch.Tensor, c2c: float, states: int,
             conductance range (e.g. ``0.01`` for 1%); ``0`` leaves only
             clipping and ``P``-level quantisation.
         states: ``P``, the number of programming states of the device
-            (256 RRAM, 32 FeFET, 150 FTJ in DESIGN.md's device table).
+            (256 RRAM, 32 FeFET, 150 FTJ in docs/design.md's device table).
         generator: random generator for the C2C noise.
         sigma_h: fixed entry standard deviation for the three-sigma mapping;
             ``None`` estimates it per matrix (RMS of the entries).

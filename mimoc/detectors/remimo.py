@@ -6,7 +6,7 @@ user attend to every other one, so the detector treats users as a set: one
 model serves any number of users ``Nt`` (trained on ``nt_min..nt``) and
 permuting the users permutes its outputs.
 
-Model (real-valued form, DESIGN.md section 2). User ``i`` of the complex
+Model (real-valued form, docs/design.md section 2). User ``i`` of the complex
 system owns the real columns ``i`` and ``i + Nt`` of ``H [B, 2Nr, 2Nt]``;
 column ``i`` is ``h_i = [Re h_i; Im h_i]`` (column ``i + Nt`` is its 90-degree
 rotation, so it carries nothing new). Every iteration ``t = 1..T`` shares one

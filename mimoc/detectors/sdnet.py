@@ -22,7 +22,7 @@ candidates for the learngene), ``convs.{Nconv+1}`` maps C -> 1; then flatten
 constellation's). ``C = 8`` in the paper. Loss: mean squared error to the
 transmitted real symbols. ``norms.i`` is the BatchNorm after ``convs.i``.
 
-For the compiler (DESIGN.md section 3): ``pinv(H)`` is slot-rate. The ZF row is
+For the compiler (docs/design.md section 3): ``pinv(H)`` is slot-rate. The ZF row is
 the *last* row; a 3x3 conv widens the symbol-rate band by one row per layer, so
 after conv layer ``i`` (0-based) rows ``2Nr - i - 1 .. 2Nr`` depend on ``y`` and
 rows ``0 .. 2Nr - i - 2`` on ``H`` only (:meth:`SDNet.symbol_rows`). BatchNorm

@@ -21,7 +21,7 @@ retained=0.5``.
 Where the profile acts: the paper scales the inputs of the first sub-layer
 (eq. 25) and the hidden units feeding the ``v`` sub-layer (eq. 26). mimoc
 scales the hidden units feeding both the ``x`` and the ``v`` sub-layers
-(DESIGN.md section 8): then a zero coefficient removes a whole hidden unit,
+(docs/design.md section 8): then a zero coefficient removes a whole hidden unit,
 which is where the FLOP and parameter savings of the retained fraction come
 from.
 

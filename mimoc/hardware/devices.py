@@ -8,7 +8,7 @@ a profile is loaded (against the JSON Schema
 is built; a bad value raises :class:`DeviceError` naming the field and what to
 do. The schema is documented in ``docs/devices.md``.
 
-Shipped devices (DESIGN.md section 7; conductances in microsiemens):
+Shipped devices (docs/design.md section 7; conductances in microsiemens):
 
 =================== ========= ======================= ====== ====== ============= ======
 id                  pulse     C2C (pot. / dep.)       Gmin   Gmax   write V       states

@@ -1,7 +1,7 @@
 """Reference processors for latency budgets: a name, a peak throughput, a utilisation.
 
 A processor is a JSON data file (``mimoc/data/processors/*.json`` ships the three of the
-IM-MIMO paper, DESIGN.md section 7; users add their own file)::
+IM-MIMO paper, docs/design.md section 7; users add their own file)::
 
     {"format": "mimoc-processor", "format_version": 1,
      "name": "dsp-c6678", "title": "TI TMS320C6678 DSP", "kind": "dsp",

@@ -11,7 +11,7 @@ MSE, RE-MIMO's cross-entropy) computed with the fake-quantized layers; ``f_l`` i
 ``l`` applied to the input it receives in the quantized network, once in full precision and
 once quantized (:mod:`mimoc.quant.mmd`, with the learned, ascending bandwidth ``h_l``, on
 at most :data:`MMD_ROWS` random rows). LSQ is the same loop with ``lambda = 0`` and
-static steps. ``lambda`` is constant (DESIGN.md section 6) or, with ``lam_schedule="cosine"``,
+static steps. ``lambda`` is constant (docs/design.md section 6) or, with ``lam_schedule="cosine"``,
 decays from ``lambda`` to 0 over the run (:func:`lambda_at`): the kernel term shapes the
 layer distributions early and the last steps train on the task alone, which on SDNet
 recovers the accuracy a constant lambda costs (benchmarks/kaq_accuracy.md, seed study).

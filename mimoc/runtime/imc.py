@@ -2,7 +2,7 @@
 
 :func:`load_schedule` reads an artifact written by ``mimoc compile --target crossbar``
 (``schedule.json`` + ``arrays.npz``) and runs its lowered program op by op (the compiler's
-op table), with the crossbar ops replaced by the device model of DESIGN.md section 7
+op table), with the crossbar ops replaced by the device model of docs/design.md section 7
 (:mod:`mimoc.hardware.programming`, the same functions the target and noise-aware training
 use):
 

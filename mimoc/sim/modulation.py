@@ -5,7 +5,7 @@ constellations with ``sqrt(M)`` levels: the first half of a symbol's bit label
 selects the in-phase level, the second half the quadrature level. BPSK is a
 single real PAM-2 dimension (its quadrature part is always 0).
 
-In the real-valued model (DESIGN.md section 2) a complex vector ``x`` of
+In the real-valued model (docs/design.md section 2) a complex vector ``x`` of
 length ``Nt`` becomes ``x_r = [Re x; Im x]`` of length ``2 Nt``. Hard
 decisions are separable per real dimension, so they cost one rounding per
 dimension rather than a search over ``M`` points.

@@ -1,4 +1,4 @@
-"""SNR conventions (DESIGN.md section 2).
+"""SNR conventions (docs/design.md section 2).
 
 Papers define SNR differently; mimoc makes the convention explicit. Every
 function here returns ``N0``, the variance of the complex noise per receive

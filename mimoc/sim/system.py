@@ -1,6 +1,6 @@
 """A MIMO link: draws transmitted bits, channels, noise and received vectors.
 
-System model, in the real-valued form of DESIGN.md section 2::
+System model, in the real-valued form of docs/design.md section 2::
 
     y_r[b, s] = H_r[b] x_r[b, s] + n_r[b, s],   n_r ~ N(0, N0/2 I)
 

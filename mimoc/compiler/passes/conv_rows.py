@@ -5,7 +5,7 @@ SDNet (:mod:`mimoc.detectors.sdnet`) stacks per symbol an image of the ``2Nr`` r
 3x3 convolutions (zero "same" padding), elementwise activations, a flatten and a fully
 connected layer. Only the ZF row depends on ``y``. A conv with a ``k x k`` kernel and
 padding ``p = (k-1)/2`` widens the rows that depend on ``y`` (the *symbol band*) by
-``p`` rows on each side per layer; every other row depends on ``H`` only (DESIGN.md
+``p`` rows on each side per layer; every other row depends on ``H`` only (docs/design.md
 section 3). The pass rewrites::
 
     Reshape(Concat(Expand(H rows), zf row), [B*S, 1, R, W]) -> conv -> act -> ... -> Linear

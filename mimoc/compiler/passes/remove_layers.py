@@ -2,7 +2,7 @@
 
 R-WeSNet trains with a depth-growing L1 penalty so that trailing blocks end up with
 small weights; at inference they are removed and the output is the estimate of the
-last kept block (DESIGN.md section 4). The depth is either given
+last kept block (docs/design.md section 4). The depth is either given
 (``RemoveLayers(keep_layers=n)``, ``--keep-layers``) or chosen by threshold
 (``RemoveLayers(l1_threshold=...)``, ``--l1-threshold``):
 trailing blocks whose profile-scaled L1 norm is below it are dropped, at least one

@@ -1,6 +1,6 @@
 """split-channel: separate the work done once per channel (slot) from the per-symbol work.
 
-Steps (DESIGN.md section 3):
+Steps (docs/design.md section 3):
 
 1. rate inference: every value's rate is recomputed from the inputs (``H`` slot,
    ``y`` symbol, weights const; a node takes the highest rate of its operands);

@@ -1,4 +1,4 @@
-"""Crossbar target: memristor devices, tiling, programming schedules (DESIGN.md section 7).
+"""Crossbar target: memristor devices, tiling, programming schedules (docs/design.md section 7).
 
 - device profiles and the programming physics are :mod:`mimoc.hardware`;
 - :mod:`.lower`: the ``crossbar-lower`` pass (``H^T (H x)`` on two arrays, ``CrossbarMVM``,

@@ -6,7 +6,7 @@ A matrix is stored in *crossbar orientation* ``G [in (+1), out]``: an MVM drives
 convolution kernels ``W [O, C, kh, kw]`` (im2col) as ``[W.reshape(O, -1)^T; b]``: the bias
 is one more row driven with a constant 1.
 
-Mapping (DESIGN.md section 7; the physics is :mod:`mimoc.hardware.programming`): a signed
+Mapping (docs/design.md section 7; the physics is :mod:`mimoc.hardware.programming`): a signed
 matrix is a differential pair ``G+ - G-`` with ``G+ = Gmin + k max(W, 0)``,
 ``G- = Gmin + k max(-W, 0)`` and ``k = (Gmax - Gmin) / w_clip``; channel matrices (rate
 ``slot``) use ``w_clip = 3 sigma_h`` per matrix and slot with ``sigma_h`` the RMS of its

@@ -1,6 +1,6 @@
 """Programming plans: per-slot channel arrays (no verify) and one-time static arrays (verify).
 
-Channel arrays (DESIGN.md section 7, "programming without verification"): every slot the
+Channel arrays (docs/design.md section 7, "programming without verification"): every slot the
 tiles of each channel matrix are programmed from reset, row by row; the cells of a row in
 parallel. A row takes ``max_row(n) * pulse_width``, a tile the sum over its rows (both sides
 of the differential pair are programmed at the same time, so a row's ``n`` is the larger

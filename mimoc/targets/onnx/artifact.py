@@ -1,6 +1,6 @@
 """The onnx-cpu artifact: ``manifest.json``, ``slot.onnx``, ``symbol.onnx``, ``detector.onnx``.
 
-Layout (DESIGN.md section 5)::
+Layout (docs/design.md section 5)::
 
     out/
       manifest.json   model, shapes (symbolic dims), rates, passes and their reports,

@@ -16,7 +16,7 @@ quantizers go through :mod:`.quantized`. Semantics follow the op schemas in
 - ``Gram(a)`` -> ``MatMul(Transpose(a), a)``; ``Solve(A, B)`` -> ``MatMul(Inverse(A), B)``;
   ``Pinv(a)`` -> ``Inverse(a^T a) a^T`` (tall) or ``a^T Inverse(a a^T)`` (wide): exact for
   full-rank matrices, which channel matrices are with probability one; ``Inverse`` is
-  onnxruntime's ``com.microsoft.Inverse`` (DESIGN.md section 5);
+  onnxruntime's ``com.microsoft.Inverse`` (docs/design.md section 5);
 - symbolic shapes (``Reshape``, ``Expand``, ``Fill``) are computed from the inputs' shapes
   (``Shape`` + arithmetic, once per graph), or a constant shape with one ``-1``;
 - ``Const`` weights become initializers when an emitter first reads them (a weight only

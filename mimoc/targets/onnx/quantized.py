@@ -1,4 +1,4 @@
-"""Quantized lowerings of the onnx-cpu target: ``w4``, ``w4a4``, ``int8`` (DESIGN.md section 5).
+"""Quantized lowerings of the ONNX target: ``w4``, ``w4a4``, ``int8`` (docs/design.md section 5).
 
 The quantize pass (:mod:`mimoc.compiler.passes.quantize`) leaves, per quantized layer, a
 weight ``Const`` ``W_q = q * s`` (``TensorType.quant``: bits, per-output-channel steps
