@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from mimoc.sim.ber import BERPoint, EngineDetector, point_seed, simulate, snr_at
+from mimoc.sim.stats import SlotCounts
 from mimoc.sim.system import MIMOSystem
 
 DEFAULT_TARGET_SER = 1e-3
@@ -94,8 +95,12 @@ class SlotErrors:
         return self.slots * self.symbols_per_slot
 
     def point(self, name: str) -> BERPoint:
-        return BERPoint.from_counts(self.snr_db, self.symbols, int(self.errors[name].sum()),
-                                    int(self.bit_errors[name].sum()), self.bits_per_symbol)
+        """The SER/BER point of ``name`` with slot-clustered intervals (the slot is the
+        independent unit, :func:`mimoc.sim.stats.cluster_interval`)."""
+        symbols = SlotCounts().add(torch.from_numpy(self.errors[name]), self.symbols_per_slot)
+        bits = SlotCounts().add(torch.from_numpy(self.bit_errors[name]),
+                                self.symbols_per_slot * self.bits_per_symbol)
+        return BERPoint.from_slot_counts(self.snr_db, symbols, bits)
 
 
 def simulate_slots(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
@@ -125,7 +130,7 @@ def simulate_slots(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
                     wrong = (decided != draw.indices).sum(dim=(1, 2)).numpy()
                     flipped = constellation.bits_of_indices(decided ^ draw.indices)
                     errors[name].append(wrong)
-                    bits[name].append(flipped.sum(dim=(1, 2)).numpy())
+                    bits[name].append(flipped.reshape(flipped.shape[0], -1).sum(dim=1).numpy())
                     totals[name] += int(wrong.sum())
                 symbols += slots * per_slot
         out.append(SlotErrors(float(snr), per_slot, constellation.bits_per_symbol,
