@@ -195,15 +195,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_array(text: str) -> tuple[int, int]:
-    """``"128x128"`` -> ``(128, 128)``."""
-    rows, sep, cols = text.lower().partition("x")
-    try:
-        shape = (int(rows), int(cols))
-    except ValueError:
-        shape = (0, 0)
-    if not sep or min(shape) < 1:
-        raise UsageError(f"malformed --array {text!r}; write ROWSxCOLS, e.g. --array 128x128")
-    return shape
+    """``"128x128"`` -> ``(128, 128)``: the crossbar target's own rule (one grammar for
+    ``--array`` in every command)."""
+    from mimoc.targets.crossbar.config import parse_array as crossbar_array
+
+    return crossbar_array(text)
 
 
 def _check_flags(args: argparse.Namespace) -> None:

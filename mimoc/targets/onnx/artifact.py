@@ -38,6 +38,7 @@ from mimoc.compiler.dims import fmt_dim
 from mimoc.compiler.flops import count_flops
 from mimoc.compiler.ir import Graph, Node, Rate
 from mimoc.compiler.stages import Stages, split_stages
+from mimoc.sim.numerology import SLOT_SYMBOLS
 from mimoc.targets.onnx.emit import IR_VERSION, OPSET, emit_model
 from mimoc.targets.onnx.format import FORMAT, MANIFEST
 from mimoc.targets.onnx.quantized import session_config
@@ -45,8 +46,6 @@ from mimoc.targets.output import read_json_file, write_directory
 
 FORMAT_VERSION = 1
 MODEL_FILES = {"slot": "slot.onnx", "symbol": "symbol.onnx", "detector": "detector.onnx"}
-#: Symbols per slot the per-slot FLOP totals are given for (14 OFDM symbols, 5G NR).
-SLOT_SYMBOLS = 14
 DIM_MEANINGS = {"B": "channel realisations (batch)", "S": "symbols per slot",
                 "U": "users (transmit streams), 2*U real unknowns"}
 LOWERING = "fp32"
