@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 
 import pytest
 import torch
 from tiny_detector import TINY_CSI, TinyConfig, TinyDetector, tiny_config, zoo_families
 
-from mimoc.detectors import build_detector, program_channel
+import mimoc.detectors.training as training
+from mimoc import cli
+from mimoc.detectors import FAMILIES, build_detector, load_checkpoint, program_channel
 from mimoc.detectors.training import (
     TrainOptions,
+    TrainReport,
     draw_batch,
+    mmse_symbol_error_rate,
     symbol_error_rate,
     train_detector,
     validation_set,
@@ -154,6 +160,83 @@ def test_report_dict_is_plain_data():
     assert data["snr_db"] == [10.0, 20.0] and data["seed"] == 0 and data["steps"] == 10
     assert data["options"]["batch"] == 64 and data["family"] == "tiny"
     assert "validation SER" in report.summary() and "10 steps" in report.summary()
+    assert data["mmse_val_ser"] == report.mmse_val_ser
+
+
+# -- the MMSE reference on the validation slots ---------------------------------------------
+
+def test_mmse_reference_is_measured_on_the_validation_slots():
+    model = _tiny()
+    options = _options(steps=5, snr_db=(0.0, 10.0))
+    report = train_detector(model, options, progress=False)
+    slots = validation_set(model, options.system(model), options)
+    assert report.mmse_val_ser == mmse_symbol_error_rate(slots, model.constellation)
+    assert 0.0 < report.mmse_val_ser < 0.2  # 2x4 QPSK at 0..10 dB: MMSE errs, but rarely
+    assert report.to_dict()["mmse_val_ser"] == report.mmse_val_ser
+    line = next(line for line in report.summary().splitlines() if "MMSE SER" in line)
+    assert f"{report.mmse_val_ser:.4g} on the same slots" in line
+
+
+def test_mmse_reference_detects_from_the_receivers_channel_estimate():
+    model = _tiny()
+    options = _options(val_batch=128)
+    slots = validation_set(model, options.system(model), options)
+    assert mmse_symbol_error_rate(slots, model.constellation) < 0.01  # 10..20 dB
+    # given -H it estimates -x: every QPSK symbol wrong, so H_est is what it used
+    flipped = [dataclasses.replace(b, H_est=-b.H_est) for b in slots]
+    assert mmse_symbol_error_rate(flipped, model.constellation) == 1.0
+
+
+def test_no_validation_means_no_mmse_reference():
+    report = train_detector(_tiny(), _options(steps=3, val_batch=0), progress=False)
+    assert report.mmse_val_ser is None and not report.worse_than_mmse
+    assert "MMSE" not in report.summary()
+
+
+@pytest.mark.parametrize("model_ser,mmse_ser,worse,words", [
+    (0.2, 0.01, True, "the model makes 20x MMSE's errors"),
+    (0.005, 0.01, False, "the model makes 0.5x MMSE's errors"),
+    (0.01, 0.01, False, "the model ties MMSE"),
+    (0.01, 0.0, True, "MMSE made no error"),
+])
+def test_report_compares_the_model_with_mmse(model_ser, mmse_ser, worse, words):
+    report = TrainReport(steps=1, seconds=1.0, final_loss=0.0, val_ser=model_ser,
+                         mmse_val_ser=mmse_ser)
+    assert report.worse_than_mmse is worse
+    assert words in report.summary()
+
+
+@pytest.fixture
+def tiny_family(monkeypatch):
+    monkeypatch.setitem(FAMILIES, "tiny", TinyDetector)
+
+
+def _train_cli(tmp_path, *extra):
+    path = tmp_path / "tiny.pt"
+    argv = ["train", "tiny", "--nt", "2", "--nr", "4", "--batch", "32", "--val-batch", "256",
+            "--snr-train", "0:10", "--seed", "3", "--no-progress", "-o", str(path), *extra]
+    return path, cli.main(argv)
+
+
+def test_train_warns_when_the_model_is_worse_than_mmse(tmp_path, capsys, tiny_family):
+    path, status = _train_cli(tmp_path, "--steps", "1", "--lr", "1e-6")  # all but untrained
+    out, err = capsys.readouterr()
+    assert status == 0 and path.exists()
+    training_info = load_checkpoint(path).training
+    assert training_info["val_ser"] > training_info["mmse_val_ser"] > 0
+    assert err.count("\n") == 1 and err.startswith("mimoc: warning: tiny.pt is worse than MMSE")
+    assert f"SER {training_info['val_ser']:.4g} vs {training_info['mmse_val_ser']:.4g}" in err
+    assert "MMSE SER" in out and "warning" not in out
+
+
+def test_train_is_quiet_when_the_model_beats_mmse(tmp_path, capsys, tiny_family, monkeypatch):
+    # an MMSE that errs on every symbol: any trained model beats it
+    monkeypatch.setattr(training, "mmse_symbol_error_rate", lambda batches, const: 1.0)
+    _, status = _train_cli(tmp_path, "--steps", "1", "--json")
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert status == 0 and err == ""
+    assert summary["mmse_val_ser"] == 1.0 and summary["val_ser"] < 1.0
 
 
 # -- noise-aware hook ------------------------------------------------------------------------
@@ -234,5 +317,7 @@ def test_every_family_trains_with_the_generic_loop(family):
     report = train_detector(model, options, progress=False)
     assert report.steps == 6 and math.isfinite(report.final_loss)
     assert 0.0 <= report.val_ser <= 1.0
+    # MMSE from the same estimate (LS for SDNet), each RE-MIMO chunk with its own user count
+    assert 0.0 <= report.mmse_val_ser <= 1.0
     assert [h["step"] for h in report.history] == [3, 6]
     assert report.family == family

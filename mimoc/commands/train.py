@@ -36,7 +36,10 @@ Adam step on the family's loss, with gradient-norm clipping (--grad-clip) and
 a cosine learning-rate decay from --lr to --lr x 0.05. The validation symbol
 error rate is measured every --val-every steps on a fixed set of --val-batch
 slots spread evenly over the training SNR range (the same set for every run,
-so runs compare). --c2c X > 0 trains noise-aware: the receiver's channel is
+so runs compare). Classical MMSE detects the same slots (same noise, the same
+channel estimate) and its SER is printed next to the model's; a model worse
+than MMSE gets a warning on stderr (the checkpoint is still written, exit
+status 0). --c2c X > 0 trains noise-aware: the receiver's channel is
 perturbed as a memristor crossbar would program it (three-sigma mapping, pulse
 quantisation to --states levels, cycle-to-cycle variation X per pulse).
 
@@ -354,4 +357,8 @@ def run(args: argparse.Namespace) -> int:
         print(report.summary())
         print(f"  wrote           {output} ({params:,} parameters)")
     sys.stdout.flush()
+    if report.worse_than_mmse:  # a useless detector must not pass silently (file still written)
+        print(f"mimoc: warning: {output.name} is worse than MMSE on its own validation slots "
+              f"(SER {report.val_ser:.4g} vs {report.mmse_val_ser:.4g}); train it longer "
+              f"(--steps, --batch) or larger before relying on it", file=sys.stderr)
     return 0

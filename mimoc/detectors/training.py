@@ -18,14 +18,23 @@ rate on a fixed set of ``val_batch`` slots drawn once, with a fixed seed
 SNRs evenly spaced over ``[lo, hi]``, through the same link as training
 (programming noise included when ``c2c > 0``).
 
+Reference: classical MMSE (:func:`mimoc.sim.detectors.linear.mmse`) detects the
+same validation slots -- same channels, symbols, noise and SNRs -- from what
+the model is given, the receiver's ``H_est`` (so the LS or erroneous estimate
+under imperfect CSI, the programmed channel under ``c2c > 0``, each RE-MIMO
+chunk with its own user count), plus the true noise variance, which the model
+is not told. Its SER is :attr:`TrainReport.mmse_val_ser`: a trained detector
+worse than it on the same draws is not worth deploying.
+
 Runs are deterministic for a given seed and initial model: the data generator
 is seeded with ``seed`` and any use of the global RNG inside the loop is
 confined (``torch.random.fork_rng``) and seeded with it too.
 
 Building blocks for family-specific procedures (learngene's sequential
 multi-task training trains one model on several links in turn):
-:func:`draw_batch`, :func:`validation_set`, :func:`symbol_error_rate` and
-:func:`train_steps` (N optimizer steps on any batch source).
+:func:`draw_batch`, :func:`validation_set`, :func:`symbol_error_rate`,
+:func:`mmse_symbol_error_rate` and :func:`train_steps` (N optimizer steps on
+any batch source).
 
 Example::
 
@@ -50,6 +59,8 @@ from mimoc.detectors.noise_aware import program_channel
 from mimoc.errors import MimocError, UsageError
 from mimoc.progress import progress_bar
 from mimoc.sim.channels import CSIModel, parse_channel
+from mimoc.sim.detectors.linear import mmse
+from mimoc.sim.modulation import Constellation
 from mimoc.sim.snr import check_snr_def
 from mimoc.sim.system import LinkBatch, MIMOSystem
 
@@ -174,6 +185,8 @@ class TrainReport:
             steps (``val_ser`` is ``None`` where no validation ran).
         options: the options trained with.
         family: the model's family; system: the link trained on, in words.
+        mmse_val_ser: SER of classical MMSE on the same validation slots and
+            noise (``None`` without validation): the bar the model should clear.
     """
 
     steps: int
@@ -184,6 +197,13 @@ class TrainReport:
     options: TrainOptions = field(default_factory=TrainOptions)
     family: str = ""
     system: str = ""
+    mmse_val_ser: float | None = None
+
+    @property
+    def worse_than_mmse(self) -> bool:
+        """Whether the model made more validation errors than MMSE on the same slots."""
+        return (self.val_ser is not None and self.mmse_val_ser is not None
+                and self.val_ser > self.mmse_val_ser)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for the checkpoint's ``training`` entry and ``--json``."""
@@ -192,6 +212,7 @@ class TrainReport:
             "seconds": self.seconds,
             "final_loss": self.final_loss,
             "val_ser": self.val_ser,
+            "mmse_val_ser": self.mmse_val_ser,
             "snr_db": list(self.options.snr_db),
             "seed": self.options.seed,
             "family": self.family,
@@ -205,6 +226,14 @@ class TrainReport:
         if len(self.history) < 2:
             return self.history[-1]["step"] if self.history else 0
         return self.history[-1]["step"] - self.history[-2]["step"]
+
+    def _versus_mmse(self) -> str:
+        if self.val_ser == self.mmse_val_ser:
+            return "the model ties MMSE"
+        if self.mmse_val_ser == 0:
+            return "MMSE made no error"
+        ratio = self.val_ser / self.mmse_val_ser
+        return f"the model makes {ratio:.2g}x MMSE's errors"
 
     def summary(self) -> str:
         """A few human-readable lines."""
@@ -220,6 +249,9 @@ class TrainReport:
         else:
             lines.append(f"  validation SER  {self.val_ser:.4g} over {o.val_batch} slots at "
                          f"{o.snr_db[0]:g}..{o.snr_db[1]:g} dB ({o.snr_def})")
+        if self.val_ser is not None and self.mmse_val_ser is not None:
+            lines.append(f"  MMSE SER        {self.mmse_val_ser:.4g} on the same slots and noise "
+                         f"({self._versus_mmse()})")
         if o.c2c > 0:
             lines.append(f"  noise-aware     C2C {o.c2c:g}, {o.states} states")
         return "\n".join(lines)
@@ -290,6 +322,18 @@ def symbol_error_rate(model: DetectorModule, batches: list[LinkBatch]) -> float:
             symbols += data.indices.numel()
     finally:
         model.train(was_training)
+    return errors / symbols
+
+
+@torch.no_grad()
+def mmse_symbol_error_rate(batches: list[LinkBatch], constellation: Constellation) -> float:
+    """SER of classical MMSE on ``batches``, given ``H_est`` (what a trained model sees)
+    and the true noise variance: the reference a trained detector should beat."""
+    errors = symbols = 0
+    for data in batches:
+        x_hat = mmse(data.H_est, data.y, data.noise_var, constellation)
+        errors += int((constellation.indices_of_real(x_hat) != data.indices).sum())
+        symbols += data.indices.numel()
     return errors / symbols
 
 
@@ -412,6 +456,8 @@ def train_detector(model: DetectorModule, options: TrainOptions | None = None,
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
         val_batches = [batch_to(b, device) for b in validation_set(model, system, options)]
+        mmse_ser = (mmse_symbol_error_rate(val_batches, model.constellation)
+                    if val_batches else None)
         optimizer, scheduler = make_optimizer(model, options)
 
         def next_batch() -> LinkBatch:
@@ -433,4 +479,5 @@ def train_detector(model: DetectorModule, options: TrainOptions | None = None,
     return TrainReport(steps=history[-1]["step"], seconds=time.perf_counter() - start,
                        final_loss=history[-1]["loss"], val_ser=val_sers[-1] if val_sers else None,
                        history=history, options=options,
-                       family=getattr(model, "family", ""), system=describe_system(system))
+                       family=getattr(model, "family", ""), system=describe_system(system),
+                       mmse_val_ser=mmse_ser)
