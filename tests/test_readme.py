@@ -41,7 +41,7 @@ SLOW = ("mimoc budget examples/models/detnet_8x16_qpsk.pt",
         "mimoc ber --detector zf,mmse,ml --nt 4 --nr 8",
         "mimoc compile examples/models/detnet_8x16_qpsk.pt",
         "mimoc report", "mimoc ber detnet_4x8_xbar", "mimoc quantize", "mimoc ber detnet_xb",
-        "mimoc budget detnet_4x8.pt")
+        "mimoc budget detnet_4x8.pt", "mimoc train detnet --nt 4 --nr 8")
 TIMEOUT_S = 600
 
 
