@@ -163,10 +163,9 @@ def crossbar_summary(result) -> str:
     return "\n".join(line for line in lines if line)
 
 
-#: the text summary and the index file of each built-in target's artifact (another
-#: target prints its manifest as JSON)
-SUMMARIES = {"onnx": (onnx_summary, "manifest.json"),
-             "crossbar": (crossbar_summary, "schedule.json")}
+#: the text summary of each built-in target's artifact (another target prints its
+#: manifest as JSON)
+SUMMARIES = {"onnx": onnx_summary, "crossbar": crossbar_summary}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,8 +181,11 @@ def run(args: argparse.Namespace) -> int:
     result = compile_model(args.model, target=args.target, out=args.output, passes=args.passes,
                            dump_after=args.dump_after, on_dump=dump, force=args.force,
                            options=pass_options(args), progress=True, **flags)
-    summary, index = SUMMARIES.get(result.target, (None, None))
+    summary = SUMMARIES.get(result.target)
     if args.json or summary is None:
+        from mimoc.targets import get_target
+
+        index = get_target(result.target).artifact_index
         manifest = (json.loads((result.path / index).read_text()) if index
                     else dict(result.manifest))
         manifest.pop("program", None)  # the crossbar's lowered program: see mimoc inspect

@@ -5,7 +5,6 @@ that simulates its error rate."""
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 from collections.abc import Callable, Sequence
@@ -173,9 +172,9 @@ def prepare_crossbar(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
 
     out = ctx.workdir / f"crossbar-{Path(str(spec.device)).stem}"
     ctx.say(f"compiling {spec.name}")
-    compile_model(ctx.model_path, "crossbar", out, force=True, device=spec.device,
-                  array=ctx.array, slot=ctx.slot)
-    schedule = json.loads((out / "schedule.json").read_text())
+    result = compile_model(ctx.model_path, "crossbar", out, force=True, device=spec.device,
+                           array=ctx.array, slot=ctx.slot)
+    schedule = result.schedule
     totals = schedule["totals"]
     if int(totals["slot_symbols"]) != ctx.slot:
         raise MimocError(f"the crossbar schedule of {spec.name} is for "
