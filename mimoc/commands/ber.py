@@ -73,14 +73,28 @@ channel draws, "error_slots" the slots with a symbol error, and
 "effective_symbols"/"effective_bits" the effective sample sizes N/deff behind
 "ser_ci"/"ber_ci".
 
+CSV output (--csv FILE) has one row per detector and SNR point, with the header
+  detector,snr_db,symbols,errors,ser,ser_lo,ser_hi,bits,bit_errors,ber,ber_lo,
+  ber_hi,slots,effective_symbols
+(the --json numbers: "*_lo"/"*_hi" are the 95% interval, "bits" = symbols x
+log2(M)); floats are written in full precision.
+
+Plots (--plot FILE): the extension picks the format, .png, .pdf or .svg (PDF and
+SVG for papers; the same run gives the same bytes). --metric picks the error rate:
+ber (default), ser, or both (two panels, BER left, SER right).
+
 examples:
   mimoc ber --detector zf,mmse --nt 4 --nr 8 --mod qpsk --snr 0:2:10 --plot ber.png
+  mimoc ber --detector zf,mmse --snr 0:2:10 --plot ser.pdf --metric ser --csv ser.csv
   mimoc ber --detector mmse --nt 8 --nr 8 --mod 16qam --snr=-2,0,2 --channel kronecker:0.5
   mimoc ber --detector zf,trained/detnet.pt --nt 4 --nr 8 --snr 0:2:10 --json
   mimoc ber out/detnet --detector trained/detnet.pt --snr 0:2:10   # compiled vs original
   mimoc ber out/xb --detector trained/detnet.pt --c2c 0,0.01,0.02,0.03,0.04   # crossbar
 """
 
+#: Columns of ``--csv``, one row per detector and SNR point.
+CSV_COLUMNS = ("detector", "snr_db", "symbols", "errors", "ser", "ser_lo", "ser_hi", "bits",
+               "bit_errors", "ber", "ber_lo", "ber_hi", "slots", "effective_symbols")
 #: More points than this is almost certainly a typo in a range.
 MAX_SNR_POINTS = 1000
 #: Antennas per side at most: far beyond the links these detectors serve; more is a typo
@@ -199,8 +213,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0,0.01,0.02,0.03,0.04 (default: the device's own)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (format above) instead of a table")
-    parser.add_argument("--plot", metavar="PATH.png",
-                        help="also write a BER-vs-SNR plot (PNG, log axis, 95%% CI bars)")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="also write an error-rate-vs-SNR plot (log axis, 95%% CI bars); "
+                             "the extension picks the format: .png, .pdf or .svg")
+    parser.add_argument("--metric", default="ber", choices=("ber", "ser", "both"),
+                        help="what --plot draws: ber (default), ser, or both (two panels)")
+    parser.add_argument("--csv", default=None, metavar="FILE",
+                        help="also write the curves as CSV, one row per detector and SNR "
+                             "point: " + ", ".join(CSV_COLUMNS))
     parser.add_argument(
         "--threads", type=int, default=1, metavar="N",
         help="CPU threads for torch (default: 1; the Monte Carlo work is many small batched "
@@ -454,6 +474,31 @@ def check_sizes(nt: int, nr: int, slot: int, batch_size: int | None, max_symbols
                      f"available; {advice}")
 
 
+def write_curves_csv(result: BERResult, path: str | os.PathLike) -> Path:
+    """Write ``result``'s curves as CSV (:data:`CSV_COLUMNS`) atomically; returns the path.
+
+    Floats go through ``repr`` (the csv module's default), so they read back as exactly the
+    numbers of ``--json``.
+    """
+    import csv
+    import io
+
+    from mimoc.fileio import atomic_write
+
+    bits_per_symbol = get_constellation(result.system.modulation).bits_per_symbol
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for name, points in result.curves.items():
+        for p in points:
+            writer.writerow([name, p.snr_db, p.symbols, p.errors, p.ser, *p.ser_ci,
+                             p.symbols * bits_per_symbol, p.bit_errors, p.ber, *p.ber_ci,
+                             p.slots, p.effective_symbols])
+    with atomic_write(path) as handle:
+        handle.write(text.getvalue().encode())
+    return Path(path)
+
+
 def run(args: argparse.Namespace) -> int:
     spec = resolve_detectors(args)
     for flag in ("nt", "nr", "slot", "max_symbols", "min_errors", "threads"):
@@ -470,6 +515,10 @@ def run(args: argparse.Namespace) -> int:
         from mimoc.studies.plots import check_plot_path
 
         check_plot_path(args.plot)
+    if args.csv:
+        from mimoc.studies.plots import check_writable_file
+
+        check_writable_file(args.csv, "CSV")
 
     import torch
 
@@ -490,9 +539,15 @@ def run(args: argparse.Namespace) -> int:
         from mimoc.studies.plots import plot_error_rates
 
         try:
-            plot_error_rates(result, args.plot)
+            plot_error_rates(result, args.plot, metric=args.metric)
         except OSError as err:
             raise MimocError(f"cannot write plot {args.plot!r}: {err.strerror or err}; "
+                             "choose another path") from None
+    if args.csv:
+        try:
+            write_curves_csv(result, args.csv)
+        except OSError as err:
+            raise MimocError(f"cannot write CSV {args.csv!r}: {err.strerror or err}; "
                              "choose another path") from None
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -500,5 +555,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(result))
         if args.plot:
             print(f"plot written to {args.plot}")
+        if args.csv:
+            print(f"CSV written to {args.csv}")
     sys.stdout.flush()
     return 0

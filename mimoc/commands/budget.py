@@ -187,9 +187,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the compiled artifacts in DIR (default: a temporary "
                              "directory)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--plot", default=None, metavar="PATH.png",
+    parser.add_argument("--plot", default=None, metavar="PATH",
                         help="also write a chart: slot latency per target against the "
-                             "budget, and SNR loss against its limit")
+                             "budget, and SNR loss against its limit; the extension picks "
+                             "the format: .png, .pdf or .svg")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress output (shown only when stderr is a terminal)")
 

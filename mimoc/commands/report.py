@@ -21,7 +21,8 @@ Write a report directory about one detector, for a paper or a design review:
                        target: slot latency at a percentile and SNR loss against the
                        fp32 model, and where each number comes from); the compile
                        settings
-  ber.png              error rates versus SNR, log axis, 95% intervals
+  ber.png              error rates versus SNR, log axis, 95% intervals (with the
+                       --baseline classical detectors on the same draws)
   crossbar_*_c2c.png   one crossbar under programming noise at --c2c levels
   budget.png           slot latency by target against the budget, SNR loss against
                        its limit, the verdicts
@@ -33,6 +34,7 @@ The directory is written atomically: a failed or interrupted run leaves nothing.
 
 examples:
   mimoc report examples/models/detnet_8x16_qpsk.pt -o report/
+  mimoc report detnet.pt -o report/ --baseline mmse,zf
   mimoc report detnet.pt -o report/ --targets onnx-cpu,crossbar:ftj-luo2022,dsp-c6678 \\
       --snr 0:2:10 --c2c 0,0.02,0.04 --max-symbols 200000
 """
@@ -53,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="LIST",
                         help="C2C levels of the crossbar noise sweep, as fractions "
                              f"(default: {','.join(f'{c:g}' for c in DEFAULT_C2C)})")
+    parser.add_argument("--baseline", default="", metavar="LIST",
+                        help="comma-separated classical detectors (mmse, zf, kbest:16, ...) "
+                             "drawn next to the model on the same draws (default: none)")
     parser.add_argument("--max-symbols", type=int, default=DEFAULT_MAX_SYMBOLS, metavar="N",
                         help=f"scalar symbols per SNR point (default: {DEFAULT_MAX_SYMBOLS})")
     parser.add_argument("--slot", type=int, default=14, metavar="S",
@@ -93,6 +98,17 @@ def _c2c_levels(text: str) -> list[float]:
     return levels
 
 
+def _baseline_list(text: str) -> list[str]:
+    from mimoc.sim.detectors import get_classical_detector
+
+    names = [name.strip() for name in text.split(",")] if text.strip() else []
+    if any(not name for name in names):
+        raise UsageError(f"malformed --baseline {text!r}: empty item; e.g. --baseline mmse,zf")
+    for name in names:
+        get_classical_detector(name)  # an unknown name: one line naming the choices
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     from mimoc.commands.ber import parse_snr_list
     from mimoc.commands.budget import parse_array
@@ -100,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from mimoc.studies.report import write_report
 
     snrs = parse_snr_list(args.snr) if args.snr is not None else None
+    baseline = _baseline_list(args.baseline)
     if not args.budget_us > 0 or args.budget_us == float("inf"):
         raise UsageError(f"--budget-us must be a positive number, got {args.budget_us:g}")
     show = is_interactive() and not args.no_progress
@@ -116,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
                             slot=args.slot, budget_s=args.budget_us / 1e6, seed=args.seed,
                             array=parse_array(args.array), min_time=args.min_time,
                             force=args.force, progress=show, say=say, command=command,
+                            baseline=baseline,
                             budget_options={
                                 "percentile": args.percentile, "target_ser": args.target_ser,
                                 "max_loss_db": args.max_loss_db,

@@ -1,4 +1,4 @@
-"""Plots as PNGs: error rates versus SNR, and latency budgets.
+"""Plots as PNG, PDF or SVG files: error rates versus SNR, and latency budgets.
 
 One curve per detector on a logarithmic error-rate axis, each point with its
 95% interval (slot-clustered, mimoc.sim.stats) as an error bar. A point with no error at all has no
@@ -6,9 +6,12 @@ place on a log axis; it is drawn as a downward triangle at the upper end of
 its interval ("the rate is below this"), so a curve never silently ends.
 
 The figure is built with matplotlib's object API on the Agg canvas: no
-display, no global ``pyplot`` state. The file is written atomically (a
-temporary file in the same directory, renamed into place), so a failed run
-never leaves a truncated PNG behind.
+display, no global ``pyplot`` state. The file's extension picks the format
+(:data:`PLOT_FORMATS`: PNG for screens, PDF or SVG for papers); the same
+figure gives the same bytes on every run (the PDF/SVG creation date is left
+out). The file is written atomically (a temporary file in the same directory,
+renamed into place), so a failed run never leaves a truncated file behind.
+The legend sits outside the axes, so it never covers a curve.
 
 :func:`plot_budget` draws a ``mimoc budget`` report: per target, the slot latency as
 a bar of channel preparation and detection against the budget line, and the SNR loss with
@@ -17,6 +20,7 @@ its interval against the loss limit, with the joint verdict.
 Example::
 
     >>> plot_error_rates(result, "ber.png")          # result: mimoc.sim.ber.BERResult
+    >>> plot_error_rates(result, "ser.pdf", metric="ser")
     >>> plot_budget(report, "budget.png")            # report: mimoc.studies.budget.BudgetReport
 """
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -41,24 +46,55 @@ SNR_AXIS_LABELS = {
 METRICS = {"ber": "Bit error rate (BER)", "ser": "Symbol error rate (SER)"}
 
 
-def check_plot_path(path: str | os.PathLike) -> Path:
-    """Check that a PNG can be written at ``path`` before any work is done.
+#: File extension -> matplotlib format of the plots.
+PLOT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+#: Per format: metadata that would differ between runs, left out so that a figure's bytes
+#: are reproducible (the PDF and SVG backends stamp the creation date by default).
+_STABLE_METADATA = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
+_EXTENSIONS = ", ".join(PLOT_FORMATS)
 
-    Raises :class:`UsageError` when the suffix is not ``.png``, the path is a
-    directory, or its directory is missing or not writable.
+
+def check_writable_file(path: str | os.PathLike, what: str) -> Path:
+    """Check that a file ``what`` (e.g. ``"plot"``) can be written at ``path`` before any
+    work is done: not a directory, in an existing writable directory.
+
+    Raises :class:`UsageError` otherwise.
     """
     target = Path(path)
-    if target.suffix.lower() != ".png":
-        raise UsageError(f"plot path {str(path)!r} must end in .png (the plot is a PNG image)")
     if target.is_dir():
-        raise UsageError(f"plot path {str(path)!r} is a directory; give a file name ending in .png")
+        raise UsageError(f"{what} path {str(path)!r} is a directory; give a file name")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
-        raise UsageError(f"cannot write plot {str(path)!r}: directory {str(folder)!r} does not "
-                         "exist; create it first or choose another path")
+        raise UsageError(f"cannot write {what} {str(path)!r}: directory {str(folder)!r} does "
+                         "not exist; create it first or choose another path")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write plot {str(path)!r}: directory {str(folder)!r} is not "
+        raise UsageError(f"cannot write {what} {str(path)!r}: directory {str(folder)!r} is not "
                          "writable; choose another path")
+    return target
+
+
+def check_plot_path(path: str | os.PathLike) -> Path:
+    """Check that a plot can be written at ``path`` before any work is done.
+
+    Raises :class:`UsageError` when the suffix is not one of :data:`PLOT_FORMATS`
+    (``.png``, ``.pdf``, ``.svg``), the path is a directory, or its directory is missing
+    or not writable.
+    """
+    target = Path(path)
+    if target.suffix.lower() not in PLOT_FORMATS:
+        raise UsageError(f"plot path {str(path)!r} must end in {_EXTENSIONS} (the extension "
+                         "picks the image format)")
+    return check_writable_file(target, "plot")
+
+
+def save_figure(fig: Figure, target: Path) -> Path:
+    """Write ``fig`` atomically in the format of ``target``'s extension, with the same
+    bytes on every run."""
+    fmt = PLOT_FORMATS[target.suffix.lower()]
+    # SVG element ids are hashed with a salt that is random unless set; a fixed salt
+    # (scoped to this call, no global change) keeps the file reproducible.
+    with matplotlib.rc_context({"svg.hashsalt": "mimoc"}), atomic_write(target) as handle:
+        fig.savefig(handle, format=fmt, metadata=_STABLE_METADATA[fmt])
     return target
 
 
@@ -106,19 +142,7 @@ def _draw_curve(ax, label: str, points: list[BERPoint], metric: str, index: int 
                 linestyle="none", marker="v", color=colour, markerfacecolor="none")
 
 
-def plot_error_rates(result: BERResult, path: str | os.PathLike, metric: str = "ber") -> Path:
-    """Write a PNG of ``metric`` (``"ber"`` or ``"ser"``) versus SNR for every curve.
-
-    Returns the path written. Raises :class:`UsageError` for an unknown metric
-    or an unwritable path (checked before drawing).
-    """
-    if metric not in METRICS:
-        raise UsageError(f"unknown metric {metric!r}; choose ber or ser")
-    target = check_plot_path(path)
-
-    fig = Figure(figsize=(6.4, 4.8), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+def _rate_panel(ax, result: BERResult, metric: str) -> None:
     labels = curve_labels(list(result.curves))
     for index, (name, points) in enumerate(result.curves.items()):
         _draw_curve(ax, labels[name], points, metric, index)
@@ -128,17 +152,43 @@ def plot_error_rates(result: BERResult, path: str | os.PathLike, metric: str = "
     ax.set_yscale("log")
     ax.set_xlabel(SNR_AXIS_LABELS.get(result.system.snr_def, "SNR [dB]"))
     ax.set_ylabel(METRICS[metric])
-    ax.set_title(_title(result), fontsize="medium")
     ax.grid(True, which="major", alpha=0.5)
     ax.grid(True, which="minor", alpha=0.2)
-    handles, labels = ax.get_legend_handles_labels()
-    order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("no errors"))
-    ax.legend([handles[i] for i in order], [labels[i] for i in order],
-              title="detector (95% CI)", fontsize="small", title_fontsize="small")
 
-    with atomic_write(target) as handle:
-        fig.savefig(handle, format="png")
-    return target
+
+def draw_error_rates(result: BERResult, metric: str = "ber") -> Figure:
+    """The figure of :func:`plot_error_rates`, not yet written (for tests and callers that
+    want to adjust it): one axes per metric (``"both"``: BER left, SER right), the legend
+    to the right of the axes, outside them."""
+    if metric not in (*METRICS, "both"):
+        raise UsageError(f"unknown metric {metric!r}; choose ber, ser or both")
+    metrics = list(METRICS) if metric == "both" else [metric]
+    fig = Figure(figsize=(5.0 * len(metrics) + 2.6, 4.8), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, name in zip(axes, metrics, strict=True):
+        _rate_panel(ax, result, name)
+    fig.suptitle(_title(result), fontsize="medium")
+    handles, labels = axes[-1].get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("no errors"))
+    # Outside the axes, to the right: the curves keep all of the plot area.
+    axes[-1].legend([handles[i] for i in order], [labels[i] for i in order],
+                    title="detector (95% CI)", fontsize="small", title_fontsize="small",
+                    loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    return fig
+
+
+def plot_error_rates(result: BERResult, path: str | os.PathLike, metric: str = "ber") -> Path:
+    """Write ``metric`` (``"ber"``, ``"ser"`` or ``"both"``, two panels) versus SNR for every
+    curve as PNG, PDF or SVG (by ``path``'s extension).
+
+    Returns the path written. Raises :class:`UsageError` for an unknown metric
+    or an unwritable path (checked before drawing).
+    """
+    if metric not in (*METRICS, "both"):
+        raise UsageError(f"unknown metric {metric!r}; choose ber, ser or both")
+    target = check_plot_path(path)
+    return save_figure(draw_error_rates(result, metric), target)
 
 
 # -- latency budgets -----------------------------------------------------------------
@@ -246,8 +296,8 @@ def _loss_panel(ax, report, rows) -> None:
 
 
 def plot_budget(report, path: str | os.PathLike) -> Path:
-    """Write a PNG of each target's verdict: slot latency against the budget (left) and SNR
-    loss against its limit (right).
+    """Write a chart (PNG, PDF or SVG by ``path``'s extension) of each target's verdict:
+    slot latency against the budget (left) and SNR loss against its limit (right).
 
     ``report`` is a :class:`mimoc.studies.budget.BudgetReport`. Left: one horizontal bar per
     available target (preparation, then detection; hatched where FLOPs / peak makes it a
@@ -274,6 +324,4 @@ def plot_budget(report, path: str | os.PathLike) -> Path:
     if missing:
         title += "\nnot shown (unavailable): " + ", ".join(missing)
     fig.suptitle(title, fontsize="medium")
-    with atomic_write(target) as handle:
-        fig.savefig(handle, format="png")
-    return target
+    return save_figure(fig, target)

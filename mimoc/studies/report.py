@@ -30,7 +30,9 @@ from typing import Any
 from mimoc import __version__
 from mimoc.errors import UsageError
 from mimoc.fileio import releases_claims
-from mimoc.sim.ber import BERResult, from_module, simulate
+from mimoc.sim.ber import BERResult, classical, from_module, simulate
+from mimoc.sim.detectors import get_classical_detector
+from mimoc.sim.modulation import get_constellation
 from mimoc.studies import budget as budget_mod
 
 ORIGINAL = "original (PyTorch)"
@@ -58,7 +60,8 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
                  force: bool = False, progress: bool = False,
                  say: Callable[[str], None] | None = None,
                  command: str | None = None,
-                 budget_options: Mapping[str, Any] | None = None) -> Path:
+                 budget_options: Mapping[str, Any] | None = None,
+                 baseline: Sequence[str] = ()) -> Path:
     """Write the report directory ``out`` (see the module docstring); returns its path.
 
     Args:
@@ -74,6 +77,9 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
             ``subcarriers_per_channel``, ``percentile``, ``calls``, ``max_time``,
             ``target_ser``, ``max_loss_db``: see :func:`mimoc.studies.budget.run_budget`);
             its accuracy uses ``max_symbols`` per SNR point.
+        baseline: classical detectors (``mmse``, ``zf``, ``kbest:16``: names of
+            :mod:`mimoc.sim.detectors`) drawn next to the model in the error-rate curves, on
+            the same draws; one already among the targets (``mmse``) is drawn once.
     """
     from mimoc.detectors.summary import describe_checkpoint
     from mimoc.targets.output import check_output_directory, write_directory
@@ -85,6 +91,9 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
     if any(not 0 <= c < 1 for c in levels):
         raise UsageError(f"C2C levels are fractions in [0, 1) (0.02 = 2%), got {list(c2c)}")
     specs = budget_mod.parse_targets(targets)
+    baseline = [name.strip().lower() for name in baseline]
+    for name in baseline:
+        get_classical_detector(name)  # an unknown name fails before any slow work
     say = say or (lambda text: None)
     summary = describe_checkpoint(Path(model_path))
     with budget_mod.budget_context(model_path, slot=slot, array=array, min_time=min_time,
@@ -103,6 +112,9 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
                 if target.spec.kind == "crossbar":
                     label += f" (C2C {target.c2c})"
                 curves[label] = target.engine
+        constellation = get_constellation(ctx.system.modulation)
+        for name in baseline:
+            curves.setdefault(name, classical(name, constellation))
         say("simulating the error-rate curves")
         ber = simulate(curves, ctx.system, snrs, seed=seed, max_symbols=max_symbols,
                        progress=progress)
@@ -129,10 +141,12 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
                "ber": ber.to_dict(), "crossbar_c2c": {k: v.to_dict() for k, v in
                                                        sweeps.items()},
                "settings": {p.spec.name: p.settings for p in prepared if p.available},
-               "max_symbols": max_symbols, "seed": seed}
+               "baseline": list(dict.fromkeys(baseline)), "max_symbols": max_symbols,
+               "seed": seed}
     files["report.json"] = (json.dumps(numbers, indent=1, default=str) + "\n").encode()
     files["report.md"] = render_markdown(summary, budget, ber, sweeps, prepared, figures,
-                                         max_symbols=max_symbols, command=command).encode()
+                                         max_symbols=max_symbols, command=command,
+                                         baseline=baseline).encode()
     say("writing the report")
     return write_directory(files, out, force=force)
 
@@ -249,9 +263,11 @@ def _settings_section(prepared) -> list[str]:
 
 
 def render_markdown(summary, budget, ber: BERResult, sweeps: dict[str, BERResult], prepared,
-                    figures, *, max_symbols: int, command: str | None) -> str:
+                    figures, *, max_symbols: int, command: str | None,
+                    baseline: Sequence[str] = ()) -> str:
     """The text of ``report.md``."""
     s = ber.system
+    baselines = [name for name in baseline if name in ber.curves]
     title = (f"# mimoc report: {summary['family']} {summary['nt']}x{summary['nr']} "
              f"{str(summary['modulation']).upper()} ({Path(summary['path']).name})")
     lines = [title, "", f"Written by mimoc {__version__} from `{summary['path']}`.", ""]
@@ -261,7 +277,8 @@ def render_markdown(summary, budget, ber: BERResult, sweeps: dict[str, BERResult
               f"slots of {s.slot} symbols, SNR {s.snr_def}; every curve on the same channel "
               f"and noise draws (seed {ber.seed}), up to {max_symbols:,} symbols per point. "
               "The compiled ONNX targets run their artifact in onnxruntime; each crossbar runs "
-              "in mimoc's IMC simulator at its device's cycle-to-cycle (C2C) variation.", "",
+              "in mimoc's IMC simulator at its device's cycle-to-cycle (C2C) variation."
+              + (f" Classical baselines: {', '.join(baselines)}." if baselines else ""), "",
               "![bit error rate versus SNR](ber.png)", "", *_curve_table(ber), ""]
     for name, sweep in sweeps.items():
         file = next(f for f in figures if f.startswith("crossbar_") and

@@ -139,7 +139,7 @@ def test_bad_target_lists_are_refused(text):
 
 @pytest.mark.parametrize("argv", [
     ["--budget-us", "0"], ["--budget-us", "inf"], ["--ser-symbols", "-1"], ["--slot", "0"],
-    ["--array", "0x4"], ["--array", "1x"], ["--threads", "0"], ["--plot", "budget.svg"],
+    ["--array", "0x4"], ["--array", "1x"], ["--threads", "0"], ["--plot", "budget.jpg"],
     ["--snr", "nan"], ["--target-ser", "0"], ["--target-ser", "1"], ["--max-loss-db", "-1"],
     ["--percentile", "100"], ["--percentile", "20"], ["--subcarriers", "0"],
     ["--subcarriers-per-channel", "0"], ["--calls", "0"], ["--max-time", "0"],

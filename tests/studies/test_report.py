@@ -30,7 +30,7 @@ def report_dir(checkpoint, tmp_path_factory):
     targets = "onnx-cpu,dsp-c6678,crossbar:ftj-luo2022"
     code = main(["report", str(checkpoint), "-o", str(out), "--targets", targets,
                  "--snr", "0,8", "--c2c", "0,0.04", "--max-symbols", "2000",
-                 "--min-time", "0.02"])
+                 "--min-time", "0.02", "--baseline", "mmse,zf"])
     assert code == 0
     return out
 
@@ -80,6 +80,30 @@ def test_report_flags_reach_the_budget(checkpoint, tmp_path):
     assert data["workload"]["channels"] == 273 and data["max_loss_db"] == 1.0
     assert data["target_ser"] == 0.01 and data["percentile"] == 99.0
     assert "3,276 subcarriers per slot" in (out / "report.md").read_text()
+
+
+def test_baselines_are_curves_on_the_same_draws(report_dir):
+    data = json.loads((report_dir / "report.json").read_text())
+    curves = data["ber"]["curves"]
+    assert data["baseline"] == ["mmse", "zf"]
+    assert {"mmse", "zf"} <= set(curves)
+    for name in ("mmse", "zf"):  # same SNR grid and symbol budget as the model's curve
+        assert [p["snr_db"] for p in curves[name]] == [0.0, 8.0]
+        assert [p["symbols"] for p in curves[name]] == \
+            [p["symbols"] for p in curves["original (PyTorch)"]]
+    text = (report_dir / "report.md").read_text()
+    assert "Classical baselines: mmse, zf." in text and "| zf | 0 |" in text
+
+
+@pytest.mark.parametrize(("baseline", "message"), [("mmse,nope", "unknown detector"),
+                                                   ("mmse,", "empty item")])
+def test_bad_baseline_is_one_line_before_any_work(checkpoint, tmp_path, capsys, baseline,
+                                                  message):
+    out = tmp_path / "report"
+    code = main(["report", str(checkpoint), "-o", str(out), "--baseline", baseline])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and message in err
+    assert not out.exists()
 
 
 def test_crossbar_curves_sweep_the_c2c_levels(report_dir):
