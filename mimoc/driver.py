@@ -72,16 +72,22 @@ def model_info(model: Any) -> dict[str, Any]:
     return info
 
 
-def load_with_recipe(path: Path) -> tuple[Any, Any]:
-    """``(module or program, recipe or None)``: a quantized checkpoint carries its recipe."""
+def load_with_recipe(path: Path) -> tuple[Any, Any, str | None]:
+    """``(module or program, recipe or None, snr_def or None)``: a quantized checkpoint
+    carries its recipe; ``snr_def`` is the SNR convention the checkpoint says it was trained
+    under (``None`` when it does not say, or says something unknown)."""
     from mimoc.compiler.source import load_source
-    from mimoc.quant.checkpoint import load_quantized
+    from mimoc.detectors.checkpoint import load_checkpoint
+    from mimoc.quant.checkpoint import recipe_of
+    from mimoc.sim.snr import SNR_DEFINITIONS
 
     source = load_source(path)
     if isinstance(source, torch.export.ExportedProgram):
-        return source, None
-    model, recipe = load_quantized(path)
-    return model.eval(), recipe
+        return source, None, None
+    checkpoint = load_checkpoint(path)
+    snr_def = (checkpoint.training.get("options") or {}).get("snr_def")
+    return (checkpoint.model.eval(), recipe_of(checkpoint),
+            snr_def if snr_def in SNR_DEFINITIONS else None)
 
 
 def import_graph(model: Any, example: Sequence[torch.Tensor] | None):
@@ -129,9 +135,9 @@ def compile(model: Any, target: str = "onnx", out: str | os.PathLike | None = No
     if out is not None:
         check_output_directory(out, force=force)  # fail before the slow part
     source = None
-    recipe = None
+    recipe = snr_def = None
     if path is not None:
-        model, recipe = load_with_recipe(path)
+        model, recipe, snr_def = load_with_recipe(path)
         source = {"file": path.name, "sha256": file_digest(path)}
     config = chosen_target.plan(config, model, recipe, progress=progress)
     graph = import_graph(model, example)
@@ -139,7 +145,8 @@ def compile(model: Any, target: str = "onnx", out: str | os.PathLike | None = No
     result = run_pipeline(graph, chosen_target.passes(config, passes), dump_after=dump_after,
                           on_dump=on_dump, **extra)
     context = BuildContext(model=model_info(model), source=source,
-                           records=tuple(result.records), progress=progress)
+                           records=tuple(result.records), progress=progress,
+                           snr_def=snr_def)
     built = chosen_target.build(result.graph, config, context=context)
     written = chosen_target.write(built, out, force=force) if out is not None else None
     return CompileResult(written, built, result, chosen_target.name)

@@ -26,6 +26,11 @@ or a torch.export program saved with torch.export.save (.pt2) for a detector out
 the zoo with forward(H, y) -> x_hat, exported with dynamic B and S. A whole pickled
 model (torch.save(model)) is refused.
 
+Every ONNX file carries metadata_props (mimoc.family, mimoc.nt, mimoc.nr,
+mimoc.modulation, mimoc.stage, mimoc.lowering, mimoc.version, mimoc.source_sha256,
+mimoc.snr_def when the checkpoint records it) and inferred shapes. B and S are dynamic;
+--static-shapes B=1,S=14 fixes them for NNAPI / CoreML (docs/onnx.md).
+
 Passes run in the order given (default: canonicalize,split-channel); the ONNX target
 then applies its own lowering (onnx-fuse). --dump-after PASS prints the IR after a
 pass (or 'frontend', or 'all') to stderr. The directory is written atomically: a
@@ -54,6 +59,7 @@ examples:
   mimoc compile detnet.pt -o out/detnet-w4 --quant minmax
   mimoc compile detnet_kaq.pt -o out/detnet-w4a4 --lowering w4a4
   mimoc compile detnet.pt -o out/detnet-int8 --quant int8
+  mimoc compile detnet.pt -o out/detnet-mobile --static-shapes B=1,S=14
   mimoc compile rwesnet.pt -o out/r --passes canonicalize,remove-layers,split-channel \\
       --keep-layers 6 --json
   mimoc compile mydetector.pt2 -o out/mine --dump-after split-channel
@@ -96,6 +102,10 @@ def add_onnx_arguments(parser: argparse.ArgumentParser) -> None:
                             "(faithful), int8")
     group.add_argument("--bits", type=int, default=None, metavar="N",
                        help="bit width for a calibration method (2..8; default 4, int8: 8)")
+    group.add_argument("--static-shapes", default=None, metavar="DIM=N[,DIM=N]",
+                       help="fix dims in the models, e.g. B=1,S=14 (dims B, S, U), for "
+                            "execution providers that need static shapes (NNAPI, CoreML; "
+                            "see docs/onnx.md); the runtime then refuses other sizes")
 
 
 def add_crossbar_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,8 +131,8 @@ def add_crossbar_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: the flags of every target, by their keyword in mimoc.compile (the target refuses those
 #: that are not its own, naming the target they belong to)
-TARGET_FLAGS = ("quant", "lowering", "bits", "device", "array", "slot", "accumulation",
-                "static_clip", "write_parallel", "mc_draws")
+TARGET_FLAGS = ("quant", "lowering", "bits", "static_shapes", "device", "array", "slot",
+                "accumulation", "static_clip", "write_parallel", "mc_draws")
 
 
 def onnx_summary(result) -> str:

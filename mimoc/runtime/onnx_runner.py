@@ -206,8 +206,12 @@ class OnnxArtifact:
         want = self._shapes[name]
         if array.ndim != len(want) or any(isinstance(w, int) and w != g
                                           for w, g in zip(want, array.shape, strict=False)):
+            static = self.manifest.get("static_shapes")
+            how = (" (compiled with fixed sizes " + ",".join(f"{k}={v}" for k, v in
+                                                             static.items())
+                   + "; compile without --static-shapes for any size)") if static else ""
             raise UsageError(f"{name} has shape {list(array.shape)}, the artifact expects "
-                             f"{want}")
+                             f"{want}{how}")
 
     def run_slot(self, H: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
         """The slot state for channels ``H [B, 2Nr, 2Nt]`` (name -> array)."""
@@ -223,7 +227,8 @@ class OnnxArtifact:
         if not isinstance(state, Mapping):
             raise UsageError(f"state must be the dict that run_slot(H) returned, got "
                              f"{type(state).__name__}")
-        per_slot = {io["name"]: io["shape"][:1] == ["B"]
+        batch = self._shapes["H"][:1]  # ["B"], or [n] for an artifact with a fixed B
+        per_slot = {io["name"]: io["shape"][:1] == batch
                     for io in self.manifest["graphs"]["symbol"]["inputs"]}
         feed = {"y": y}
         for name in self._symbol_inputs:

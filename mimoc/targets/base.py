@@ -43,12 +43,15 @@ class BuildContext:
         source: ``{"file", "sha256"}`` of the model file, or ``None`` for an in-memory model.
         records: the pipeline's per-pass records (:class:`mimoc.compiler.pipeline.PassRecord`).
         progress: show progress bars on a terminal during long steps.
+        snr_def: the SNR convention the model was trained under, when its checkpoint
+            records it (``per-stream``, ``per-rx``, ``detnet``), else ``None``.
     """
 
     model: Mapping[str, Any] = field(default_factory=dict)
     source: Mapping[str, Any] | None = None
     records: tuple = ()
     progress: bool = False
+    snr_def: str | None = None
 
 
 class Target:

@@ -40,6 +40,7 @@ from mimoc.compiler.ir import Graph, Node, Rate
 from mimoc.compiler.stages import Stages, split_stages
 from mimoc.sim.numerology import SLOT_SYMBOLS
 from mimoc.targets.onnx.emit import IR_VERSION, OPSET, emit_model
+from mimoc.targets.onnx.finish import finish_model, fixed_dim, state_names
 from mimoc.targets.onnx.format import FORMAT, MANIFEST
 from mimoc.targets.onnx.quantized import session_config
 from mimoc.targets.output import read_json_file, write_directory
@@ -143,10 +144,11 @@ def build_manifest(graph: Graph, stages: Stages, *, records: Sequence[Any] = (),
                    model: Mapping[str, Any] | None = None,
                    source: Mapping[str, Any] | None = None, lowering: str = LOWERING,
                    quantized: Mapping[str, Any] | None = None,
-                   quantization: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   quantization: Mapping[str, Any] | None = None,
+                   static_shapes: Mapping[str, int] | None = None) -> dict[str, Any]:
     dims = sorted({name for n in graph.inputs for d in n.shape if not isinstance(d, int)
                    for name in d.names})
-    return {
+    manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "mimoc_version": __version__,
@@ -169,6 +171,12 @@ def build_manifest(graph: Graph, stages: Stages, *, records: Sequence[Any] = (),
         "runtime": "run slot.onnx once per channel realisation (inputs H), then symbol.onnx "
                    "on y and the slot state (outputs of slot.onnx, same names)",
     }
+    if static_shapes:  # absent for the default, fully dynamic models
+        manifest["static_shapes"] = dict(static_shapes)
+        for io in [*manifest["slot_state"], *(io for g in manifest["graphs"].values()
+                                              for io in g["inputs"] + g["outputs"])]:
+            io["shape"] = [fixed_dim(d, static_shapes) for d in io["shape"]]
+    return manifest
 
 
 def _uses_ms(stages: Stages, graph: Graph) -> bool:
@@ -178,12 +186,18 @@ def _uses_ms(stages: Stages, graph: Graph) -> bool:
 def build_artifact(graph: Graph, *, records: Sequence[Any] = (),
                    model: Mapping[str, Any] | None = None,
                    source: Mapping[str, Any] | None = None, lowering: str = LOWERING,
-                   quantization: Mapping[str, Any] | None = None) -> BuiltArtifact:
+                   quantization: Mapping[str, Any] | None = None,
+                   static_shapes: Mapping[str, int] | None = None,
+                   snr_def: str | None = None) -> BuiltArtifact:
     """Cut ``graph`` (after the passes) into stages and emit the three ONNX models.
 
     ``lowering``: ``fp32``, or ``w4`` / ``w4a4`` / ``int8`` for a graph the quantize pass
-    annotated (:mod:`.quantized`); ``quantization``: the recipe summary for the manifest.
+    annotated (:mod:`.quantized`); ``quantization``: the recipe summary for the manifest;
+    ``static_shapes``: dims to fix (``{"B": 1, "S": 14}``, :mod:`.finish`); ``snr_def``:
+    the training SNR convention for the models' metadata (``None``: not known).
     """
+    # the slot state is what a user of slot.onnx sees: readable names, in every model
+    graph = graph.renamed(state_names(graph, split_stages(graph).state))
     stages = split_stages(graph)
     title = (model or {}).get("family") or graph.name
     quantized: dict[str, Any] = {}
@@ -198,10 +212,28 @@ def build_artifact(graph: Graph, *, records: Sequence[Any] = (),
                                "mimoc detector: H, y -> x_hat (both stages)",
                                lowering=lowering, layers=quantized),
     }
+    models = {stage: finish_model(m, model_metadata(stage, model, source, lowering, snr_def),
+                                  static_shapes) for stage, m in models.items()}
     manifest = build_manifest(graph, stages, records=records, model=model, source=source,
                               lowering=lowering, quantized=quantized,
-                              quantization=quantization)
+                              quantization=quantization, static_shapes=static_shapes)
     return BuiltArtifact(models, manifest, stages)
+
+
+def model_metadata(stage: str, model: Mapping[str, Any] | None,
+                   source: Mapping[str, Any] | None, lowering: str,
+                   snr_def: str | None = None) -> dict[str, str]:
+    """The ``metadata_props`` of one ONNX file: what it detects and where it came from,
+    for a user who has only the file (keys absent when the compile does not know them;
+    ``mimoc.snr_def``: the SNR convention the model was trained under)."""
+    model = model or {}
+    config = model.get("config") or {}
+    found = {"mimoc.family": model.get("family"), "mimoc.nt": config.get("nt"),
+             "mimoc.nr": config.get("nr"), "mimoc.modulation": config.get("modulation"),
+             "mimoc.snr_def": snr_def, "mimoc.version": __version__,
+             "mimoc.source_sha256": (source or {}).get("sha256"), "mimoc.stage": stage,
+             "mimoc.lowering": str(lowering)}
+    return {k: str(v) for k, v in found.items() if v is not None}
 
 
 def write_artifact(built: BuiltArtifact, out: str | os.PathLike, *,

@@ -7,7 +7,9 @@ Options (keywords of ``mimoc.compile`` / flags of ``mimoc compile``):
   (``mimoc quantize``) compiles with its own recipe;
 - ``lowering``: ``"w4"`` (default for 4-bit methods), ``"w4a4"`` or ``"int8"`` (default
   for ``int8``), see :mod:`mimoc.targets.onnx.quantized`;
-- ``bits``: bit width for a calibration method run during the compile.
+- ``bits``: bit width for a calibration method run during the compile;
+- ``static_shapes``: dims to fix in the models (``"B=1,S=14"`` or ``{"B": 1, "S": 14}``)
+  for execution providers that need static shapes (NNAPI, CoreML), see docs/onnx.md.
 
 The passes are the user's (default ``canonicalize, split-channel, hoist-conv-rows,
 split-linear``) followed by the ``onnx-fuse`` lowering; a quantized compile runs the
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ class OnnxConfig:
     lowering: str | None = None
     bits: int | None = None
     recipe: Any = None
+    static_shapes: Any = None
 
 
 def quant_plan(model: Any, quant: Any, lowering: str | None, bits: int | None,
@@ -142,21 +145,23 @@ def quant_summary(recipe: Any, lowering: str) -> dict[str, Any]:
 class OnnxTarget(Target):
     name = "onnx"
     summary = "ONNX models for onnxruntime on edge CPUs (fp32, int8, 4-bit weights)"
-    options = ("quant", "lowering", "bits")
+    options = ("quant", "lowering", "bits", "static_shapes")
     default_passes = ("canonicalize", "split-channel", "hoist-conv-rows", "split-linear")
     artifact_index = MANIFEST
     artifact_format = FORMAT
 
     def configure(self, **options: Any) -> OnnxConfig:
+        from mimoc.targets.onnx.finish import parse_static_shapes
+
         config = OnnxConfig(**options)
         check_quant_options(config.quant, config.lowering, config.bits)
-        return config
+        return replace(config, static_shapes=parse_static_shapes(config.static_shapes))
 
     def plan(self, config: OnnxConfig, model: Any, recipe: Any, *,
              progress: bool = False) -> OnnxConfig:
         recipe, lowering = quant_plan(model, config.quant, config.lowering, config.bits,
                                       recipe, progress=progress)
-        return OnnxConfig(config.quant, lowering, config.bits, recipe)
+        return OnnxConfig(config.quant, lowering, config.bits, recipe, config.static_shapes)
 
     def passes(self, config: OnnxConfig, requested: str | Iterable[str] | None) -> list:
         from mimoc.compiler.pipeline import resolve_passes
@@ -175,7 +180,8 @@ class OnnxTarget(Target):
                                                                    config.lowering)
         return build_artifact(graph, records=context.records, model=dict(context.model),
                               source=context.source, lowering=config.lowering or "fp32",
-                              quantization=summary)
+                              quantization=summary, static_shapes=config.static_shapes,
+                              snr_def=context.snr_def)
 
     def write(self, artifact: Any, out: str | os.PathLike, *, force: bool) -> Path:
         from mimoc.targets.onnx.artifact import write_artifact
