@@ -25,19 +25,10 @@ from mimoc.sim.ber import (
     simulate,
     snr_at,
 )
-from mimoc.sim.detectors import CLASSICAL_DETECTORS
 from mimoc.sim.stats import wilson_interval
 from mimoc.sim.system import MIMOSystem
 
 FIXED_BUDGET = 10**9  # min_errors that is never reached: every point spends max_symbols
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # -- closed forms (textbook results, independent of mimoc) ---------------------
@@ -98,7 +89,6 @@ def test_zf_single_stream_qpsk_is_mrc_at_half_the_snr_per_bit():
     assert_rate_matches(point.bit_errors, 2 * point.symbols, expected, "ZF 1x2 QPSK BER")
 
 
-@pytest.mark.skipif("ml" not in CLASSICAL_DETECTORS, reason="ML detector not registered yet")
 @pytest.mark.parametrize(("modulation", "nr", "snr_db"), [("bpsk", 1, 10.0), ("bpsk", 3, 2.0),
                                                           ("qpsk", 2, 8.0)])
 def test_single_stream_ml_equals_mrc_with_nr_branches(modulation, nr, snr_db):

@@ -10,6 +10,7 @@ import pytest
 
 from mimoc.cli import main
 from mimoc.commands.ber import parse_snr_list
+from mimoc.detectors import build_detector, save_detector
 from mimoc.errors import UsageError
 
 FAST = ["--max-symbols", "2000", "--no-progress"]
@@ -161,10 +162,9 @@ def test_real_process_prints_no_traceback():
 
 @pytest.fixture
 def detnet_file(tmp_path):
-    detectors = pytest.importorskip("mimoc.detectors")
-    model = detectors.build_detector("detnet", nt=2, nr=4, modulation="qpsk")
+    model = build_detector("detnet", nt=2, nr=4, modulation="qpsk")
     path = tmp_path / "detnet.pt"
-    detectors.save_detector(model, path)
+    save_detector(model, path)
     return path
 
 
@@ -185,7 +185,6 @@ def test_model_file_for_other_sizes_is_refused(capsys, detnet_file):
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused(capsys, tmp_path):
-    pytest.importorskip("mimoc.detectors")
     bogus = tmp_path / "bogus.pt"
     bogus.write_bytes(b"not a checkpoint")
     code, out, err = run_cli(capsys, "ber", *FAST, "--detector", str(bogus))

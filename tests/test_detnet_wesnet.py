@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
+from mimoc.detectors.checkpoint import load_detector, save_detector
 from mimoc.detectors.detnet import DetNet, DetNetConfig, soft_sign
+from mimoc.detectors.flops import count_flops
 from mimoc.detectors.wesnet import (
     LearnableProfile,
     WeSNet,
@@ -20,13 +22,8 @@ from mimoc.sim.system import MIMOSystem
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # one thread: these models are tiny and the test machines are shared
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seed():
     torch.manual_seed(1234)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _batch(modulation="qpsk", nt=2, nr=4, slot=3, batch=6, snr_db=8.0, seed=0):
@@ -222,7 +219,6 @@ def test_complexity_counts_pruned_units():
 
 @pytest.mark.parametrize("modulation", ["qpsk", "16qam"])
 def test_complexity_agrees_with_traced_flop_count(modulation):
-    count_flops = pytest.importorskip("mimoc.detectors.flops").count_flops
     model = DetNet(DetNetConfig(nt=2, nr=3, modulation=modulation, layers=3))
     ours, traced = model.complexity(), count_flops(model)
     assert ours["flops_per_symbol"] == traced.flops_per_symbol
@@ -336,11 +332,10 @@ def test_torch_export_with_dynamic_batch_and_slot(factory):
     lambda: _wesnet(learnable_profile=True, l1_lambda=0.1, depth=3),
 ])
 def test_checkpoint_round_trip_is_bit_exact(factory, tmp_path):
-    checkpoint = pytest.importorskip("mimoc.detectors.checkpoint")
     model = factory().eval()
     batch = _batch(model.config.modulation)
-    path = checkpoint.save_detector(model, tmp_path / "model.pt")
-    again = checkpoint.load_detector(path)
+    path = save_detector(model, tmp_path / "model.pt")
+    again = load_detector(path)
     assert type(again) is type(model) and again.config == model.config
     assert torch.equal(again(batch.H_est, batch.y), model(batch.H_est, batch.y))
 

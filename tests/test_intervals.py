@@ -27,14 +27,6 @@ from mimoc.sim.system import MIMOSystem
 NEVER = 10**9  # min_errors that is never reached
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def counts_of(errors: list[int], trials: list[int]) -> SlotCounts:
     """Brute force: one ``add`` per slot, so slots may differ in size."""
     counts = SlotCounts()

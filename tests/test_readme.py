@@ -6,8 +6,10 @@ earlier ones wrote (``mimoc train ... -o detnet_4x8.pt``, then ``mimoc inspect
 detnet_4x8.pt``) -- with the repository's ``examples/`` linked in, as in a checkout. The
 README's install prefix ``pip install torch==2.13.0 -e . &&`` is dropped (the test runs in
 the installed package); a command listed in :data:`NOT_RUN` is not run, with the reason.
-Commands that take longer than about 20 s are marked ``slow`` (deselect them with
-``-m "not slow"``); the whole file stays under about three minutes.
+Every command is marked ``slow`` (a later one needs the earlier ones, which train and
+compile): the default ``pytest -q`` leaves them out, ``pytest -q -m "slow or not slow"``
+runs them. Besides its exit status, a command's ``--json`` output is parsed and checked,
+its ``--plot`` file must be an image and its ``-o`` output must exist.
 
 The README's example outputs are checked against the current code where they are exact:
 the main job's budget table has the header and target rows that ``mimoc budget`` prints
@@ -17,8 +19,11 @@ them and the main job's output).
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -27,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from mimoc.commands.ber import parse_snr_list
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 INSTALL_PREFIX = re.compile(r"^pip install [^&]*&&\s*")
@@ -34,15 +41,12 @@ INSTALL_PREFIX = re.compile(r"^pip install [^&]*&&\s*")
 #: having them, so the list cannot go stale).
 NOT_RUN = {
     "pip install torch==2.13.0 -e '.[test]' && pytest -q":
-        "installs the test extras and runs the whole test suite, this file included",
+        "installs the test extras and runs the fast tests",
+    'pytest -q -m "slow or not slow"': "runs the whole test suite, this file included",
 }
-#: Commands that take more than about 20 s (prefixes).
-SLOW = ("mimoc budget examples/models/detnet_8x16_qpsk.pt",
-        "mimoc ber --detector zf,mmse,ml --nt 4 --nr 8",
-        "mimoc compile examples/models/detnet_8x16_qpsk.pt",
-        "mimoc report", "mimoc ber detnet_4x8_xbar", "mimoc quantize", "mimoc ber detnet_xb",
-        "mimoc budget detnet_4x8.pt", "mimoc train detnet --nt 4 --nr 8")
 TIMEOUT_S = 600
+#: The first bytes of each ``--plot`` format.
+IMAGE_MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF", ".svg": b"<"}
 
 
 def readme_commands(text: str) -> list[str]:
@@ -96,17 +100,54 @@ def session(tmp_path_factory):
     shutil.rmtree(cwd, ignore_errors=True)
 
 
-def _param(index: int, command: str):
-    marks = [pytest.mark.slow] if INSTALL_PREFIX.sub("", command).startswith(SLOW) else []
-    return pytest.param(index, id=f"{index:02d}-{command[:60]}", marks=marks)
+def option(command: str, name: str) -> str | None:
+    """The value of ``name VALUE`` or ``name=VALUE`` in ``command``, or None."""
+    words = shlex.split(command, comments=True)
+    for i, word in enumerate(words):
+        if word == name and i + 1 < len(words):
+            return words[i + 1]
+        if word.startswith(name + "="):
+            return word[len(name) + 1:]
+    return None
 
 
-@pytest.mark.parametrize("index", [_param(i, c) for i, c in enumerate(COMMANDS)
-                                   if c not in NOT_RUN])
+def check_json(command: str, stdout: str) -> None:
+    data = json.loads(stdout)
+    if command.startswith("mimoc ber"):
+        # one detector: {"detector", "points"}; several: {"curves": {detector: points}}
+        curves = data.get("curves") or {data["detector"]: data["points"]}
+        assert list(curves) == option(command, "--detector").split(","), list(curves)
+        snrs = parse_snr_list(option(command, "--snr"))
+        for name, points in curves.items():
+            assert [p["snr_db"] for p in points] == snrs, name
+            assert all(0 <= p["ser"] <= 1 and p["symbols"] > 0 for p in points), name
+    else:
+        assert isinstance(data, dict) and data, stdout[:200]
+
+
+def check_outputs(command: str, result: subprocess.CompletedProcess, cwd: Path) -> None:
+    """What the command says it writes is there: the ``--json`` it prints, the ``--plot``
+    image, the ``-o`` file or directory."""
+    if "--json" in shlex.split(command, comments=True):
+        check_json(command, result.stdout)
+    plot = option(command, "--plot")
+    if plot is not None:
+        assert (cwd / plot).is_file(), f"{command!r} did not write {plot}"
+        magic = IMAGE_MAGIC[Path(plot).suffix]
+        assert (cwd / plot).read_bytes()[:len(magic)] == magic, f"{plot} is not an image"
+    out = option(command, "-o")
+    if out is not None:
+        assert (cwd / out).exists(), f"{command!r} did not write {out}"
+
+
+@pytest.mark.slow  # later commands need the earlier ones, which train and compile: minutes
+@pytest.mark.parametrize("index", [pytest.param(i, id=f"{i:02d}-{c[:60]}")
+                                   for i, c in enumerate(COMMANDS) if c not in NOT_RUN])
 def test_readme_command_runs(session, index):
     result = session.run_upto(index)
     assert result.returncode == 0, (f"README command failed: {COMMANDS[index]}\n"
                                     f"{result.stderr[-2000:]}")
+    check_outputs(INSTALL_PREFIX.sub("", COMMANDS[index]), result, session.cwd)
 
 
 def test_not_run_commands_are_in_the_readme():
@@ -132,8 +173,10 @@ def test_readme_budget_table_has_the_current_format():
     lines = _main_job_output()
     header = next(line for line in lines if line.startswith("target "))
     assert header.split()[:4] == ["target", "source", "prep", "us"]
-    rows = [line.split()[0] for line in lines[lines.index(header) + 2:]
-            if line and not line.startswith(("prep =", "detect =", "where", " ", "note"))]
+    # the table's rows run from below the dashes to the legend that starts "prep ="
+    table = itertools.takewhile(lambda line: not line.startswith("prep ="),
+                                lines[lines.index(header) + 2:])
+    rows = [line.split()[0] for line in table]
     assert rows == list(DEFAULT_TARGETS)
 
 

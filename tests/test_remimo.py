@@ -15,15 +15,6 @@ SMALL = dict(nt=6, nt_min=3, nr=8, modulation="16qam", d_model=16, heads=2, ff=3
              predictor_hidden=16, embed_hidden=32, iterations=3, te_dim=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: threads only add synchronisation cost on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)

@@ -27,12 +27,8 @@ from mimoc.sim.system import MIMOSystem
 
 
 @pytest.fixture(autouse=True)
-def _threads_and_seed():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seed():
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _tiny(seed=0, **overrides):

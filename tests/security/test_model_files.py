@@ -322,6 +322,9 @@ CASES = {
 }
 
 CLI_RUNS = [(case, i) for case, (_, commands, _) in CASES.items() for i in range(len(commands))]
+#: The CLI runs in the default test run: a new Python process each (seconds); the rest are
+#: marked slow. test_api_raises_mimoc_error below checks every case in process.
+FAST_CLI_RUNS = {("pt2 weight pickled", 0), ("checkpoint truncated", 0)}
 
 
 def _run_id(case: str, run: int) -> str:
@@ -339,7 +342,10 @@ def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-@pytest.mark.parametrize(("case", "run"), CLI_RUNS, ids=[_run_id(c, i) for c, i in CLI_RUNS])
+@pytest.mark.parametrize(("case", "run"), [
+    pytest.param(c, i, id=_run_id(c, i),
+                 marks=[] if (c, i) in FAST_CLI_RUNS else [pytest.mark.slow])
+    for c, i in CLI_RUNS])
 def test_cli_refuses_with_one_line(clean, tmp_path, case, run):
     path, marker = _build(case, clean, tmp_path)
     before = _files(tmp_path)

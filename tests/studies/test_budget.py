@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import mimoc.api
+from mimoc import quant
 from mimoc.cli import main
 from mimoc.detectors import build_detector, save_detector
 from mimoc.errors import MimocError
@@ -439,9 +440,6 @@ def test_a_target_that_fails_on_the_model_is_a_row_and_exit_status_1(checkpoint,
 
 
 def test_a_quantized_checkpoint_is_budgeted_with_its_own_recipe(tmp_path, capsys):
-    quant = pytest.importorskip("mimoc.quant")
-    if not hasattr(quant, "save_quantized"):
-        pytest.skip("quantized checkpoints are not in this build yet")
     torch.manual_seed(0)
     model = build_detector("detnet", **CONFIG).eval()
     recipe = quant.quantize(model, "minmax")

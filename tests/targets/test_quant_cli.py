@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from mimoc import quant
 from mimoc.cli import main
 from mimoc.detectors import build_detector, save_detector
 from mimoc.runtime import load_artifact
@@ -85,7 +86,6 @@ def test_int8_artifact_applies_its_session_options(capsys, checkpoint, tmp_path)
 
 
 def test_quantized_checkpoint_compiles_with_its_recipe(capsys, checkpoint, tmp_path):
-    quant = pytest.importorskip("mimoc.quant")
     model, _ = checkpoint
     recipe = quant.quantize(model, "minmax", bits=4)
     saved = tmp_path / "detnet_q.pt"

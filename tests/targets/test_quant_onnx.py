@@ -34,6 +34,7 @@ from mimoc.api import compile as compile_model
 from mimoc.compiler.interpreter import run
 from mimoc.compiler.passes.quantize import codes as weight_codes
 from mimoc.detectors import build_detector
+from mimoc.quant.detector import QuantizedDetector
 from mimoc.quant.spec import (
     ActQuant,
     LayerQuant,
@@ -208,11 +209,10 @@ def test_interpreter_equals_the_quantized_model_and_codes_are_identical(setup, c
 
 
 def test_quantized_detector_agrees_with_the_spec_reference(setup):
-    detector = pytest.importorskip("mimoc.quant.detector")
     family, model, recipe, _ = setup
     H, y = link(family, 3, 5, seed=8)
     with torch.no_grad():
-        theirs = detector.QuantizedDetector(model, recipe).eval()(H, y)
+        theirs = QuantizedDetector(model, recipe).eval()(H, y)
     ours = reference(model, recipe, H, y)
     assert float((theirs - ours).abs().max() / ours.abs().max()) < 1e-5
 
