@@ -76,15 +76,13 @@ def load_with_recipe(path: Path) -> tuple[Any, Any, str | None]:
     """``(module or program, recipe or None, snr_def or None)``: a quantized checkpoint
     carries its recipe; ``snr_def`` is the SNR convention the checkpoint says it was trained
     under (``None`` when it does not say, or says something unknown)."""
-    from mimoc.compiler.source import load_source
-    from mimoc.detectors.checkpoint import load_checkpoint
+    from mimoc.compiler.source import load_model_file
     from mimoc.quant.checkpoint import recipe_of
     from mimoc.sim.snr import SNR_DEFINITIONS
 
-    source = load_source(path)
-    if isinstance(source, torch.export.ExportedProgram):
-        return source, None, None
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_model_file(path)  # the file is read and checked once
+    if isinstance(checkpoint, torch.export.ExportedProgram):
+        return checkpoint, None, None
     snr_def = (checkpoint.training.get("options") or {}).get("snr_def")
     return (checkpoint.model.eval(), recipe_of(checkpoint),
             snr_def if snr_def in SNR_DEFINITIONS else None)

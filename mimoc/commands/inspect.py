@@ -85,7 +85,7 @@ class Inspector:
     """One kind of inspectable path."""
 
     kind: str
-    matches: Callable[[Path], bool]
+    matches: Callable[[Path, str | None], bool]  # (path, the target of an artifact or None)
     describe: Callable[[Path, argparse.Namespace], dict[str, Any]]
     render: Callable[[dict[str, Any]], str]
 
@@ -117,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
     if pass_options(args).set_options():
         raise UsageError("--prune-threshold, --keep-layers and --l1-threshold configure "
                          "passes: use them with --passes")
+    artifact = _artifact_kind(path)  # the index file is read once, not once per inspector
     for inspector in INSPECTORS:
-        if inspector.matches(path):
+        if inspector.matches(path, artifact):
             info = inspector.describe(path, args)
             print(json.dumps(info) if args.json else inspector.render(info))
             return 0
@@ -244,7 +245,7 @@ def render_ir(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _is_model_file(path: Path) -> bool:
+def _is_model_file(path: Path, artifact: str | None = None) -> bool:
     # Anything that is not a folder goes to the checkpoint reader, whose errors say what it is.
     return not path.is_dir()
 
@@ -262,10 +263,10 @@ def _view(kind: str):
 
 
 INSPECTORS: list[Inspector] = [
-    Inspector("crossbar artifact (schedule.json)", lambda p: _artifact_kind(p) == "crossbar",
+    Inspector("crossbar artifact (schedule.json)", lambda p, kind: kind == "crossbar",
               lambda p, a: _view("crossbar").describe(p, a),
               lambda info: _view("crossbar").render(info)),
-    Inspector("ONNX artifact (manifest.json)", lambda p: _artifact_kind(p) == "onnx",
+    Inspector("ONNX artifact (manifest.json)", lambda p, kind: kind == "onnx",
               lambda p, a: _view("onnx").describe(p, a),
               lambda info: _view("onnx").render(info)),
     Inspector("checkpoint (.pt)", _is_model_file, describe_checkpoint, render_checkpoint),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Any
 
 import torch
 
@@ -37,6 +38,14 @@ EXPORT_HINT = ("export it with torch.export and save the program: ep = torch.exp
 
 def load_source(path: str | os.PathLike) -> torch.nn.Module | torch.export.ExportedProgram:
     """A checkpoint (-> zoo module, eval mode) or a ``.pt2`` program (-> ExportedProgram)."""
+    loaded = load_model_file(path)
+    return loaded if isinstance(loaded, torch.export.ExportedProgram) else loaded.model
+
+
+def load_model_file(path: str | os.PathLike) -> Any:
+    """A ``.pt2`` program (-> ExportedProgram) or a checkpoint (-> its
+    :class:`~mimoc.detectors.checkpoint.Checkpoint`: module, training metadata and
+    quantization), so that a caller needing more than the module reads the file once."""
     path = check_model_file(path, "model file")
     if path.suffix.lower() == EXPORT_SUFFIX:
         from mimoc.compiler.pt2 import load_export_archive
@@ -46,10 +55,10 @@ def load_source(path: str | os.PathLike) -> torch.nn.Module | torch.export.Expor
         raise ModelFileError(f"{path} is a torch.export program but is not named .pt2; "
                              f"rename it to {path.with_suffix(EXPORT_SUFFIX).name} (mimoc "
                              f"reads .pt files as mimoc checkpoints)")
-    from mimoc.detectors import load_detector
+    from mimoc.detectors import load_checkpoint
 
     try:
-        return load_detector(path)
+        return load_checkpoint(path)
     except ModelFileError as err:
         if "pickled Python code" in str(err):
             raise ModelFileError(f"{err}; or, for a detector outside the zoo, {EXPORT_HINT}") \
@@ -66,4 +75,4 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["EXPORT_HINT", "file_digest", "load_source"]
+__all__ = ["EXPORT_HINT", "file_digest", "load_model_file", "load_source"]

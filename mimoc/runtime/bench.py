@@ -42,6 +42,7 @@ import onnxruntime as ort
 import torch
 
 from mimoc.errors import UsageError
+from mimoc.runtime.cpu import describe_cpu
 from mimoc.runtime.onnx_runner import OnnxArtifact
 from mimoc.sim.numerology import SLOT_SYMBOLS
 
@@ -92,7 +93,8 @@ class BenchResult:
     def to_dict(self) -> dict[str, Any]:
         batches = sorted({t.batch for t in self.timings})
         return {
-            "model": self.model, "slot": self.slot, "threads": self.threads,
+            "model": self.model, "cpu": describe_cpu(), "slot": self.slot,
+            "threads": self.threads,
             "flops_per_slot": self.flops_per_slot, "gemm_peak_gflops": self.gemm_peak_gflops,
             "onnxruntime": self.onnxruntime, "torch": self.torch,
             "timings": [{**asdict(t), "per_slot_s": t.per_slot_s,
@@ -271,7 +273,8 @@ def format_bench(result: BenchResult) -> str:
     export = (" (onnx-export: onnxruntime defaults)"
               if any(t.path == "onnx-export" for t in result.timings) else "")
     share = "" if result.threads == 1 else " ('of peak' is against this one-core peak)"
-    lines = [f"{result.model}: slot S={result.slot}, {result.flops_per_slot / 1e6:.3f} MFLOP per "
+    lines = [f"{result.model} on {describe_cpu()}: slot S={result.slot}, "
+             f"{result.flops_per_slot / 1e6:.3f} MFLOP per "
              f"slot (useful work), threads={result.threads}{export}, single-core GEMM peak "
              f"{result.gemm_peak_gflops:.1f} GFLOP/s{share}",
              f"{'path':<12} {'batch':>5} {'latency/call':>13} {'per slot':>11} "

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from mimoc.runtime.bench import median_time
+from mimoc.runtime.cpu import describe_cpu
 from mimoc.runtime.imc import IMCSchedule
 from mimoc.sim.numerology import SLOT_SYMBOLS
 
@@ -45,6 +46,7 @@ class CrossbarBench:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "crossbar", "path": self.path, "device": self.device,
+                "cpu": describe_cpu(),
                 "slot_symbols": self.slot,
                 "modelled": {"programming_s_per_slot": self.programming_s,
                              "programming_s_per_slot_max": self.programming_max_s,
@@ -87,7 +89,7 @@ def format_crossbar_bench(result: CrossbarBench) -> str:
              f"{result.programming_s * us:.3f} us (max over the schedule's draws "
              f"{result.programming_max_s * us:.3f}) + slot-rate {result.slot_compute_s * us:.3f}"
              f" us + {result.slot} x {result.symbol_s * us:.4f} us per symbol",
-             "IMC simulator on this CPU (wall time, not the device's):"]
+             f"IMC simulator on this CPU, {describe_cpu()} (wall time, not the device's):"]
     lines += [f"  batch {row['batch']:>4}: {row['median_s'] * 1e3:9.3f} ms per call, "
               f"{row['per_slot_s'] * 1e3:9.3f} ms per slot (median of {row['runs']})"
               for row in result.simulator]

@@ -36,18 +36,10 @@ import onnxruntime as ort
 import torch
 
 from mimoc.errors import ModelFileError, UsageError
+from mimoc.runtime.cpu import has_vnni
 from mimoc.runtime.inputs import LAYOUT, link_arrays, real_array
 from mimoc.targets.artifact_files import read_recorded_file
 from mimoc.targets.onnx.artifact import MANIFEST, MODEL_FILES, read_manifest
-
-
-def has_vnni() -> bool:
-    """Whether this x86 CPU has VNNI (``avx512_vnni`` / ``avx_vnni``); False if unknown."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 def config_entries(manifest_config: Mapping[str, str] | None) -> dict[str, str]:

@@ -6,7 +6,6 @@ that simulates its error rate."""
 from __future__ import annotations
 
 import math
-import platform
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -329,10 +328,6 @@ def _seconds(seconds: float) -> str:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return " ".join(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    from mimoc.runtime.cpu import describe_cpu
+
+    return describe_cpu()
