@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from mimoc.detectors import load_detector
+from mimoc.detectors.checkpoint import load_checkpoint
 from mimoc.sim.ber import classical, from_module, simulate, snr_at
 from mimoc.sim.system import MIMOSystem
 
@@ -84,7 +85,8 @@ def main() -> None:
     config = model.config
     counts = [int(v) for v in args.nt.split(",")]
     snrs = [float(v) for v in args.snr.split(",")]
-    training = torch.load(args.model, weights_only=True).get("training", {})
+    # the checkpoint reader checks the zip CRCs and unpickles nothing beyond tensors
+    training = load_checkpoint(args.model).training or {}
     print(f"model {args.model.name}: Nr={config.nr}, {config.modulation}, trained for "
           f"Nt={config.nt_min}..{config.nt}, d_model={config.d_model}, T={config.iterations}, "
           f"{sum(p.numel() for p in model.parameters())} parameters, "
