@@ -108,6 +108,14 @@ class Device:
             (``0`` = to the nearest state).
         verify_read_s: time of one verify read of a row, in seconds.
         verify_max_iterations: most read-and-correct rounds per row.
+        v_read: read voltage across a cell in an MVM or a verify read, in volts.
+        cell_area_f2: area of one cell in units of F^2 (4 = crosspoint, ~12 = 1T1R).
+        feature_nm: the technology's feature size F, in nanometres.
+        adc_fom_j: Walden figure of merit of the ADCs, joules per conversion step
+            (energy of one conversion = ``adc_fom_j * 2^adc_bits``).
+        adc_area_um2: area of one ADC, in square micrometres.
+        dac_fom_j: the same figure of merit for the DACs (an assumption: see docs/devices.md).
+        dac_area_um2: area of one DAC, in square micrometres.
         description: what the device is, in words.
         source: where the numbers come from.
     """
@@ -133,6 +141,13 @@ class Device:
     verify_tolerance: float = 0.01
     verify_read_s: float = 1e-8
     verify_max_iterations: int = 1000
+    v_read: float = 0.2
+    cell_area_f2: float = 4.0
+    feature_nm: float = 28.0
+    adc_fom_j: float = 3.44e-14
+    adc_area_um2: float = 7100.0
+    dac_fom_j: float = 1e-14
+    dac_area_um2: float = 1000.0
     description: str = ""
     source: str = ""
 
@@ -225,6 +240,18 @@ _TIMES = ("pulse_width_s", "read_s", "tia_s", "adder_s", "relu_s", "inverter_s",
           "dac_s", "verify_read_s")
 
 
+#: Energy and area fields that must be > 0 or >= 0, with what to write instead.
+_POSITIVE = {"cell_area_f2": "give the cell area in units of F^2 (4 for a crosspoint cell)",
+             "feature_nm": "give the feature size in nanometres (28 for a 28 nm process)"}
+_NON_NEGATIVE = {"v_read": "give the read voltage in volts (0.2 is typical)",
+                 "adc_fom_j": "give the Walden figure of merit in joules per conversion step "
+                              "(34 fJ is 3.4e-14)",
+                 "dac_fom_j": "give the figure of merit in joules per conversion step "
+                              "(10 fJ is 1e-14)",
+                 "adc_area_um2": "give the area of one converter in square micrometres",
+                 "dac_area_um2": "give the area of one converter in square micrometres"}
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -277,6 +304,12 @@ def _check_field(name: str, value: Any, origin: str) -> None:
         if value < 0:
             raise bad(f"must be >= 0 microsiemens, got {value:g}",
                       "give the conductance in microsiemens")
+    elif name in _POSITIVE:
+        if value <= 0:
+            raise bad(f"must be > 0, got {value:g}", _POSITIVE[name])
+    elif name in _NON_NEGATIVE:
+        if value < 0:
+            raise bad(f"must be >= 0, got {value:g}", _NON_NEGATIVE[name])
     elif name == "v_write_pos":
         if value <= 0:
             raise bad(f"must be > 0 volts, got {value:g}", "give the potentiation voltage")
