@@ -75,6 +75,8 @@ class DeviceError(MimocError, ValueError):
     """A device profile that cannot be used: unknown id, unreadable file or invalid field."""
 
 
+#: C2C definitions: per pulse (accumulating as sqrt(n)) or per programming operation.
+C2C_MODELS = ("per-pulse", "per-write")
 _TIME_LIMIT_S = 1.0  # a stage or pulse longer than a second is a unit mistake (ns given as s)
 
 
@@ -108,6 +110,9 @@ class Device:
             (``0`` = to the nearest state).
         verify_read_s: time of one verify read of a row, in seconds.
         verify_max_iterations: most read-and-correct rounds per row.
+        c2c_model: what the C2C variation is per: ``"per-pulse"`` (the default: independent
+            noise per pulse, ``sqrt(n)`` accumulated over ``n`` pulses) or ``"per-write"``
+            (one draw per programming operation, NeuroSim's definition).
         v_read: read voltage across a cell in an MVM or a verify read, in volts.
         cell_area_f2: area of one cell in units of F^2 (4 = crosspoint, ~12 = 1T1R).
         feature_nm: the technology's feature size F, in nanometres.
@@ -141,6 +146,7 @@ class Device:
     verify_tolerance: float = 0.01
     verify_read_s: float = 1e-8
     verify_max_iterations: int = 1000
+    c2c_model: str = "per-pulse"
     v_read: float = 0.2
     cell_area_f2: float = 4.0
     feature_nm: float = 28.0
@@ -222,6 +228,8 @@ class Device:
         """One line: id, pulse, C2C, conductance range, states."""
         c2c = (f"{self.c2c_potentiation:.2%}" if self.c2c_potentiation == self.c2c_depression
                else f"{self.c2c_potentiation:.2%} pot. / {self.c2c_depression:.2%} dep.")
+        if self.c2c_model != "per-pulse":
+            c2c += f" {self.c2c_model}"
         return (f"{self.name}: pulse {_seconds(self.pulse_width_s)}, C2C {c2c}, "
                 f"G {self.g_min_us:g}..{self.g_max_us:g} uS, {self.states} states, "
                 f"write {self.v_write_pos:g} / {self.v_write_neg:g} V")
@@ -268,6 +276,12 @@ def _check_field(name: str, value: Any, origin: str) -> None:
                                not value.isprintable()):
             raise bad(f"must be a non-empty one-line name of at most 100 characters, "
                       f"got {value[:40]!r}", "give a short id such as 'my-rram'")
+        return
+    if name == "c2c_model":
+        if value not in C2C_MODELS:
+            raise bad(f"must be one of {', '.join(map(repr, C2C_MODELS))}, got {value!r}",
+                      "write \"per-pulse\" (noise per pulse, sqrt(n) over n pulses) or "
+                      "\"per-write\" (one draw per programming operation)")
         return
     if name in ("states", "verify_max_iterations", "adc_bits", "dac_bits"):
         if value is None and name in ("adc_bits", "dac_bits"):
