@@ -113,6 +113,16 @@ class Device:
         c2c_model: what the C2C variation is per: ``"per-pulse"`` (the default: independent
             noise per pulse, ``sqrt(n)`` accumulated over ``n`` pulses) or ``"per-write"``
             (one draw per programming operation, NeuroSim's definition).
+        read_noise: read noise: every cell's read current in an MVM carries Gaussian noise
+            of this standard deviation relative to the current (0.01 = 1%), drawn anew for
+            every read (default 0: noiseless reads).
+        drift_nu: mean conductance-drift exponent of the static arrays:
+            ``G(t) = G_prog ((t + t0) / t0)^(-nu)`` ``t`` seconds after programming
+            (IBM aihwkit's PCM inference model; default 0: no drift).
+        drift_nu_std: spread of ``nu`` across cells: ``nu = |drift_nu + drift_nu_std z|``.
+        drift_t0_s: ``t0``, the time after programming the programmed value refers to.
+        d2d_g_spread: device-to-device spread: each physical array's Gmin and Gmax are
+            ``Gmin (1 + s z)``, ``Gmax (1 + s z')`` with this ``s`` (default 0).
         v_read: read voltage across a cell in an MVM or a verify read, in volts.
         cell_area_f2: area of one cell in units of F^2 (4 = crosspoint, ~12 = 1T1R).
         feature_nm: the technology's feature size F, in nanometres.
@@ -147,6 +157,11 @@ class Device:
     verify_read_s: float = 1e-8
     verify_max_iterations: int = 1000
     c2c_model: str = "per-pulse"
+    read_noise: float = 0.0
+    drift_nu: float = 0.0
+    drift_nu_std: float = 0.0
+    drift_t0_s: float = 20.0
+    d2d_g_spread: float = 0.0
     v_read: float = 0.2
     cell_area_f2: float = 4.0
     feature_nm: float = 28.0
@@ -210,10 +225,11 @@ class Device:
             c2c_depression=self.c2c_depression if dep is None else dep)
 
     def ideal(self, states: int | None = None) -> Device:
-        """This device without C2C noise (and with ``states`` levels if given): the
-        device of the simulator's exactness tests."""
+        """This device without C2C noise, read noise, drift or device-to-device spread (and
+        with ``states`` levels if given): the device of the simulator's exactness tests."""
         changes: dict[str, Any] = {"c2c_potentiation": 0.0, "c2c_depression": 0.0,
-                                   "adc_bits": None, "dac_bits": None}
+                                   "adc_bits": None, "dac_bits": None, "read_noise": 0.0,
+                                   "drift_nu": 0.0, "drift_nu_std": 0.0, "d2d_g_spread": 0.0}
         if states is not None:
             changes["states"] = states
         return dataclasses.replace(self, name=f"{self.name} (ideal)", **changes)
@@ -249,9 +265,13 @@ _TIMES = ("pulse_width_s", "read_s", "tia_s", "adder_s", "relu_s", "inverter_s",
 
 
 #: Energy and area fields that must be > 0 or >= 0, with what to write instead.
-_POSITIVE = {"cell_area_f2": "give the cell area in units of F^2 (4 for a crosspoint cell)",
+_POSITIVE = {"drift_t0_s": "give the reference time after programming in seconds "
+                           "(aihwkit uses 20)",
+             "cell_area_f2": "give the cell area in units of F^2 (4 for a crosspoint cell)",
              "feature_nm": "give the feature size in nanometres (28 for a 28 nm process)"}
-_NON_NEGATIVE = {"v_read": "give the read voltage in volts (0.2 is typical)",
+_NON_NEGATIVE = {"drift_nu": "give the drift exponent nu (PCM: about 0.05; 0: no drift)",
+                 "drift_nu_std": "give the spread of nu across cells (0: every cell the same)",
+                 "v_read": "give the read voltage in volts (0.2 is typical)",
                  "adc_fom_j": "give the Walden figure of merit in joules per conversion step "
                               "(34 fJ is 3.4e-14)",
                  "dac_fom_j": "give the figure of merit in joules per conversion step "
@@ -310,7 +330,8 @@ def _check_field(name: str, value: Any, origin: str) -> None:
         if value > _TIME_LIMIT_S:
             raise bad(f"is {value:g} s, longer than {_TIME_LIMIT_S:g} s",
                       "times are in seconds (10 ns is 1e-8), not nanoseconds")
-    elif name in ("c2c_potentiation", "c2c_depression", "verify_tolerance"):
+    elif name in ("c2c_potentiation", "c2c_depression", "verify_tolerance", "read_noise",
+                  "d2d_g_spread"):
         if not 0 <= value < 1:
             raise bad(f"must be a fraction in [0, 1), got {value:g}",
                       "write 3.65% as 0.0365")
