@@ -106,7 +106,7 @@ def test_device_to_device_spread_draws_and_open_loop_remap(tmp_path, graph):
     spread = xb.channel_d2d(nominal, m, xb.device, d2d)
     dev = xb.device
     tile = xb.tiles[m["tiles"][0]]
-    (r0, r1), (c0, c1) = tile["rows"], tile["cols"]
+    c0, c1 = tile["cols"]
     (lo, hi) = d2d[tile["id"]]
     dG = nominal.row_tiles[tile["tile"][0]][2][..., c0:c1]
     scale = (hi - lo) / dev.range_us                    # per side: (G+, G-)
