@@ -211,6 +211,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="crossbar artifacts (mimoc compile --target crossbar): simulate "
                              "one curve per cycle-to-cycle variation level, e.g. "
                              "0,0.01,0.02,0.03,0.04 (default: the device's own)")
+    parser.add_argument("--time-since-programming", type=float, default=None,
+                        metavar="SECONDS",
+                        help="crossbar artifacts: read the static arrays this long after "
+                             "they were programmed (conductance drift of devices whose "
+                             "profile sets drift_nu; docs/devices.md)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (format above) instead of a table")
     parser.add_argument("--plot", metavar="PATH",
@@ -300,7 +305,8 @@ def model_sizes(entries: list[str]) -> dict | None:
 
 
 def build_detectors(spec: str, system: MIMOSystem, c2c: str | None = None,
-                    seed: int = 0, verify: bool = True) -> dict[str, EngineDetector]:
+                    seed: int = 0, verify: bool = True, time_s: float | None = None,
+                    ) -> dict[str, EngineDetector]:
     """``--detector`` list -> engine detectors, keyed by the entries as given (a crossbar
     artifact gives one detector per ``c2c`` level, ``DIR@c2c=0.01``; ``verify=False``:
     artifacts modified after compiling are used, ``--allow-modified``)."""
@@ -328,7 +334,8 @@ def build_detectors(spec: str, system: MIMOSystem, c2c: str | None = None,
             detectors[entry] = classical(entry.lower(), system.constellation)
         elif is_crossbar(entry):
             _check_sizes(entry, dict(artifact_config(entry)), system)
-            detectors.update(crossbar_detectors(entry, levels, seed, verify=verify))
+            detectors.update(crossbar_detectors(entry, levels, seed, verify=verify,
+                                                time_s=time_s))
         elif _is_artifact(entry):
             detectors[entry] = _load_artifact(entry, system, verify=verify)
         elif _looks_like_model_file(entry):
@@ -340,6 +347,9 @@ def build_detectors(spec: str, system: MIMOSystem, c2c: str | None = None,
     if c2c is not None and not any(is_crossbar(entry) for entry in entries):
         raise UsageError("--c2c sets the device noise of crossbar artifacts; give a directory "
                          "from 'mimoc compile --target crossbar'")
+    if time_s is not None and not any(is_crossbar(entry) for entry in entries):
+        raise UsageError("--time-since-programming sets the drift of crossbar artifacts; give "
+                         "a directory from 'mimoc compile --target crossbar'")
     return detectors
 
 
@@ -526,7 +536,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     try:
         detectors = build_detectors(spec, system, args.c2c, args.seed,
-                                    verify=verify_artifacts(args))
+                                    verify=verify_artifacts(args),
+                                    time_s=getattr(args, "time_since_programming", None))
         _dry_run(detectors, system, snrs[0])
         result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
                           min_errors=args.min_errors, min_error_slots=args.min_error_slots,

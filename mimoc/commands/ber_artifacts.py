@@ -48,14 +48,15 @@ def artifact_config(entry: str) -> dict:
 
 
 def crossbar_detectors(entry: str, levels: list[float | None], seed: int, *,
-                       verify: bool = True) -> dict:
+                       verify: bool = True, time_s: float | None = None) -> dict:
     """``{"DIR@c2c=0.01": engine, ...}`` (``DIR`` alone for the device's own C2C;
-    ``verify=False`` uses an ``arrays.npz`` modified after compiling)."""
+    ``verify=False`` uses an ``arrays.npz`` modified after compiling; ``time_s``: seconds
+    since the static arrays were programmed)."""
     from mimoc.runtime.imc import load_schedule
 
     schedule = load_schedule(entry, verify=verify)
     out = {}
     for level in levels:
         name = entry if level is None else f"{entry}@c2c={level:g}"
-        out[name] = schedule.engine(c2c=level, seed=seed)
+        out[name] = schedule.engine(c2c=level, seed=seed, time_s=time_s)
     return out

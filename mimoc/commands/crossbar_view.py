@@ -76,6 +76,15 @@ def render(info: dict[str, Any]) -> str:
             [str(p[k]) for k in ("arrays", "tiles", "cells", "tias", "inverters", "adders",
                                  "relu_circuits", "adcs", "dacs")]]
     lines += table(rows, right=set(range(9)))
+    costs = info.get("costs")
+    if costs:  # artifacts of older versions have none
+        slot, once = costs["per_slot"], costs["static_programming"]
+        parts = ", ".join(f"{k} {v * 1e9:,.3f}" for k, v in slot["energy_breakdown_j"].items())
+        area = ", ".join(f"{k} {v / 1e6:,.4f}" for k, v in costs["area_breakdown_um2"].items())
+        lines += ["", f"energy per slot {slot['energy_j'] * 1e9:,.3f} nJ ({parts} nJ); static "
+                      f"program-and-verify once {once['energy_j'] * 1e6:,.3f} uJ",
+                  f"area {costs['area_um2'] / 1e6:,.4f} mm^2 ({area} mm^2; TIAs, adders and "
+                  "drivers not counted); models: docs/devices.md"]
     d = info["digital"]
     lines += ["", f"digital work: {d['flops_per_symbol']:,} FLOPs per symbol, "
               f"{d['flops_slot_rate']:,} per slot; {len(d['ops'])} digital ops "

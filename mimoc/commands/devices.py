@@ -11,9 +11,10 @@ DESCRIPTION = """\
 Without arguments: a table of the device profiles that ship with mimoc (the
 IM-MIMO paper's Table III), the ids 'mimoc compile --target crossbar --device'
 accepts. With DEVICE (an id or the path of your own JSON profile): check it
-and print every field, the derived pulse step and C2C noise per pulse, and the
-computation-stage delays. An invalid profile is refused with one line naming
-the field (exit status 2). The schema is documented in docs/devices.md.
+and print every field, the derived pulse step and C2C noise per pulse, the
+computation-stage delays and the energy and area per event. An invalid
+profile is refused with one line naming the field (exit status 2). The schema
+and the models are documented in docs/devices.md.
 
 examples:
   mimoc devices
@@ -34,7 +35,8 @@ def _row(values: list[str], widths: list[int]) -> str:
 
 
 def _si(value: float, unit: str = "s") -> str:
-    for prefix, scale in (("", 1.0), ("m", 1e-3), ("u", 1e-6), ("n", 1e-9), ("p", 1e-12)):
+    for prefix, scale in (("", 1.0), ("m", 1e-3), ("u", 1e-6), ("n", 1e-9), ("p", 1e-12),
+                          ("f", 1e-15), ("a", 1e-18)):
         if value >= scale:
             return f"{value / scale:.4g} {prefix}{unit}"
     return f"{value:g} {unit}"
@@ -58,6 +60,13 @@ def _table(devices) -> str:
 
 
 def _details(dev) -> str:
+    from mimoc.hardware.energy import (
+        cell_area_um2,
+        cell_read_energy_j,
+        conversion_energy_j,
+        pulse_energy_j,
+    )
+
     bits = lambda b: "ideal" if b is None else f"{b} bits"  # noqa: E731
     lines = [
         dev.name,
@@ -78,6 +87,15 @@ def _details(dev) -> str:
         f"  write-verify    tolerance {dev.verify_tolerance:g} of the range "
         f"({dev.verify_tolerance_us:.4g} uS), read {_si(dev.verify_read_s)}, "
         f"at most {dev.verify_max_iterations} rounds",
+        f"  energy          pulse {_si(pulse_energy_j(dev), 'J')} (pot.), "
+        f"{_si(pulse_energy_j(dev, 'depression'), 'J')} (dep.); cell read "
+        f"{_si(cell_read_energy_j(dev, dev.read_s), 'J')} at {dev.v_read:g} V; ADC "
+        f"{_si(conversion_energy_j(dev.adc_fom_j, dev.adc_bits), 'J')}, DAC "
+        f"{_si(conversion_energy_j(dev.dac_fom_j, dev.dac_bits), 'J')} per conversion "
+        f"(FoM {_si(dev.adc_fom_j, 'J')} / {_si(dev.dac_fom_j, 'J')} per step)",
+        f"  area            cell {cell_area_um2(dev):.4g} um^2 ({dev.cell_area_f2:g} F^2 at "
+        f"F = {dev.feature_nm:g} nm), ADC {dev.adc_area_um2:g} um^2, DAC "
+        f"{dev.dac_area_um2:g} um^2",
     ]
     return "\n".join(line for line in lines if line is not None)
 

@@ -31,7 +31,9 @@ Model, per real entry ``W = H_r[b, i, j]`` of a matrix ``H_r[b]``:
   flips. The error therefore has three parts: three-sigma clipping (0.27% of
   Gaussian entries), ``P``-level quantisation (present even at ``c2c = 0``),
   and C2C noise with standard deviation ``c2c w_clip sqrt(n)``, larger for
-  larger entries (IM-MIMO's Lemma 1: independent, non-identical).
+  larger entries (IM-MIMO's Lemma 1: independent, non-identical). With
+  ``c2c_model="per-write"`` (NeuroSim's definition) the noise is one draw
+  ``c2c w_clip z`` per programmed entry (``n > 0``), the same for every size.
 
 ``sigma_h``: by default estimated per matrix as the RMS of its real entries,
 ``sigma_h[b] = sqrt(mean_ij H_r[b, i, j]^2)``, which is how a receiver that
@@ -53,6 +55,7 @@ import torch
 
 from mimoc.errors import UsageError
 from mimoc.hardware.programming import (
+    PER_PULSE,
     channel_clip,
     programmed_level,
     sigma_clip,
@@ -62,7 +65,7 @@ from mimoc.hardware.programming import (
 
 def program_channel(H_r: torch.Tensor, c2c: float, states: int,
                     generator: torch.Generator | None = None, *,
-                    sigma_h: float | None = None) -> torch.Tensor:
+                    sigma_h: float | None = None, c2c_model: str = PER_PULSE) -> torch.Tensor:
     """Channel matrices as programmed into crossbars without verification.
 
     Args:
@@ -75,6 +78,9 @@ def program_channel(H_r: torch.Tensor, c2c: float, states: int,
         generator: random generator for the C2C noise.
         sigma_h: fixed entry standard deviation for the three-sigma mapping;
             ``None`` estimates it per matrix (RMS of the entries).
+        c2c_model: ``"per-pulse"`` (the default: ``c2c w_clip sqrt(n) z``) or
+            ``"per-write"`` (one draw ``c2c w_clip z`` per programmed entry, ``n > 0``),
+            as ``Device.c2c_model`` (:func:`mimoc.hardware.programming.c2c_spread`).
 
     Returns:
         The programmed matrices, same shape and dtype as ``H_r``; no gradient
@@ -108,5 +114,5 @@ def program_channel(H_r: torch.Tensor, c2c: float, states: int,
          if c2c > 0 else None)
     # the moving cell of the pair, in weight units: Gmin -> 0, Gmax - Gmin -> w_clip
     magnitude = programmed_level(pulses, z, low=0, step=w_clip / states, sigma=c2c * w_clip,
-                                 high=w_clip)
+                                 high=w_clip, c2c_model=c2c_model)
     return torch.sign(W) * magnitude

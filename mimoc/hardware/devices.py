@@ -75,6 +75,8 @@ class DeviceError(MimocError, ValueError):
     """A device profile that cannot be used: unknown id, unreadable file or invalid field."""
 
 
+#: C2C definitions: per pulse (accumulating as sqrt(n)) or per programming operation.
+C2C_MODELS = ("per-pulse", "per-write")
 _TIME_LIMIT_S = 1.0  # a stage or pulse longer than a second is a unit mistake (ns given as s)
 
 
@@ -108,6 +110,27 @@ class Device:
             (``0`` = to the nearest state).
         verify_read_s: time of one verify read of a row, in seconds.
         verify_max_iterations: most read-and-correct rounds per row.
+        c2c_model: what the C2C variation is per: ``"per-pulse"`` (the default: independent
+            noise per pulse, ``sqrt(n)`` accumulated over ``n`` pulses) or ``"per-write"``
+            (one draw per programming operation, NeuroSim's definition).
+        read_noise: read noise: every cell's read current in an MVM carries Gaussian noise
+            of this standard deviation relative to the current (0.01 = 1%), drawn anew for
+            every read (default 0: noiseless reads).
+        drift_nu: mean conductance-drift exponent of the static arrays:
+            ``G(t) = G_prog ((t + t0) / t0)^(-nu)`` ``t`` seconds after programming
+            (IBM aihwkit's PCM inference model; default 0: no drift).
+        drift_nu_std: spread of ``nu`` across cells: ``nu = |drift_nu + drift_nu_std z|``.
+        drift_t0_s: ``t0``, the time after programming the programmed value refers to.
+        d2d_g_spread: device-to-device spread: each physical array's Gmin and Gmax are
+            ``Gmin (1 + s z)``, ``Gmax (1 + s z')`` with this ``s`` (default 0).
+        v_read: read voltage across a cell in an MVM or a verify read, in volts.
+        cell_area_f2: area of one cell in units of F^2 (4 = crosspoint, ~12 = 1T1R).
+        feature_nm: the technology's feature size F, in nanometres.
+        adc_fom_j: Walden figure of merit of the ADCs, joules per conversion step
+            (energy of one conversion = ``adc_fom_j * 2^adc_bits``).
+        adc_area_um2: area of one ADC, in square micrometres.
+        dac_fom_j: the same figure of merit for the DACs (an assumption: see docs/devices.md).
+        dac_area_um2: area of one DAC, in square micrometres.
         description: what the device is, in words.
         source: where the numbers come from.
     """
@@ -133,6 +156,19 @@ class Device:
     verify_tolerance: float = 0.01
     verify_read_s: float = 1e-8
     verify_max_iterations: int = 1000
+    c2c_model: str = "per-pulse"
+    read_noise: float = 0.0
+    drift_nu: float = 0.0
+    drift_nu_std: float = 0.0
+    drift_t0_s: float = 20.0
+    d2d_g_spread: float = 0.0
+    v_read: float = 0.2
+    cell_area_f2: float = 4.0
+    feature_nm: float = 28.0
+    adc_fom_j: float = 3.44e-14
+    adc_area_um2: float = 7100.0
+    dac_fom_j: float = 1e-14
+    dac_area_um2: float = 1000.0
     description: str = ""
     source: str = ""
 
@@ -189,10 +225,11 @@ class Device:
             c2c_depression=self.c2c_depression if dep is None else dep)
 
     def ideal(self, states: int | None = None) -> Device:
-        """This device without C2C noise (and with ``states`` levels if given): the
-        device of the simulator's exactness tests."""
+        """This device without C2C noise, read noise, drift or device-to-device spread (and
+        with ``states`` levels if given): the device of the simulator's exactness tests."""
         changes: dict[str, Any] = {"c2c_potentiation": 0.0, "c2c_depression": 0.0,
-                                   "adc_bits": None, "dac_bits": None}
+                                   "adc_bits": None, "dac_bits": None, "read_noise": 0.0,
+                                   "drift_nu": 0.0, "drift_nu_std": 0.0, "d2d_g_spread": 0.0}
         if states is not None:
             changes["states"] = states
         return dataclasses.replace(self, name=f"{self.name} (ideal)", **changes)
@@ -207,6 +244,8 @@ class Device:
         """One line: id, pulse, C2C, conductance range, states."""
         c2c = (f"{self.c2c_potentiation:.2%}" if self.c2c_potentiation == self.c2c_depression
                else f"{self.c2c_potentiation:.2%} pot. / {self.c2c_depression:.2%} dep.")
+        if self.c2c_model != "per-pulse":
+            c2c += f" {self.c2c_model}"
         return (f"{self.name}: pulse {_seconds(self.pulse_width_s)}, C2C {c2c}, "
                 f"G {self.g_min_us:g}..{self.g_max_us:g} uS, {self.states} states, "
                 f"write {self.v_write_pos:g} / {self.v_write_neg:g} V")
@@ -225,6 +264,22 @@ _TIMES = ("pulse_width_s", "read_s", "tia_s", "adder_s", "relu_s", "inverter_s",
           "dac_s", "verify_read_s")
 
 
+#: Energy and area fields that must be > 0 or >= 0, with what to write instead.
+_POSITIVE = {"drift_t0_s": "give the reference time after programming in seconds "
+                           "(aihwkit uses 20)",
+             "cell_area_f2": "give the cell area in units of F^2 (4 for a crosspoint cell)",
+             "feature_nm": "give the feature size in nanometres (28 for a 28 nm process)"}
+_NON_NEGATIVE = {"drift_nu": "give the drift exponent nu (PCM: about 0.05; 0: no drift)",
+                 "drift_nu_std": "give the spread of nu across cells (0: every cell the same)",
+                 "v_read": "give the read voltage in volts (0.2 is typical)",
+                 "adc_fom_j": "give the Walden figure of merit in joules per conversion step "
+                              "(34 fJ is 3.4e-14)",
+                 "dac_fom_j": "give the figure of merit in joules per conversion step "
+                              "(10 fJ is 1e-14)",
+                 "adc_area_um2": "give the area of one converter in square micrometres",
+                 "dac_area_um2": "give the area of one converter in square micrometres"}
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -241,6 +296,12 @@ def _check_field(name: str, value: Any, origin: str) -> None:
                                not value.isprintable()):
             raise bad(f"must be a non-empty one-line name of at most 100 characters, "
                       f"got {value[:40]!r}", "give a short id such as 'my-rram'")
+        return
+    if name == "c2c_model":
+        if value not in C2C_MODELS:
+            raise bad(f"must be one of {', '.join(map(repr, C2C_MODELS))}, got {value!r}",
+                      "write \"per-pulse\" (noise per pulse, sqrt(n) over n pulses) or "
+                      "\"per-write\" (one draw per programming operation)")
         return
     if name in ("states", "verify_max_iterations", "adc_bits", "dac_bits"):
         if value is None and name in ("adc_bits", "dac_bits"):
@@ -269,7 +330,8 @@ def _check_field(name: str, value: Any, origin: str) -> None:
         if value > _TIME_LIMIT_S:
             raise bad(f"is {value:g} s, longer than {_TIME_LIMIT_S:g} s",
                       "times are in seconds (10 ns is 1e-8), not nanoseconds")
-    elif name in ("c2c_potentiation", "c2c_depression", "verify_tolerance"):
+    elif name in ("c2c_potentiation", "c2c_depression", "verify_tolerance", "read_noise",
+                  "d2d_g_spread"):
         if not 0 <= value < 1:
             raise bad(f"must be a fraction in [0, 1), got {value:g}",
                       "write 3.65% as 0.0365")
@@ -277,6 +339,12 @@ def _check_field(name: str, value: Any, origin: str) -> None:
         if value < 0:
             raise bad(f"must be >= 0 microsiemens, got {value:g}",
                       "give the conductance in microsiemens")
+    elif name in _POSITIVE:
+        if value <= 0:
+            raise bad(f"must be > 0, got {value:g}", _POSITIVE[name])
+    elif name in _NON_NEGATIVE:
+        if value < 0:
+            raise bad(f"must be >= 0, got {value:g}", _NON_NEGATIVE[name])
     elif name == "v_write_pos":
         if value <= 0:
             raise bad(f"must be > 0 volts, got {value:g}", "give the potentiation voltage")

@@ -21,12 +21,17 @@ tensors in the dtype they are given and the standard normal draws ``z`` from the
   independent increments is Gaussian, so a cell lands at
   ``Gmin + n dG + c2c (Gmax - Gmin) sqrt(n) z``, clipped to ``[Gmin, Gmax]``
   (:func:`program_from_reset`; :func:`programmed_level` is the same in any units, e.g.
-  weights with ``Gmin -> 0`` and ``Gmax - Gmin -> w_clip``).
+  weights with ``Gmin -> 0`` and ``Gmax - Gmin -> w_clip``). That is the ``per-pulse``
+  C2C definition (``Device.c2c_model``, the default); ``per-write`` devices get one draw
+  ``c2c (Gmax - Gmin) z`` per programming operation instead, whatever its pulse count
+  (NeuroSim's definition; a cell with ``n = 0`` is not written and stays at ``Gmin``):
+  :func:`c2c_spread` is the one place that tells the two apart.
 - **Programming with verification** (static weights, once at deployment;
   :func:`program_with_verify`): open loop as above, then repeated *read, correct* until
   every cell is within the tolerance: a cell with error ``e = G_target - G`` gets
   ``k = round(|e| / dG)`` pulses in the direction of ``e`` (with that direction's C2C
-  noise); it is done when ``|e| <= verify_tolerance (Gmax - Gmin)`` or when ``k = 0``
+  noise: ``sqrt(k)`` draws per-pulse, one draw per-write: each correction is a write);
+  it is done when ``|e| <= verify_tolerance (Gmax - Gmin)`` or when ``k = 0``
   (closer than half a step: no pulse can improve it), or after ``verify_max_iterations``
   corrections. Rows are programmed one after another, the cells of a row in parallel, so a
   row's time is ``sum over its iterations (max_k_in_row * pulse_width_s + verify_read_s)``.
@@ -58,6 +63,9 @@ from mimoc.hardware.devices import Device
 
 #: Three-sigma rule of IM-MIMO: 99.73% of Gaussian entries map inside the range.
 CLIP_SIGMAS = 3.0
+#: C2C definitions (``Device.c2c_model``): noise per pulse, accumulating as ``sqrt(n)``
+#: (mimoc's default, IM-MIMO's Lemma 1), or one draw per programming operation (NeuroSim).
+PER_PULSE, PER_WRITE = "per-pulse", "per-write"
 
 
 # ----------------------------------------------------------------------------- mapping
@@ -113,28 +121,42 @@ def pulses_from_reset(target_us: torch.Tensor, device: Device) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- open loop
 
-def programmed_level(n: torch.Tensor, z: torch.Tensor | None, *, low, step, sigma, high,
-                     ) -> torch.Tensor:
-    """Where a cell lands after ``n`` identical pulses up from ``low``:
-    ``low + n step + sigma sqrt(n) z``, clipped to ``[low, high]``.
+def c2c_spread(n: torch.Tensor, c2c_model: str = PER_PULSE) -> torch.Tensor:
+    """How many C2C standard deviations ``n`` pulses of one write add up to: ``sqrt(n)``
+    (``per-pulse``: every pulse independent) or ``1`` for ``n > 0`` and ``0`` for ``n = 0``
+    (``per-write``: one draw per programming operation; an unwritten cell keeps its value)."""
+    if c2c_model == PER_PULSE:
+        return n.sqrt()
+    if c2c_model == PER_WRITE:
+        return (n > 0).to(n.dtype)
+    raise UsageError(f"c2c_model must be {PER_PULSE!r} or {PER_WRITE!r}, got {c2c_model!r}")
 
-    ``step``: the nominal change of one pulse; ``sigma``: the standard deviation of one
-    pulse's C2C noise; ``z``: standard normal draws of ``n``'s shape (``None``: no noise).
-    Numbers or tensors that broadcast with ``n``, in any units (µS, or weights with
-    ``low = 0`` and ``high = w_clip``)."""
+
+def programmed_level(n: torch.Tensor, z: torch.Tensor | None, *, low, step, sigma, high,
+                     c2c_model: str = PER_PULSE) -> torch.Tensor:
+    """Where a cell lands after ``n`` identical pulses up from ``low``:
+    ``low + n step + sigma sqrt(n) z`` (``per-pulse`` C2C; ``per-write``: ``sigma z`` for
+    ``n > 0``), clipped to ``[low, high]``.
+
+    ``step``: the nominal change of one pulse; ``sigma``: the standard deviation of the C2C
+    noise of one pulse (``per-pulse``) or one write (``per-write``); ``z``: standard normal
+    draws of ``n``'s shape (``None``: no noise). Numbers or tensors that broadcast with
+    ``n``, in any units (µS, or weights with ``low = 0`` and ``high = w_clip``)."""
     level = low + n * step
     if z is not None:
-        level = level + sigma * n.sqrt() * z
+        level = level + sigma * c2c_spread(n, c2c_model) * z
     return level.clamp_min(low).clamp_max(high)
 
 
 def program_from_reset(n: torch.Tensor, device: Device, z: torch.Tensor | None,
                        ) -> torch.Tensor:
     """Conductances in µS after ``n`` potentiation pulses from reset without verification:
-    ``Gmin + n dG + c2c (Gmax - Gmin) sqrt(n) z`` clipped to ``[Gmin, Gmax]`` (``z``
-    standard normal draws of ``n``'s shape; ``None``: no noise)."""
+    ``Gmin + n dG + c2c (Gmax - Gmin) sqrt(n) z`` (per-write devices: ``c2c (Gmax - Gmin)
+    z`` for ``n > 0``) clipped to ``[Gmin, Gmax]`` (``z`` standard normal draws of ``n``'s
+    shape; ``None``: no noise)."""
     return programmed_level(n, z, low=device.g_min_us, step=device.step_us,
-                            sigma=device.c2c_sigma_us("potentiation"), high=device.g_max_us)
+                            sigma=device.c2c_sigma_us("potentiation"), high=device.g_max_us,
+                            c2c_model=device.c2c_model)
 
 
 # ----------------------------------------------------------------------------- verify loop
@@ -239,7 +261,7 @@ def program_with_verify(target_us: torch.Tensor, device: Device,
         k = torch.round(error.abs() / step)                   # >= 1 for an unfinished cell
         sigma = torch.where(error > 0, sigma_pot, sigma_dep)
         moved = flat_G[active] + torch.sign(error) * k * step \
-            + sigma * k.sqrt() * noise(active.numel())
+            + sigma * c2c_spread(k, device.c2c_model) * noise(active.numel())
         flat_G[active] = moved.clamp(device.g_min_us, device.g_max_us)
         flat_pulses[active] += k.to(torch.int64)
         iterations[active] += 1

@@ -20,6 +20,10 @@ use):
   ``adc_bits=``/``dac_bits=`` given) over ``[-full_scale, full_scale]`` (mid-tread,
   ``2^(b-1) - 1`` levels per side); ``None`` bits: ideal.
 
+- variability (:mod:`mimoc.hardware.variability`, off unless the profile sets it):
+  static arrays drift ``time_s`` seconds after programming, every cell read carries read
+  noise, each physical array has its own Gmin/Gmax (device-to-device spread).
+
 ``c2c=None`` uses the device's own C2C variations; a number sets both directions.
 ``ideal=True`` is a device without noise, with 2^30 states, ideal converters and no
 clipping in the mapping (``w_clip`` at least ``max|W|``): the
@@ -37,6 +41,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,6 +57,13 @@ from mimoc.compiler.interpreter import bind_sizes
 from mimoc.errors import ModelFileError, UsageError
 from mimoc.hardware.devices import Device, device_from_dict
 from mimoc.hardware.programming import mapping_gain, program_from_reset
+from mimoc.hardware.variability import (
+    clip_range,
+    d2d_ranges,
+    drift,
+    read_noise_std,
+    remap_range,
+)
 from mimoc.runtime.inputs import link_arrays, seed_value
 from mimoc.targets.crossbar.arrays import channel_clip, signed_pulses, target_conductances
 from mimoc.targets.crossbar.artifact import SCHEDULE, read_arrays, read_schedule
@@ -87,9 +99,13 @@ def quantize(x: torch.Tensor, bits: int | None, full_scale: float) -> torch.Tens
 
 @dataclass
 class _Programmed:
-    """One matrix on its arrays: per row tile ``(row range, G+ - G-, k)``."""
+    """One matrix on its arrays: per row tile ``(row range, G+ - G-, k)``; ``squares``: per
+    row tile ``G+^2 + G-^2`` for read noise (``None``: ``G+ = Gmin + max(G+ - G-, 0)`` and
+    ``G- = Gmin + max(G- - G+, 0)``, exact for channel arrays: the side that does not carry
+    the sign gets no pulse)."""
 
     row_tiles: list[tuple[int, int, torch.Tensor, Any]]
+    squares: list[torch.Tensor] | None = None
 
 
 class IMCSchedule:
@@ -150,11 +166,27 @@ class IMCSchedule:
             grid[t["tile"][0]].append(t)
         return grid
 
+    def draw_d2d(self, device: Device, generator: torch.Generator,
+                 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
+        """Per tile ``(Gmin_a [2], Gmax_a [2])`` of its two physical arrays (``G+``, ``G-``):
+        the device-to-device spread (:func:`~mimoc.hardware.variability.d2d_ranges`), drawn
+        once per deployment; ``None`` (nothing drawn) for a device without spread."""
+        ids = [a["id"] for a in self.schedule["arrays"]]
+        ranges = d2d_ranges(2 * len(ids), device, generator)
+        if ranges is None:
+            return None
+        g_min, g_max = (r.reshape(len(ids), 2) for r in ranges)
+        return {tid: (g_min[i], g_max[i]) for i, tid in enumerate(ids)}
+
     def program_static(self, device: Device, generator: torch.Generator, *,
-                       ideal: bool = False) -> dict[str, _Programmed]:
+                       ideal: bool = False, time_s: float | None = None,
+                       d2d: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                       ) -> dict[str, _Programmed]:
         """Program-and-verify every static tile from its target conductances (``ideal``:
         targets remapped from the exact weights with ``w_clip = max|W|``, no clipping).
-        All tiles go through :func:`~mimoc.targets.crossbar.programming.verify_many`."""
+        All tiles go through :func:`~mimoc.targets.crossbar.programming.verify_many`; then
+        each array's device-to-device range (``d2d``: clipped to it) and the drift of
+        ``time_s`` seconds after programming (:mod:`mimoc.hardware.variability`)."""
         jobs = []
         targets = []
         for mid, m in self.matrices.items():
@@ -179,16 +211,46 @@ class IMCSchedule:
         results = iter(verify_many(targets, device, generator))
         out: dict[str, _Programmed] = {}
         for mid, m, k in jobs:
-            rows = []
+            rows, squares = [], []
             for tiles in self._tile_grid(m):
-                blocks = []
-                for _ in tiles:
-                    pos, neg = next(results), next(results)
-                    blocks.append(pos.conductance_us - neg.conductance_us)
+                blocks, block_squares = [], []
+                for t in tiles:
+                    pos, neg = next(results).conductance_us, next(results).conductance_us
+                    if d2d is not None:
+                        g_min, g_max = d2d[t["id"]]
+                        pos = clip_range(pos, g_min[0], g_max[0])
+                        neg = clip_range(neg, g_min[1], g_max[1])
+                    pos = drift(pos, device, time_s, generator)
+                    neg = drift(neg, device, time_s, generator)
+                    blocks.append(pos - neg)
+                    block_squares.append(pos.square() + neg.square())
                 r0, r1 = tiles[0]["rows"]
                 rows.append((r0, r1, torch.cat(blocks, dim=-1), k))
-            out[mid] = _Programmed(rows)
+                squares.append(torch.cat(block_squares, dim=-1))
+            out[mid] = _Programmed(rows, squares)
         return out
+
+    def channel_d2d(self, programmed: _Programmed, m: Mapping[str, Any], device: Device,
+                    d2d: dict[str, tuple[torch.Tensor, torch.Tensor]] | None) -> _Programmed:
+        """A channel matrix programmed open loop on arrays with their device-to-device
+        ranges (:func:`~mimoc.hardware.variability.remap_range` of each side, rebuilt
+        exactly from ``G+ - G-``: the side that does not carry the sign stays at Gmin)."""
+        if d2d is None:
+            return programmed
+        rows, squares = [], []
+        for (r0, r1, dG, k), tiles in zip(programmed.row_tiles, self._tile_grid(m),
+                                          strict=True):
+            bounds = torch.zeros(4, dG.shape[-1], dtype=torch.float64)
+            for t in tiles:
+                c0, c1 = t["cols"]
+                g_min, g_max = d2d[t["id"]]
+                bounds[:, c0:c1] = torch.stack([g_min[0], g_max[0], g_min[1], g_max[1]])[:, None]
+            pos = remap_range(device.g_min_us + dG.clamp_min(0), device, bounds[0], bounds[1])
+            neg = remap_range(device.g_min_us + (-dG).clamp_min(0), device, bounds[2],
+                              bounds[3])
+            rows.append((r0, r1, pos - neg, k))
+            squares.append(pos.square() + neg.square())
+        return _Programmed(rows, squares)
 
     def program_channel(self, m: Mapping[str, Any], value: torch.Tensor, device: Device,
                         generator: torch.Generator, *, ideal: bool = False,
@@ -232,7 +294,8 @@ class IMCSchedule:
     # -- executing ----------------------------------------------------------------------
 
     def _mvm(self, node, x: torch.Tensor, programmed: _Programmed, m: Mapping[str, Any],
-             adc_bits: int | None) -> torch.Tensor:
+             adc_bits: int | None, device: Device | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
         form = node.attrs["form"]
         x = x.double()
         if form == "conv2d":
@@ -247,8 +310,16 @@ class IMCSchedule:
             vec = torch.cat([vec, torch.ones(vec.shape[:-1] + (1,), dtype=vec.dtype)], dim=-1)
         digital = self.config.accumulation == "digital" and len(programmed.row_tiles) > 1
         out = None
-        for r0, r1, dG, k in programmed.row_tiles:
+        noisy = device is not None and device.read_noise > 0
+        for index, (r0, r1, dG, k) in enumerate(programmed.row_tiles):
             part = vec[..., r0:r1] @ dG
+            if noisy:  # every cell's read current with its own noise: one draw per output
+                squares = (programmed.squares[index] if programmed.squares is not None else
+                           (device.g_min_us + dG.clamp_min(0)).square()
+                           + (device.g_min_us + (-dG).clamp_min(0)).square())
+                std = read_noise_std(vec[..., r0:r1], squares, device.read_noise)
+                part = part + std * torch.randn(part.shape, generator=generator,
+                                                dtype=part.dtype)
             part = part / k  # k: a number (static) or [B, .., 1, 1] (per slot)
             if digital:
                 part = quantize(part, adc_bits, float(m["output_full_scale"]))
@@ -261,11 +332,15 @@ class IMCSchedule:
     def run(self, H: torch.Tensor, y: torch.Tensor, *, c2c: float | None = None, seed: int = 0,
             ideal: bool = False, generator: torch.Generator | None = None,
             static: dict[str, _Programmed] | None = None, adc_bits: Any = DEVICE,
-            dac_bits: Any = DEVICE) -> IMCResult:
+            dac_bits: Any = DEVICE, time_s: float | None = None,
+            d2d: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> IMCResult:
         """Execute the schedule on ``H [B, 2Nr, 2Nt]``, ``y [B, S, 2Nr]`` (module docstring).
 
         ``adc_bits`` / ``dac_bits``: converter resolutions (default: the device's; ``None``:
-        ideal converters)."""
+        ideal converters). ``time_s``: seconds since the static arrays were programmed (their
+        drift; ``None``: read at once). ``d2d``: the arrays' device-to-device ranges
+        (:meth:`draw_d2d`) with a given ``static``; without ``static`` both are drawn here."""
+        time_s = _time_since_programming(time_s)
         device = self.device_for(c2c, ideal=ideal)
         adc_bits = _bits("adc_bits", adc_bits, None if ideal else device.adc_bits)
         dac_bits = _bits("dac_bits", dac_bits, None if ideal else device.dac_bits)
@@ -273,7 +348,9 @@ class IMCSchedule:
         H, y = torch.from_numpy(H_np), torch.from_numpy(y_np)
         generator = generator or torch.Generator().manual_seed(seed_value(seed))
         if static is None:
-            static = self.program_static(device, generator, ideal=ideal)
+            d2d = self.draw_d2d(device, generator)
+            static = self.program_static(device, generator, ideal=ideal, time_s=time_s,
+                                         d2d=d2d)
         inputs = {"H": H, "y": y}
         sizes = bind_sizes(self.graph, inputs)
         values: dict[str, torch.Tensor] = {}
@@ -291,7 +368,9 @@ class IMCSchedule:
                     programmed[mid], tile_times = self.program_channel(
                         m, values[node.inputs[1]], device, generator, ideal=ideal)
                     times.update(tile_times)
-                value = self._mvm(node, values[node.inputs[0]], programmed[mid], m, adc_bits)
+                    programmed[mid] = self.channel_d2d(programmed[mid], m, device, d2d)
+                value = self._mvm(node, values[node.inputs[0]], programmed[mid], m, adc_bits,
+                                  device, generator)
             elif node.op in ("ADC", "DAC"):
                 bits = adc_bits if node.op == "ADC" else dac_bits
                 value = quantize(values[node.inputs[0]], bits, float(node.attrs["full_scale"]))
@@ -306,33 +385,48 @@ class IMCSchedule:
 
     def detect(self, H: torch.Tensor, y: torch.Tensor, *, c2c: float | None = None,
                seed: int = 0, ideal: bool = False, adc_bits: Any = DEVICE,
-               dac_bits: Any = DEVICE) -> torch.Tensor:
+               dac_bits: Any = DEVICE, time_s: float | None = None) -> torch.Tensor:
         """``x_hat [B, S, 2Nt]``: static arrays and every slot's channel arrays programmed
-        with noise seeded by ``seed`` (the same seed gives the same output)."""
+        with noise seeded by ``seed`` (the same seed gives the same output); ``time_s``:
+        seconds since the static arrays were programmed (drift)."""
         with torch.no_grad():
             return self.run(H, y, c2c=c2c, seed=seed, ideal=ideal, adc_bits=adc_bits,
-                            dac_bits=dac_bits).x_hat
+                            dac_bits=dac_bits, time_s=time_s).x_hat
 
     __call__ = detect
 
     def engine(self, *, c2c: float | None = None, seed: int = 0, ideal: bool = False,
-               adc_bits: Any = DEVICE, dac_bits: Any = DEVICE):
+               adc_bits: Any = DEVICE, dac_bits: Any = DEVICE, time_s: float | None = None):
         """A detector for :func:`mimoc.sim.ber.simulate` (``(H_est, y, N0) -> x_hat``): the
-        static arrays are programmed once (deployment), the channel arrays for every slot,
-        from one generator seeded by ``seed``."""
+        static arrays are programmed once (deployment) and read ``time_s`` seconds later
+        (drift; ``None``: at once), the channel arrays for every slot, from one generator
+        seeded by ``seed``; the arrays' device-to-device ranges are drawn once."""
         device = self.device_for(c2c, ideal=ideal)
+        time_s = _time_since_programming(time_s)
         generator = torch.Generator().manual_seed(seed_value(seed))
-        static = self.program_static(device, generator, ideal=ideal)
+        d2d = self.draw_d2d(device, generator)
+        static = self.program_static(device, generator, ideal=ideal, time_s=time_s, d2d=d2d)
 
         def run(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 result = self.run(H, y, c2c=c2c, ideal=ideal, generator=generator,
-                                  static=static, adc_bits=adc_bits, dac_bits=dac_bits)
+                                  static=static, adc_bits=adc_bits, dac_bits=dac_bits,
+                                  d2d=d2d)
             return result.x_hat.to(H.dtype)
 
         label = "ideal" if ideal else f"c2c{device.c2c_potentiation:g}"
         run.__name__ = f"imc_{self.path.name}_{label}"
         return run
+
+
+def _time_since_programming(time_s: Any) -> float | None:
+    if time_s is None:
+        return None
+    if (isinstance(time_s, bool) or not isinstance(time_s, int | float)
+            or not math.isfinite(time_s) or time_s < 0):
+        raise UsageError(f"the time since programming must be a number of seconds >= 0, "
+                         f"got {time_s!r}")
+    return float(time_s)
 
 
 def _bits(name: str, value: Any, default: int | None) -> int | None:

@@ -211,7 +211,8 @@ def prepare_crossbar(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
            f"{schedule.get('config', {}).get('mc_draws', '?')} i.i.d. Rayleigh draws is "
            f"{format_us(float(totals['programming_s_per_slot']))} us; static weights "
            f"programmed once with verify in "
-           f"{_seconds(float(totals.get('static_programming_s', 0.0)))} (not per slot)")
+           f"{_seconds(float(totals.get('static_programming_s', 0.0)))} (not per slot)"
+           + _energy_text(schedule))
     latency = Latency(w.channels * (float(draws.mean()) + compute), w.vectors * symbol_s,
                       ctx.slot, "schedule", how,
                       {"totals": dict(totals), "programming_draws": len(draws)}, w.vectors,
@@ -226,11 +227,22 @@ def prepare_crossbar(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
     settings = {"target": "crossbar", "device": spec.device, "array": list(ctx.array),
                 "slot": ctx.slot,
                 **{k: schedule[k] for k in ("format", "format_version", "version", "device",
-                                            "mapping", "peripherals") if k in schedule}}
+                                            "mapping", "peripherals", "costs")
+                   if k in schedule}}
     return PreparedTarget(spec, latency, engine=program.engine(c2c=None, seed=ctx.seed),
                           engine_at=engine_at,
                           ser_how=f"the IMC simulator at the device's C2C ({c2c})",
                           settings=settings, artifact=out, c2c=c2c, capacity=capacity)
+
+
+def _energy_text(schedule: dict[str, Any]) -> str:
+    """The schedule's energy per slot and area, as a clause (empty for older artifacts)."""
+    costs = schedule.get("costs")
+    if not costs:
+        return ""
+    return (f"; energy {costs['per_slot']['energy_j'] * 1e9:,.3g} nJ per slot, area "
+            f"{costs['area_um2'] / 1e6:,.3g} mm^2 per array set (schedule costs, "
+            f"docs/devices.md)")
 
 
 def _crossbar_capacity(schedule: dict[str, Any], channel_s: float, subcarrier_s: float,

@@ -48,6 +48,7 @@ from mimoc.targets.crossbar.arrays import (
     tile,
 )
 from mimoc.targets.crossbar.config import CrossbarConfig
+from mimoc.targets.crossbar.costs import schedule_costs
 from mimoc.targets.crossbar.format import FORMAT, SCHEDULE
 from mimoc.targets.crossbar.latency import analog_macs, digital_work, latency, peripherals
 from mimoc.targets.crossbar.program import program_to_json
@@ -251,6 +252,9 @@ def _build_schedule(graph, device, config, model, source, records, bar) -> Built
         "latency": timing,
         "peripherals": peripherals(graph, matrices, config),
         "analog_macs": analog_macs(graph, matrices),
+        "costs": schedule_costs(graph, matrices, device, config, npz, static,
+                                analog_macs(graph, matrices),
+                                peripherals(graph, matrices, config)),
         "digital": digital_work(graph),
         "calibration": calibration,
         "totals": totals,

@@ -182,7 +182,10 @@ def static_plan(matrices: list[Matrix], constants: dict[str, torch.Tensor], devi
         tiles.append({"array": t.id, "matrix": m.id, "rows": t.shape[0],
                       "cols": t.shape[1], "time_s": float(row_time.sum()),
                       "verify_iterations_max": int(max(int(s.iterations.max())
-                                                       for s in sides))})
+                                                       for s in sides)),
+                      # verify reads of the tile's rows (both arrays): its energy
+                      "verify_row_reads": int(sum(int(s.iterations.amax(dim=-1).sum())
+                                                  for s in sides))})
     groups = write_groups(matrices, STATIC, config.write_parallel)
     total = float(_group_totals(groups, tile_times)[0]) if groups else 0.0
     plan = {"mode": "program-and-verify from reset, once at deployment (not per slot)",
