@@ -21,7 +21,7 @@ from mimoc.sim.ber import (
     from_module,
     simulate,
 )
-from mimoc.sim.channels import ChannelModel, CSIModel
+from mimoc.sim.channels import CSIModel, parse_channel
 from mimoc.sim.detectors import CLASSICAL_DETECTORS
 from mimoc.sim.modulation import MODULATIONS, get_constellation
 from mimoc.sim.snr import SNR_DEFINITIONS
@@ -56,6 +56,14 @@ channel entries; N0 is the complex noise variance per receive antenna:
   detnet      SNR = (tr(H_r^T H_r)/K) / sigma^2 in the real model, K = 2Nt,
               sigma^2 = N0/2 per real noise component, so
               N0 = 2 tr(H_r^T H_r)/(K SNR), drawn per channel (DetNet).
+  ebno        Eb/N0 per stream for an uncoded link (rate 1), Eb = Es/log2(M),
+              so N0 = 1/(log2(M) Eb/N0).
+
+Soft output (--output llr): every detector's estimate also gives max-log LLRs
+log P(b=1)/P(b=0) per bit (Sionna's sign; Gaussian post-detection model with the
+per-stream error variance mean |x_hat - x|^2 of each batch), and each point of
+--json gains "gmi" (the BICM rate these LLRs support, bits per channel use,
+maximised over one LLR scale) and "llr_scale"; the object gains "llr".
 
 JSON output (--json) is one object. For one detector:
   {"detector": "mmse", "nt": 4, "nr": 8, "mod": "qpsk", "snr_def": "per-stream",
@@ -184,7 +192,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--channel", default="rayleigh", metavar="SPEC",
         help="rayleigh (i.i.d. CN(0,1)), kronecker:RHO (exponential correlation "
-             "R_ij = RHO^|i-j| at both ends) or kronecker:rx=RHO,tx=RHO; default: rayleigh")
+             "R_ij = RHO^|i-j| at both ends), kronecker:rx=RHO,tx=RHO, task:ID or "
+             "file:H.npy[,normalize] (realisations from a file); default: rayleigh")
     parser.add_argument(
         "--csi", default="perfect", metavar="SPEC",
         help="receiver's channel knowledge: perfect, ls:NP@SNR (least squares from NP "
@@ -211,6 +220,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="crossbar artifacts (mimoc compile --target crossbar): simulate "
                              "one curve per cycle-to-cycle variation level, e.g. "
                              "0,0.01,0.02,0.03,0.04 (default: the device's own)")
+    parser.add_argument("--output", default="hard", choices=("hard", "llr"),
+                        help="llr: also max-log LLRs and their GMI per point (see above)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (format above) instead of a table")
     parser.add_argument("--plot", metavar="PATH",
@@ -509,7 +520,7 @@ def run(args: argparse.Namespace) -> int:
     check_sizes(args.nt, args.nr, args.slot, args.batch_size, args.max_symbols)
     snrs = parse_snr_list(args.snr)
     system = MIMOSystem(nt=args.nt, nr=args.nr, modulation=get_constellation(args.mod).name,
-                        channel=ChannelModel.parse(args.channel), csi=CSIModel.parse(args.csi),
+                        channel=parse_channel(args.channel), csi=CSIModel.parse(args.csi),
                         snr_def=args.snr_def, slot=args.slot)
     if args.plot:
         from mimoc.studies.plots import check_plot_path
@@ -530,7 +541,7 @@ def run(args: argparse.Namespace) -> int:
         _dry_run(detectors, system, snrs[0])
         result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
                           min_errors=args.min_errors, min_error_slots=args.min_error_slots,
-                          batch_size=args.batch_size,
+                          batch_size=args.batch_size, llr=args.output == "llr",
                           progress=not args.no_progress)
     finally:
         torch.set_num_threads(previous_threads)
@@ -553,6 +564,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
     else:
         print(format_table(result))
+        for name, points in (result.curves.items() if result.llr else ()):
+            print(f"GMI {name}: " + ", ".join(f"{p.snr_db:g} dB {p.gmi:.3f}" for p in points)
+                  + " bits per channel use")
         if args.plot:
             print(f"plot written to {args.plot}")
         if args.csv:

@@ -71,6 +71,9 @@ class MIMOSystem:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
         get_constellation(self.modulation)
         check_snr_def(self.snr_def)
+        check_sizes = getattr(self.channel, "check_sizes", None)  # channels read from a file
+        if check_sizes is not None:
+            check_sizes(self.nr, self.nt)
 
     @property
     def constellation(self) -> Constellation:
