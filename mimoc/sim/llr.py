@@ -161,3 +161,26 @@ def detect_llr(x_hat: torch.Tensor, constellation: Constellation,
     if error_var is None:
         error_var = decision_variance(x_hat, constellation)
     return maxlog_llr(x_hat, error_var, constellation)
+
+
+#: What a detection entry point returns: ``symbols`` (``x_hat``) or ``llr``.
+OUTPUTS = ("symbols", "llr")
+
+
+def soft_output(x_hat: torch.Tensor, output: str, modulation: str | None,
+                error_var=None) -> torch.Tensor:
+    """``x_hat`` itself (``output="symbols"``) or its max-log LLRs ``[B, S, Nt, log2 M]``
+    (``output="llr"``) for the modulation the model was built for; the detection entry
+    points of :func:`mimoc.load` call it."""
+    if output not in OUTPUTS:
+        raise UsageError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
+    if output == "symbols":
+        if error_var is not None:
+            raise UsageError("error_var sets the LLRs' variance; pass it with output='llr'")
+        return x_hat
+    if not modulation:
+        raise UsageError("this model does not record its modulation, so its bits are "
+                         "unknown; compute LLRs with mimoc.sim.llr.maxlog_llr")
+    from mimoc.sim.modulation import get_constellation
+
+    return detect_llr(torch.as_tensor(x_hat), get_constellation(modulation), error_var)
