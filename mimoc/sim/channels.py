@@ -99,7 +99,8 @@ class ChannelModel:
                 raise UsageError(f"channel 'rayleigh' takes no parameters, got {spec!r}")
             return cls()
         if kind != "kronecker":
-            raise UsageError(f"unknown channel {spec!r}; use rayleigh or kronecker:RHO")
+            raise UsageError(f"unknown channel {spec!r}; use rayleigh, kronecker:RHO, task:ID "
+                             "or file:H.npy")
         if not args:
             raise UsageError(
                 "kronecker needs a correlation, e.g. kronecker:0.5 or kronecker:rx=0.5"
