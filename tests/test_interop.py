@@ -263,3 +263,5 @@ def test_ber_cli_with_a_channel_file_and_llr_output(tmp_path, capsys):
     assert main(args[:-3] + ["--nt", "3"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Nr=4 x Nt=2" in err
+    sizes = [a for a in args if a not in ("--nt", "--nr", "2", "4")]  # from the file
+    assert main(sizes) == 0 and json.loads(capsys.readouterr().out)["nt"] == 2

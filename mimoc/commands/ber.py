@@ -511,6 +511,9 @@ def write_curves_csv(result: BERResult, path: str | os.PathLike) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    channel = parse_channel(args.channel)
+    if hasattr(channel, "check_sizes"):  # a channel file fixes the sizes not given
+        args.nr, args.nt = args.nr or channel.nr, args.nt or channel.nt
     spec = resolve_detectors(args)
     for flag in ("nt", "nr", "slot", "max_symbols", "min_errors", "threads"):
         _positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
@@ -520,7 +523,7 @@ def run(args: argparse.Namespace) -> int:
     check_sizes(args.nt, args.nr, args.slot, args.batch_size, args.max_symbols)
     snrs = parse_snr_list(args.snr)
     system = MIMOSystem(nt=args.nt, nr=args.nr, modulation=get_constellation(args.mod).name,
-                        channel=parse_channel(args.channel), csi=CSIModel.parse(args.csi),
+                        channel=channel, csi=CSIModel.parse(args.csi),
                         snr_def=args.snr_def, slot=args.slot)
     if args.plot:
         from mimoc.studies.plots import check_plot_path
