@@ -265,3 +265,20 @@ def test_ber_cli_with_a_channel_file_and_llr_output(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "Nr=4 x Nt=2" in err
     sizes = [a for a in args if a not in ("--nt", "--nr", "2", "4")]  # from the file
     assert main(sizes) == 0 and json.loads(capsys.readouterr().out)["nt"] == 2
+
+
+def test_ber_save_llr_writes_plain_arrays(tmp_path, capsys):
+    out = tmp_path / "llr.npz"
+    args = ["ber", "--detector", "zf,mmse", "--nt", "2", "--nr", "4", "--mod", "16qam",
+            "--snr", "5,25", "--max-symbols", "1000", "--no-progress", "--save-llr", str(out)]
+    assert main(args) == 2 and "--output llr" in capsys.readouterr().err
+    assert main(args + ["--output", "llr", "--max-symbols", "10000000000"]) == 2
+    assert "lower --max-symbols" in capsys.readouterr().err and not out.exists()
+    assert main(args + ["--output", "llr"]) == 0
+    with np.load(out, allow_pickle=False) as data:
+        assert list(data["detectors"]) == ["zf", "mmse"] and list(data["snr_db"]) == [5.0, 25.0]
+        llr, bits = data["llr_1_1"], data["bits_1_1"]
+        assert llr.shape == bits.shape == (500, 1, 2, 4) and llr.dtype == np.float32
+        assert np.array_equal(llr > 0, bits == 1)  # 25 dB: no bit errors
+        assert np.array_equal(data["bits_0_0"], data["bits_1_0"])  # the same draws
+        assert 0 < np.mean((data["llr_0_0"] > 0) != (data["bits_0_0"] == 1)) < 0.3

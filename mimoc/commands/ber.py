@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from mimoc.commands.artifact_flags import add_allow_modified_argument, verify_artifacts
+from mimoc.commands.ber_llr import llr_recorder, write_llrs
 from mimoc.errors import MimocError, UsageError
 from mimoc.sim.ber import (
     DEFAULT_MAX_SYMBOLS,
@@ -64,6 +65,7 @@ log P(b=1)/P(b=0) per bit (Sionna's sign; Gaussian post-detection model with the
 per-stream error variance mean |x_hat - x|^2 of each batch), and each point of
 --json gains "gmi" (the BICM rate these LLRs support, bits per channel use,
 maximised over one LLR scale) and "llr_scale"; the object gains "llr".
+--save-llr FILE.npz also writes the LLRs and sent bits (see mimoc.sim.llr.LLRRecorder).
 
 JSON output (--json) is one object. For one detector:
   {"detector": "mmse", "nt": 4, "nr": 8, "mod": "qpsk", "snr_def": "per-stream",
@@ -222,6 +224,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "0,0.01,0.02,0.03,0.04 (default: the device's own)")
     parser.add_argument("--output", default="hard", choices=("hard", "llr"),
                         help="llr: also max-log LLRs and their GMI per point (see above)")
+    parser.add_argument("--save-llr", default=None, metavar="FILE.npz",
+                        help="with --output llr: write every LLR and sent bit to FILE.npz")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (format above) instead of a table")
     parser.add_argument("--plot", metavar="PATH",
@@ -529,10 +533,11 @@ def run(args: argparse.Namespace) -> int:
         from mimoc.studies.plots import check_plot_path
 
         check_plot_path(args.plot)
-    if args.csv:
-        from mimoc.studies.plots import check_writable_file
+    for path, what in ((args.csv, "CSV"), (args.save_llr, "LLR")):
+        if path:
+            from mimoc.studies.plots import check_writable_file
 
-        check_writable_file(args.csv, "CSV")
+            check_writable_file(path, what)
 
     import torch
 
@@ -542,9 +547,11 @@ def run(args: argparse.Namespace) -> int:
         detectors = build_detectors(spec, system, args.c2c, args.seed,
                                     verify=verify_artifacts(args))
         _dry_run(detectors, system, snrs[0])
+        recorder = llr_recorder(args, len(detectors), len(snrs), system)
         result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
                           min_errors=args.min_errors, min_error_slots=args.min_error_slots,
                           batch_size=args.batch_size, llr=args.output == "llr",
+                          on_llr=recorder,
                           progress=not args.no_progress)
     finally:
         torch.set_num_threads(previous_threads)
@@ -563,6 +570,8 @@ def run(args: argparse.Namespace) -> int:
         except OSError as err:
             raise MimocError(f"cannot write CSV {args.csv!r}: {err.strerror or err}; "
                              "choose another path") from None
+    if recorder is not None:
+        write_llrs(recorder, args.save_llr)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:

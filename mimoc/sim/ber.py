@@ -338,7 +338,9 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
              max_symbols: int = DEFAULT_MAX_SYMBOLS, min_errors: int = DEFAULT_MIN_ERRORS,
              min_error_slots: int | None = None, batch_size: int | None = None,
              progress: bool = False, dtype: torch.dtype = torch.float32,
-             llr: bool = False) -> BERResult:
+             llr: bool = False,
+             on_llr: Callable[[str, float, torch.Tensor, torch.Tensor], None] | None = None
+             ) -> BERResult:
     """Measure SER and BER of ``detectors`` on ``system`` at each SNR in ``snr_db``.
 
     Args:
@@ -358,12 +360,15 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
         dtype: real dtype of the simulated tensors.
         llr: also compute every detector's max-log LLRs and report the GMI they support
             (``BERPoint.gmi``; :mod:`mimoc.sim.llr`).
+        on_llr: called with ``(detector, snr_db, LLRs, sent bits)`` for every batch
+            (implies ``llr``), e.g. a :class:`~mimoc.sim.llr.LLRRecorder`.
 
     Returns:
         :class:`BERResult` with one curve per detector, points in ``snr_db`` order.
     """
     snrs = _check_arguments(detectors, snr_db, max_symbols, min_errors, min_error_slots,
                             batch_size)
+    llr = llr or on_llr is not None
     if min_error_slots is None:
         min_error_slots = min(DEFAULT_MIN_ERROR_SLOTS, min_errors)
     per_slot = system.slot * system.nt
@@ -403,7 +408,10 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
                     bit_counts[name] = bit_counts[name].add(bit_err, bits_per_slot)
                     if llr:
                         llrs = maxlog_llr(x_hat, error_variance(x_hat, batch.x), constellation)
-                        gmis[name].add(llrs, constellation.bits_of_indices(batch.indices))
+                        sent = constellation.bits_of_indices(batch.indices)
+                        gmis[name].add(llrs, sent)
+                        if on_llr is not None:
+                            on_llr(name, snr, llrs, sent)
                 symbols += slots * per_slot
                 bar.update(slots * per_slot)
                 bar.set_postfix(min_errors=min(c.errors for c in sym_counts.values()),

@@ -184,3 +184,49 @@ def soft_output(x_hat: torch.Tensor, output: str, modulation: str | None,
     from mimoc.sim.modulation import get_constellation
 
     return detect_llr(torch.as_tensor(x_hat), get_constellation(modulation), error_var)
+
+
+#: Largest LLR file ``--save-llr`` writes (its arrays are held in memory first).
+MAX_LLR_BYTES = 1 << 30
+
+
+class LLRRecorder:
+    """Collects the LLRs of a run for ``mimoc ber --save-llr FILE.npz``: pass it as
+    ``simulate(..., on_llr=recorder)``; :meth:`npz_bytes` gives the file.
+
+    The ``.npz`` holds ``detectors`` (names, strings), ``snr_db`` (float64) and, for
+    detector ``i`` and SNR point ``j``, ``llr_i_j`` (float32 ``[slots, S, Nt, log2 M]``,
+    the convention of this module) and ``bits_i_j`` (uint8, the sent bits, same shape).
+    Plain arrays: ``numpy.load(FILE)`` reads it without ``allow_pickle``.
+    """
+
+    def __init__(self):
+        self.llrs: dict[tuple[str, float], list] = {}
+        self.bits: dict[tuple[str, float], list] = {}
+
+    @staticmethod
+    def size_bound(detectors: int, points: int, symbols_per_point: int,
+                   bits_per_symbol: int) -> int:
+        """Bytes the file of a run can reach (float32 LLR + uint8 bit per bit)."""
+        return detectors * points * symbols_per_point * bits_per_symbol * 5
+
+    def __call__(self, name: str, snr_db: float, llr: torch.Tensor, bits: torch.Tensor):
+        self.llrs.setdefault((name, snr_db), []).append(llr.float().numpy())
+        self.bits.setdefault((name, snr_db), []).append(bits.to(torch.uint8).numpy())
+
+    def npz_bytes(self) -> bytes:
+        import io
+
+        import numpy as np
+
+        names = list(dict.fromkeys(name for name, _ in self.llrs))
+        snrs = sorted({snr for _, snr in self.llrs})
+        arrays = {"detectors": np.array(names, dtype=str),
+                  "snr_db": np.array(snrs, dtype=np.float64)}
+        for (name, snr), parts in self.llrs.items():
+            key = f"{names.index(name)}_{snrs.index(snr)}"
+            arrays[f"llr_{key}"] = np.concatenate(parts)
+            arrays[f"bits_{key}"] = np.concatenate(self.bits[(name, snr)])
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
