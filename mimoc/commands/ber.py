@@ -43,6 +43,10 @@ are Wilson intervals on the effective sample size N/deff, with the design
 effect deff estimated from the spread of the per-slot error counts (about 1
 for independent errors; with no errors, every slot counts as one trial).
 
+Linear detectors: zf; mmse, the biased (H^T H + N0 I)^-1 H^T y; lmmse, the same
+scaled per stream to unit gain (the unbiased LMMSE of Sionna and the textbooks; the
+same QPSK decisions as mmse, better 16/64-QAM ones).
+
 Several detectors (--detector zf,mmse,ml) see the same channel and noise
 draws, so their curves compare point by point. The draws of a point depend
 only on --seed and its SNR value: a point gives the same numbers whatever
