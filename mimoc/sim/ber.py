@@ -246,7 +246,7 @@ class BERResult:
             min_error_slots=self.min_error_slots,
         )
         if self.llr:
-            out["llr"] = LLR_DESCRIPTION
+            out["llr"] = dict(LLR_DESCRIPTION)
         return out
 
 
