@@ -212,7 +212,8 @@ def test_sic_detects_in_mmse_order(generator):
 
 
 def test_registry_names_and_specs(generator):
-    assert set(CLASSICAL_DETECTORS) == {"zf", "mmse", "ml", "sd", "kbest", "mmse-sic", "amp"}
+    assert set(CLASSICAL_DETECTORS) == {"zf", "mmse", "lmmse", "ml", "sd", "kbest", "mmse-sic",
+                                        "amp"}
     assert get_classical_detector("ml") is ml
     assert get_classical_detector("mmse-sic") is mmse_sic
     k32 = get_classical_detector("kbest:32")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from mimoc.commands.artifact_flags import add_allow_modified_argument, verify_artifacts
+from mimoc.commands.ber_llr import llr_recorder, write_llrs
 from mimoc.errors import MimocError, UsageError
 from mimoc.sim.ber import (
     DEFAULT_MAX_SYMBOLS,
@@ -21,7 +22,7 @@ from mimoc.sim.ber import (
     from_module,
     simulate,
 )
-from mimoc.sim.channels import ChannelModel, CSIModel
+from mimoc.sim.channels import CSIModel, parse_channel
 from mimoc.sim.detectors import CLASSICAL_DETECTORS
 from mimoc.sim.modulation import MODULATIONS, get_constellation
 from mimoc.sim.snr import SNR_DEFINITIONS
@@ -42,6 +43,10 @@ are Wilson intervals on the effective sample size N/deff, with the design
 effect deff estimated from the spread of the per-slot error counts (about 1
 for independent errors; with no errors, every slot counts as one trial).
 
+Linear detectors: zf; mmse, the biased (H^T H + N0 I)^-1 H^T y; lmmse, the same
+scaled per stream to unit gain (the unbiased LMMSE of Sionna and the textbooks; the
+same QPSK decisions as mmse, better 16/64-QAM ones).
+
 Several detectors (--detector zf,mmse,ml) see the same channel and noise
 draws, so their curves compare point by point. The draws of a point depend
 only on --seed and its SNR value: a point gives the same numbers whatever
@@ -56,6 +61,15 @@ channel entries; N0 is the complex noise variance per receive antenna:
   detnet      SNR = (tr(H_r^T H_r)/K) / sigma^2 in the real model, K = 2Nt,
               sigma^2 = N0/2 per real noise component, so
               N0 = 2 tr(H_r^T H_r)/(K SNR), drawn per channel (DetNet).
+  ebno        Eb/N0 per stream for an uncoded link (rate 1), Eb = Es/log2(M),
+              so N0 = 1/(log2(M) Eb/N0).
+
+Soft output (--output llr): every detector's estimate also gives max-log LLRs
+log P(b=1)/P(b=0) per bit (Sionna's sign; Gaussian post-detection model with the
+per-stream error variance mean |x_hat - x|^2 of each batch), and each point of
+--json gains "gmi" (the BICM rate these LLRs support, bits per channel use,
+maximised over one LLR scale) and "llr_scale"; the object gains "llr".
+--save-llr FILE.npz also writes the LLRs and sent bits (see mimoc.sim.llr.LLRRecorder).
 
 JSON output (--json) is one object. For one detector:
   {"detector": "mmse", "nt": 4, "nr": 8, "mod": "qpsk", "snr_def": "per-stream",
@@ -184,7 +198,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--channel", default="rayleigh", metavar="SPEC",
         help="rayleigh (i.i.d. CN(0,1)), kronecker:RHO (exponential correlation "
-             "R_ij = RHO^|i-j| at both ends) or kronecker:rx=RHO,tx=RHO; default: rayleigh")
+             "R_ij = RHO^|i-j| at both ends), kronecker:rx=RHO,tx=RHO, task:ID or "
+             "file:H.npy[,normalize] (realisations from a file); default: rayleigh")
     parser.add_argument(
         "--csi", default="perfect", metavar="SPEC",
         help="receiver's channel knowledge: perfect, ls:NP@SNR (least squares from NP "
@@ -216,6 +231,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="crossbar artifacts: read the static arrays this long after "
                              "they were programmed (conductance drift of devices whose "
                              "profile sets drift_nu; docs/devices.md)")
+    parser.add_argument("--output", default="hard", choices=("hard", "llr"),
+                        help="llr: also max-log LLRs and their GMI per point (see above)")
+    parser.add_argument("--save-llr", default=None, metavar="FILE.npz",
+                        help="with --output llr: write every LLR and sent bit to FILE.npz")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (format above) instead of a table")
     parser.add_argument("--plot", metavar="PATH",
@@ -510,6 +529,9 @@ def write_curves_csv(result: BERResult, path: str | os.PathLike) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    channel = parse_channel(args.channel)
+    if hasattr(channel, "check_sizes"):  # a channel file fixes the sizes not given
+        args.nr, args.nt = args.nr or channel.nr, args.nt or channel.nt
     spec = resolve_detectors(args)
     for flag in ("nt", "nr", "slot", "max_symbols", "min_errors", "threads"):
         _positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
@@ -519,16 +541,17 @@ def run(args: argparse.Namespace) -> int:
     check_sizes(args.nt, args.nr, args.slot, args.batch_size, args.max_symbols)
     snrs = parse_snr_list(args.snr)
     system = MIMOSystem(nt=args.nt, nr=args.nr, modulation=get_constellation(args.mod).name,
-                        channel=ChannelModel.parse(args.channel), csi=CSIModel.parse(args.csi),
+                        channel=channel, csi=CSIModel.parse(args.csi),
                         snr_def=args.snr_def, slot=args.slot)
     if args.plot:
         from mimoc.studies.plots import check_plot_path
 
         check_plot_path(args.plot)
-    if args.csv:
-        from mimoc.studies.plots import check_writable_file
+    for path, what in ((args.csv, "CSV"), (args.save_llr, "LLR")):
+        if path:
+            from mimoc.studies.plots import check_writable_file
 
-        check_writable_file(args.csv, "CSV")
+            check_writable_file(path, what)
 
     import torch
 
@@ -539,9 +562,11 @@ def run(args: argparse.Namespace) -> int:
                                     verify=verify_artifacts(args),
                                     time_s=getattr(args, "time_since_programming", None))
         _dry_run(detectors, system, snrs[0])
+        recorder = llr_recorder(args, len(detectors), len(snrs), system)
         result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
                           min_errors=args.min_errors, min_error_slots=args.min_error_slots,
-                          batch_size=args.batch_size,
+                          batch_size=args.batch_size, llr=args.output == "llr",
+                          on_llr=recorder,
                           progress=not args.no_progress)
     finally:
         torch.set_num_threads(previous_threads)
@@ -560,10 +585,15 @@ def run(args: argparse.Namespace) -> int:
         except OSError as err:
             raise MimocError(f"cannot write CSV {args.csv!r}: {err.strerror or err}; "
                              "choose another path") from None
+    if recorder is not None:
+        write_llrs(recorder, args.save_llr)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
         print(format_table(result))
+        for name, points in (result.curves.items() if result.llr else ()):
+            print(f"GMI {name}: " + ", ".join(f"{p.snr_db:g} dB {p.gmi:.3f}" for p in points)
+                  + " bits per channel use")
         if args.plot:
             print(f"plot written to {args.plot}")
         if args.csv:

@@ -164,7 +164,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SNR convention (default: the model's training convention)")
     parser.add_argument("--channel", default=None, metavar="SPEC",
                         help="channel of the SER simulation (default: the model's training "
-                             "channel; rayleigh, kronecker:..., task:ID)")
+                             "channel; rayleigh, kronecker:..., task:ID, file:H.npy)")
     parser.add_argument("--csi", default=None, metavar="SPEC",
                         help="receiver's channel knowledge (default: the model's training "
                              "CSI; perfect, ls:NP@SNR, error:SNR)")

@@ -251,7 +251,7 @@ def _add_training_flags(group, defaults) -> None:
     group.add_argument("--snr-def", default=d.snr_def, choices=SNR_DEFINITIONS,
                        help=f"SNR convention, see 'mimoc ber --help' (default: {d.snr_def})")
     group.add_argument("--channel", default=d.channel, metavar="SPEC",
-                       help="rayleigh, kronecker:RHO or kronecker:rx=RHO,tx=RHO "
+                       help="rayleigh, kronecker:RHO, kronecker:rx=RHO,tx=RHO, task:ID, file:H.npy "
                             f"(default: {d.channel})")
     group.add_argument("--csi", default=d.csi, metavar="SPEC",
                        help=f"perfect, ls:NP@SNR or error:SNR (default: {d.csi})")

@@ -65,6 +65,7 @@ from mimoc.hardware.variability import (
     remap_range,
 )
 from mimoc.runtime.inputs import link_arrays, seed_value
+from mimoc.sim.llr import soft_output
 from mimoc.targets.crossbar.arrays import channel_clip, signed_pulses, target_conductances
 from mimoc.targets.crossbar.artifact import SCHEDULE, read_arrays, read_schedule
 from mimoc.targets.crossbar.checks import check_arrays, check_program
@@ -385,13 +386,17 @@ class IMCSchedule:
 
     def detect(self, H: torch.Tensor, y: torch.Tensor, *, c2c: float | None = None,
                seed: int = 0, ideal: bool = False, adc_bits: Any = DEVICE,
-               dac_bits: Any = DEVICE, time_s: float | None = None) -> torch.Tensor:
+               dac_bits: Any = DEVICE, time_s: float | None = None,
+               output: str = "symbols", error_var: Any = None) -> torch.Tensor:
         """``x_hat [B, S, 2Nt]``: static arrays and every slot's channel arrays programmed
         with noise seeded by ``seed`` (the same seed gives the same output); ``time_s``:
-        seconds since the static arrays were programmed (drift)."""
+        seconds since the static arrays were programmed (drift).
+        ``output="llr"``: max-log LLRs ``[B, S, Nt, log2 M]`` instead (:mod:`mimoc.sim.llr`;
+        ``error_var`` as in the ONNX runner's ``detect``)."""
         with torch.no_grad():
-            return self.run(H, y, c2c=c2c, seed=seed, ideal=ideal, adc_bits=adc_bits,
-                            dac_bits=dac_bits, time_s=time_s).x_hat
+            x_hat = self.run(H, y, c2c=c2c, seed=seed, ideal=ideal, adc_bits=adc_bits,
+                             dac_bits=dac_bits, time_s=time_s).x_hat
+        return soft_output(x_hat, output, self.config_dict.get("modulation"), error_var)
 
     __call__ = detect
 

@@ -5,7 +5,8 @@ The target that wrote a directory is recognised from its index file's ``format``
 executor that loads its artifacts: ``onnx`` -> :class:`~mimoc.runtime.onnx_runner.
 OnnxArtifact` (onnxruntime), ``crossbar`` -> :class:`~mimoc.runtime.imc.IMCSchedule` (the
 in-memory-computing simulator). Both have ``detect(H, y)``, ``engine()`` for
-:func:`mimoc.sim.ber.simulate`, ``config`` and ``path``.
+:func:`mimoc.sim.ber.simulate`, ``config`` and ``path``; ``detect(H, y, output="llr")``
+gives max-log bit LLRs instead of symbol estimates (:mod:`mimoc.sim.llr`).
 
 Example::
 

@@ -38,6 +38,7 @@ import torch
 from mimoc.errors import ModelFileError, UsageError
 from mimoc.runtime.cpu import has_vnni
 from mimoc.runtime.inputs import LAYOUT, link_arrays, real_array
+from mimoc.sim.llr import soft_output
 from mimoc.targets.artifact_files import read_recorded_file
 from mimoc.targets.onnx.artifact import MANIFEST, MODEL_FILES, read_manifest
 
@@ -237,18 +238,25 @@ class OnnxArtifact:
             feed[name] = value
         return self.symbol.run(None, feed)[0]
 
-    def detect(self, H: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
-               ) -> np.ndarray | torch.Tensor:
+    def detect(self, H: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *,
+               output: str = "symbols", error_var: Any = None) -> np.ndarray | torch.Tensor:
         """``x_hat [B, S, 2Nt]`` from ``H [B, 2Nr, 2Nt]`` and ``y [B, S, 2Nr]``.
 
         Torch tensors in give a float32 torch tensor out; arrays give an array. Inputs are
         checked first (:mod:`mimoc.runtime.inputs`): real, finite, sizes >= 1, one B.
+        ``output="llr"``: max-log LLRs ``[B, S, Nt, log2 M]`` instead, ``log P(b=1)/P(b=0)``
+        with the per-stream error variance ``error_var`` (default: estimated from the
+        decisions; :mod:`mimoc.sim.llr`).
         """
         as_torch = isinstance(H, torch.Tensor) or isinstance(y, torch.Tensor)
         H_np, y_np = link_arrays(H, y)
         self._check("H", H_np)
         self._check("y", y_np)
         x_hat = self.detector.run(None, {"H": H_np, "y": y_np})[0]
+        if output != "symbols" or error_var is not None:
+            llr = soft_output(torch.from_numpy(x_hat), output, self.config.get("modulation"),
+                              error_var)
+            return llr if as_torch else llr.numpy()
         return torch.from_numpy(x_hat) if as_torch else x_hat
 
     def detect_staged(self, H: np.ndarray | torch.Tensor,

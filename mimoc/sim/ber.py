@@ -57,6 +57,7 @@ import torch
 from mimoc.errors import UsageError
 from mimoc.progress import progress_bar
 from mimoc.sim.detectors import get_classical_detector
+from mimoc.sim.llr import GMIAccumulator, error_variance, maxlog_llr
 from mimoc.sim.modulation import Constellation
 from mimoc.sim.stats import SlotCounts, cluster_interval, effective_trials, wilson_interval
 from mimoc.sim.system import MIMOSystem
@@ -73,6 +74,12 @@ DEFAULT_MIN_ERROR_SLOTS = 30
 #: Scalar symbols per batch when ``batch_size`` is not given: large enough that
 #: per-batch overhead vanishes, small enough for exhaustive ML's candidate tensors.
 TARGET_SYMBOLS_PER_BATCH = 16_384
+#: What ``"llr"`` of a result's JSON says about the soft outputs (mimoc.sim.llr).
+LLR_DESCRIPTION = {
+    "convention": "max-log LLR = log P(b=1)/P(b=0), Gray labels of mimoc.sim.modulation",
+    "error_var": "data-aided per stream and batch: mean |x_hat - x|^2",
+    "gmi": "BICM GMI from the LLRs, max over one LLR scale (llr_scale), bits per channel use",
+}
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,9 @@ class BERPoint:
         effective_symbols, effective_bits: effective sample sizes ``n_eff`` of the SER and
             BER intervals (:func:`~mimoc.sim.stats.effective_trials`): as many independent
             trials would give intervals as wide.
+        gmi, llr_scale: with LLR output only (``simulate(..., llr=True)``): the BICM GMI
+            estimated from the detector's max-log LLRs, bits per channel use, and the LLR
+            scale that attains it (:mod:`mimoc.sim.llr`); ``None`` otherwise.
     """
 
     snr_db: float
@@ -106,10 +116,13 @@ class BERPoint:
     error_slots: int = 0
     effective_symbols: float = 0.0
     effective_bits: float = 0.0
+    gmi: float | None = None
+    llr_scale: float | None = None
 
     @classmethod
     def from_slot_counts(cls, snr_db: float, symbol_counts: SlotCounts,
-                         bit_counts: SlotCounts) -> BERPoint:
+                         bit_counts: SlotCounts, gmi: GMIAccumulator | None = None
+                         ) -> BERPoint:
         """The point of per-slot symbol- and bit-error statistics (what the engine keeps)."""
         if symbol_counts.slots != bit_counts.slots:
             raise UsageError("symbol and bit counts must cover the same slots")
@@ -126,6 +139,7 @@ class BERPoint:
             error_slots=symbol_counts.error_slots,
             effective_symbols=effective_trials(symbol_counts),
             effective_bits=effective_trials(bit_counts),
+            **(dict(zip(("gmi", "llr_scale"), gmi.best(), strict=True)) if gmi else {}),
         )
 
     @classmethod
@@ -153,8 +167,9 @@ class BERPoint:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form of ``mimoc ber --json``."""
-        return {
+        """The JSON form of ``mimoc ber --json`` (``gmi`` and ``llr_scale`` only with LLR
+        output)."""
+        out = {
             "snr_db": self.snr_db,
             "ser": self.ser,
             "ber": self.ber,
@@ -168,6 +183,9 @@ class BERPoint:
             "effective_symbols": self.effective_symbols,
             "effective_bits": self.effective_bits,
         }
+        if self.gmi is not None:
+            out.update(gmi=self.gmi, llr_scale=self.llr_scale)
+        return out
 
 
 @dataclass
@@ -187,6 +205,7 @@ class BERResult:
     min_errors: int = DEFAULT_MIN_ERRORS
     batch_size: int = 0
     min_error_slots: int = DEFAULT_MIN_ERROR_SLOTS
+    llr: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form.
@@ -226,6 +245,8 @@ class BERResult:
             min_errors=self.min_errors,
             min_error_slots=self.min_error_slots,
         )
+        if self.llr:
+            out["llr"] = dict(LLR_DESCRIPTION)
         return out
 
 
@@ -316,7 +337,10 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
              snr_db: Sequence[float], *, seed: int = 0,
              max_symbols: int = DEFAULT_MAX_SYMBOLS, min_errors: int = DEFAULT_MIN_ERRORS,
              min_error_slots: int | None = None, batch_size: int | None = None,
-             progress: bool = False, dtype: torch.dtype = torch.float32) -> BERResult:
+             progress: bool = False, dtype: torch.dtype = torch.float32,
+             llr: bool = False,
+             on_llr: Callable[[str, float, torch.Tensor, torch.Tensor], None] | None = None
+             ) -> BERResult:
     """Measure SER and BER of ``detectors`` on ``system`` at each SNR in ``snr_db``.
 
     Args:
@@ -334,12 +358,17 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
             The draws depend on it, so keep it fixed when comparing runs.
         progress: show a progress bar on stderr (only when it is a terminal).
         dtype: real dtype of the simulated tensors.
+        llr: also compute every detector's max-log LLRs and report the GMI they support
+            (``BERPoint.gmi``; :mod:`mimoc.sim.llr`).
+        on_llr: called with ``(detector, snr_db, LLRs, sent bits)`` for every batch
+            (implies ``llr``), e.g. a :class:`~mimoc.sim.llr.LLRRecorder`.
 
     Returns:
         :class:`BERResult` with one curve per detector, points in ``snr_db`` order.
     """
     snrs = _check_arguments(detectors, snr_db, max_symbols, min_errors, min_error_slots,
                             batch_size)
+    llr = llr or on_llr is not None
     if min_error_slots is None:
         min_error_slots = min(DEFAULT_MIN_ERROR_SLOTS, min_errors)
     per_slot = system.slot * system.nt
@@ -349,7 +378,7 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
     constellation = system.constellation
     names = list(detectors)
     result = BERResult(system, {name: [] for name in names}, seed, max_symbols, min_errors,
-                       batch_size, min_error_slots)
+                       batch_size, min_error_slots, llr)
 
     def enough(counts: SlotCounts) -> bool:
         return counts.errors >= min_errors and counts.error_slots >= min_error_slots
@@ -365,6 +394,8 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
             symbols = 0
             sym_counts = dict.fromkeys(names, SlotCounts())
             bit_counts = dict.fromkeys(names, SlotCounts())
+            gmis = {name: GMIAccumulator(constellation.bits_per_symbol, system.nt)
+                    for name in names} if llr else {}
             bar.set_description(f"ber @ {snr:g} dB")
             bar.set_postfix(min_errors=0, min_error_slots=0, refresh=False)
             while symbols < max_symbols and not all(map(enough, sym_counts.values())):
@@ -375,6 +406,12 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
                     sym_err, bit_err = _count_errors(x_hat, batch.indices, constellation)
                     sym_counts[name] = sym_counts[name].add(sym_err, per_slot)
                     bit_counts[name] = bit_counts[name].add(bit_err, bits_per_slot)
+                    if llr:
+                        llrs = maxlog_llr(x_hat, error_variance(x_hat, batch.x), constellation)
+                        sent = constellation.bits_of_indices(batch.indices)
+                        gmis[name].add(llrs, sent)
+                        if on_llr is not None:
+                            on_llr(name, snr, llrs, sent)
                 symbols += slots * per_slot
                 bar.update(slots * per_slot)
                 bar.set_postfix(min_errors=min(c.errors for c in sym_counts.values()),
@@ -383,7 +420,8 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
             bar.update(budget - symbols)
             for name in names:
                 result.curves[name].append(
-                    BERPoint.from_slot_counts(snr, sym_counts[name], bit_counts[name]))
+                    BERPoint.from_slot_counts(snr, sym_counts[name], bit_counts[name],
+                                              gmis.get(name)))
     return result
 
 

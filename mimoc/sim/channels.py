@@ -17,6 +17,9 @@ Imperfect CSI (:class:`CSIModel`):
   ``W_ij ~ CN(0, sigma_w^2)`` and ``CSI SNR = E||H||_F^2 / E||W||_F^2``
   (RE-MIMO's model), i.e. ``sigma_w^2 = 1 / csi_snr``.
 
+Measured or externally simulated channels (Sionna): ``file:PATH.npy``, see
+:mod:`mimoc.sim.channel_file`.
+
 Block fading: one channel realisation per slot of ``S`` symbols; the sampler
 in :mod:`mimoc.sim.system` draws ``H`` once per slot.
 """
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from mimoc.errors import UsageError
+from mimoc.sim.channel_file import parse_file_channel
 from mimoc.sim.gaussian import complex_normal
 from mimoc.sim.multipath import parse_task
 
@@ -95,7 +99,8 @@ class ChannelModel:
                 raise UsageError(f"channel 'rayleigh' takes no parameters, got {spec!r}")
             return cls()
         if kind != "kronecker":
-            raise UsageError(f"unknown channel {spec!r}; use rayleigh or kronecker:RHO")
+            raise UsageError(f"unknown channel {spec!r}; use rayleigh, kronecker:RHO, task:ID "
+                             "or file:H.npy")
         if not args:
             raise UsageError(
                 "kronecker needs a correlation, e.g. kronecker:0.5 or kronecker:rx=0.5"
@@ -199,8 +204,11 @@ class CSIModel:
 
 
 def parse_channel(spec: str):
-    """Any channel spec the CLI accepts: ``rayleigh``, ``kronecker:...`` or a
-    geometric multipath task ``task:ID`` (:mod:`mimoc.sim.multipath`)."""
+    """Any channel spec the CLI accepts: ``rayleigh``, ``kronecker:...``, a
+    geometric multipath task ``task:ID`` (:mod:`mimoc.sim.multipath`) or
+    realisations from a file ``file:PATH.npy[,normalize]`` (:mod:`mimoc.sim.channel_file`)."""
+    if spec.strip().lower().startswith("file:"):
+        return parse_file_channel(spec)
     if spec.strip().lower().startswith("task:"):
         return parse_task(spec)
     return ChannelModel.parse(spec)

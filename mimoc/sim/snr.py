@@ -14,6 +14,11 @@ for unit-energy symbols and unit-variance channel entries.
   ``K = 2 Nt`` real unknowns and ``sigma^2 = N0 / 2`` per real noise
   component (DetNet code), so ``N0 = 2 tr(H_r^T H_r) / (K SNR)``; it depends
   on the channel draw.
+- ``ebno``: ``Eb / N0`` per stream, ``Eb = Es / log2(M)`` for an uncoded
+  link (code rate 1: every bit of a symbol is an information bit; for a code
+  of rate ``R`` subtract ``10 log10(R)`` dB yourself), so
+  ``N0 = 1 / (log2(M) Eb/N0)``; the same as ``per-stream`` at
+  ``Es/N0 = Eb/N0 + 10 log10(log2 M)`` dB.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import torch
 
 from mimoc.errors import UsageError
 
-SNR_DEFINITIONS = ("per-stream", "per-rx", "detnet")
+SNR_DEFINITIONS = ("per-stream", "per-rx", "detnet", "ebno")
 
 
 def check_snr_def(snr_def: str) -> str:
@@ -37,20 +42,27 @@ def db_to_linear(snr_db):
     return 10.0 ** (torch.as_tensor(snr_db, dtype=torch.float64) / 10.0)
 
 
-def noise_variance(snr_db, snr_def: str, H_r: torch.Tensor) -> torch.Tensor:
+def noise_variance(snr_db, snr_def: str, H_r: torch.Tensor,
+                   bits_per_symbol: int | None = None) -> torch.Tensor:
     """Complex noise variance ``N0`` per sample, shape ``[B]``.
 
     Args:
         snr_db: scalar or ``[B]`` SNR in dB under ``snr_def``.
-        snr_def: ``per-stream``, ``per-rx`` or ``detnet``.
+        snr_def: ``per-stream``, ``per-rx``, ``detnet`` or ``ebno``.
         H_r: real-valued channels ``[B, 2Nr, 2Nt]`` (used for ``Nt`` and, for
             ``detnet``, the trace).
+        bits_per_symbol: ``log2(M)`` of the modulation; needed by ``ebno`` only.
     """
     check_snr_def(snr_def)
+    if snr_def == "ebno" and not (isinstance(bits_per_symbol, int) and bits_per_symbol >= 1):
+        raise UsageError("the ebno SNR definition needs the modulation's bits per symbol, "
+                         f"got {bits_per_symbol!r}")
     batch, _, two_nt = H_r.shape
     snr = db_to_linear(snr_db).to(H_r.device).expand(batch)
     if snr_def == "per-stream":
         n0 = 1.0 / snr
+    elif snr_def == "ebno":
+        n0 = 1.0 / (snr * bits_per_symbol)
     elif snr_def == "per-rx":
         n0 = (two_nt // 2) / snr
     else:

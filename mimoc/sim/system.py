@@ -71,6 +71,9 @@ class MIMOSystem:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
         get_constellation(self.modulation)
         check_snr_def(self.snr_def)
+        check_sizes = getattr(self.channel, "check_sizes", None)  # channels read from a file
+        if check_sizes is not None:
+            check_sizes(self.nr, self.nt)
 
     @property
     def constellation(self) -> Constellation:
@@ -87,7 +90,7 @@ class MIMOSystem:
         indices = torch.randint(0, const.order, (batch, self.slot, self.nt), generator=generator)
         x = const.real_of_indices(indices, dtype)
         snr_db = torch.as_tensor(snr_db, dtype=torch.float64).expand(batch).clone()
-        n0 = noise_variance(snr_db, self.snr_def, H)
+        n0 = noise_variance(snr_db, self.snr_def, H, const.bits_per_symbol)
         noise = torch.randn((batch, self.slot, 2 * self.nr), generator=generator, dtype=dtype)
         y = x @ H.transpose(-1, -2) + noise * (n0 / 2).sqrt()[:, None, None]
         return LinkBatch(H, H_est, y, x, indices, n0, snr_db)

@@ -42,6 +42,7 @@ SNR_AXIS_LABELS = {
     "per-stream": "SNR per stream, $E_s/N_0$ [dB]",
     "per-rx": r"SNR per receive antenna, $N_t/N_0$ [dB]",
     "detnet": r"SNR, $\mathrm{tr}(H^T H)/(K\sigma^2)$ (DetNet) [dB]",
+    "ebno": "$E_b/N_0$ per stream, uncoded [dB]",
 }
 METRICS = {"ber": "Bit error rate (BER)", "ser": "Symbol error rate (SER)"}
 

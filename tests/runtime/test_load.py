@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +101,27 @@ def test_bench_times_a_crossbar_artifact(artifacts, capsys):
     assert [row["batch"] for row in data["simulator"]] == [2]
     assert data["simulator"][0]["per_slot_s"] == pytest.approx(
         data["simulator"][0]["median_s"] / 2)
+
+
+def test_detect_gives_max_log_llrs_on_request(artifacts):
+    from mimoc.errors import UsageError
+    from mimoc.sim.llr import decision_variance, hard_bits, maxlog_llr
+    from mimoc.sim.modulation import get_constellation
+
+    _, root = artifacts
+    onnx, xb = mimoc.load(root / "onnx"), mimoc.load(root / "xb")
+    qpsk = get_constellation("qpsk")
+    H = torch.randn(3, 8, 4, generator=torch.Generator().manual_seed(1)) / 2 ** 0.5
+    y = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(2))
+    x_hat = onnx.detect(H, y)
+    llr = onnx.detect(H, y, output="llr")
+    assert llr.shape == (3, 5, 2, 2)
+    assert torch.allclose(llr, maxlog_llr(x_hat, decision_variance(x_hat, qpsk), qpsk))
+    assert torch.equal(hard_bits(llr), qpsk.bits_of_indices(qpsk.indices_of_real(x_hat)))
+    given = onnx.detect(H.numpy(), y.numpy(), output="llr", error_var=0.25)
+    assert isinstance(given, np.ndarray) and np.allclose(given, maxlog_llr(x_hat, 0.25, qpsk))
+    soft = xb.detect(H, y, c2c=0.0, ideal=True, seed=0, output="llr", error_var=0.5)
+    hard = xb.detect(H, y, c2c=0.0, ideal=True, seed=0)
+    assert torch.allclose(soft, maxlog_llr(hard, 0.5, qpsk))
+    with pytest.raises(UsageError, match="unknown output"):
+        onnx.detect(H, y, output="bits")

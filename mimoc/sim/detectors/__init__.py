@@ -13,7 +13,9 @@ work (Gram matrices, QR, inverses, candidate energies) is done once per slot.
 Registry names (:func:`get_classical_detector` also takes a ``name:param``
 spec where a detector has a parameter):
 
-- ``zf``, ``mmse``: linear (:mod:`.linear`);
+- ``zf``, ``mmse``, ``lmmse``: linear (:mod:`.linear`); ``mmse`` is the biased
+  ``(H^T H + N0 I)^-1 H^T y``, ``lmmse`` the unbiased LMMSE of Sionna and the
+  textbooks (the same scaled per stream to unit gain; other 16/64-QAM decisions);
 - ``ml``: exhaustive maximum likelihood (:mod:`.ml`), refuses more than
   ``2^20`` candidates;
 - ``sd``: exact sphere decoder, same decisions as ``ml`` (:mod:`.sphere`);
@@ -36,7 +38,7 @@ from collections.abc import Callable
 from mimoc.errors import UsageError
 from mimoc.sim.detectors.amp import amp
 from mimoc.sim.detectors.kbest import kbest
-from mimoc.sim.detectors.linear import mmse, zf
+from mimoc.sim.detectors.linear import lmmse, mmse, zf
 from mimoc.sim.detectors.ml import ml
 from mimoc.sim.detectors.sic import mmse_sic
 from mimoc.sim.detectors.sphere import sphere
@@ -46,6 +48,7 @@ ClassicalDetector = Callable
 CLASSICAL_DETECTORS: dict[str, ClassicalDetector] = {
     "zf": zf,
     "mmse": mmse,
+    "lmmse": lmmse,
     "ml": ml,
     "sd": sphere,
     "kbest": kbest,

@@ -1,4 +1,4 @@
-"""Linear detectors: zero forcing and MMSE.
+"""Linear detectors: zero forcing, MMSE and unbiased LMMSE.
 
 Real-valued model ``y = H x + n`` with ``H [B, 2Nr, 2Nt]``, ``y [B, S, 2Nr]``
 and complex noise variance ``N0`` per receive antenna (``N0/2`` per real
@@ -8,7 +8,14 @@ the nearest-point hard decision.
 - ZF: ``x = (H^T H)^-1 H^T y``, defined for ``Nt <= Nr``.
 - MMSE: ``x = (H^T H + N0/Es I)^-1 H^T y`` with ``Es = 1`` (unit-energy
   symbols, so each real dimension has variance 1/2 and the regulariser is
-  ``(N0/2) / (1/2) = N0``).
+  ``(N0/2) / (1/2) = N0``). Biased: ``E[x_hat_j | x_j] = mu_j x_j`` with
+  ``mu_j < 1``, which shrinks the estimate towards 0.
+- LMMSE (unbiased, as Sionna's ``LinearDetector("lmmse")`` and textbooks
+  compute it): ``x = D^-1 (H^T H + N0 I)^-1 H^T y`` with
+  ``D = diag((H^T H + N0 I)^-1 H^T H)``, so that ``E[x_hat_j | x_j] = x_j``;
+  its nearest-point decisions differ from MMSE's for multi-level
+  constellations (16/64-QAM) and equal them for BPSK/QPSK (a positive scale
+  keeps every sign).
 
 These treat every constellation as circular, including BPSK (conventional
 complex ZF/MMSE), so ZF's diversity on i.i.d. Rayleigh is ``Nr - Nt + 1``.
@@ -52,3 +59,13 @@ def mmse(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor,
          constellation: Constellation) -> torch.Tensor:
     """MMSE estimate ``(H^T H + N0 I)^-1 H^T y`` ``[B, S, 2Nt]``."""
     return _gram_solve(H, y, noise_var.to(H.dtype))
+
+
+def lmmse(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor,
+          constellation: Constellation) -> torch.Tensor:
+    """Unbiased LMMSE estimate ``diag(W H)^-1 W y``, ``W = (H^T H + N0 I)^-1 H^T``."""
+    reg = noise_var.to(H.dtype)
+    x = _gram_solve(H, y, reg)  # W y
+    gain = _gram_solve(H, H.transpose(-1, -2), reg)  # rows of (W H)^T: [B, 2Nt, 2Nt]
+    bias = gain.diagonal(dim1=-2, dim2=-1)  # diag(W H), [B, 2Nt]
+    return x / bias[:, None, :]
