@@ -205,7 +205,7 @@ def _build_schedule(graph, device, config, model, source, records, bar) -> Built
     # round by round)
     from mimoc.progress import progress_bar
 
-    with progress_bar(static_cells(matrices), desc="static program-and-verify", unit="cell",
+    with progress_bar(static_cells(matrices), desc="verified static cells", unit="cell",
                       enabled=not bar.disable, unit_scale=True) as cells:
         static, static_files, clips = static_plan(matrices, static_values, device, config,
                                                   on_cells=cells.update)
