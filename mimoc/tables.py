@@ -47,7 +47,7 @@ def text_table(rows: Sequence[Sequence[Any]], headers: Sequence[str] | None = No
                right: Collection[int] = (), indent: str = "", rule: bool = False,
                missing: str = "", floatfmt: str = "g") -> str:
     """A fixed-width text table: columns two spaces apart, ``headers`` on the first line
-    (``None``: no header line), underlined across the table when ``rule``, each line
+    (``None``: no header line), underlined across the table's width when ``rule``, each line
     prefixed by ``indent``."""
     body = _cells(([headers] if headers is not None else []) + list(rows), missing, floatfmt)
     width = max((len(r) for r in body), default=0)

@@ -36,7 +36,8 @@ Passes run in the order given (default: canonicalize,split-channel); the ONNX ta
 then applies its own lowering (onnx-fuse). --dump-after PASS prints the IR after a
 pass (or 'frontend', or 'all') to stderr. The directory is written atomically: a
 failed or interrupted compile leaves nothing; the same input gives byte-identical
-files.
+files. The command prints a summary (files and sizes, nodes, FLOPs or arrays and
+latency, time taken); -v adds the pass log, one line per pass with what it changed.
 
 Quantized ONNX (--quant METHOD, or a checkpoint from 'mimoc quantize', which carries
 its recipe): the quantize pass runs first, then --lowering picks the kernels:
