@@ -50,7 +50,7 @@ def _table(devices) -> str:
     rows = [[d.name, _si(d.pulse_width_s), _c2c(d), f"{d.g_min_us:g}", f"{d.g_max_us:g}",
              f"{d.v_write_pos:g} / {d.v_write_neg:g}", str(d.states), f"{d.step_us:.4g}"]
             for d in devices]
-    return text_table(rows, header)
+    return text_table(rows, header, right={3, 4, 6, 7})  # numbers right-aligned
 
 
 def _details(dev) -> str:
