@@ -62,3 +62,43 @@ def track(iterable: Iterable[T], *, total: int | None = None, desc: str = "", un
         for item in iterable:
             yield item
             bar.update(1)
+
+
+class StepProgress:
+    """A k/N bar over the named steps of a long command (compile a target, time it, simulate
+    an SNR point), driven by the ``say(text)`` callbacks the studies already take.
+
+    Each call starts the next step: the one before counts as done and ``text`` shows beside
+    the bar. ``total`` is the planned number of steps; where a step was not foreseen (a
+    search that needs one more point) the total grows with it, so the bar never reads past
+    its end. Silent under the rules of :func:`progress_bar`.
+
+    Example::
+
+        >>> with StepProgress(3, desc="budget") as say:
+        ...     say("compiling onnx-cpu")
+        ...     say("timing onnx-cpu")
+    """
+
+    def __init__(self, total: int | None, *, desc: str = "", enabled: bool = True):
+        self.bar = progress_bar(total, desc=desc, unit="step", enabled=enabled)
+        self.steps = 0  # steps started, for callers and tests (the bar may be silent)
+
+    def __call__(self, text: str) -> None:
+        if self.steps:
+            self.bar.update(1)
+        self.steps += 1
+        if self.bar.total is not None and self.steps > self.bar.total:
+            self.bar.total = self.steps
+        self.bar.set_postfix_str(text)
+
+    def close(self) -> None:
+        if self.steps and self.bar.n < self.steps:  # the last step is done
+            self.bar.update(1)
+        self.bar.close()
+
+    def __enter__(self) -> StepProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

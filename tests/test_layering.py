@@ -12,7 +12,8 @@ MAX_LINES = 600
 
 #: bottom to top; a module may import from its own layer and the layers below it
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("mimoc", "mimoc.errors", "mimoc.progress", "mimoc.fileio", "mimoc.validation")),
+    ("base", ("mimoc", "mimoc.errors", "mimoc.progress", "mimoc.fileio", "mimoc.validation",
+              "mimoc.tables")),
     ("hardware", ("mimoc.hardware",)),
     ("simulation", ("mimoc.sim",)),
     ("models", ("mimoc.detectors", "mimoc.quant")),

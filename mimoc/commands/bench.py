@@ -58,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-time", type=float, default=0.5, metavar="SECONDS",
                         help="minimum timed seconds per measurement (default: 0.5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (it is shown only when stderr is a terminal)")
     add_allow_modified_argument(parser)
 
 
@@ -87,8 +89,9 @@ def _find_source(artifact, explicit: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from mimoc.progress import StepProgress
     from mimoc.runtime import is_artifact, load_artifact
-    from mimoc.runtime.bench import format_bench, run_bench
+    from mimoc.runtime.bench import PATHS, format_bench, run_bench
     from mimoc.targets import artifact_target
 
     batches = _batches(args.batches)
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             from mimoc.compiler.source import load_source
 
             model = load_source(target)
-            compile_model(model, out=Path(tmp) / "artifact")
+            compile_model(model, out=Path(tmp) / "artifact", progress=not args.no_progress)
             artifact = load_artifact(Path(tmp) / "artifact", threads=args.threads)
         if model is not None and not hasattr(model, "forward"):
             model = model.module()  # an ExportedProgram: time its module
@@ -115,19 +118,17 @@ def run(args: argparse.Namespace) -> int:
             print("mimoc: note: the artifact's model file was not found (use --model); timing "
                   "the artifact only", file=sys.stderr)
 
-        def progress(text: str) -> None:
-            if sys.stderr.isatty():
-                print(f"\r{text:<60}", end="", file=sys.stderr, flush=True)
-
-        result = run_bench(model, artifact, batches=batches, slot=args.slot,
-                           threads=args.threads, min_time=args.min_time, progress=progress)
-        if sys.stderr.isatty():
-            print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
+        # one step per path and batch (onnx-export is one fewer where the exporter fails)
+        steps = len(batches) * (len(PATHS) if model is not None else 2)
+        with StepProgress(steps, desc="bench", enabled=not args.no_progress) as progress:
+            result = run_bench(model, artifact, batches=batches, slot=args.slot,
+                               threads=args.threads, min_time=args.min_time, progress=progress)
     print(json.dumps(result.to_dict()) if args.json else format_bench(result))
     return 0
 
 
 def _bench_crossbar(args: argparse.Namespace, target: Path, batches: list[int]) -> int:
+    from mimoc.progress import StepProgress
     from mimoc.runtime.imc import load_schedule
     from mimoc.runtime.imc_bench import format_crossbar_bench, run_crossbar_bench
 
@@ -136,8 +137,9 @@ def _bench_crossbar(args: argparse.Namespace, target: Path, batches: list[int]) 
                          "schedule and the IMC simulator")
     torch_threads(args.threads)
     schedule = load_schedule(target, verify=verify_artifacts(args))
-    result = run_crossbar_bench(schedule, batches=batches, slot=args.slot,
-                                min_time=args.min_time)
+    with StepProgress(len(batches), desc="bench", enabled=not args.no_progress) as progress:
+        result = run_crossbar_bench(schedule, batches=batches, slot=args.slot,
+                                    min_time=args.min_time, progress=progress)
     print(json.dumps(result.to_dict()) if args.json else format_crossbar_bench(result))
     return 0
 

@@ -402,18 +402,17 @@ def _ci(interval) -> str:
 
 def format_table(result: BERResult) -> str:
     """A fixed-width table of every point, one row per detector and SNR."""
+    from mimoc.tables import text_table
+
     s = result.system
     header = (f"{s.nt}x{s.nr} {s.modulation}, {s.channel.spec} channel, {s.csi.spec} CSI, "
               f"slot {s.slot}, SNR {s.snr_def}, seed {result.seed}")
-    width = max(8, *(len(name) for name in result.curves))
-    columns = (f"{'detector':<{width}}  {'SNR[dB]':>7}  {'SER':>9}  {'SER 95% CI':<20}  "
-               f"{'BER':>9}  {'BER 95% CI':<20}  {'symbols':>9}  {'errors':>6}")
-    lines = [header, columns, "-" * len(columns)]
-    for name, points in result.curves.items():
-        for p in points:
-            lines.append(f"{name:<{width}}  {p.snr_db:>7.2f}  {p.ser:>9.3e}  {_ci(p.ser_ci):<20}  "
-                         f"{p.ber:>9.3e}  {_ci(p.ber_ci):<20}  {p.symbols:>9d}  {p.errors:>6d}")
-    return "\n".join(lines)
+    rows = [[name, f"{p.snr_db:.2f}", f"{p.ser:.3e}", _ci(p.ser_ci), f"{p.ber:.3e}",
+             _ci(p.ber_ci), f"{p.symbols:d}", f"{p.errors:d}"]
+            for name, points in result.curves.items() for p in points]
+    table = text_table(rows, ["detector", "SNR[dB]", "SER", "SER 95% CI", "BER", "BER 95% CI",
+                              "symbols", "errors"], right={1, 2, 4, 6, 7}, rule=True)
+    return header + "\n" + table
 
 
 # -- the command -------------------------------------------------------------------

@@ -226,8 +226,8 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mimoc.progress import is_interactive
-    from mimoc.studies.budget import format_budget, run_budget
+    from mimoc.progress import StepProgress, is_interactive
+    from mimoc.studies.budget import format_budget, planned_steps, run_budget
 
     if args.plot:
         from mimoc.studies.plots import check_plot_path
@@ -239,12 +239,9 @@ def run(args: argparse.Namespace) -> int:
 
         check_output_directory(args.keep)
     show = is_interactive() and not args.no_progress
-
-    def say(text: str) -> None:
-        if show:
-            print(f"\r{text:<60}", end="", file=sys.stderr, flush=True)
-
-    try:
+    steps = planned_steps(args.targets, ser_symbols=args.ser_symbols, snr_db=args.snr,
+                          max_loss_db=args.max_loss_db)
+    with StepProgress(steps, desc="budget", enabled=show) as say:
         report = run_budget(args.model, args.targets, slot=args.slot,
                             budget_s=args.budget_us / 1e6, snr_db=args.snr,
                             snr_def=args.snr_def, ser_symbols=args.ser_symbols,
@@ -255,9 +252,6 @@ def run(args: argparse.Namespace) -> int:
                             percentile=args.percentile, calls=args.calls,
                             max_time=args.max_time, target_ser=args.target_ser,
                             max_loss_db=args.max_loss_db, channel=args.channel, csi=args.csi)
-    finally:
-        if show:
-            print("\r" + " " * 60 + "\r", end="", file=sys.stderr, flush=True)
     if args.plot:
         from mimoc.studies.plots import plot_budget
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from mimoc.commands.pass_flags import add_pass_option_arguments, pass_options
 from mimoc.errors import UsageError
@@ -35,7 +36,8 @@ Passes run in the order given (default: canonicalize,split-channel); the ONNX ta
 then applies its own lowering (onnx-fuse). --dump-after PASS prints the IR after a
 pass (or 'frontend', or 'all') to stderr. The directory is written atomically: a
 failed or interrupted compile leaves nothing; the same input gives byte-identical
-files.
+files. The command prints a summary (files and sizes, nodes, FLOPs or arrays and
+latency, time taken); -v adds the pass log, one line per pass with what it changed.
 
 Quantized ONNX (--quant METHOD, or a checkpoint from 'mimoc quantize', which carries
 its recipe): the quantize pass runs first, then --lowering picks the kernels:
@@ -89,6 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace an existing non-empty output directory")
     parser.add_argument("--json", action="store_true",
                         help="print the manifest as JSON instead of a summary")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="print the pass log too: one line per pass, what it changed")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (it is shown only when stderr is a terminal)")
 
 
 def add_onnx_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,42 +141,80 @@ TARGET_FLAGS = ("quant", "lowering", "bits", "static_shapes", "device", "array",
                 "accumulation", "static_clip", "write_parallel", "mc_draws")
 
 
-def onnx_summary(result) -> str:
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _files(result) -> str:
+    files = sorted(p for p in result.path.iterdir() if p.is_file())
+    return ", ".join(f"{p.name} {_size(p.stat().st_size)}" for p in files)
+
+
+def _graph_line(result) -> str:
+    records = result.pipeline.records
+    if not records:
+        return "  graph        no passes"
+    return (f"  graph        {records[0].nodes_before:,} -> {records[-1].nodes_after:,} nodes "
+            f"after {len(records)} passes ({', '.join(r.name for r in records)})")
+
+
+def onnx_summary(result, seconds: float) -> str:
     m = result.manifest
     f = m["flops"]
-    state = ", ".join(f"{s['name']} {s['shape']}" for s in m["slot_state"])
-    lines = [f"compiled {m['model'].get('name')} -> {result.path}/ "
-             f"(slot.onnx, symbol.onnx, detector.onnx, manifest.json)",
-             result.report(),
-             f"per symbol {f['per_symbol']} FLOPs, slot rate {f['slot_rate']} FLOPs, per slot "
-             f"of {f['slot_symbols']} symbols {f['per_slot']} FLOPs",
-             f"slot state: {state}"]
+    state = ", ".join(f"{s['name']} {_shape(s['shape'])}" for s in m["slot_state"])
+    lines = [f"compiled {m['model'].get('name')} for onnx ({m.get('lowering', 'fp32')}) in "
+             f"{seconds:.1f} s -> {result.path}/",
+             f"  files        {_files(result)}",
+             _graph_line(result),
+             f"  FLOPs        {f['per_symbol']:,} per symbol, {f['slot_rate']:,} slot rate, "
+             f"{f['per_slot']:,} per slot of {f['slot_symbols']} symbols",
+             f"  slot state   {state}"]
     q = m.get("quantization")
     if q:
-        lines.append(f"quantized: {q['method']} {q['bits']}-bit, {q['layers']} layers, "
+        lines.append(f"  quantized    {q['method']} {q['bits']}-bit, {q['layers']} layers, "
                      f"lowering {q['lowering']} (faithful: {q['faithful']})")
-    return "\n".join(line for line in lines if line)
+    return "\n".join(lines)
 
 
-def crossbar_summary(result) -> str:
+def crossbar_summary(result, seconds: float) -> str:
     s = result.schedule
     t, p = s["totals"], s["peripherals"]
     roles = {"static": 0, "channel": 0}
     for a in s["arrays"]:
         roles[a["role"]] += 1
     lines = [f"compiled {s['model'].get('name')} for crossbar ({s['device']['name']}, arrays "
-             f"{s['config']['array'][0]}x{s['config']['array'][1]}) -> {result.path}/ "
-             "(schedule.json, arrays.npz)",
-             result.report(),
-             f"tiles: {roles['channel']} channel (programmed per slot), {roles['static']} "
-             f"static; {p['arrays']} physical arrays, {p['cells']:,} cells",
-             f"programming per slot {t['programming_s_per_slot'] * 1e9:.1f} ns (expected over "
-             f"{s['programming']['per_slot']['draws']} channel draws), symbol "
+             f"{s['config']['array'][0]}x{s['config']['array'][1]}) in {seconds:.1f} s -> "
+             f"{result.path}/",
+             f"  files        {_files(result)}",
+             _graph_line(result),
+             f"  tiles        {roles['channel']} channel (programmed per slot), "
+             f"{roles['static']} static; {p['arrays']} physical arrays, {p['cells']:,} cells",
+             f"  latency      programming per slot {t['programming_s_per_slot'] * 1e9:.1f} ns "
+             f"(expected over {s['programming']['per_slot']['draws']} channel draws), symbol "
              f"{t['symbol_s'] * 1e9:.1f} ns, per slot of {t['slot_symbols']} symbols "
-             f"{t['per_slot_s'] * 1e9:.1f} ns; static program-and-verify once "
-             f"{t['static_programming_s'] * 1e6:.2f} us",
+             f"{t['per_slot_s'] * 1e9:.1f} ns",
+             f"  static       program-and-verify once {t['static_programming_s'] * 1e6:.2f} us",
              "mimoc inspect DIR shows the tables; mimoc ber DIR --c2c ... simulates it"]
-    return "\n".join(line for line in lines if line)
+    return "\n".join(lines)
+
+
+def pass_log(records) -> str:
+    """The passes that ran, one line each: nodes, FLOPs before -> after, time, what changed."""
+    from mimoc.tables import text_table
+
+    rows = [[r.name, f"{r.nodes_before:,} -> {r.nodes_after:,}",
+             f"{r.flops_before.per_symbol:,} -> {r.flops_after.per_symbol:,}",
+             f"{r.flops_before.per_slot:,} -> {r.flops_after.per_slot:,}",
+             f"{r.seconds * 1e3:.1f}", "; ".join(r.notes)] for r in records]
+    return text_table(rows, ["pass", "nodes", "FLOPs per symbol", "FLOPs per slot", "ms",
+                             "what changed"], right={1, 2, 3, 4}, indent="  ")
 
 
 #: the text summary of each built-in target's artifact (another target prints its
@@ -188,9 +232,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"# IR after {name}\n{text}", file=sys.stderr)
 
     flags = {name: getattr(args, name, None) for name in TARGET_FLAGS}
+    start = time.perf_counter()
     result = compile_model(args.model, target=args.target, out=args.output, passes=args.passes,
                            dump_after=args.dump_after, on_dump=dump, force=args.force,
-                           options=pass_options(args), progress=True, **flags)
+                           options=pass_options(args), progress=not args.no_progress,
+                           **flags)
+    seconds = time.perf_counter() - start
     summary = SUMMARIES.get(result.target)
     if args.json or summary is None:
         from mimoc.targets import get_target
@@ -201,5 +248,7 @@ def run(args: argparse.Namespace) -> int:
         manifest.pop("program", None)  # the crossbar's lowered program: see mimoc inspect
         print(json.dumps({"path": str(result.path), **manifest}))
     else:
-        print(summary(result))
+        print(summary(result, seconds))
+        if args.verbose:
+            print("passes\n" + pass_log(result.pipeline.records))
     return 0

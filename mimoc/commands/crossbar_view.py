@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from mimoc.tables import text_table
 from mimoc.targets.crossbar.artifact import read_schedule, verify_arrays_file
 
 
@@ -20,10 +21,8 @@ def describe(path: Path, args: argparse.Namespace | None = None) -> dict[str, An
 
 
 def table(rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                             for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
-            for row in rows]
+    """The lines of an indented text table whose first row is its header."""
+    return text_table(rows[1:], rows[0], right=right, indent="  ").splitlines()
 
 
 def _ns(seconds: float) -> str:

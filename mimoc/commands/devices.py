@@ -30,10 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the profile(s) as JSON (the same fields as the files)")
 
 
-def _row(values: list[str], widths: list[int]) -> str:
-    return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
-
-
 def _si(value: float, unit: str = "s") -> str:
     for prefix, scale in (("", 1.0), ("m", 1e-3), ("u", 1e-6), ("n", 1e-9), ("p", 1e-12),
                           ("f", 1e-15), ("a", 1e-18)):
@@ -49,14 +45,14 @@ def _c2c(dev) -> str:
 
 
 def _table(devices) -> str:
+    from mimoc.tables import text_table
+
     header = ["id", "pulse", "C2C pot./dep.", "Gmin uS", "Gmax uS", "write V", "states",
               "step uS"]
     rows = [[d.name, _si(d.pulse_width_s), _c2c(d), f"{d.g_min_us:g}", f"{d.g_max_us:g}",
              f"{d.v_write_pos:g} / {d.v_write_neg:g}", str(d.states), f"{d.step_us:.4g}"]
             for d in devices]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [_row(header, widths)] + [_row(r, widths) for r in rows]
-    return "\n".join(lines)
+    return text_table(rows, header, right={3, 4, 6, 7})  # numbers right-aligned
 
 
 def _details(dev) -> str:

@@ -137,13 +137,6 @@ def describe_checkpoint(path: Path, args: argparse.Namespace | None = None) -> d
     return describe(path)
 
 
-def _table(rows: list[list[str]], right: set[int]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(cell.rjust(w) if i in right else cell.ljust(w)
-                             for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
-            for row in rows]
-
-
 def _training_lines(training: dict[str, Any]) -> list[str]:
     if not training:
         return ["  training     none recorded (an untrained or hand-saved model)"]
@@ -171,6 +164,8 @@ def _training_lines(training: dict[str, Any]) -> list[str]:
 
 
 def render_checkpoint(info: dict[str, Any]) -> str:
+    from mimoc.tables import text_table
+
     config = ", ".join(f"{k}={v}" for k, v in info["config"].items()
                        if k not in ("nt", "nr", "modulation"))
     lines = [
@@ -193,7 +188,7 @@ def render_checkpoint(info: dict[str, Any]) -> str:
                         f"{layer['flops_per_slot']:,}"] for layer in info["layers"]]
     rows.append(["total", "", f"{info['params']:,}", f"{info['flops_per_symbol']:,}",
                  f"{info['flops_slot_rate']:,}", f"{info['flops_per_slot']:,}"])
-    lines += ["", *_table(rows, right={2, 3, 4, 5})]
+    lines += ["", *text_table(rows[1:], rows[0], right={2, 3, 4, 5}, indent="  ").splitlines()]
     return "\n".join(lines)
 
 

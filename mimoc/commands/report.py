@@ -109,10 +109,19 @@ def _baseline_list(text: str) -> list[str]:
     return names
 
 
+def _planned_steps(args: argparse.Namespace) -> int:
+    """The budget's steps, the curves, one C2C sweep per crossbar, writing the files."""
+    from mimoc.studies.budget import parse_targets, planned_steps
+
+    crossbars = sum(spec.kind == "crossbar" for spec in parse_targets(args.targets))
+    return planned_steps(args.targets, ser_symbols=args.max_symbols,
+                         max_loss_db=args.max_loss_db) + 2 + crossbars
+
+
 def run(args: argparse.Namespace) -> int:
     from mimoc.commands.ber import parse_snr_list
     from mimoc.commands.budget import parse_array
-    from mimoc.progress import is_interactive
+    from mimoc.progress import StepProgress, is_interactive
     from mimoc.studies.report import write_report
 
     snrs = parse_snr_list(args.snr) if args.snr is not None else None
@@ -120,14 +129,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.budget_us > 0 or args.budget_us == float("inf"):
         raise UsageError(f"--budget-us must be a positive number, got {args.budget_us:g}")
     show = is_interactive() and not args.no_progress
-
-    def say(text: str) -> None:
-        if show:
-            print(f"\r{text:<70}", end="", file=sys.stderr, flush=True)
-
     command = "mimoc report " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if sys.argv[1:2] == ["report"] else None
-    try:
+    with StepProgress(_planned_steps(args), desc="report", enabled=show) as say:
         path = write_report(args.model, args.output, targets=args.targets, snr_db=snrs,
                             c2c=_c2c_levels(args.c2c), max_symbols=args.max_symbols,
                             slot=args.slot, budget_s=args.budget_us / 1e6, seed=args.seed,
@@ -139,9 +143,6 @@ def run(args: argparse.Namespace) -> int:
                                 "max_loss_db": args.max_loss_db,
                                 "subcarriers": args.subcarriers,
                                 "subcarriers_per_channel": args.subcarriers_per_channel})
-    finally:
-        if show:
-            print("\r" + " " * 70 + "\r", end="", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(json.loads((path / "report.json").read_text())))
     else:

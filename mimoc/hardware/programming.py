@@ -54,6 +54,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -186,7 +187,8 @@ class VerifyResult:
 
 
 def program_with_verify(target_us: torch.Tensor, device: Device,
-                        generator: torch.Generator | None = None) -> VerifyResult:
+                        generator: torch.Generator | None = None, *,
+                        on_cells: Callable[[int], None] | None = None) -> VerifyResult:
     """Program cells from reset to ``target_us`` with read-and-correct verification.
 
     The model is the module docstring's: an open-loop pass of
@@ -201,6 +203,9 @@ def program_with_verify(target_us: torch.Tensor, device: Device,
             ``[Gmin, Gmax]`` (one tensor per side of a differential pair).
         device: the :class:`~mimoc.hardware.devices.Device`.
         generator: random generator of the C2C noise (deterministic for a seed).
+        on_cells: told how many more cells are finished (within tolerance, or given up
+            after the last round) after the open-loop pass and after each round; the
+            counts add up to the number of cells (a progress bar's ticks).
 
     Returns:
         A :class:`VerifyResult`.
@@ -254,9 +259,12 @@ def program_with_verify(target_us: torch.Tensor, device: Device,
         return (error.abs() <= tolerance) | (torch.round(error.abs() / step) == 0)
 
     active = torch.nonzero(~done(flat_target - flat_G)).reshape(-1)
+    tell = on_cells or (lambda count: None)
+    tell(flat_target.numel() - active.numel())
     for _ in range(device.verify_max_iterations):
         if active.numel() == 0:
             break
+        unfinished = active.numel()
         error = flat_target[active] - flat_G[active]
         k = torch.round(error.abs() / step)                   # >= 1 for an unfinished cell
         sigma = torch.where(error > 0, sigma_pot, sigma_dep)
@@ -271,6 +279,8 @@ def program_with_verify(target_us: torch.Tensor, device: Device,
         row_reads = torch.zeros_like(row_time).index_fill_(0, row_ids, device.verify_read_s)
         row_time = row_time + row_max * width + row_reads
         active = active[~done(flat_target[active] - flat_G[active])]
+        tell(unfinished - active.numel())
+    tell(active.numel())  # given up: no more rounds
     finished = torch.ones(flat_target.numel(), dtype=torch.bool)
     finished[active] = False
     G, pulses = flat_G.reshape(shape), flat_pulses.reshape(shape)

@@ -45,6 +45,7 @@ from mimoc.errors import UsageError
 from mimoc.runtime.cpu import describe_cpu
 from mimoc.runtime.onnx_runner import OnnxArtifact
 from mimoc.sim.numerology import SLOT_SYMBOLS
+from mimoc.tables import text_table
 
 PATHS = ("pytorch", "onnx-export", "mimoc", "mimoc-staged")
 
@@ -276,13 +277,13 @@ def format_bench(result: BenchResult) -> str:
     lines = [f"{result.model} on {describe_cpu()}: slot S={result.slot}, "
              f"{result.flops_per_slot / 1e6:.3f} MFLOP per "
              f"slot (useful work), threads={result.threads}{export}, single-core GEMM peak "
-             f"{result.gemm_peak_gflops:.1f} GFLOP/s{share}",
-             f"{'path':<12} {'batch':>5} {'latency/call':>13} {'per slot':>11} "
-             f"{'symbols/s':>11} {'GFLOP/s':>8} {'of peak':>8} {'runs':>5}"]
-    for t in result.timings:
-        lines.append(f"{t.path:<12} {t.batch:>5} {t.median_s * 1e6:>10.1f} us "
-                     f"{t.per_slot_s * 1e6:>8.1f} us {t.symbols_per_s:>11.0f} {t.gflops:>8.2f} "
-                     f"{100 * t.peak_share:>7.1f}% {t.runs:>5}")
+             f"{result.gemm_peak_gflops:.1f} GFLOP/s{share}"]
+    rows = [[t.path, str(t.batch), f"{t.median_s * 1e6:.1f} us", f"{t.per_slot_s * 1e6:.1f} us",
+             f"{t.symbols_per_s:.0f}", f"{t.gflops:.2f}", f"{100 * t.peak_share:.1f}%",
+             str(t.runs)] for t in result.timings]
+    lines += text_table(rows, ["path", "batch", "latency/call", "per slot", "symbols/s",
+                               "GFLOP/s", "of peak", "runs"],
+                        right=set(range(1, 8))).splitlines()
     for batch in sorted({t.batch for t in result.timings}):
         parts = [f"{p} {result.ratio(p, batch):.2f}x" for p in PATHS
                  if p != "mimoc" and result.ratio(p, batch) is not None]

@@ -27,6 +27,7 @@ from mimoc.runtime.bench import median_time
 from mimoc.runtime.cpu import describe_cpu
 from mimoc.runtime.imc import IMCSchedule
 from mimoc.sim.numerology import SLOT_SYMBOLS
+from mimoc.tables import text_table
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ def format_crossbar_bench(result: CrossbarBench) -> str:
              f"{result.programming_max_s * us:.3f}) + slot-rate {result.slot_compute_s * us:.3f}"
              f" us + {result.slot} x {result.symbol_s * us:.4f} us per symbol",
              f"IMC simulator on this CPU, {describe_cpu()} (wall time, not the device's):"]
-    lines += [f"  batch {row['batch']:>4}: {row['median_s'] * 1e3:9.3f} ms per call, "
-              f"{row['per_slot_s'] * 1e3:9.3f} ms per slot (median of {row['runs']})"
-              for row in result.simulator]
+    rows = [[str(row["batch"]), f"{row['median_s'] * 1e3:.3f}", f"{row['per_slot_s'] * 1e3:.3f}",
+             str(row["runs"])] for row in result.simulator]
+    lines += text_table(rows, ["batch", "median ms per call", "median ms per slot", "runs"],
+                        right={0, 1, 2, 3}, indent="  ").splitlines()
     return "\n".join(lines)

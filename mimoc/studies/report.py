@@ -34,6 +34,7 @@ from mimoc.sim.ber import BERResult, classical, from_module, simulate
 from mimoc.sim.detectors import get_classical_detector
 from mimoc.sim.modulation import get_constellation
 from mimoc.studies import budget as budget_mod
+from mimoc.tables import markdown_table
 
 ORIGINAL = "original (PyTorch)"
 DEFAULT_C2C = (0.0, 0.01, 0.02, 0.04)
@@ -158,9 +159,7 @@ def _slug(text: str) -> str:
 # ---------------------------------------------------------------- Markdown
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
-    align = ["---:" if i in right else "---" for i in range(len(header))]
-    return ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |",
-            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
+    return markdown_table(rows, header, right=right).splitlines()
 
 
 def _model_section(summary: dict[str, Any]) -> list[str]:

@@ -62,8 +62,9 @@ def test_report_numbers_match_the_budget_and_curves(report_dir):
         assert row["verdict"] in ("meets", "misses", "unknown")
     text = (report_dir / "report.md").read_text()
     prep = budget.format_us(rows["dsp-c6678"]["preparation_s"])
-    assert f"| dsp-c6678 | flops | >= {prep} |" in text
-    assert f"| {rows['dsp-c6678']['verdict']} |" in text
+    cells = markdown_rows(text)
+    dsp = next(row for row in cells if row[:2] == ["dsp-c6678", "flops"])
+    assert dsp[2] == f">= {prep}" and rows["dsp-c6678"]["verdict"] in dsp
     assert '"lowering": "fp32"' in text  # the compile settings of onnx-cpu
     # the budget's accuracy ran on the report's symbol budget, every target on the same slots
     assert data["budget"]["ser_symbols"] == 2000
@@ -92,7 +93,8 @@ def test_baselines_are_curves_on_the_same_draws(report_dir):
         assert [p["symbols"] for p in curves[name]] == \
             [p["symbols"] for p in curves["original (PyTorch)"]]
     text = (report_dir / "report.md").read_text()
-    assert "Classical baselines: mmse, zf." in text and "| zf | 0 |" in text
+    assert "Classical baselines: mmse, zf." in text
+    assert any(row[:2] == ["zf", "0"] for row in markdown_rows(text))
 
 
 @pytest.mark.parametrize(("baseline", "message"), [("mmse,nope", "unknown detector"),
@@ -127,3 +129,9 @@ def test_report_output_is_atomic_and_guarded(checkpoint, report_dir, tmp_path, c
                  ["--percentile", "100"], ["--subcarriers", "0"], ["--target-ser", "2"]):
         code = main(["report", str(checkpoint), "-o", str(target), *argv])
         assert code == 2 and not target.exists(), argv
+
+
+def markdown_rows(text: str) -> list[list[str]]:
+    """The cells of every row of every Markdown table in ``text`` (padding stripped)."""
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("|")]

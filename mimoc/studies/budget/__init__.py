@@ -90,6 +90,7 @@ from mimoc.studies.budget.measure import (
     assemble,
     evaluate,
     measure_accuracy,
+    planned_steps,
     run_budget,
 )
 from mimoc.studies.budget.prepare import (
@@ -132,7 +133,7 @@ __all__ = ["DEFAULT_ARRAY", "DEFAULT_BUDGET_S", "DEFAULT_CALLS", "DEFAULT_DEVICE
            "PreparedTarget", "SlotErrors", "Tail", "TargetBudget", "TargetSpec", "Workload",
            "assemble", "budget_context", "crossing", "decide", "default_snr", "evaluate",
            "format_budget", "format_loss", "format_us", "load_model", "measure_accuracy",
-           "model_info", "model_system", "parse_target", "parse_targets", "prepare",
-           "prepare_all", "prepare_classical", "prepare_crossbar", "prepare_onnx",
+           "model_info", "model_system", "parse_target", "parse_targets", "planned_steps",
+           "prepare", "prepare_all", "prepare_classical", "prepare_crossbar", "prepare_onnx",
            "prepare_processor", "run_budget", "simulate_slots", "snr_losses",
            "target_names_help", "verdict_text"]

@@ -114,6 +114,27 @@ def measure_accuracy(prepared: Sequence[PreparedTarget], ctx: BudgetContext, *,
     return result
 
 
+#: the steps each kind of target says (``say``) while it is prepared, besides the compile
+#: of an ONNX artifact it shares with others: for the k/N of a progress bar
+_PREPARE_STEPS = {"onnx-cpu": 1, "crossbar": 2, "processor": 0, "classical": 1}
+_SEARCH_STEPS = 2  # points the crossing search usually simulates (a bar's total grows past it)
+
+
+def planned_steps(targets: str | Sequence[str] | None = None, *,
+                  ser_symbols: int = DEFAULT_SER_SYMBOLS, snr_db: float | None = None,
+                  max_loss_db: float = DEFAULT_MAX_LOSS_DB) -> int:
+    """How many steps :func:`run_budget` will ``say`` (the crossing search may take more):
+    each ONNX artifact compiled once, each target's timing, the SNR points of accuracy."""
+    specs = parse_targets(targets)
+    artifacts = {(s.lowering, s.quant) for s in specs if s.kind == "onnx-cpu"}
+    if any(s.kind == "processor" for s in specs):
+        artifacts.add((None, None))  # a FLOPs bound reads the fp32 artifact's count
+    steps = len(artifacts) + sum(_PREPARE_STEPS.get(s.kind, 1) for s in specs)
+    if ser_symbols > 0:
+        steps += (0 if snr_db is not None else _SEARCH_STEPS) + len(grid_offsets(max_loss_db))
+    return steps
+
+
 def run_budget(model_path: str | os.PathLike, targets: str | Sequence[str] | None = None, *,
                slot: int = DEFAULT_SLOT, budget_s: float = DEFAULT_BUDGET_S,
                snr_db: float | None = None, snr_def: str | None = None,

@@ -10,6 +10,7 @@ from mimoc.studies.budget.results import BudgetReport, TargetBudget
 from mimoc.studies.budget.timing import REPORTED_PERCENTILES, percentile_key
 from mimoc.studies.budget.units import format_db, format_us
 from mimoc.studies.budget.verdict import MISSES
+from mimoc.tables import text_table
 
 TEXT_WIDTH = 100  # where format_budget wraps the lines that say where numbers come from
 
@@ -100,7 +101,7 @@ def format_budget(report: BudgetReport) -> str:
               *[f"{percentile_key(q)} us" for q in levels], "miss %",
               *([f"SER @ {report.snr_db:g} dB"] if ser_col else []),
               "loss dB [95% CI]", "subc/slot", "verdict"]
-    table = [header]
+    table: list[list[str]] = [header]
     for row in report.rows:
         if not row.available:
             table.append([row.target, "failed" if row.failed else "unavailable",
@@ -115,13 +116,8 @@ def format_budget(report: BudgetReport) -> str:
                       bound + format_us(lat.detection_s),
                       *_latency_cells(row, levels, report.percentile), _miss(row), *ser,
                       format_loss(row), _capacity(row), verdict_text(row)])
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     right = set(range(2, len(header) - 1)) - {len(header) - 3}
-    for i, r in enumerate(table):
-        lines.append("  ".join(c.rjust(w) if j in right else c.ljust(w)
-                               for j, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
-        if i == 0:
-            lines.append("-" * len(lines[-1]))
+    lines += text_table(table[1:], header, right=right, rule=True).splitlines()
     lines.append("prep = channel preparation (ONNX slot stage, crossbar programming), detect = "
                  "the symbol vectors; p50..: per-slot latency")
     lines.append("percentiles; miss % = slots over the budget; subc/slot = subcarriers "

@@ -52,7 +52,7 @@ from mimoc.targets.crossbar.costs import schedule_costs
 from mimoc.targets.crossbar.format import FORMAT, SCHEDULE
 from mimoc.targets.crossbar.latency import analog_macs, digital_work, latency, peripherals
 from mimoc.targets.crossbar.program import program_to_json
-from mimoc.targets.crossbar.programming import channel_plan, static_plan
+from mimoc.targets.crossbar.programming import channel_plan, static_cells, static_plan
 from mimoc.targets.output import read_json_file, write_directory
 
 FORMAT_VERSION = 1
@@ -202,7 +202,14 @@ def _build_schedule(graph, device, config, model, source, records, bar) -> Built
     per_slot, channel_files = channel_plan(matrices, channel_values, device, config)
     bar.update(1)
     bar.set_description("static program-and-verify")
-    static, static_files, clips = static_plan(matrices, static_values, device, config)
+    # a bar of its own under the steps: program-and-verify is the slow step (cells finish
+    # round by round)
+    from mimoc.progress import progress_bar
+
+    with progress_bar(static_cells(matrices), desc="verified static cells", unit="cell",
+                      enabled=not bar.disable, unit_scale=True) as cells:
+        static, static_files, clips = static_plan(matrices, static_values, device, config,
+                                                  on_cells=cells.update)
     bar.update(1)
     bar.set_description("ADC/DAC calibration")
     graph, calibration = calibrate(graph, matrices, config.seed, modulation)

@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,11 +47,12 @@ from mimoc.targets.crossbar.config import CrossbarConfig
 
 
 def verify_many(targets: list[torch.Tensor], device: Device, generator: torch.Generator,
-                ) -> list[Any]:
+                on_cells: Callable[[int], None] | None = None) -> list[Any]:
     """:func:`program_with_verify` of many ``[rows, cols]`` targets in few batched calls:
     targets with the same row count are stacked, narrower ones padded with ``Gmin`` columns
     (a cell at ``Gmin`` needs no pulse, so the padding changes no row's time); results are
-    sliced back, in order."""
+    sliced back, in order. ``on_cells(count)``: cells finished, as they finish (padding
+    cells not counted), for a progress bar."""
     by_rows: dict[int, list[int]] = {}
     for index, target in enumerate(targets):
         by_rows.setdefault(target.shape[0], []).append(index)
@@ -61,7 +63,9 @@ def verify_many(targets: list[torch.Tensor], device: Device, generator: torch.Ge
         stack = torch.full((len(members), rows, width), device.g_min_us, dtype=torch.float64)
         for slot, i in enumerate(members):
             stack[slot, :, :targets[i].shape[1]] = targets[i]
-        result = program_with_verify(stack, device, generator)
+        padding = sum(rows * (width - targets[i].shape[1]) for i in members)
+        result = program_with_verify(stack, device, generator,
+                                     on_cells=_less(on_cells, padding))
         for slot, i in enumerate(members):
             cols = targets[i].shape[1]
             out[i] = type(result)(result.conductance_us[slot, :, :cols],
@@ -69,6 +73,20 @@ def verify_many(targets: list[torch.Tensor], device: Device, generator: torch.Ge
                                   result.iterations[slot, :, :cols], result.row_time_s[slot],
                                   result.converged[slot, :, :cols])
     return out
+
+
+def _less(on_cells: Callable[[int], None] | None, padding: int) -> Callable[[int], None]:
+    """``on_cells`` without the first ``padding`` cells (the Gmin padding of a stack, which
+    the open-loop pass finishes, so they are in the first count)."""
+    left = padding
+
+    def tell(count: int) -> None:
+        nonlocal left
+        skipped = min(count, left)
+        left -= skipped
+        if on_cells is not None and count > skipped:
+            on_cells(count - skipped)
+    return tell
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
@@ -135,13 +153,21 @@ def channel_plan(matrices: list[Matrix], values: dict[str, torch.Tensor], device
     return plan, files
 
 
+def static_cells(matrices: list[Matrix]) -> int:
+    """The cells :func:`static_plan` programs: both sides of every static tile."""
+    return sum(2 * t.shape[0] * t.shape[1] for m in matrices if m.role == STATIC
+               for t in m.tiles)
+
+
 def static_plan(matrices: list[Matrix], constants: dict[str, torch.Tensor], device: Device,
-                config: CrossbarConfig,
+                config: CrossbarConfig, on_cells: Callable[[int], None] | None = None,
                 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, float]]:
     """The one-time program-with-verify plan of the static tiles and their npz entries.
 
     ``constants[matrix id]``: the matrix in crossbar orientation ``[rows, cols]``.
-    Returns the plan, the npz entries and ``w_clip`` per static matrix.
+    Returns the plan, the npz entries and ``w_clip`` per static matrix. ``on_cells(count)``
+    is told as cells finish program-and-verify (both sides of every tile: see
+    :func:`static_cells` for the total).
     """
     generator = torch.Generator().manual_seed(config.seed + 1)
     files: dict[str, np.ndarray] = {}
@@ -164,7 +190,7 @@ def static_plan(matrices: list[Matrix], constants: dict[str, torch.Tensor], devi
             jobs.append((m, t, pos, neg, pulses))
     targets = [side[t.rows[0]:t.rows[1], t.cols[0]:t.cols[1]]
                for _, t, pos, neg, _ in jobs for side in (pos, neg)]
-    results = verify_many(targets, device, generator)
+    results = verify_many(targets, device, generator, on_cells)
     for index, (m, t, pos, neg, pulses) in enumerate(jobs):
         (r0, r1), (c0, c1) = t.rows, t.cols
         sides = results[2 * index: 2 * index + 2]
