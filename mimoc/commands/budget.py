@@ -4,7 +4,6 @@ having, on each target?"""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from mimoc.errors import MimocError, UsageError
@@ -267,7 +266,9 @@ def run(args: argparse.Namespace) -> int:
             raise MimocError(f"cannot write plot {args.plot!r}: {err.strerror or err}; "
                              "choose another path") from None
     if args.json:
-        print(json.dumps(report.to_dict()))
+        from mimoc.commands.json_output import print_json
+
+        print_json(NAME, args, report.to_dict())
     else:
         print(format_budget(report))
         if args.plot:

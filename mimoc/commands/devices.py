@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from mimoc.commands.json_output import print_json
 
 NAME = "devices"
 HELP = "list the memristor device profiles, or check and show one (id or JSON file)"
@@ -88,12 +89,15 @@ def run(args: argparse.Namespace) -> int:
     if args.device is None:
         devices = [load_device(name) for name in list_devices()]
         if args.json:
-            print(json.dumps([d.to_dict() for d in devices]))
+            print_json(NAME, args, {"devices": [d.to_dict() for d in devices]})
         else:
             print(_table(devices))
             print("\n'mimoc devices ID' shows one in full; your own profile: "
                   "'mimoc devices FILE.json' (schema: docs/devices.md)")
         return 0
     dev = load_device(args.device)
-    print(json.dumps(dev.to_dict()) if args.json else _details(dev))
+    if args.json:
+        print_json(NAME, args, {"devices": [dev.to_dict()]})
+    else:
+        print(_details(dev))
     return 0
