@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("device", nargs="?", metavar="DEVICE",
                         help="a device id or the path of a JSON profile to check and show")
     parser.add_argument("--json", action="store_true",
-                        help="print the profile(s) as JSON (the same fields as the files)")
+                        help="print one JSON object whose \"devices\" lists the profile(s), "
+                             "with the same fields as the files (docs/json.md)")
 
 
 def _row(values: list[str], widths: list[int]) -> str:
