@@ -76,7 +76,7 @@ exit status is 1.
 
 JSON output (--json) is one object (schema "mimoc-budget/1", docs/json.md):
   {"schema", "mimoc_version", "command" (the envelope of every --json),
-   "model": {"file", "family", "nt", "nr", "modulation"},
+   "model": {"path", "family", "nt", "nr", "modulation"},
    "link": {"channel", "csi", "snr_def"}, "slot_symbols", "budget_s", "budget_us",
    "max_loss_db", "target_ser", "percentile",
    "workload": {"subcarriers", "subcarriers_per_channel", "slot_symbols", "channels",
