@@ -194,3 +194,15 @@ def test_inspect_refuses_a_payload_of_another_kind(documents):
     _, doc = documents["inspect-checkpoint"]
     with pytest.raises(MimocError, match="missing key 'ir'"):
         validate_output("inspect", {**doc, "kind": "ir"})
+
+
+@pytest.mark.parametrize(("case", "key"), [("compile-onnx", "graphs"),
+                                           ("compile-crossbar", "totals"),
+                                           ("inspect-onnx", "files"),
+                                           ("inspect-crossbar", "matrices")])
+def test_an_artifact_index_is_checked_by_the_artifact_schemas(documents, case, key):
+    argv, doc = documents[case]
+    broken = copy.deepcopy(doc)
+    del broken["artifact"][key]
+    with pytest.raises(MimocError, match=f"missing key 'artifact.{key}'"):
+        validate_output(argv[0], broken)
