@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        args._argv = ["mimoc", *(sys.argv[1:] if argv is None else argv)]  # for --json
         if args.command is None:
             parser.print_help()
             return 2

@@ -18,6 +18,10 @@ Schemas may carry two annotations of mimoc's own (JSON Schema ignores unknown ke
 correct the field, an artifact's user to compile it again). ``"integer"`` means a JSON
 integer: ``150.0`` is refused, as is ``true`` where a number is expected.
 
+The commands' JSON output has schemas too (``data/schemas/output/<command>.schema.json``):
+:func:`output_envelope` gives the keys every output document starts with and
+:func:`validate_output` checks a document against its command's schema.
+
 Example::
 
     >>> data = parse_json(path.read_bytes(), where=repr(str(path)))
@@ -30,6 +34,7 @@ import difflib
 import json
 import math
 import os
+import re
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
@@ -40,6 +45,12 @@ from mimoc.errors import MimocError, ModelFileError
 #: Largest JSON file read (a crossbar schedule of the largest shipped model is a few MB).
 MAX_JSON_BYTES = 256 << 20
 SCHEMA_ID = "urn:mimoc:schema:{}"
+#: Folder (under ``data/schemas``) of the schemas of the commands' JSON output.
+OUTPUT_DIR = "output"
+#: Format version of each command's JSON output: bumped on every incompatible change (a key
+#: removed, renamed or retyped); adding a key is compatible.
+OUTPUT_VERSIONS = {"train": 1, "quantize": 1, "compile": 1, "inspect": 1, "ber": 1,
+                   "bench": 1, "budget": 1, "report": 1, "devices": 1}
 _TYPE_WORDS = {"object": "a JSON object", "array": "a list", "string": "a string",
                "integer": "an integer", "number": "a number", "boolean": "true or false",
                "null": "null"}
@@ -109,12 +120,12 @@ def _validator(name: str):
     import jsonschema
     from referencing import Registry, Resource
 
-    schemas_dir = resources.files("mimoc") / "data" / "schemas"
-    resources_ = []
-    for entry in schemas_dir.iterdir():
-        if entry.name.endswith(".schema.json"):
-            schema = load_schema(entry.name.removesuffix(".schema.json"))
-            resources_.append((schema["$id"], Resource.from_contents(schema)))
+    # the output schemas refer to the input ones (compile --json holds a manifest.json)
+    folder = resources.files("mimoc") / "data" / "schemas" / OUTPUT_DIR
+    names = schema_names() + [f"{OUTPUT_DIR}/{e.name.removesuffix('.schema.json')}"
+                              for e in folder.iterdir() if e.name.endswith(".schema.json")]
+    resources_ = [(load_schema(n)["$id"], Resource.from_contents(load_schema(n)))
+                  for n in names]
     registry = Registry().with_resources(resources_)
     base = jsonschema.Draft202012Validator
     # JSON Schema's "integer" takes 150.0; a count written as a float is a mistake here.
@@ -131,6 +142,34 @@ def schema_names() -> list[str]:
     folder = resources.files("mimoc") / "data" / "schemas"
     return sorted(e.name.removesuffix(".schema.json") for e in folder.iterdir()
                   if e.name.endswith(".schema.json"))
+
+
+def output_schema_names() -> list[str]:
+    """The commands whose ``--json`` output has a shipped schema
+    (``mimoc/data/schemas/output/<command>.schema.json``)."""
+    folder = resources.files("mimoc") / "data" / "schemas" / OUTPUT_DIR
+    # envelope.schema.json holds what the others share (the envelope, BER curves)
+    return sorted(e.name.removesuffix(".schema.json") for e in folder.iterdir()
+                  if e.name.endswith(".schema.json") and e.name != "envelope.schema.json")
+
+
+def output_envelope(command: str, argv: list[str] | None) -> dict[str, Any]:
+    """The keys every JSON document mimoc writes starts with: ``schema`` (the versioned
+    id of its format, ``mimoc-<command>/<version>``), ``mimoc_version`` and ``command``
+    (the command line as a list, ``["mimoc", "ber", ...]``; null when the document was
+    made through the Python API)."""
+    from mimoc import __version__
+
+    return {"schema": f"mimoc-{command}/{OUTPUT_VERSIONS[command]}",
+            "mimoc_version": __version__,
+            "command": None if argv is None else [str(a) for a in argv]}
+
+
+def validate_output(command: str, document: Any) -> Any:
+    """Check a command's JSON output (``mimoc <command> --json``, ``report.json``) against
+    its shipped schema; a :class:`MimocError` names the first failing field."""
+    return validate(document, f"{OUTPUT_DIR}/{command}", origin=f"mimoc {command} --json",
+                    error=MimocError)
 
 
 def field_path(path) -> str:
@@ -215,6 +254,10 @@ def _message(err, fix: str, root: dict) -> str:
     if err.validator == "required":
         missing = [k for k in err.validator_value if k not in err.instance]
         return f"missing key {field_path(path + missing[:1])!r}{tail}"
+    if err.validator == "unevaluatedProperties":
+        # which keys no branch evaluated is known only from the message ('x' was unexpected)
+        extra = re.findall(r"'([^']*)'", err.message.rpartition("(")[2]) or ["?"]
+        return f"unknown key {field_path(path + extra[:1])!r}{tail}"
     if err.validator == "additionalProperties":
         known = list(err.schema.get("properties", {}))
         extra = sorted(str(k) for k in err.instance if k not in known)[:1] or ["?"]
@@ -245,7 +288,10 @@ def validate(data: Any, schema: str, *, file: str | os.PathLike | None = None,
                     + (f"; {tail}" if tail else ""))
     import jsonschema
 
-    best = jsonschema.exceptions.best_match(_validator(schema).iter_errors(data))
+    errors = list(_validator(schema).iter_errors(data))
+    # a failing allOf branch leaves its keys "unevaluated": the branch's own error is the news
+    errors = [e for e in errors if e.validator != "unevaluatedProperties"] or errors
+    best = jsonschema.exceptions.best_match(errors)
     if best is None:
         return data
     # best_match descends into anyOf branches; a branch's own words are less clear than
@@ -258,5 +304,6 @@ def validate(data: Any, schema: str, *, file: str | os.PathLike | None = None,
     raise error(f"{where}: {_message(best, fix, load_schema(schema))}")
 
 
-__all__ = ["MAX_JSON_BYTES", "field_path", "load_schema", "parse_json", "read_json",
-           "schema_names", "validate"]
+__all__ = ["MAX_JSON_BYTES", "OUTPUT_VERSIONS", "field_path", "load_schema",
+           "output_envelope", "output_schema_names", "parse_json", "read_json", "schema_names",
+           "validate", "validate_output"]

@@ -253,20 +253,27 @@ def test_simulate_rejects_bad_arguments(system):
         classical("no-such-detector", system.constellation)
 
 
-def test_to_dict_single_and_multi_detector_forms(system):
+def test_to_dict_has_a_list_of_curves_for_one_or_several_detectors(system):
     c = system.constellation
     one = simulate({"mmse": classical("mmse", c)}, system, [0.0, 2.0], max_symbols=2_000).to_dict()
-    assert one["detector"] == "mmse" and "curves" not in one
-    assert (one["nt"], one["nr"], one["mod"], one["snr_def"]) == (2, 3, "qpsk", "per-stream")
-    assert [p["snr_db"] for p in one["points"]] == [0.0, 2.0]
-    assert set(one["points"][0]) >= {"snr_db", "ser", "ber", "ser_ci", "ber_ci", "symbols",
+    (curve,) = one["curves"]
+    assert curve["detector"] == {"name": "mmse", "kind": "classical", "spec": "mmse"}
+    assert (one["nt"], one["nr"], one["modulation"], one["snr_def"]) == \
+        (2, 3, "qpsk", "per-stream")
+    assert [p["snr_db"] for p in curve["points"]] == [0.0, 2.0]
+    assert set(curve["points"][0]) >= {"snr_db", "ser", "ber", "ser_ci", "ber_ci", "symbols",
                                      "errors", "bit_errors", "slots", "error_slots",
                                      "effective_symbols", "effective_bits"}
     assert one["min_errors"] == 100 and one["min_error_slots"] == 30
     two = simulate({"zf": classical("zf", c), "mmse": classical("mmse", c)}, system, [0.0],
                    max_symbols=2_000).to_dict()
-    assert two["detector"] == "zf,mmse" and "points" not in two
-    assert list(two["curves"]) == ["zf", "mmse"]
+    assert [curve["detector"]["name"] for curve in two["curves"]] == ["zf", "mmse"]
+    module = simulate({"mine": from_module(LeastSquares())}, system, [0.0],
+                      max_symbols=2_000)
+    assert module.to_dict()["curves"][0]["detector"] == {"name": "mine", "kind": "module"}
+    module.identities = {"mine": {"kind": "model", "path": "mine.pt"}}
+    assert module.to_dict()["curves"][0]["detector"] == {"name": "mine", "kind": "model",
+                                                         "path": "mine.pt"}
 
 
 # -- wrappers ------------------------------------------------------------------------

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
+from json_docs import curves_by_name, parse_output
 
 from mimoc.cli import main
 from mimoc.commands.ber import parse_snr_list
@@ -58,16 +58,20 @@ def test_json_single_detector_shape(capsys):
     code, out, err = run_cli(capsys, "ber", "--detector", "mmse", "--nt", "2", "--nr", "4",
                              "--mod", "qpsk", "--snr", "0:5:10", "--json", *FAST)
     assert code == 0, err
-    data = json.loads(out)  # exactly one JSON document on stdout
-    assert (data["detector"], data["nt"], data["nr"], data["mod"], data["snr_def"]) == \
-        ("mmse", 2, 4, "qpsk", "per-stream")
-    assert [p["snr_db"] for p in data["points"]] == [0.0, 5.0, 10.0]
-    for p in data["points"]:
+    data = parse_output("ber", out)  # exactly one JSON document on stdout, as its schema says
+    assert data["schema"] == "mimoc-ber/1" and data["command"][:2] == ["mimoc", "ber"]
+    assert (data["nt"], data["nr"], data["modulation"], data["snr_def"]) == \
+        (2, 4, "qpsk", "per-stream")
+    (curve,) = data["curves"]  # one detector: still a list of curves
+    assert curve["detector"] == {"name": "mmse", "kind": "classical", "spec": "mmse"}
+    points = curve["points"]
+    assert [p["snr_db"] for p in points] == [0.0, 5.0, 10.0]
+    for p in points:
         assert POINT_KEYS <= set(p)
         assert p["ser_ci"][0] <= p["ser"] <= p["ser_ci"][1]
         assert p["ber_ci"][0] <= p["ber"] <= p["ber_ci"][1]
         assert p["symbols"] >= 2000 and p["ser"] == p["errors"] / p["symbols"]
-    assert data["points"][0]["ser"] > data["points"][-1]["ser"]
+    assert points[0]["ser"] > points[-1]["ser"]
 
 
 def test_json_several_detectors_share_draws(capsys):
@@ -75,11 +79,12 @@ def test_json_several_detectors_share_draws(capsys):
                              "--snr", "4,8", "--json", "--channel", "kronecker:0.5",
                              "--snr-def", "per-rx", "--slot", "3", *FAST)
     assert code == 0, err
-    data = json.loads(out)
-    assert data["detector"] == "zf,mmse" and "points" not in data
-    assert list(data["curves"]) == ["zf", "mmse"]
-    assert (data["channel"], data["slot"], data["snr_def"]) == ("kronecker:0.5", 3, "per-rx")
-    zf, mmse = data["curves"]["zf"], data["curves"]["mmse"]
+    data = parse_output("ber", out)
+    curves = curves_by_name(data)
+    assert list(curves) == ["zf", "mmse"]
+    assert (data["channel"], data["slot_symbols"], data["snr_def"]) == \
+        ("kronecker:0.5", 3, "per-rx")
+    zf, mmse = curves["zf"], curves["mmse"]
     assert [p["symbols"] for p in zf] == [p["symbols"] for p in mmse]
 
 
@@ -172,7 +177,10 @@ def test_model_file_runs_next_to_classical_detectors(capsys, detnet_file):
     code, out, err = run_cli(capsys, "ber", *FAST, "--detector", f"zf,{detnet_file}",
                              "--nt", "2", "--nr", "4", "--snr", "10", "--json")
     assert code == 0, err
-    curves = json.loads(out)["curves"]
+    data = parse_output("ber", out)
+    assert data["curves"][1]["detector"] == {"name": str(detnet_file), "kind": "model",
+                                             "spec": str(detnet_file), "path": str(detnet_file)}
+    curves = curves_by_name(data)
     assert list(curves) == ["zf", str(detnet_file)]
     assert curves["zf"][0]["symbols"] == curves[str(detnet_file)][0]["symbols"]
 

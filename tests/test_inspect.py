@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
+from json_docs import parse_output
 from tiny_detector import TinyConfig, TinyDetector, tiny_config, zoo_families
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -152,9 +151,9 @@ def test_train_writes_a_loadable_checkpoint(tmp_path, capsys, tiny_family):
 
 def test_train_json_summary_and_seed_determinism(tmp_path, capsys, tiny_family):
     _, status = _train(tmp_path, "--json")
-    first = json.loads(capsys.readouterr().out)
+    first = parse_output("train", capsys.readouterr().out)
     _, status = _train(tmp_path, "--json")
-    second = json.loads(capsys.readouterr().out)
+    second = parse_output("train", capsys.readouterr().out)
     assert status == 0
     for key in ("family", "steps", "seconds", "final_loss", "val_ser", "params", "config",
                 "output", "history"):
@@ -198,7 +197,9 @@ def test_inspect_json_fields(tmp_path, capsys, tiny_family):
     path, _ = _train(tmp_path)
     capsys.readouterr()
     assert cli.main(["inspect", str(path), "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)
+    data = parse_output("inspect", capsys.readouterr().out)
+    assert (data["kind"], data["path"]) == ("checkpoint", str(path))
+    info = data["checkpoint"]
     report = count_flops(load_checkpoint(path).model)
     assert info["family"] == "tiny" and (info["nt"], info["nr"]) == (2, 4)
     assert info["modulation"] == "qpsk" and info["config"]["hidden"] == 8
@@ -226,7 +227,7 @@ def test_inspect_untrained_family_checkpoint(tmp_path, capsys):
     family = zoo_families()[0]
     path = save_detector(build_detector(family, **tiny_config(family)), tmp_path / "m.pt")
     assert cli.main(["inspect", str(path), "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)
+    info = parse_output("inspect", capsys.readouterr().out)["checkpoint"]
     assert info["family"] == family and info["training"] == {}
     assert cli.main(["inspect", str(path)]) == 0
     assert "none recorded" in capsys.readouterr().out

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
+from json_docs import parse_output
 
 from mimoc import cli
 from mimoc.detectors import build_detector, save_detector
@@ -56,8 +55,10 @@ def test_json_form(capsys, wesnet_file):
     code, out, _ = inspect(capsys, wesnet_file, "--passes", "canonicalize,prune", "--json",
                            "--dump-after", "canonicalize")
     assert code == 0
-    info = json.loads(out)
-    assert info["kind"] == "ir" and [p["pass"] for p in info["passes"]] == ["canonicalize",
+    data = parse_output("inspect", out)
+    assert data["kind"] == "ir"
+    info = data["ir"]
+    assert [p["pass"] for p in info["passes"]] == ["canonicalize",
                                                                             "prune"]
     graph = info["graph"]
     assert graph["inputs"][0] == {"name": "H", "shape": ["B", 8, 4], "dtype": "f32",

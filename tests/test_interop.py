@@ -111,8 +111,9 @@ def test_simulate_reports_the_gmi_only_when_asked():
     detectors = {"mmse": classical("mmse", system.constellation)}
     plain = simulate(detectors, system, [0.0, 20.0], max_symbols=4000)
     soft = simulate(detectors, system, [0.0, 20.0], max_symbols=4000, llr=True)
-    assert "gmi" not in plain.to_dict()["points"][0] and "llr" not in plain.to_dict()
-    low, high = soft.to_dict()["points"]
+    assert "gmi" not in plain.to_dict()["curves"][0]["points"][0]
+    assert "llr" not in plain.to_dict()
+    low, high = soft.to_dict()["curves"][0]["points"]
     assert 0.0 < low["gmi"] < high["gmi"] <= 4.0 + 1e-9 and high["gmi"] > 3.99
     assert soft.to_dict()["llr"]["convention"].startswith("max-log LLR = log P(b=1)/P(b=0)")
     assert [p.ber for p in soft.curves["mmse"]] == [p.ber for p in plain.curves["mmse"]]
@@ -259,7 +260,7 @@ def test_ber_cli_with_a_channel_file_and_llr_output(tmp_path, capsys):
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["channel"] == f"file:{tmp_path}/H.npy" and out["snr_def"] == "ebno"
-    assert all(0 < p["gmi"] <= 4 for points in out["curves"].values() for p in points)
+    assert all(0 < p["gmi"] <= 4 for curve in out["curves"] for p in curve["points"])
     assert main(args[:-3] + ["--nt", "3"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Nr=4 x Nt=2" in err

@@ -3,11 +3,11 @@ keeps and uses per-slot error statistics (mimoc/sim/ber.py, mimoc ber)."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
+from json_docs import parse_output
 from scipy.stats import t as student_t
 
 from mimoc.cli import main
@@ -286,9 +286,9 @@ def test_json_reports_slots_and_effective_sample_sizes(capsys):
                  "--json", "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    data = json.loads(out)
+    data = parse_output("ber", out)
     assert data["min_error_slots"] == 4
-    for p in data["points"]:
+    for p in data["curves"][0]["points"]:
         assert p["slots"] * 3 * 2 == p["symbols"]
         assert 0 < p["error_slots"] <= p["slots"]
         assert p["slots"] <= p["effective_symbols"] <= p["symbols"]

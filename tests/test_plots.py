@@ -4,9 +4,9 @@ the axes, and ``mimoc ber --csv`` holding the ``--json`` numbers."""
 from __future__ import annotations
 
 import csv
-import json
 
 import pytest
+from json_docs import curves_by_name, parse_output
 
 from mimoc.cli import main
 from mimoc.commands.ber import CSV_COLUMNS
@@ -113,12 +113,12 @@ def test_ber_cli_writes_svg_of_ser_and_csv_equal_to_json(capsys, tmp_path):
                         "--plot", str(plot), "--metric", "ser", "--csv", str(table), "--json")
     assert code == 0
     assert plot.read_bytes().startswith(MAGIC["svg"])
-    data = json.loads(out)
+    data = parse_output("ber", out)
     with table.open(newline="") as handle:
         rows = list(csv.reader(handle))
     assert tuple(rows[0]) == CSV_COLUMNS
     expected = []
-    for name, points in data["curves"].items():
+    for name, points in curves_by_name(data).items():
         for p in points:
             expected.append([name, p["snr_db"], p["symbols"], p["errors"], p["ser"],
                              *p["ser_ci"], p["symbols"] * 2, p["bit_errors"], p["ber"],

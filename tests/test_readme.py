@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from json_docs import curves_by_name
 
 from mimoc.commands.ber import parse_snr_list
+from mimoc.validation import validate_output
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -112,10 +114,12 @@ def option(command: str, name: str) -> str | None:
 
 
 def check_json(command: str, stdout: str) -> None:
-    data = json.loads(stdout)
+    words = shlex.split(command, comments=True)
+    name = words[words.index("mimoc") + 1]
+    data = validate_output(name, json.loads(stdout))  # as the command's shipped schema says
+    assert data["schema"].startswith(f"mimoc-{name}/")
     if command.startswith("mimoc ber"):
-        # one detector: {"detector", "points"}; several: {"curves": {detector: points}}
-        curves = data.get("curves") or {data["detector"]: data["points"]}
+        curves = curves_by_name(data)
         assert list(curves) == option(command, "--detector").split(","), list(curves)
         snrs = parse_snr_list(option(command, "--snr"))
         for name, points in curves.items():

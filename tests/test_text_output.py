@@ -96,7 +96,7 @@ def test_ber_table(capsys):
     header = cells(lines[1])
     row = row_of(out, "mmse")
     assert main([*argv, "--json"]) == 0
-    point = json.loads(capsys.readouterr().out)["points"][0]
+    point = json.loads(capsys.readouterr().out)["curves"][0]["points"][0]
     assert int(row[header.index("symbols")]) == point["symbols"]
     assert int(row[header.index("errors")]) == point["errors"]
     assert float(row[header.index("SER")]) == pytest.approx(point["ser"], rel=1e-3)
@@ -106,7 +106,7 @@ def test_inspect_tables(checkpoint, onnx_dir, crossbar_dir, capsys):
     assert main(["inspect", str(checkpoint)]) == 0
     text = capsys.readouterr().out
     assert main(["inspect", str(checkpoint), "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)
+    info = json.loads(capsys.readouterr().out)["checkpoint"]
     assert row_of(text, "total")[1] == f"{info['params']:,}"
 
     assert main(["inspect", str(onnx_dir)]) == 0
@@ -233,4 +233,5 @@ def test_compile_prints_a_summary_and_the_pass_log_with_verbose(checkpoint, tmp_
         assert row_of(out, p["pass"])[1] == f"{p['nodes_before']:,} -> {p['nodes_after']:,}"
 
     assert main(["compile", str(checkpoint), "-o", str(tmp_path / "c"), "--json"]) == 0
-    assert [p["pass"] for p in json.loads(capsys.readouterr().out)["passes"]] == names
+    artifact = json.loads(capsys.readouterr().out)["artifact"]
+    assert [p["pass"] for p in artifact["passes"]] == names

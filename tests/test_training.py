@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 import pytest
 import torch
+from json_docs import parse_output
 from tiny_detector import TINY_CSI, TinyConfig, TinyDetector, tiny_config, zoo_families
 
 import mimoc.detectors.training as training
@@ -230,7 +230,7 @@ def test_train_is_quiet_when_the_model_beats_mmse(tmp_path, capsys, tiny_family,
     monkeypatch.setattr(training, "mmse_symbol_error_rate", lambda batches, const: 1.0)
     _, status = _train_cli(tmp_path, "--steps", "1", "--json")
     out, err = capsys.readouterr()
-    summary = json.loads(out)
+    summary = parse_output("train", out)
     assert status == 0 and err == ""
     assert summary["mmse_val_ser"] == 1.0 and summary["val_ser"] < 1.0
 

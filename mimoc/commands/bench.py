@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 from mimoc.commands.artifact_flags import add_allow_modified_argument, verify_artifacts
+from mimoc.commands.json_output import print_json
 from mimoc.errors import UsageError
 
 NAME = "bench"
@@ -123,7 +123,10 @@ def run(args: argparse.Namespace) -> int:
         with StepProgress(steps, desc="bench", enabled=not args.no_progress) as progress:
             result = run_bench(model, artifact, batches=batches, slot=args.slot,
                                threads=args.threads, min_time=args.min_time, progress=progress)
-    print(json.dumps(result.to_dict()) if args.json else format_bench(result))
+    if args.json:
+        print_json(NAME, args, result.to_dict())
+    else:
+        print(format_bench(result))
     return 0
 
 
@@ -140,7 +143,10 @@ def _bench_crossbar(args: argparse.Namespace, target: Path, batches: list[int]) 
     with StepProgress(len(batches), desc="bench", enabled=not args.no_progress) as progress:
         result = run_crossbar_bench(schedule, batches=batches, slot=args.slot,
                                     min_time=args.min_time, progress=progress)
-    print(json.dumps(result.to_dict()) if args.json else format_crossbar_bench(result))
+    if args.json:
+        print_json(NAME, args, result.to_dict())
+    else:
+        print(format_crossbar_bench(result))
     return 0
 
 

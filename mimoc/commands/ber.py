@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -71,16 +70,20 @@ per-stream error variance mean |x_hat - x|^2 of each batch), and each point of
 maximised over one LLR scale) and "llr_scale"; the object gains "llr".
 --save-llr FILE.npz also writes the LLRs and sent bits (see mimoc.sim.llr.LLRRecorder).
 
-JSON output (--json) is one object. For one detector:
-  {"detector": "mmse", "nt": 4, "nr": 8, "mod": "qpsk", "snr_def": "per-stream",
-   "points": [{"snr_db": 0.0, "ser": .., "ber": .., "ser_ci": [lo, hi],
-               "ber_ci": [lo, hi], "symbols": .., "errors": .., "bit_errors": ..,
-               "slots": .., "error_slots": .., "effective_symbols": ..,
-               "effective_bits": ..}, ...],
-   "channel": "rayleigh", "csi": "perfect", "slot": 1, "seed": 0,
-   "max_symbols": .., "min_errors": .., "min_error_slots": ..}
-For several detectors "detector" is the comma-separated list ("zf,mmse") and
-"curves" maps each detector to its list of points instead of "points".
+JSON output (--json) is one object (schema "mimoc-ber/1", docs/json.md):
+  {"schema": "mimoc-ber/1", "mimoc_version": .., "command": ["mimoc", "ber", ..],
+   "nt": 4, "nr": 8, "modulation": "qpsk", "snr_def": "per-stream",
+   "channel": "rayleigh", "csi": "perfect", "slot_symbols": 1, "seed": 0,
+   "max_symbols": .., "min_errors": .., "min_error_slots": ..,
+   "curves": [{"detector": {"name": "mmse", "kind": "classical", "spec": "mmse"},
+               "points": [{"snr_db": 0.0, "ser": .., "ber": .., "ser_ci": [lo, hi],
+                           "ber_ci": [lo, hi], "symbols": .., "errors": ..,
+                           "bit_errors": .., "slots": .., "error_slots": ..,
+                           "effective_symbols": .., "effective_bits": ..}, ...]}, ...]}
+"curves" has one entry per detector, in order, also for one detector. A
+detector's "kind" is classical, model (a .pt file: "path") or artifact ("path",
+"target": onnx or crossbar, and for crossbar curves "c2c": the --c2c level, null
+for the device's own).
 "symbols" counts scalar complex symbols (slots x S x Nt), "errors" symbol
 errors, "bit_errors" bit errors out of symbols x log2(M) bits, "slots" the
 channel draws, "error_slots" the slots with a symbol error, and
@@ -372,6 +375,32 @@ def build_detectors(spec: str, system: MIMOSystem, c2c: str | None = None,
     return detectors
 
 
+def detector_identities(spec: str, c2c: str | None = None) -> dict[str, dict]:
+    """What each detector of :func:`build_detectors` is, for ``--json``: ``kind``
+    (``classical``, ``model`` or ``artifact``), ``spec`` (the entry as given), and for files
+    their ``path``; an artifact's ``target`` and a crossbar curve's ``c2c`` level (null: the
+    device's own)."""
+    from mimoc.commands.ber_artifacts import artifact_kind, parse_c2c_list
+
+    out: dict[str, dict] = {}
+    for entry in (e.strip() for e in spec.split(",")):
+        target = None if entry.lower().partition(":")[0] in CLASSICAL_DETECTORS \
+            else artifact_kind(entry)
+        if target is None:
+            kind = "classical" if entry.lower().partition(":")[0] in CLASSICAL_DETECTORS \
+                else "model"
+            out[entry] = {"kind": kind, "spec": entry,
+                          **({"path": entry} if kind == "model" else {})}
+        elif target == "crossbar":
+            for level in parse_c2c_list(c2c):
+                name = entry if level is None else f"{entry}@c2c={level:g}"
+                out[name] = {"kind": "artifact", "spec": entry, "path": entry,
+                             "target": target, "c2c": level}
+        else:
+            out[entry] = {"kind": "artifact", "spec": entry, "path": entry, "target": target}
+    return out
+
+
 def _dry_run(detectors: dict[str, EngineDetector], system: MIMOSystem, snr_db: float) -> None:
     """Run every detector on one slot so that size errors (ZF with Nt > Nr, ML over too
     many candidates, a model built for other sizes) surface before the long run."""
@@ -587,7 +616,10 @@ def run(args: argparse.Namespace) -> int:
     if recorder is not None:
         write_llrs(recorder, args.save_llr)
     if args.json:
-        print(json.dumps(result.to_dict()))
+        from mimoc.commands.json_output import print_json
+
+        result.identities = detector_identities(spec, args.c2c)
+        print_json(NAME, args, result.to_dict())
     else:
         print(format_table(result))
         for name, points in (result.curves.items() if result.llr else ()):

@@ -4,7 +4,6 @@ having, on each target?"""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from mimoc.errors import MimocError, UsageError
@@ -75,8 +74,9 @@ choose). A target this build cannot run is listed as unavailable; one whose comp
 refuses this model as failed with the error, the others are still costed, and the
 exit status is 1.
 
-JSON output (--json) is one object:
-  {"model": {"file", "family", "nt", "nr", "modulation"},
+JSON output (--json) is one object (schema "mimoc-budget/1", docs/json.md):
+  {"schema", "mimoc_version", "command" (the envelope of every --json),
+   "model": {"path", "family", "nt", "nr", "modulation"},
    "link": {"channel", "csi", "snr_def"}, "slot_symbols", "budget_s", "budget_us",
    "max_loss_db", "target_ser", "percentile",
    "workload": {"subcarriers", "subcarriers_per_channel", "slot_symbols", "channels",
@@ -261,7 +261,9 @@ def run(args: argparse.Namespace) -> int:
             raise MimocError(f"cannot write plot {args.plot!r}: {err.strerror or err}; "
                              "choose another path") from None
     if args.json:
-        print(json.dumps(report.to_dict()))
+        from mimoc.commands.json_output import print_json
+
+        print_json(NAME, args, report.to_dict())
     else:
         print(format_budget(report))
         if args.plot:

@@ -90,7 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="replace an existing non-empty output directory")
     parser.add_argument("--json", action="store_true",
-                        help="print the manifest as JSON instead of a summary")
+                        help="print the artifact's index (manifest.json or schedule.json) "
+                             "as one JSON object instead of a summary (docs/json.md)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print the pass log too: one line per pass, what it changed")
     parser.add_argument("--no-progress", action="store_true",
@@ -246,7 +247,10 @@ def run(args: argparse.Namespace) -> int:
         manifest = (json.loads((result.path / index).read_text()) if index
                     else dict(result.manifest))
         manifest.pop("program", None)  # the crossbar's lowered program: see mimoc inspect
-        print(json.dumps({"path": str(result.path), **manifest}))
+        from mimoc.commands.json_output import print_json
+
+        print_json(NAME, args, {"path": str(result.path), "target": result.target,
+                                "artifact": manifest})
     else:
         print(summary(result, seconds))
         if args.verbose:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from mimoc.commands.json_output import print_json
 
 NAME = "devices"
 HELP = "list the memristor device profiles, or check and show one (id or JSON file)"
@@ -27,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("device", nargs="?", metavar="DEVICE",
                         help="a device id or the path of a JSON profile to check and show")
     parser.add_argument("--json", action="store_true",
-                        help="print the profile(s) as JSON (the same fields as the files)")
+                        help="print one JSON object whose \"devices\" lists the profile(s), "
+                             "with the same fields as the files (docs/json.md)")
 
 
 def _si(value: float, unit: str = "s") -> str:
@@ -102,12 +104,15 @@ def run(args: argparse.Namespace) -> int:
     if args.device is None:
         devices = [load_device(name) for name in list_devices()]
         if args.json:
-            print(json.dumps([d.to_dict() for d in devices]))
+            print_json(NAME, args, {"devices": [d.to_dict() for d in devices]})
         else:
             print(_table(devices))
             print("\n'mimoc devices ID' shows one in full; your own profile: "
                   "'mimoc devices FILE.json' (schema: docs/devices.md)")
         return 0
     dev = load_device(args.device)
-    print(json.dumps(dev.to_dict()) if args.json else _details(dev))
+    if args.json:
+        print_json(NAME, args, {"devices": [dev.to_dict()]})
+    else:
+        print(_details(dev))
     return 0

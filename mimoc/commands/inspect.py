@@ -9,13 +9,13 @@ A new kind (a compiled artifact folder, an IR dump) is one more entry.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mimoc.commands.artifact_flags import add_allow_modified_argument
+from mimoc.commands.json_output import print_json
 from mimoc.commands.pass_flags import add_pass_option_arguments, pass_options
 from mimoc.errors import UsageError
 
@@ -34,12 +34,14 @@ splits into a slot-rate part that depends on the channel H only (done once
 per slot) and a per-symbol part: flops(S) = slot-rate + S x per-symbol.
 "per slot" is for S = 14 symbols (a 5G NR slot).
 
-JSON output (--json) is one object:
-  {"path", "kind": "checkpoint", "family", "nt", "nr", "modulation", "config",
+JSON output (--json) is one object (schema "mimoc-inspect/1", docs/json.md):
+  {"schema", "mimoc_version", "command", "path", "kind": "checkpoint",
+   "checkpoint": {"family", "nt", "nr", "modulation", "config",
    "params", "flops_per_symbol", "flops_slot_rate", "flops_per_slot", "slot_symbols",
    "layers": [{"name", "type", "params", "flops_per_symbol", "flops_slot_rate",
                "flops_per_slot"}, ...],
-   "uncounted_ops", "training": {...}, "mimoc_version", "format_version"}
+   "uncounted_ops", "training": {...}, "mimoc_version", "format_version"}}
+(the inner "mimoc_version" is the one that saved the checkpoint).
 Layer rows hold each module's own parameters and FLOPs (its children have
 their own rows), so they add up to the totals.
 
@@ -51,9 +53,9 @@ graph) prints the IR after each of those passes. A report of each pass (nodes,
 per-symbol and per-slot FLOPs, what it removed) comes first, as "#" lines.
 --keep-layers / --l1-threshold configure remove-layers, --prune-threshold
 configures prune. With --json: one object
-  {"path", "kind": "ir", "passes": [{"pass", "nodes_before", "nodes_after",
-   "flops_per_symbol_before", ..., "notes", "details"}], "graph": GRAPH,
-   "dumps": {PASS: GRAPH}}
+  {"schema", "mimoc_version", "command", "path", "kind": "ir", "ir": {"passes":
+   [{"pass", "nodes_before", "nodes_after", "flops_per_symbol_before", ...,
+   "notes", "details"}], "graph": GRAPH, "dumps": {PASS: GRAPH}}}
 with GRAPH = {"name", "inputs", "outputs", "constants", "parameters",
 "nodes": [{"name", "op", "inputs", "attrs", "shape", "dtype", "rate", "scope",
 "flops"}], "flops": {"per_symbol", "per_slot"}} (FLOPs for one channel and one
@@ -62,9 +64,9 @@ symbol).
 A crossbar artifact folder (mimoc compile --target crossbar) is shown as tables:
 matrices and tiles, the per-slot programming plan, latency per block / symbol /
 slot, peripherals and digital work; --json prints schedule.json (without the
-lowered program) with "path" and "kind": "crossbar". An ONNX artifact folder
-(mimoc compile) is shown as its stages, passes and layers; --json prints
-manifest.json with "path" and "kind": "onnx". Either kind is recognised by the
+lowered program) as "artifact", with "path" and "kind": "crossbar". An ONNX artifact
+folder (mimoc compile) is shown as its stages, passes and layers; --json prints
+manifest.json as "artifact", with "path" and "kind": "onnx". Either kind is recognised by the
 format its index file declares; files modified after compiling are refused
 unless --allow-modified.
 
@@ -111,8 +113,10 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if args.ir or args.passes is not None or args.dump_after is not None:
         info = describe_ir(path, args)
-        public = {k: v for k, v in info.items() if not k.startswith("_")}
-        print(json.dumps(public) if args.json else render_ir(info))
+        if args.json:
+            print_json(NAME, args, inspect_body(info))
+        else:
+            print(render_ir(info))
         return 0
     if pass_options(args).set_options():
         raise UsageError("--prune-threshold, --keep-layers and --l1-threshold configure "
@@ -121,10 +125,23 @@ def run(args: argparse.Namespace) -> int:
     for inspector in INSPECTORS:
         if inspector.matches(path, artifact):
             info = inspector.describe(path, args)
-            print(json.dumps(info) if args.json else inspector.render(info))
+            if args.json:
+                print_json(NAME, args, inspect_body(info))
+            else:
+                print(inspector.render(info))
             return 0
     kinds = ", ".join(i.kind for i in INSPECTORS)
     raise UsageError(f"cannot inspect {path}: not a file mimoc knows ({kinds})")
+
+
+def inspect_body(info: dict[str, Any]) -> dict[str, Any]:
+    """``--json``'s keys (behind the envelope): ``path``, ``kind`` and what was inspected
+    under one key, ``artifact`` (an artifact's index file, as ``mimoc compile --json``),
+    ``checkpoint`` or ``ir``; the text-only entries (``_...``) are dropped."""
+    payload = {k: v for k, v in info.items() if k not in ("path", "kind")
+               and not k.startswith("_")}
+    key = "artifact" if info["kind"] in ("onnx", "crossbar") else info["kind"]
+    return {"path": info["path"], "kind": info["kind"], key: payload}
 
 
 # -- checkpoints -------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -137,19 +136,20 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:  # a full disk, a folder made read-only meanwhile
         raise write_error(output, err) from None
     if args.json:
+        from mimoc.commands.json_output import print_json
+
         info = {k: v for k, v in recipe.info.items() if k not in ("history", "search")}
-        print(json.dumps({"output": str(output), "method": recipe.method, "bits": recipe.bits,
-                          "layers": {name: {"weight_bits": lq.weight_bits,
-                                            "act": None if lq.act is None else {
-                                                "bits": lq.act.bits, "mode": lq.act.mode,
-                                                "alpha": lq.act.alpha,
-                                                "signed": lq.act.signed},
-                                            "difference": None if lq.difference is None
-                                            else list(lq.difference)}
-                                     for name, lq in recipe.layers.items()},
-                          **{k: v for k, v in info.items() if k not in ("method", "bits",
-                                                                         "layers")},
-                          "layer_count": len(recipe.layers)}))
+        layers = {name: {"weight_bits": lq.weight_bits,
+                         "act": None if lq.act is None else {
+                             "bits": lq.act.bits, "mode": lq.act.mode, "alpha": lq.act.alpha,
+                             "signed": lq.act.signed},
+                         "difference": None if lq.difference is None else list(lq.difference)}
+                  for name, lq in recipe.layers.items()}
+        print_json(NAME, args, {"output": str(output), "method": recipe.method,
+                                "bits": recipe.bits, "layers": layers,
+                                **{k: v for k, v in info.items()
+                                   if k not in ("method", "bits", "layers")},
+                                "layer_count": len(recipe.layers)})
     else:
         print(summary_line(recipe, output))
     sys.stdout.flush()

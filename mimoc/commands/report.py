@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
                             slot=args.slot, budget_s=args.budget_us / 1e6, seed=args.seed,
                             array=parse_array(args.array), min_time=args.min_time,
                             force=args.force, progress=show, say=say, command=command,
+                            argv=getattr(args, "_argv", None),
                             baseline=baseline,
                             budget_options={
                                 "percentile": args.percentile, "target_ser": args.target_ser,
@@ -144,7 +145,9 @@ def run(args: argparse.Namespace) -> int:
                                 "subcarriers": args.subcarriers,
                                 "subcarriers_per_channel": args.subcarriers_per_channel})
     if args.json:
-        print(json.dumps(json.loads((path / "report.json").read_text())))
+        from mimoc.commands.json_output import print_json
+
+        print_json(NAME, args, json.loads((path / "report.json").read_text()))
     else:
         names = sorted(p.name for p in path.iterdir())
         print(f"report written to {path}/ ({', '.join(names)})")

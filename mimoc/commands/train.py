@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import re
 import sys
@@ -352,7 +351,9 @@ def run(args: argparse.Namespace) -> int:
         summary = report.to_dict()
         summary.update({"family": args.family, "output": str(output), "params": params,
                         "config": dataclasses.asdict(model.config)})
-        print(json.dumps(summary))
+        from mimoc.commands.json_output import print_json
+
+        print_json(NAME, args, summary)
     else:
         print(report.summary())
         print(f"  wrote           {output} ({params:,} parameters)")

@@ -94,12 +94,15 @@ class BenchResult:
     def to_dict(self) -> dict[str, Any]:
         batches = sorted({t.batch for t in self.timings})
         return {
-            "model": self.model, "cpu": describe_cpu(), "slot": self.slot,
+            "kind": "onnx", "model": self.model, "cpu": describe_cpu(),
+            "slot_symbols": self.slot,
             "threads": self.threads,
             "flops_per_slot": self.flops_per_slot, "gemm_peak_gflops": self.gemm_peak_gflops,
             "onnxruntime": self.onnxruntime, "torch": self.torch,
-            "timings": [{**asdict(t), "per_slot_s": t.per_slot_s,
-                         "symbols_per_s": t.symbols_per_s} for t in self.timings],
+            "timings": [{**{("slot_symbols" if k == "slot" else k): v
+                            for k, v in asdict(t).items()},
+                         "per_slot_s": t.per_slot_s, "symbols_per_s": t.symbols_per_s}
+                        for t in self.timings],
             "speedup": {str(b): {p: self.ratio(p, b) for p in PATHS if p != "mimoc"
                                  and self.ratio(p, b) is not None} for b in batches},
             "notes": list(self.notes),

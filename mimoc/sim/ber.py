@@ -40,8 +40,8 @@ Example::
     ...                   system, [0.0, 4.0], max_symbols=40_000, min_errors=100)
     >>> [round(p.snr_db) for p in result.curves["mmse"]]
     [0, 4]
-    >>> result.to_dict()["detector"]
-    'zf,mmse'
+    >>> [c["detector"]["name"] for c in result.to_dict()["curves"]]
+    ['zf', 'mmse']
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ import torch
 
 from mimoc.errors import UsageError
 from mimoc.progress import progress_bar
+from mimoc.sim.detectors import CLASSICAL_DETECTORS as CLASSICAL_NAMES
 from mimoc.sim.detectors import get_classical_detector
 from mimoc.sim.llr import GMIAccumulator, error_variance, maxlog_llr
 from mimoc.sim.modulation import Constellation
@@ -196,6 +197,9 @@ class BERResult:
         system: the simulated link.
         curves: detector name -> points in the order of the SNR list.
         seed, max_symbols, min_errors, batch_size, min_error_slots: the run's settings.
+        identities: detector name -> what it is, for ``to_dict`` (``kind``: ``classical``,
+            ``model``, ``artifact`` or ``module``; ``spec``, ``path``, ``target``, ``c2c``
+            as they apply); set by whoever built the detectors.
     """
 
     system: MIMOSystem
@@ -206,45 +210,49 @@ class BERResult:
     batch_size: int = 0
     min_error_slots: int = DEFAULT_MIN_ERROR_SLOTS
     llr: bool = False
+    identities: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def detector(self, name: str) -> dict[str, Any]:
+        """The structured identity of curve ``name``: ``identities[name]`` when the caller
+        set one, else ``{"name", "kind": "classical", "spec"}`` for a classical detector
+        and ``{"name", "kind": "module"}`` for any other."""
+        if name in self.identities:
+            return {"name": name, **self.identities[name]}
+        if name.lower().partition(":")[0] in CLASSICAL_NAMES:
+            return {"name": name, "kind": "classical", "spec": name}
+        return {"name": name, "kind": "module"}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form.
+        """JSON form (``mimoc ber --json`` without its envelope)::
 
-        One detector::
+            {"nt": 4, "nr": 8, "modulation": "qpsk", "snr_def": "per-stream",
+             "channel": "rayleigh", "csi": "perfect", "slot_symbols": 1, "seed": 0,
+             "max_symbols": .., "min_errors": .., "min_error_slots": ..,
+             "curves": [{"detector": {"name": "mmse", "kind": "classical", ...},
+                         "points": [{"snr_db", "ser", "ber", "ser_ci", "ber_ci", "symbols",
+                                     "errors", "bit_errors", "slots", "error_slots",
+                                     "effective_symbols", "effective_bits"}, ...]}, ...]}
 
-            {"detector": "mmse", "nt": 4, "nr": 8, "mod": "qpsk", "snr_def": "per-stream",
-             "points": [{"snr_db", "ser", "ber", "ser_ci", "ber_ci", "symbols", "errors",
-                         "bit_errors", "slots", "error_slots", "effective_symbols",
-                         "effective_bits"}, ...], ...}
-
-        Several detectors: ``"detector"`` is the comma-joined list and
-        ``"curves"`` maps each name to its points (no ``"points"`` key).
-        Both forms also carry ``channel``, ``csi``, ``slot``, ``seed``,
-        ``max_symbols``, ``min_errors`` and ``min_error_slots`` so that a run can
-        be repeated.
+        ``curves`` is a list in the order of the detectors, one entry even for one
+        detector; the settings make a run repeatable.
         """
         s = self.system
-        out: dict[str, Any] = {
-            "detector": ",".join(self.curves),
+        out = {
             "nt": s.nt,
             "nr": s.nr,
-            "mod": s.modulation,
+            "modulation": s.modulation,
             "snr_def": s.snr_def,
+            "channel": getattr(s.channel, "spec", str(s.channel)),
+            "csi": getattr(s.csi, "spec", str(s.csi)),
+            "slot_symbols": s.slot,
+            "seed": self.seed,
+            "max_symbols": self.max_symbols,
+            "min_errors": self.min_errors,
+            "min_error_slots": self.min_error_slots,
+            "curves": [{"detector": self.detector(name),
+                        "points": [p.to_dict() for p in points]}
+                       for name, points in self.curves.items()],
         }
-        curves = {name: [p.to_dict() for p in points] for name, points in self.curves.items()}
-        if len(curves) == 1:
-            out["points"] = next(iter(curves.values()))
-        else:
-            out["curves"] = curves
-        out.update(
-            channel=getattr(s.channel, "spec", str(s.channel)),
-            csi=getattr(s.csi, "spec", str(s.csi)),
-            slot=s.slot,
-            seed=self.seed,
-            max_symbols=self.max_symbols,
-            min_errors=self.min_errors,
-            min_error_slots=self.min_error_slots,
-        )
         if self.llr:
             out["llr"] = dict(LLR_DESCRIPTION)
         return out

@@ -35,6 +35,7 @@ from mimoc.sim.detectors import get_classical_detector
 from mimoc.sim.modulation import get_constellation
 from mimoc.studies import budget as budget_mod
 from mimoc.tables import markdown_table
+from mimoc.validation import output_envelope
 
 ORIGINAL = "original (PyTorch)"
 DEFAULT_C2C = (0.0, 0.01, 0.02, 0.04)
@@ -60,7 +61,7 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
                  array: tuple[int, int] = budget_mod.DEFAULT_ARRAY, min_time: float = 0.2,
                  force: bool = False, progress: bool = False,
                  say: Callable[[str], None] | None = None,
-                 command: str | None = None,
+                 command: str | None = None, argv: Sequence[str] | None = None,
                  budget_options: Mapping[str, Any] | None = None,
                  baseline: Sequence[str] = ()) -> Path:
     """Write the report directory ``out`` (see the module docstring); returns its path.
@@ -74,6 +75,8 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
         slot, budget_s, array, min_time, seed: as for :func:`mimoc.studies.budget.run_budget`.
         force: replace a non-empty ``out``.
         command: the command line to print under "Reproduce".
+        argv: the command line as a list, for report.json's ``command`` (None: made
+            through the Python API).
         budget_options: more options of the budget (``subcarriers``,
             ``subcarriers_per_channel``, ``percentile``, ``calls``, ``max_time``,
             ``target_ser``, ``max_loss_db``: see :func:`mimoc.studies.budget.run_budget`);
@@ -107,18 +110,23 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
         budget = budget_mod.evaluate(ctx, prepared, ser_symbols=max_symbols)
 
         curves = {ORIGINAL: from_module(ctx.model)}
+        original = {"kind": "model", "spec": str(model_path), "path": str(model_path)}
+        identities = {ORIGINAL: original}
         for target in prepared:
             if target.available and target.engine is not None:
                 label = target.spec.name
+                identity = _identity(target.spec)
                 if target.spec.kind == "crossbar":
                     label += f" (C2C {target.c2c})"
-                curves[label] = target.engine
+                    identity["c2c"] = None  # the device's own
+                curves[label], identities[label] = target.engine, identity
         constellation = get_constellation(ctx.system.modulation)
         for name in baseline:
             curves.setdefault(name, classical(name, constellation))
         say("simulating the error-rate curves")
         ber = simulate(curves, ctx.system, snrs, seed=seed, max_symbols=max_symbols,
                        progress=progress)
+        ber.identities = identities
         sweeps: dict[str, BERResult] = {}
         for target in prepared:
             if target.available and target.engine_at is not None:
@@ -127,6 +135,9 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
                 engines.update({f"C2C {100 * c:g}%": target.engine_at(c) for c in levels})
                 sweeps[target.spec.name] = simulate(engines, ctx.system, snrs, seed=seed,
                                                     max_symbols=max_symbols, progress=progress)
+                sweeps[target.spec.name].identities = {
+                    ORIGINAL: original, **{f"C2C {100 * c:g}%": {**_identity(target.spec),
+                                                                 "c2c": c} for c in levels}}
 
         from mimoc.studies.plots import plot_budget, plot_error_rates
 
@@ -138,7 +149,7 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
             figures["budget.png"] = plot_budget(budget, Path(tmp) / "budget.png")
         files = {name: path.read_bytes() for name, path in figures.items()}
 
-    numbers = {"mimoc_version": __version__, "model": summary, "budget": budget.to_dict(),
+    numbers = {**output_envelope("report", argv), "model": summary, "budget": budget.to_dict(),
                "ber": ber.to_dict(), "crossbar_c2c": {k: v.to_dict() for k, v in
                                                        sweeps.items()},
                "settings": {p.spec.name: p.settings for p in prepared if p.available},
@@ -150,6 +161,15 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
                                          baseline=baseline).encode()
     say("writing the report")
     return write_directory(files, out, force=force)
+
+
+def _identity(spec) -> dict[str, Any]:
+    """A budget target's curve in report.json's ``ber`` (``mimoc ber``'s detector
+    identity): compiled to a temporary artifact, so no path."""
+    if spec.kind == "classical":
+        return {"kind": "classical", "spec": spec.name}
+    target = "crossbar" if spec.kind == "crossbar" else "onnx"
+    return {"kind": "artifact", "spec": spec.name, "target": target}
 
 
 def _slug(text: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from json_docs import curves_by_name, parse_output
 
 from mimoc.cli import main
 from mimoc.compiler.frontend import import_module
@@ -218,8 +219,8 @@ def test_cli_compile_inspect_and_bad_inputs(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "programming" in text and "peripherals" in text
     assert _cli(["inspect", str(out), "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)
-    assert info["totals"]["per_slot_s"] > 0
+    info = parse_output("inspect", capsys.readouterr().out)
+    assert info["kind"] == "crossbar" and info["artifact"]["totals"]["per_slot_s"] > 0
     for bad, needle in ((["--device", "no-such-device"], "unknown device"),
                         (["--array", "0x4"], "--array"), (["--array", "axb"], "--array"),
                         (["--array", "4x4x4"], "--array"), (["--slot", "0"], "--slot"),
@@ -235,8 +236,12 @@ def test_cli_compile_inspect_and_bad_inputs(tmp_path, capsys):
     # one BER curve per C2C level, on the same draws as the PyTorch model
     assert _cli(["ber", str(out), "--detector", str(ckpt), "--c2c", "0,0.03", "--snr", "10",
                  "--max-symbols", "64", "--json", "--no-progress"]) == 0
-    curves = json.loads(capsys.readouterr().out)["curves"]
+    data = parse_output("ber", capsys.readouterr().out)
+    curves = curves_by_name(data)
     assert sorted(curves) == sorted([str(ckpt), f"{out}@c2c=0", f"{out}@c2c=0.03"])
+    levels = [c["detector"].get("c2c") for c in data["curves"]
+              if c["detector"]["kind"] == "artifact"]
+    assert levels == [0.0, 0.03]
     assert all(points[0]["symbols"] == 64 for points in curves.values())
     assert _cli(["ber", str(out), "--c2c", "0,2", "--snr", "10"]) == 2
     assert "--c2c" in capsys.readouterr().err

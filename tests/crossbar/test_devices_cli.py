@@ -6,6 +6,7 @@ import argparse
 import json
 
 import pytest
+from json_docs import parse_output
 
 from mimoc.commands import devices as command
 from mimoc.errors import MimocError
@@ -28,7 +29,7 @@ def test_listing_names_every_shipped_device(capsys):
 
 def test_listing_as_json(capsys):
     assert run(["--json"]) == 0
-    profiles = json.loads(capsys.readouterr().out)
+    profiles = parse_output("devices", capsys.readouterr().out)["devices"]
     assert [p["name"] for p in profiles] == list(list_devices())
     assert profiles[0] == load_device(profiles[0]["name"]).to_dict()
 
@@ -44,7 +45,8 @@ def test_user_profile_and_bad_profile(tmp_path, capsys):
     good = tmp_path / "mine.json"
     good.write_text(json.dumps(load_device("ftj-luo2022").to_dict() | {"name": "mine"}))
     assert run([str(good), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["name"] == "mine"
+    (profile,) = parse_output("devices", capsys.readouterr().out)["devices"]
+    assert profile["name"] == "mine"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(load_device("ftj-luo2022").to_dict() | {"states": 0}))
     with pytest.raises(MimocError, match="states"):
@@ -55,7 +57,9 @@ def test_registered_in_the_cli(capsys):
     from mimoc.cli import main
 
     assert main(["devices", "ftj-luo2022", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["states"] == 150
+    data = parse_output("devices", capsys.readouterr().out)
+    assert data["command"] == ["mimoc", "devices", "ftj-luo2022", "--json"]
+    assert data["devices"][0]["states"] == 150
     assert main(["devices", "no-such-device"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown device 'no-such-device'" in err

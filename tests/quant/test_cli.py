@@ -1,9 +1,9 @@
 """``mimoc quantize``: writes a quantized checkpoint, one-line summary, bad input -> 2."""
 
-import json
 
 import pytest
 import torch
+from json_docs import curves_by_name, parse_output
 
 from mimoc.cli import main
 from mimoc.detectors import save_detector
@@ -38,7 +38,7 @@ def test_quantize_trains_with_json(model_file, tmp_path, capsys):
     assert main(["quantize", str(model_file), "--method", "kaq", "--steps", "2",
                  "--lambda", "0.2", "--lambda-schedule", "cosine", "--seed", "1", "--json",
                  "-o", str(out)]) == 0
-    data = json.loads(capsys.readouterr().out)
+    data = parse_output("quantize", capsys.readouterr().out)
     assert data["method"] == "kaq" and data["steps"] == 2 and data["qat"]["lam"] == 0.2
     assert data["qat"]["lam_schedule"] == "cosine"
     assert data["layer_count"] == 5 and data["layers"]["blocks.0.fc2"]["act"]["signed"] is False
@@ -86,7 +86,7 @@ def test_ber_runs_a_quantized_checkpoint_quantized(model_file, tmp_path, capsys)
     capsys.readouterr()
     assert main(["ber", "--detector", f"{model_file},{out}", "--nt", "2", "--nr", "4",
                  "--snr", "6", "--max-symbols", "4000", "--json"]) == 0
-    curves = json.loads(capsys.readouterr().out)["curves"]
+    curves = curves_by_name(parse_output("ber", capsys.readouterr().out))
     fp32, quantized = (curves[str(p)][0]["errors"] for p in (model_file, out))
     assert quantized > fp32  # 2-bit min-max costs errors: the recipe really runs
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from json_docs import parse_output
 
 import mimoc
 from mimoc.cli import main
@@ -68,9 +69,9 @@ def test_inspect_shows_both_kinds(artifacts, capsys, kind, title):
     assert main(["inspect", str(root / kind)]) == 0
     assert title in capsys.readouterr().out
     assert main(["inspect", str(root / kind), "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    data = parse_output("inspect", capsys.readouterr().out)
     assert data["kind"] == ("onnx" if kind == "onnx" else "crossbar")
-    assert data["model"]["family"] == "detnet"
+    assert data["artifact"]["model"]["family"] == "detnet"
 
 
 def test_inspect_refuses_a_modified_onnx_file(artifacts, tmp_path, capsys):
@@ -92,7 +93,7 @@ def test_bench_times_a_crossbar_artifact(artifacts, capsys):
     code = main(["bench", str(root / "xb"), "--batches", "2", "--slot", "7", "--min-time",
                  "0.01", "--json"])
     assert code == 0
-    data = json.loads(capsys.readouterr().out)
+    data = parse_output("bench", capsys.readouterr().out)
     modelled = data["modelled"]
     assert data["kind"] == "crossbar" and data["slot_symbols"] == 7
     assert modelled["per_slot_s"] == pytest.approx(

@@ -3,12 +3,11 @@ the BER engine with the same SER on the same draws, and ``mimoc bench`` times al
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 from independent_detectors import random_link
+from json_docs import curves_by_name, parse_output
 
 from mimoc.api import compile as compile_model
 from mimoc.cli import main
@@ -82,10 +81,13 @@ def test_ber_cli_compares_artifact_and_model(capsys, compiled):
                  "--max-symbols", "4000", "--slot", "2", "--json", "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    data = json.loads(out)
-    assert (data["nt"], data["nr"], data["mod"]) == (2, 4, "qpsk")  # from the models
-    model_curve, artifact_curve = (data["curves"][k] for k in (str(root / "detnet.pt"),
-                                                               str(root / "art")))
+    data = parse_output("ber", out)
+    assert (data["nt"], data["nr"], data["modulation"]) == (2, 4, "qpsk")  # from the models
+    art = str(root / "art")
+    assert data["curves"][1]["detector"] == {"name": art, "kind": "artifact", "spec": art,
+                                             "path": art, "target": "onnx"}
+    curves = curves_by_name(data)
+    model_curve, artifact_curve = (curves[k] for k in (str(root / "detnet.pt"), art))
     assert [p["errors"] for p in model_curve] == [p["errors"] for p in artifact_curve]
     assert [p["ser"] for p in model_curve] == [p["ser"] for p in artifact_curve]
 
@@ -119,7 +121,9 @@ def test_bench_cli_json(capsys, compiled):
                  "0.01", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    data = json.loads(out)  # the model file was found beside the artifact (by its hash)
+    # the model file was found beside the artifact (by its hash)
+    data = parse_output("bench", out)
+    assert data["kind"] == "onnx" and data["slot_symbols"] == 2
     assert {t["path"] for t in data["timings"]} == {"pytorch", "onnx-export", "mimoc",
                                                     "mimoc-staged"}
     code = main(["bench", str(root / "art"), "--batches", "0"])
@@ -137,6 +141,6 @@ def test_bench_skips_the_plain_export_when_torch_cannot_export(capfd, tmp_path):
                  "--min-time", "0.01", "--json"])
     out, err = capfd.readouterr()
     assert code == 0, err
-    data = json.loads(out)
+    data = parse_output("bench", out)
     assert {t["path"] for t in data["timings"]} == {"pytorch", "mimoc", "mimoc-staged"}
     assert len(data["notes"]) == 1 and "onnx-export skipped" in data["notes"][0]

@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from json_docs import parse_output
 
 import mimoc.api
 from mimoc import quant
@@ -375,7 +376,7 @@ def test_an_unknown_training_channel_is_an_error_not_rayleigh(tmp_path, capsys):
     assert "--channel" in err and out == ""
     code, out, err = cli(capsys, "budget", str(path), "--targets", "dsp-c6678",
                          "--ser-symbols", "0", "--channel", "rayleigh", "--json")
-    assert code == 0 and json.loads(out)["link"]["channel"] == "rayleigh"
+    assert code == 0 and parse_output("budget", out)["link"]["channel"] == "rayleigh"
 
 
 # -- defaults, text and plot -------------------------------------------------------------------
@@ -432,7 +433,7 @@ def test_a_target_that_fails_on_the_model_is_a_row_and_exit_status_1(checkpoint,
     code, out, err = cli(capsys, "budget", str(checkpoint), "--targets", "onnx-cpu,dsp-c6678",
                          "--ser-symbols", "1000", "--snr", "6", *QUICK_FLAGS, "--json")
     assert code == 1 and "dsp-c6678 failed" in err and err.count("\n") == 1
-    rows = {row["target"]: row for row in json.loads(out)["targets"]}
+    rows = {row["target"]: row for row in parse_output("budget", out)["targets"]}
     assert rows["onnx-cpu"]["available"] and rows["onnx-cpu"]["ser"] is not None
     assert rows["dsp-c6678"] == {"target": "dsp-c6678", "kind": "processor",
                                  "available": False, "failed": True,
@@ -459,4 +460,4 @@ def test_a_quantized_checkpoint_is_budgeted_with_its_own_recipe(tmp_path, capsys
 def _json(capsys, *argv):
     code, out, err = cli(capsys, "budget", *argv, *QUICK_FLAGS, "--json")
     assert code == 0, err
-    return json.loads(out)
+    return parse_output("budget", out)

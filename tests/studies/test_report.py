@@ -3,14 +3,18 @@ whose numbers are the budget's and the simulator's."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
 import torch
+from json_docs import curves_by_name
 
 from mimoc.cli import main
 from mimoc.detectors import build_detector, save_detector
 from mimoc.studies import budget
+from mimoc.validation import validate_output
 
 CONFIG = dict(nt=2, nr=4, modulation="qpsk", layers=2, hidden=16, v_dim=4)
 
@@ -25,14 +29,30 @@ def checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def report_dir(checkpoint, tmp_path_factory):
+def report_run(checkpoint, tmp_path_factory):
+    """The report directory and what ``--json`` printed."""
     out = tmp_path_factory.mktemp("report") / "report"
     targets = "onnx-cpu,dsp-c6678,crossbar:ftj-luo2022"
-    code = main(["report", str(checkpoint), "-o", str(out), "--targets", targets,
-                 "--snr", "0,8", "--c2c", "0,0.04", "--max-symbols", "2000",
-                 "--min-time", "0.02", "--baseline", "mmse,zf"])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["report", str(checkpoint), "-o", str(out), "--targets", targets,
+                     "--snr", "0,8", "--c2c", "0,0.04", "--max-symbols", "2000",
+                     "--min-time", "0.02", "--baseline", "mmse,zf", "--json"])
     assert code == 0
-    return out
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def report_dir(report_run):
+    return report_run[0]
+
+
+def test_report_json_is_report_json_with_its_envelope(report_run):
+    out, printed = report_run
+    shown = validate_output("report", json.loads(printed))
+    saved = validate_output("report", json.loads((out / "report.json").read_text()))
+    assert shown == saved and shown["schema"] == "mimoc-report/1"
+    assert shown["command"][:3] == ["mimoc", "report", saved["model"]["path"]]
 
 
 def test_report_holds_markdown_figures_and_numbers(report_dir):
@@ -51,10 +71,12 @@ def test_report_holds_markdown_figures_and_numbers(report_dir):
 
 
 def test_report_numbers_match_the_budget_and_curves(report_dir):
-    data = json.loads((report_dir / "report.json").read_text())
+    data = validate_output("report", json.loads((report_dir / "report.json").read_text()))
     assert data["model"]["params"] > 0 and data["model"]["nt"] == 2
-    curves = data["ber"]["curves"]
+    curves = curves_by_name(data["ber"])
     assert "original (PyTorch)" in curves and "onnx-cpu" in curves
+    kinds = {c["detector"]["name"]: c["detector"]["kind"] for c in data["ber"]["curves"]}
+    assert kinds["original (PyTorch)"] == "model" and kinds["onnx-cpu"] == "artifact"
     assert [p["snr_db"] for p in curves["onnx-cpu"]] == [0.0, 8.0]
     rows = {row["target"]: row for row in data["budget"]["targets"]}
     for row in rows.values():
@@ -85,7 +107,7 @@ def test_report_flags_reach_the_budget(checkpoint, tmp_path):
 
 def test_baselines_are_curves_on_the_same_draws(report_dir):
     data = json.loads((report_dir / "report.json").read_text())
-    curves = data["ber"]["curves"]
+    curves = curves_by_name(data["ber"])
     assert data["baseline"] == ["mmse", "zf"]
     assert {"mmse", "zf"} <= set(curves)
     for name in ("mmse", "zf"):  # same SNR grid and symbol budget as the model's curve
@@ -111,9 +133,11 @@ def test_bad_baseline_is_one_line_before_any_work(checkpoint, tmp_path, capsys, 
 def test_crossbar_curves_sweep_the_c2c_levels(report_dir):
     data = json.loads((report_dir / "report.json").read_text())
     sweep = data["crossbar_c2c"]["crossbar:ftj-luo2022"]["curves"]
-    assert set(sweep) == {"original (PyTorch)", "C2C 0%", "C2C 4%"}
+    assert [c["detector"]["name"] for c in sweep] == ["original (PyTorch)", "C2C 0%", "C2C 4%"]
+    assert [c["detector"].get("c2c") for c in sweep] == [None, 0.0, 0.04]
     assert (report_dir / "crossbar_ftj-luo2022_c2c.png").is_file()
-    assert any(name.startswith("crossbar:ftj-luo2022 (C2C") for name in data["ber"]["curves"])
+    assert any(name.startswith("crossbar:ftj-luo2022 (C2C")
+               for name in curves_by_name(data["ber"]))
 
 
 def test_report_output_is_atomic_and_guarded(checkpoint, report_dir, tmp_path, capsys):

@@ -9,6 +9,7 @@ import os
 import pytest
 import torch
 from independent_detectors import UnfoldedDetector, random_link
+from json_docs import parse_output
 from torch import nn
 
 from mimoc.cli import main
@@ -50,7 +51,10 @@ def test_compile_writes_an_artifact_that_detects(capsys, checkpoint, tmp_path):
     code, out, err = cli(capsys, "compile", str(path), "-o", str(tmp_path / "art"), "--json",
                          "--dump-after", "split-channel")
     assert code == 0, err
-    manifest = json.loads(out)
+    data = parse_output("compile", out)
+    assert (data["path"], data["target"]) == (str(tmp_path / "art"), "onnx")
+    manifest = data["artifact"]
+    assert manifest == json.loads((tmp_path / "art" / "manifest.json").read_text())
     assert manifest["model"]["family"] == "detnet" and manifest["model"]["config"]["nt"] == 2
     # The default pipeline, then the ONNX target's own fusion pass.
     assert [p["pass"] for p in manifest["passes"]] == [*DEFAULT_PASSES["onnx"], "onnx-fuse"]

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from json_docs import parse_output
 
 from mimoc import quant
 from mimoc.cli import main
@@ -53,7 +54,7 @@ def test_compile_quant_minmax_then_ber_and_bench(capsys, checkpoint, tmp_path):
     code, out, err = cli(capsys, "compile", str(path), "-o", str(art), "--quant", "minmax",
                          "--json")
     assert code == 0, err
-    manifest = json.loads(out)
+    manifest = parse_output("compile", out)["artifact"]
     assert manifest["lowering"] == "w4" and manifest["quantization"]["method"] == "minmax"
     quantized = [ly for ly in manifest["layers"] if ly["lowering"] == "w4"]
     assert {ly["scope"] for ly in quantized} == {"blocks.0.fc1", "blocks.0.fc2", "blocks.0.fc3",
@@ -65,7 +66,7 @@ def test_compile_quant_minmax_then_ber_and_bench(capsys, checkpoint, tmp_path):
     code, out, err = cli(capsys, "bench", str(art), "--batches", "1", "--min-time", "0.01",
                          "--json")
     assert code == 0, err
-    assert json.loads(out)["timings"]
+    assert parse_output("bench", out)["timings"]
 
 
 def test_int8_artifact_applies_its_session_options(capsys, checkpoint, tmp_path):
@@ -93,7 +94,7 @@ def test_quantized_checkpoint_compiles_with_its_recipe(capsys, checkpoint, tmp_p
     code, out, err = cli(capsys, "compile", str(saved), "-o", str(tmp_path / "a"),
                          "--lowering", "w4a4", "--json")
     assert code == 0, err
-    manifest = json.loads(out)
+    manifest = parse_output("compile", out)["artifact"]
     assert manifest["lowering"] == "w4a4" and manifest["quantization"]["method"] == "minmax"
     code, out, err = cli(capsys, "compile", str(saved), "-o", str(tmp_path / "b"),
                          "--quant", "lsq")

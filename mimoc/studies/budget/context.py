@@ -165,7 +165,7 @@ def model_info(path: Path, model: torch.nn.Module) -> dict[str, Any]:
                                                        "config", None)
     family = getattr(model, "family", None) or getattr(getattr(model, "model", None),
                                                        "family", None)
-    return {"file": str(path), "family": family, "nt": config.nt, "nr": config.nr,
+    return {"path": str(path), "family": family, "nt": config.nt, "nr": config.nr,
             "modulation": config.modulation}
 
 

@@ -225,7 +225,7 @@ def prepare_crossbar(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
         return program.engine(c2c=level, seed=ctx.seed)
 
     settings = {"target": "crossbar", "device": spec.device, "array": list(ctx.array),
-                "slot": ctx.slot,
+                "slot_symbols": ctx.slot,
                 **{k: schedule[k] for k in ("format", "format_version", "version", "device",
                                             "mapping", "peripherals", "costs")
                    if k in schedule}}

@@ -70,7 +70,7 @@ def _capacity(row: TargetBudget) -> str:
 def _header(report: BudgetReport) -> list[str]:
     m, w = report.model, report.workload
     link = report.link
-    lines = [f"{m['file']}: {m['family']} {m['nt']}x{m['nr']} {m['modulation']}, "
+    lines = [f"{m['path']}: {m['family']} {m['nt']}x{m['nr']} {m['modulation']}, "
              f"{link.get('channel', '?')} channel, {link.get('csi', '?')} CSI; budget "
              f"{format_us(report.budget_s)} us per slot; workload {w.describe()}"]
     acc = report.accuracy
