@@ -187,6 +187,17 @@ def add(parser, name: str, command: str, help: str | None = None, **overrides) -
                             **{k: v for k, v in kwargs.items() if k != "default"})
 
 
+def warn_deprecated_targets(args: argparse.Namespace, text: str | None) -> str | None:
+    """``text`` (a ``--target`` list) as given, after one warning per deprecated target
+    name in it (``onnx-cpu`` -> ``onnx``); the studies accept both spellings."""
+    from mimoc.studies.budget.target_names import canonical_name
+
+    for item in (text or "").split(","):
+        if item.strip() and canonical_name(item) != item.strip():
+            warn_deprecated(args, f"target {item.strip()}", canonical_name(item))
+    return text
+
+
 # -- the shared value grammar ----------------------------------------------------------
 
 def parse_number_list(text: str, flag: str, *, sort: bool = True, example: str = "0,2,4",

@@ -53,7 +53,7 @@ directory), :mod:`~mimoc.studies.budget.prepare` (compile and cost one target),
 Example::
 
     >>> report = run_budget("examples/models/detnet_8x16_qpsk.pt",
-    ...                     targets="onnx-cpu,dsp-c6678,mmse", ser_symbols=20_000)
+    ...                     targets="onnx,dsp-c6678,mmse", ser_symbols=20_000)
     >>> row = report.target("dsp-c6678")
     >>> row.latency.lower_bound, row.verdict         # 70 us >= FLOPs / 128 GFLOPS
     (True, 'unknown')
