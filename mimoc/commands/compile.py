@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     # a target refuses the options of another (their defaults are the crossbar's own)
     options = {name: getattr(args, name, None) for name in TARGET_FLAGS
                if name not in ("slot", "array") or flags.given(args, name)}
-    target = resolve_target(args.target, options)
+    target = resolve_target(flags.warn_deprecated_targets(args, args.target), options)
     from mimoc.fileio import refuse_input_overwrite
 
     refuse_input_overwrite(args.output, [args.model])  # even with --force

@@ -75,7 +75,7 @@ CONCEPTS: dict[str, Concept] = {
     "slot": Concept(
         "--slot", "S", "integer >= 1",
         "symbol vectors per slot sharing one channel (a 6G slot: 14 OFDM symbols)",
-        {"*": 14}),
+        {"*": 14}, type=int),
     "snr": Concept(
         "--snr", "LIST", _LIST + "; budget takes one value",
         "SNR points in dB",
@@ -106,7 +106,7 @@ CONCEPTS: dict[str, Concept] = {
         shown={"ber": "about 16384 symbols", "train": "about 256 symbol vectors (256/S)"},
         type=None, aliases={"ber": ("--batch-size",), "bench": ("--batches",)}),
     "target": Concept(
-        "--target", "NAME|LIST",
+        "--target", "TARGET",
         "`onnx`, `onnx-w4[:METHOD]`, `onnx-w4a4[:METHOD]`, `onnx-int8`, "
         "`crossbar[:DEVICE]`, a processor, `proc:FILE.json`, `mmse` (compile: one "
         "compilable name; budget, report: a comma list)",

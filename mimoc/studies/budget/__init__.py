@@ -43,7 +43,7 @@ A target whose compiler or runtime refuses the model is reported as failed with 
 error's one line, never with made-up numbers. Targets compile through
 :func:`mimoc.driver.compile`.
 
-The modules, by concern: :mod:`~mimoc.studies.budget.target_names` (the ``--targets``
+The modules, by concern: :mod:`~mimoc.studies.budget.target_names` (the ``--target``
 grammar), :mod:`~mimoc.studies.budget.context` (the model, its link, the limits, the work
 directory), :mod:`~mimoc.studies.budget.prepare` (compile and cost one target),
 :mod:`~mimoc.studies.budget.results` (latencies, rows, the report),

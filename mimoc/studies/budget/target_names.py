@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from mimoc.errors import UsageError
 from mimoc.hardware.processors import Processor, list_processors, load_processor
 
-#: What ``mimoc budget`` compares when no ``--targets`` is given (those available). One
+#: What ``mimoc budget`` compares when no ``--target`` is given (those available). One
 #: crossbar device: each compile costs seconds (``torch.export`` and the static programming
-#: plan), and the default run is meant to take a minute or two; name others with --targets.
+#: plan), and the default run is meant to take a minute or two; name others with --target.
 DEFAULT_TARGETS = ("onnx", "onnx-w4", "crossbar:ftj-luo2022", "dsp-c6678",
                    "fpga-k7-480t", "jetson-orin-nx", "mmse")
 #: Classical reference detectors by target name (:mod:`mimoc.sim.detectors`).
@@ -47,7 +47,7 @@ def canonical_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """One entry of ``--targets``.
+    """One entry of ``--target``.
 
     Attributes:
         name: as written, in today's spelling (``onnx-w4``, ``crossbar:ftj-luo2022``,
@@ -69,7 +69,7 @@ class TargetSpec:
 
 
 def target_names_help() -> str:
-    """The accepted ``--targets`` forms, for help texts and error messages."""
+    """The accepted ``--target`` forms, for help texts and error messages."""
     return ("onnx, onnx-w4 / -w4a4 / -int8 (optionally :METHOD, e.g. "
             "onnx-w4:minmax), crossbar[:DEVICE] (a device name or profile .json), "
             f"{', '.join(list_processors())}, proc:FILE.json, mmse")
