@@ -321,14 +321,11 @@ def check_output_file(path: str | os.PathLike, *,
     return path
 
 
-def refuse_input_overwrite(out: str | os.PathLike,
-                           inputs: Iterable[str | os.PathLike]) -> None:
-    """Refuse an output that is one of the command's ``inputs`` or a folder holding one
-    (through links too: paths are compared resolved): writing it would destroy the input,
-    so ``--force`` does not allow it either."""
+def refuse_input_overwrite(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
+    """Refuse an output that is one of ``inputs`` or a folder holding one, through links
+    too (it would destroy the input, so ``--force`` does not allow it either)."""
     out = Path(out)
-    for source in inputs:
-        source = Path(source)
+    for source in map(Path, inputs):
         real = Path(os.path.realpath(source))
         if _same_file(out, source):
             raise UsageError(f"-o {out} is the input model {source}; write to another file "

@@ -131,8 +131,8 @@ def _main(argv):
 def _train(tmp_path, *extra):
     path = tmp_path / "tiny.pt"
     argv = ["train", "tiny", "--nt", "2", "--nr", "4", "--steps", "20", "--slot", "1",
-            "--batch", "32", "--val-every", "10", "--val-batch", "64", "--snr-train", "5:15", "--seed", "3",
-            "-o", str(path), *extra]
+            "--batch", "32", "--val-every", "10", "--val-batch", "64", "--snr-train", "5:15",
+            "--seed", "3", "-o", str(path), *extra]
     return path, _main(argv)
 
 

@@ -129,7 +129,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         DEFAULT_CALLS,
         DEFAULT_MAX_LOSS_DB,
         DEFAULT_PERCENTILE,
-        DEFAULT_SER_SYMBOLS,
         DEFAULT_TARGET_SER,
     )
     from mimoc.studies.budget.timing import DEFAULT_MAX_TIME
@@ -169,7 +168,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "CSI; perfect, ls:NP@SNR, error:SNR)")
     flags.add(parser, "max-symbols", NAME,
               help="scalar symbols per SNR point of the accuracy grid, every target on the "
-                   f"same slots (0 skips it; {DEFAULT_SER_SYMBOLS} by default)")
+                   "same slots (0 skips it)")
     flags.add(parser, "array", NAME)
     flags.add(parser, "seed", NAME)
     flags.add(parser, "threads", NAME, help="threads of the measured targets")

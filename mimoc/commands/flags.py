@@ -91,7 +91,8 @@ CONCEPTS: dict[str, Concept] = {
         {"ber": 1_000_000, "report": 50_000, "budget": 100_000},
         type=int, aliases={"budget": ("--ser-symbols",)}),
     "c2c": Concept(
-        "--c2c", "LIST", _LIST + "; fractions in [0, 1); train takes one value",
+        "--c2c", "LIST", "the `--snr` grammar (`0,0.02,0.04`, `0:0.01:0.04`), fractions in "
+        "[0, 1), in the order given; train takes one value",
         "crossbar cycle-to-cycle variation levels",
         {"ber": None, "report": "0,0.01,0.02,0.04", "train": "0"},
         shown={"ber": "the device's own", "train": "0 (off)"}),
@@ -107,7 +108,7 @@ CONCEPTS: dict[str, Concept] = {
         type=None, aliases={"ber": ("--batch-size",), "bench": ("--batches",)}),
     "target": Concept(
         "--target", "TARGET",
-        "`onnx`, `onnx-w4[:METHOD]`, `onnx-w4a4[:METHOD]`, `onnx-int8`, "
+        "`onnx`, `onnx-w4[:METHOD]`, `onnx-w4a4[:METHOD]`, `onnx-int8[:METHOD]`, "
         "`crossbar[:DEVICE]`, a processor, `proc:FILE.json`, `mmse` (compile: one "
         "compilable name; budget, report: a comma list)",
         "what to compile for / compare",
@@ -283,11 +284,14 @@ def markdown_table() -> str:
             default = f"`{next(iter(defaults.values()))}`"
         else:
             default = "; ".join(f"{command}: `{value}`" for command, value in defaults.items())
-        aliases = sorted({(alias, command) for command, spellings in concept.aliases.items()
-                          for alias in spellings})
+        aliases: dict[str, list[str]] = {}
+        for command, spellings in concept.aliases.items():
+            for alias in spellings:
+                aliases.setdefault(alias, []).append(command)
         flag = f"`{concept.flag} {concept.metavar}`"
         if aliases:
-            flag += " (deprecated: " + ", ".join(f"`{a}` in {c}" for a, c in aliases) + ")"
+            flag += " (deprecated: " + ", ".join(
+                f"`{alias}` in {', '.join(commands)}" for alias, commands in aliases.items()) + ")"
         lines.append(f"| {concept.meaning} | {flag} | {concept.grammar} | {default} | "
                      f"{', '.join(commands)} |")
     return "\n".join(lines)
