@@ -76,12 +76,10 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mimoc.targets import TARGETS
+    from mimoc.targets import TARGETS, get_target
 
     parser.add_argument("model", metavar="MODEL",
                         help="mimoc checkpoint (.pt) or torch.export program (.pt2)")
-    from mimoc.targets import get_target
-
     flags.add(parser, "target", NAME,
               help=f"one target: {', '.join(TARGETS)} (fp32 ONNX; crossbar: memristor arrays, "
                    "see the crossbar options below and docs/crossbar.md), or a shorthand "
@@ -227,6 +225,7 @@ def resolve_target(name: str, options: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from mimoc.api import compile as compile_model
+    from mimoc.fileio import refuse_input_overwrite
 
     if args.passes is not None and not args.passes.strip():
         raise UsageError("--passes is empty; give e.g. --passes canonicalize,split-channel")
@@ -239,8 +238,6 @@ def run(args: argparse.Namespace) -> int:
     options = {name: getattr(args, name, None) for name in TARGET_FLAGS
                if name not in ("slot", "array") or flags.given(args, name)}
     target = resolve_target(flags.warn_deprecated_targets(args, args.target), options)
-    from mimoc.fileio import refuse_input_overwrite
-
     refuse_input_overwrite(args.output, [args.model])  # even with --force
     result = compile_model(args.model, target=target, out=args.output, passes=args.passes,
                            dump_after=args.dump_after, on_dump=dump, force=args.force,
