@@ -98,6 +98,14 @@ def test_negative_snr_lists_are_values_in_both_forms(command, form):
                                                           8.0, 10.0]
 
 
+def test_negative_values_reach_every_subparser():
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "detnet", "--snr-train", "-5:10", "-o", "m.pt"])
+    assert args.snr_train == "-5:10"
+    assert parser.parse_args(["budget", "m.pt", "--snr", "-2.5"]).snr == "-2.5"
+    assert parser.parse_args(["ber", "--snr", "-1e-1,.5"]).snr == "-1e-1,.5"
+
+
 def test_ber_runs_a_negative_range(capsys):
     code, out, err = run(capsys, "ber", "--snr", "-4:2:-2", "--nt", "2", "--nr", "4",
                          "--max-symbols", "500", "--no-progress")
