@@ -85,7 +85,7 @@ ber (default), ser, or both (two panels, BER left, SER right).
 examples:
   mimoc ber --detector zf,mmse --nt 4 --nr 8 --mod qpsk --snr 0:2:10 --plot ber.png
   mimoc ber --detector zf,mmse --snr 0:2:10 --plot ser.pdf --metric ser --csv ser.csv
-  mimoc ber --detector mmse --nt 8 --nr 8 --mod 16qam --snr=-2,0,2 --channel kronecker:0.5
+  mimoc ber --detector mmse --nt 8 --nr 8 --mod 16qam --snr -2,0,2 --channel kronecker:0.5
   mimoc ber --detector zf,trained/detnet.pt --nt 4 --nr 8 --snr 0:2:10 --json
   mimoc ber out/detnet --detector trained/detnet.pt --snr 0:2:10   # compiled vs original
   mimoc ber out/xb --detector trained/detnet.pt --c2c 0,0.01,0.02,0.03,0.04   # crossbar
