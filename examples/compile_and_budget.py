@@ -5,7 +5,7 @@ With the Python API, the same steps as::
 
     mimoc compile MODEL --target onnx -o OUT/onnx
     mimoc compile MODEL --target crossbar --device ftj-luo2022 -o OUT/crossbar
-    mimoc budget MODEL --targets onnx-cpu,crossbar:ftj-luo2022,dsp-c6678,...
+    mimoc budget MODEL --target onnx,crossbar:ftj-luo2022,dsp-c6678,...
 
 Usage::
 
@@ -44,9 +44,9 @@ def compile_and_check(model_path: Path, out: Path, device: str) -> list[str]:
 
     onnx = mimoc.compile(model_path, target="onnx", out=out / "onnx", force=True)
     x_onnx = mimoc.load_artifact(onnx.path).detect(batch.H_est, batch.y)
-    print(f"onnx-cpu: {onnx.path}/ ({onnx.manifest['flops']['per_symbol']:,} FLOPs per "
+    print(f"onnx: {onnx.path}/ ({onnx.manifest['flops']['per_symbol']:,} FLOPs per "
           f"symbol); max |x_hat - PyTorch| = {(x_onnx - reference).abs().max():.2e}")
-    targets = ["onnx-cpu"]
+    targets = ["onnx"]
 
     from mimoc.runtime.imc import load_schedule
 
@@ -70,7 +70,7 @@ def main() -> None:
                         help="where the artifacts go (default: a temporary directory)")
     parser.add_argument("--device", default="ftj-luo2022", help="crossbar device")
     parser.add_argument("--budget-us", type=float, default=100.0, help="budget per slot")
-    parser.add_argument("--ser-symbols", type=int, default=20_000,
+    parser.add_argument("--max-symbols", type=int, default=20_000,
                         help="symbols for each target's SER estimate")
     args = parser.parse_args()
 
@@ -79,7 +79,7 @@ def main() -> None:
         targets = compile_and_check(args.model, out, args.device)
         report = run_budget(args.model, targets + ["dsp-c6678", "fpga-k7-480t",
                                                    "jetson-orin-nx"],
-                            budget_s=args.budget_us * 1e-6, ser_symbols=args.ser_symbols)
+                            budget_s=args.budget_us * 1e-6, ser_symbols=args.max_symbols)
     print()
     print(format_budget(report))
     fits = [row.target for row in report.rows if row.meets_budget]

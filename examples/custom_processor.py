@@ -6,7 +6,7 @@ peak a detector's small matrix products sustain, so 1.0 gives a lower bound on t
 This script writes one for a hypothetical edge SoC at 30% of a 200 GFLOP/s peak, checks it
 loads, and budgets the detector on it next to the TI C6678 DSP -- the same as::
 
-    mimoc budget MODEL --targets dsp-c6678,proc:my_soc.json --ser-symbols 0
+    mimoc budget MODEL --target dsp-c6678,proc:my_soc.json --max-symbols 0
 
 Usage::
 

@@ -303,21 +303,36 @@ def _sync_folder(folder: Path) -> None:
 # --------------------------------------------------------------------------- one file
 
 def check_output_file(path: str | os.PathLike, *,
-                      inputs: Iterable[str | os.PathLike] = ()) -> Path:
+                      inputs: Iterable[str | os.PathLike] = (), force: bool = False) -> Path:
     """Refuse an ``-o`` model-file path that cannot be written, before any slow work, and
     claim it (released by :func:`atomic_write` once written). ``inputs``: files the
-    command reads; writing onto one of them is refused (it would destroy the input)."""
+    command reads; writing onto one of them is refused (it would destroy the input), with
+    or without ``force``. An existing file is replaced only with ``force`` (``--force``)."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"-o {path} is a folder; give a file name such as {path}/model.pt")
     if not path.parent.is_dir():
         raise UsageError(f"cannot write {path}: folder {path.parent} does not exist")
-    for source in inputs:
-        if _same_file(path, Path(source)):
-            raise UsageError(f"-o {path} is the input model {source}; write to another file "
-                             "so that the input stays intact")
+    refuse_input_overwrite(path, inputs)
+    if (path.exists() or path.is_symlink()) and not force:
+        raise UsageError(f"output {str(path)!r} exists; use --force to replace it or choose "
+                         "another -o path")
     claim_output(path)  # creates the lock file: an unwritable folder fails here, with why
     return path
+
+
+def refuse_input_overwrite(out: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> None:
+    """Refuse an output that is one of ``inputs`` or a folder holding one, through links
+    too (it would destroy the input, so ``--force`` does not allow it either)."""
+    out = Path(out)
+    for source in map(Path, inputs):
+        real = Path(os.path.realpath(source))
+        if _same_file(out, source):
+            raise UsageError(f"-o {out} is the input model {source}; write to another file "
+                             "so that the input stays intact")
+        if real.is_relative_to(os.path.realpath(out)):
+            raise UsageError(f"-o {out} holds the input model {source}; write to another "
+                             "path so that the input stays intact")
 
 
 def _same_file(a: Path, b: Path) -> bool:

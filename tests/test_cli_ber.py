@@ -36,12 +36,14 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     ("-4:2:0, 7", [-4.0, -2.0, 0.0, 7.0]),
     ("5", [5.0]),
     ("-0", [0.0]),
+    ("0:2", [0.0, 1.0, 2.0]),                  # START:STOP, step 1
+    ("-2:0", [-2.0, -1.0, 0.0]),
 ])
 def test_parse_snr_list(text, expected):
     assert parse_snr_list(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "1,,2", "a", "0:2", "0:1:2:3", "0:0:5", "0:-1:5", "1,1",
+@pytest.mark.parametrize("text", ["", "1,,2", "a", "2:0", "0:1:2:3", "0:0:5", "0:-1:5", "1,1",
                                   "0:1:3,2", "nan", "inf", "0:0.001:100"])
 def test_parse_snr_list_rejects(text):
     with pytest.raises(UsageError):
@@ -126,7 +128,7 @@ BAD_INPUT = [
     (["--threads", "0"], "--threads"),
     (["--nt", "two"], "invalid int value"),
     (["--snr", "1,,2"], "malformed --snr"),
-    (["--snr", "0:2"], "START:STEP:STOP"),
+    (["--snr", "0:1:2:3"], "START:STEP:STOP"),
     (["--snr", "0:-2:10"], "never reaches"),
     (["--snr", "x"], "not a number"),
     (["--snr-def", "snr"], "invalid choice"),

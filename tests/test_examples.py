@@ -24,7 +24,7 @@ EXAMPLES = ROOT / "examples"
 
 #: script -> extra arguments (after --model TINY).
 RUNS = {
-    "compile_and_budget.py": ["--ser-symbols", "2000"],
+    "compile_and_budget.py": ["--max-symbols", "2000"],
     "ber_compare_targets.py": ["--snr", "0,8", "--max-symbols", "2000", "--c2c", "0,0.04",
                                "--plot", "{tmp}/ber.png"],
     "custom_processor.py": [],

@@ -129,9 +129,9 @@ def _main(argv):
 
 def _train(tmp_path, *extra):
     path = tmp_path / "tiny.pt"
-    argv = ["train", "tiny", "--nt", "2", "--nr", "4", "--steps", "20", "--batch", "32",
-            "--val-every", "10", "--val-batch", "64", "--snr-train", "5:15", "--seed", "3",
-            "-o", str(path), *extra]
+    argv = ["train", "tiny", "--nt", "2", "--nr", "4", "--steps", "20", "--slot", "1",
+            "--batch", "32", "--val-every", "10", "--val-batch", "64", "--snr-train", "5:15",
+            "--seed", "3", "-o", str(path), *extra]
     return path, _main(argv)
 
 
@@ -152,7 +152,7 @@ def test_train_writes_a_loadable_checkpoint(tmp_path, capsys, tiny_family):
 def test_train_json_summary_and_seed_determinism(tmp_path, capsys, tiny_family):
     _, status = _train(tmp_path, "--json")
     first = parse_output("train", capsys.readouterr().out)
-    _, status = _train(tmp_path, "--json")
+    _, status = _train(tmp_path, "--json", "--force")  # the same -o again: --force
     second = parse_output("train", capsys.readouterr().out)
     assert status == 0
     for key in ("family", "steps", "seconds", "final_loss", "val_ser", "params", "config",

@@ -146,7 +146,7 @@ def test_ber_has_curves_with_structured_detectors(documents, workdir):
     assert len(one["curves"]) == 1 and "points" not in one and "detector" not in one
     assert one["curves"][0]["detector"] == {"name": "mmse", "kind": "classical",
                                             "spec": "mmse"}
-    assert (one["modulation"], one["slot_symbols"]) == ("qpsk", 1)
+    assert (one["modulation"], one["slot_symbols"]) == ("qpsk", 14)
     _, many = documents["ber-artifacts"]
     model, onnx, xb = str(workdir / "detnet.pt"), str(workdir / "onnx"), str(workdir / "xb")
     assert [c["detector"] for c in many["curves"]] == [

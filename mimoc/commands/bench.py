@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mimoc.commands import flags
 from mimoc.commands.artifact_flags import add_allow_modified_argument, verify_artifacts
 from mimoc.commands.json_output import print_json
 from mimoc.errors import UsageError
@@ -38,8 +39,8 @@ device's latency).
 
 examples:
   mimoc bench out/detnet --model detnet.pt
-  mimoc bench detnet.pt --batches 1,64 --json
-  mimoc bench out/xb --batches 1,64
+  mimoc bench detnet.pt --batch 1,64 --json
+  mimoc bench out/xb --batch 1,64
 """
 
 
@@ -49,12 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="PATH", default=None,
                         help="the PyTorch model of an artifact (default: the source file named "
                              "in its manifest, if found beside the artifact)")
-    parser.add_argument("--batches", default="1,64", metavar="LIST",
-                        help="batch sizes (channel realisations per call; default: 1,64)")
-    parser.add_argument("--slot", type=int, default=14, metavar="S",
-                        help="symbols per slot (default: 14)")
-    parser.add_argument("--threads", type=int, default=1, metavar="N",
-                        help="threads for PyTorch and mimoc's runtime (default: 1)")
+    flags.add(parser, "batch", NAME,
+              help="batch sizes, a comma list (slots, i.e. channel realisations, per call)")
+    flags.add(parser, "slot", NAME)
+    flags.add(parser, "threads", NAME, help="threads for PyTorch and mimoc's runtime")
     parser.add_argument("--min-time", type=float, default=0.5, metavar="SECONDS",
                         help="minimum timed seconds per measurement (default: 0.5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -67,9 +66,9 @@ def _batches(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise UsageError(f"malformed --batches {text!r}; e.g. --batches 1,64") from None
+        raise UsageError(f"malformed --batch {text!r}; e.g. --batch 1,64") from None
     if not values or any(v < 1 for v in values):
-        raise UsageError(f"--batches needs positive integers, got {text!r}")
+        raise UsageError(f"--batch needs positive integers, got {text!r}")
     return values
 
 
@@ -94,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from mimoc.runtime.bench import PATHS, format_bench, run_bench
     from mimoc.targets import artifact_target
 
-    batches = _batches(args.batches)
+    batches = _batches(args.batch)
     if args.slot < 1 or args.threads < 1 or not args.min_time > 0:
         raise UsageError("--slot and --threads must be positive integers, --min-time positive")
     target = Path(args.target)

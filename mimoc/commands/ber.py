@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
 
+from mimoc.commands import flags
 from mimoc.commands.artifact_flags import add_allow_modified_argument, verify_artifacts
 from mimoc.commands.ber_llr import llr_recorder, write_llrs
 from mimoc.errors import MimocError, UsageError
 from mimoc.sim.ber import (
-    DEFAULT_MAX_SYMBOLS,
     DEFAULT_MIN_ERROR_SLOTS,
     DEFAULT_MIN_ERRORS,
     BERResult,
@@ -22,7 +21,7 @@ from mimoc.sim.ber import (
     simulate,
 )
 from mimoc.sim.channels import CSIModel, parse_channel
-from mimoc.sim.detectors import CLASSICAL_DETECTORS
+from mimoc.sim.detectors import CLASSICAL_DETECTORS, detector_specs
 from mimoc.sim.modulation import MODULATIONS, get_constellation
 from mimoc.sim.snr import SNR_DEFINITIONS
 from mimoc.sim.system import MIMOSystem
@@ -73,7 +72,7 @@ maximised over one LLR scale) and "llr_scale"; the object gains "llr".
 JSON output (--json) is one object (schema "mimoc-ber/1", docs/json.md):
   {"schema": "mimoc-ber/1", "mimoc_version": .., "command": ["mimoc", "ber", ..],
    "nt": 4, "nr": 8, "modulation": "qpsk", "snr_def": "per-stream",
-   "channel": "rayleigh", "csi": "perfect", "slot_symbols": 1, "seed": 0,
+   "channel": "rayleigh", "csi": "perfect", "slot_symbols": 14, "seed": 0,
    "max_symbols": .., "min_errors": .., "min_error_slots": ..,
    "curves": [{"detector": {"name": "mmse", "kind": "classical", "spec": "mmse"},
                "points": [{"snr_db": 0.0, "ser": .., "ber": .., "ser_ci": [lo, hi],
@@ -103,7 +102,7 @@ ber (default), ser, or both (two panels, BER left, SER right).
 examples:
   mimoc ber --detector zf,mmse --nt 4 --nr 8 --mod qpsk --snr 0:2:10 --plot ber.png
   mimoc ber --detector zf,mmse --snr 0:2:10 --plot ser.pdf --metric ser --csv ser.csv
-  mimoc ber --detector mmse --nt 8 --nr 8 --mod 16qam --snr=-2,0,2 --channel kronecker:0.5
+  mimoc ber --detector mmse --nt 8 --nr 8 --mod 16qam --snr -2,0,2 --channel kronecker:0.5
   mimoc ber --detector zf,trained/detnet.pt --nt 4 --nr 8 --snr 0:2:10 --json
   mimoc ber out/detnet --detector trained/detnet.pt --snr 0:2:10   # compiled vs original
   mimoc ber out/xb --detector trained/detnet.pt --c2c 0,0.01,0.02,0.03,0.04   # crossbar
@@ -113,7 +112,7 @@ examples:
 CSV_COLUMNS = ("detector", "snr_db", "symbols", "errors", "ser", "ser_lo", "ser_hi", "bits",
                "bit_errors", "ber", "ber_lo", "ber_hi", "slots", "effective_symbols")
 #: More points than this is almost certainly a typo in a range.
-MAX_SNR_POINTS = 1000
+MAX_SNR_POINTS = flags.MAX_LIST_POINTS
 #: Antennas per side at most: far beyond the links these detectors serve; more is a typo
 #: (and 100000 x 100000 channel matrices alone would need hundreds of GB).
 MAX_ANTENNAS = 1024
@@ -122,49 +121,15 @@ MAX_ANTENNAS = 1024
 # -- argument parsing ----------------------------------------------------------
 
 def parse_snr_list(text: str) -> list[float]:
-    """Parse ``--snr``: comma-separated values and inclusive ranges ``START:STEP:STOP``.
+    """Parse ``--snr``: comma-separated values and inclusive ranges ``START:STEP:STOP``
+    (or ``START:STOP``, step 1), negatives included, sorted: the one grammar of every
+    command (:func:`mimoc.commands.flags.parse_number_list`).
 
-    ``"0,2,4"`` -> ``[0, 2, 4]``; ``"0:2:10"`` -> ``[0, 2, 4, 6, 8, 10]`` (the
-    end is included when the steps land on it, like MATLAB); items can be
-    mixed (``"0:5:10,12"``). The result is sorted; a duplicate is an error.
+    ``"0,2,4"`` -> ``[0, 2, 4]``; ``"0:2:10"`` -> ``[0, 2, 4, 6, 8, 10]`` (the end is
+    included when the steps land on it, like MATLAB); items can be mixed
+    (``"0:5:10,12"``). A duplicate is an error.
     """
-    values: list[float] = []
-    items = [item.strip() for item in text.split(",")]
-    if not text.strip() or any(not item for item in items):
-        raise UsageError(f"malformed --snr {text!r}: empty item; use e.g. --snr 0,2,4 "
-                         "or --snr 0:2:10")
-    for item in items:
-        parts = item.split(":")
-        try:
-            numbers = [float(part) for part in parts]
-        except ValueError:
-            raise UsageError(f"malformed --snr item {item!r}: not a number; use e.g. "
-                             "--snr 0,2,4 or --snr 0:2:10 (START:STEP:STOP)") from None
-        if not all(math.isfinite(n) for n in numbers):
-            raise UsageError(f"malformed --snr item {item!r}: SNR values must be finite dB")
-        if len(numbers) == 1:
-            values.append(numbers[0])
-            continue
-        if len(numbers) != 3:
-            raise UsageError(f"malformed --snr range {item!r}: write START:STEP:STOP, "
-                             "e.g. 0:2:10")
-        start, step, stop = numbers
-        if step == 0 or (stop - start) * step < 0:
-            raise UsageError(f"--snr range {item!r} never reaches {stop:g} from {start:g} in "
-                             f"steps of {step:g}; e.g. 0:2:10 or 10:-2:0")
-        count = math.floor((stop - start) / step + 1e-9) + 1
-        if len(values) + count > MAX_SNR_POINTS:
-            raise UsageError(f"--snr {text!r} has more than {MAX_SNR_POINTS} points; "
-                             "use a larger step")
-        values.extend(round(start + i * step, 9) for i in range(count))
-    values = [v + 0.0 for v in values]  # -0.0 -> 0.0
-    duplicates = sorted({v for v in values if values.count(v) > 1})
-    if duplicates:
-        raise UsageError(f"--snr lists {', '.join(f'{v:g}' for v in duplicates)} dB more than "
-                         "once; give each point once")
-    if len(values) > MAX_SNR_POINTS:
-        raise UsageError(f"--snr has more than {MAX_SNR_POINTS} points; use a larger step")
-    return sorted(values)
+    return flags.parse_number_list(text, "--snr")
 
 
 def _positive_int(name: str, value: int) -> int:
@@ -180,7 +145,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "--detector entries, on the same draws")
     parser.add_argument(
         "--detector", default=None, metavar="LIST",
-        help=f"comma-separated detectors: classical names ({', '.join(CLASSICAL_DETECTORS)}), "
+        help=f"comma-separated detectors: classical ({', '.join(detector_specs())}; "
+             "kbest:K keeps K candidates, amp:T runs T iterations), "
              "paths of trained models saved by mimoc (.pt) and/or compiled artifact "
              "directories; default: mmse, or none when ARTIFACT_DIRs are given")
     parser.add_argument("--nt", type=int, default=None,
@@ -191,11 +157,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mod", default=None, metavar="MOD",
                         help=f"modulation: {', '.join(MODULATIONS)} (Gray, unit energy; "
                              "default: the first model's, else qpsk)")
-    parser.add_argument(
-        "--snr", default="0:2:10", metavar="LIST",
-        help="SNR points in dB: a comma-separated list (0,2,4) and/or inclusive ranges "
-             "START:STEP:STOP (0:2:10 = 0,2,...,10); a list starting with a minus sign "
-             "needs '=' (--snr=-4:2:10); default: 0:2:10")
+    flags.add(parser, "snr", NAME,
+              help="SNR points in dB: a comma-separated list (0,2,4) and/or inclusive ranges "
+                   "START:STEP:STOP (0:2:10 = 0,2,...,10) or START:STOP (step 1), negatives "
+                   "included (--snr -4:2:10)")
     parser.add_argument("--snr-def", default="per-stream", choices=SNR_DEFINITIONS,
                         help="SNR convention, formulas above (default: per-stream)")
     parser.add_argument(
@@ -208,13 +173,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="receiver's channel knowledge: perfect, ls:NP@SNR (least squares from NP "
              "orthogonal pilots at pilot SNR dB per stream) or error:SNR (H + W with "
              "||H||^2/||W||^2 = SNR dB); default: perfect")
-    parser.add_argument("--slot", type=int, default=1, metavar="S",
-                        help="symbol vectors per slot sharing one channel (block fading; "
-                             "default: 1)")
-    parser.add_argument("--seed", type=int, default=0, help="master random seed (default: 0)")
-    parser.add_argument("--max-symbols", type=int, default=DEFAULT_MAX_SYMBOLS, metavar="N",
-                        help="symbol budget per SNR point, in scalar complex symbols "
-                             f"(default: {DEFAULT_MAX_SYMBOLS})")
+    flags.add(parser, "slot", NAME,
+              help="symbol vectors per slot sharing one channel (block fading; the slot "
+                   "changes the spread of the estimate, not its expectation)")
+    flags.add(parser, "seed", NAME)
+    flags.add(parser, "max-symbols", NAME,
+              help="symbol budget per SNR point, in scalar complex symbols")
     parser.add_argument("--min-errors", type=int, default=DEFAULT_MIN_ERRORS, metavar="N",
                         help="stop a point once every detector has this many symbol errors "
                              f"(default: {DEFAULT_MIN_ERRORS}) ...")
@@ -222,13 +186,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="... in at least N different slots, so that one bad channel "
                              "cannot end a point (default: "
                              f"{DEFAULT_MIN_ERROR_SLOTS}, or --min-errors if smaller)")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="SLOTS",
-                        help="slots per Monte Carlo batch (default: about 16k symbols per "
-                             "batch); the draws depend on it")
-    parser.add_argument("--c2c", default=None, metavar="LIST",
-                        help="crossbar artifacts (mimoc compile --target crossbar): simulate "
-                             "one curve per cycle-to-cycle variation level, e.g. "
-                             "0,0.01,0.02,0.03,0.04 (default: the device's own)")
+    flags.add(parser, "batch", NAME, type=int,
+              help="slots per Monte Carlo batch; the draws depend on it")
+    flags.add(parser, "c2c", NAME,
+              help="crossbar artifacts (mimoc compile --target crossbar): simulate one "
+                   "curve per cycle-to-cycle variation level, e.g. 0,0.01,0.02,0.03,0.04 "
+                   "or 0:0.01:0.04")
     parser.add_argument("--time-since-programming", type=float, default=None,
                         metavar="SECONDS",
                         help="crossbar artifacts: read the static arrays this long after "
@@ -248,11 +211,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", default=None, metavar="FILE",
                         help="also write the curves as CSV, one row per detector and SNR "
                              "point: " + ", ".join(CSV_COLUMNS))
-    parser.add_argument(
-        "--threads", type=int, default=1, metavar="N",
-        help="CPU threads for torch (default: 1; the Monte Carlo work is many small batched "
-             "matrix operations that gain little from more threads and lose much on a busy "
-             "machine; raise it for large trained models)")
+    flags.add(parser, "threads", NAME,
+              help="CPU threads for torch (the Monte Carlo work is many small batched "
+                   "matrix operations that gain little from more threads and lose much on a "
+                   "busy machine; raise it for large trained models)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (it is shown only when stderr is a terminal)")
     add_allow_modified_argument(parser)
@@ -523,7 +485,7 @@ def check_sizes(nt: int, nr: int, slot: int, batch_size: int | None, max_symbols
     if available is None or needed <= available:
         return
     one = batch_bytes(nt, nr, slot, 1)
-    advice = (f"use a smaller --batch-size (one slot needs about {_gb(one)})"
+    advice = (f"use a smaller --batch (one slot needs about {_gb(one)})"
               if slots > 1 and one <= available else "use smaller --nt/--nr/--slot")
     batches = f"{slots} slot{'s' if slots > 1 else ''}"
     raise UsageError(f"--nt {nt} --nr {nr} --slot {slot} with batches of {batches} needs "
@@ -563,10 +525,10 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve_detectors(args)
     for flag in ("nt", "nr", "slot", "max_symbols", "min_errors", "threads"):
         _positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
-    for flag in ("batch_size", "min_error_slots"):
+    for flag in ("batch", "min_error_slots"):
         if getattr(args, flag) is not None:
             _positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
-    check_sizes(args.nt, args.nr, args.slot, args.batch_size, args.max_symbols)
+    check_sizes(args.nt, args.nr, args.slot, args.batch, args.max_symbols)
     snrs = parse_snr_list(args.snr)
     system = MIMOSystem(nt=args.nt, nr=args.nr, modulation=get_constellation(args.mod).name,
                         channel=channel, csi=CSIModel.parse(args.csi),
@@ -593,7 +555,7 @@ def run(args: argparse.Namespace) -> int:
         recorder = llr_recorder(args, len(detectors), len(snrs), system)
         result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
                           min_errors=args.min_errors, min_error_slots=args.min_error_slots,
-                          batch_size=args.batch_size, llr=args.output == "llr",
+                          batch_size=args.batch, llr=args.output == "llr",
                           on_llr=recorder,
                           progress=not args.no_progress)
     finally:

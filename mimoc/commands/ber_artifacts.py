@@ -3,28 +3,16 @@
 
 from __future__ import annotations
 
-import math
-
-from mimoc.errors import UsageError
-
 
 def parse_c2c_list(text: str | None) -> list[float | None]:
-    """``"0,0.01,0.02"`` -> ``[0.0, 0.01, 0.02]``; ``None`` -> ``[None]`` (the device's own)."""
+    """``"0,0.01,0.02"`` (or ``"0:0.01:0.02"``, the shared list grammar) ->
+    ``[0.0, 0.01, 0.02]`` in the order given; ``None`` -> ``[None]`` (the device's own)."""
+    from mimoc.commands.flags import parse_number_list
+
     if text is None:
         return [None]
-    values = []
-    for item in text.split(","):
-        try:
-            value = float(item)
-        except ValueError:
-            value = math.nan
-        if not 0 <= value < 1:
-            raise UsageError(f"bad --c2c item {item.strip()!r}: give fractions in [0, 1) "
-                             "(0.02 = 2%), e.g. --c2c 0,0.01,0.02,0.03,0.04")
-        values.append(value)
-    if len(set(values)) != len(values):
-        raise UsageError(f"--c2c {text!r} lists a level twice; give each once")
-    return values
+    return parse_number_list(text, "--c2c", sort=False, low=0.0, high=1.0,
+                             example="0,0.01,0.02,0.03,0.04")
 
 
 def artifact_kind(entry: str) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mimoc.commands import flags
 from mimoc.errors import MimocError, UsageError
 
 NAME = "budget"
@@ -21,7 +22,7 @@ target) at an accuracy worth having? Each target gets one verdict:
   misses   the latency or the accuracy (or both: the row says which) is known to be
            beyond its limit
   unknown  neither is known to miss and one is not known: a lower bound within the
-           budget, a loss interval that straddles the limit, no SER (--ser-symbols 0)
+           budget, a loss interval that straddles the limit, no SER (--max-symbols 0)
 
 The workload (5G NR numbers, mimoc/sim/numerology.py): a slot is S = 14 OFDM symbols
 (--slot); N subcarriers are detected per slot (--subcarriers, default 1; a 100 MHz
@@ -32,15 +33,16 @@ counted whole). Per slot = preparation (once per channel: the ONNX slot stage H^
 ..., a crossbar's programming of its channel arrays) + detection (every vector). Each
 row says how many subcarriers the target detects within the budget (subc/slot).
 
-Targets (--targets, comma-separated; default: onnx-cpu, onnx-cpu-w4,
-crossbar:ftj-luo2022, the three processors and mmse, those this build can run):
-  onnx-cpu              fp32 ONNX, compiled and run by onnxruntime here
-  onnx-cpu-w4           4-bit weights (MatMulNBits); also -w4a4, -int8; quantized
-                        with min-max calibration (int8 for -int8) unless the
-                        checkpoint carries its own recipe ('mimoc quantize'); append
-                        :METHOD for another (onnx-cpu-w4:kaq-ptq)
-  crossbar:DEVICE       memristor crossbar schedule (ftj-luo2022, rram-zeng2023,
-                        fefet-jerry2017 or a device profile .json)
+Targets (--target, comma-separated; default: onnx, onnx-w4, crossbar:ftj-luo2022,
+the three processors and mmse, those this build can run; the names of docs/cli.md,
+shared with 'mimoc compile --target'; onnx-cpu... are deprecated aliases of onnx...):
+  onnx                  fp32 ONNX, compiled and run by onnxruntime here
+  onnx-w4               4-bit weights (MatMulNBits); also onnx-w4a4, onnx-int8;
+                        quantized with min-max calibration (int8 for -int8) unless
+                        the checkpoint carries its own recipe ('mimoc quantize');
+                        append :METHOD for another (onnx-w4:kaq-ptq)
+  crossbar[:DEVICE]     memristor crossbar schedule (ftj-luo2022, the default,
+                        rram-zeng2023, fefet-jerry2017 or a device profile .json)
   dsp-c6678             TI TMS320C6678 DSP, 128 GFLOPS peak
   fpga-k7-480t          Xilinx Kintex-7 480T, 1.8 TFLOPS peak
   jetson-orin-nx        NVIDIA Jetson Orin NX 16 GB, 1.88 TFLOPS peak
@@ -66,7 +68,7 @@ Accuracy: ONNX targets run the compiled artifact, crossbars the IMC simulator at
 device's cycle-to-cycle variation, processors the digital model, mmse itself; all on
 the same seeded slots at a grid of SNRs around where the fp32 model crosses the
 target SER (found by a search from the middle of its training range; --snr sets the
-grid's centre), --ser-symbols scalar symbols per point (default 100000). The loss
+grid's centre), --max-symbols scalar symbols per point (default 100000). The loss
 is interpolated log-linearly; its 95% interval is a paired bootstrap over slots (a
 slot's symbols share a channel: the slot is the independent unit). The link is the
 model's training channel and CSI (task:ID channels included; --channel, --csi to
@@ -114,10 +116,10 @@ percentile; headroom = budget_s / that latency.
 examples:
   mimoc budget examples/models/detnet_8x16_qpsk.pt
   mimoc budget detnet.pt --subcarriers 3276                # a 100 MHz carrier
-  mimoc budget detnet.pt --targets onnx-cpu,dsp-c6678,mmse --budget-us 50 --max-loss-db 1
-  mimoc budget detnet.pt --targets crossbar:ftj-luo2022,crossbar:rram-zeng2023
-  mimoc budget detnet.pt --targets onnx-cpu,proc:my_dsp.json --json
-  mimoc budget detnet.pt --plot budget.png --ser-symbols 0      # latency only
+  mimoc budget detnet.pt --target onnx,dsp-c6678,mmse --budget-us 50 --max-loss-db 1
+  mimoc budget detnet.pt --target crossbar:ftj-luo2022,crossbar:rram-zeng2023
+  mimoc budget detnet.pt --target onnx,proc:my_dsp.json --json
+  mimoc budget detnet.pt --plot budget.png --max-symbols 0      # latency only
 """
 
 
@@ -127,18 +129,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         DEFAULT_CALLS,
         DEFAULT_MAX_LOSS_DB,
         DEFAULT_PERCENTILE,
-        DEFAULT_SER_SYMBOLS,
         DEFAULT_TARGET_SER,
     )
     from mimoc.studies.budget.timing import DEFAULT_MAX_TIME
 
     parser.add_argument("model", metavar="MODEL", help="a mimoc detector checkpoint (.pt)")
-    parser.add_argument("--targets", default=None, metavar="LIST",
-                        help="comma-separated targets (list above; default: onnx-cpu, "
-                             "onnx-cpu-w4, crossbar:ftj-luo2022, the three processors, mmse)")
-    parser.add_argument("--slot", type=int, default=14, metavar="S",
-                        help="OFDM symbols per slot sharing one channel (default: 14, a 5G "
-                             "NR slot)")
+    flags.add(parser, "target", NAME, help="comma-separated targets (list above: onnx, "
+                                           "onnx-w4, crossbar:ftj-luo2022, the three "
+                                           "processors, mmse)")
+    flags.add(parser, "slot", NAME, help="OFDM symbols per slot sharing one channel")
     parser.add_argument("--budget-us", type=float, default=100.0, metavar="US",
                         help="latency budget per slot in microseconds (default: 100, the 6G "
                              "air-interface target)")
@@ -157,9 +156,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subcarriers-per-channel", type=int, default=12, metavar="K",
                         help="subcarriers sharing one channel realisation (default: 12, a "
                              "resource block)")
-    parser.add_argument("--snr", type=float, default=None, metavar="DB",
-                        help="centre of the accuracy grid in dB (default: where the fp32 "
-                             "model crosses --target-ser)")
+    flags.add(parser, "snr", NAME, help="centre of the accuracy grid in dB, one value "
+                                        "(the shared list grammar, e.g. --snr -2)")
     parser.add_argument("--snr-def", default=None, choices=SNR_DEFINITIONS,
                         help="SNR convention (default: the model's training convention)")
     parser.add_argument("--channel", default=None, metavar="SPEC",
@@ -168,14 +166,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csi", default=None, metavar="SPEC",
                         help="receiver's channel knowledge (default: the model's training "
                              "CSI; perfect, ls:NP@SNR, error:SNR)")
-    parser.add_argument("--ser-symbols", type=int, default=DEFAULT_SER_SYMBOLS, metavar="N",
-                        help="scalar symbols per SNR point of the accuracy grid, every target "
-                             f"on the same slots (default: {DEFAULT_SER_SYMBOLS}; 0 skips it)")
-    parser.add_argument("--array", default="128x128", metavar="RxC",
-                        help="crossbar maximum array size (default: 128x128)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--threads", type=int, default=1, metavar="N",
-                        help="threads of the measured targets (default: 1)")
+    flags.add(parser, "max-symbols", NAME,
+              help="scalar symbols per SNR point of the accuracy grid, every target on the "
+                   "same slots (0 skips it)")
+    flags.add(parser, "array", NAME)
+    flags.add(parser, "seed", NAME)
+    flags.add(parser, "threads", NAME, help="threads of the measured targets")
     parser.add_argument("--calls", type=int, default=DEFAULT_CALLS, metavar="N",
                         help=f"timed calls per measured target (default: {DEFAULT_CALLS})")
     parser.add_argument("--min-time", type=float, default=0.2, metavar="SECONDS",
@@ -206,8 +202,8 @@ def parse_array(text: str) -> tuple[int, int]:
 def _check_flags(args: argparse.Namespace) -> None:
     if not args.budget_us > 0 or args.budget_us == float("inf"):
         raise UsageError(f"--budget-us must be a positive number, got {args.budget_us:g}")
-    if args.ser_symbols < 0:
-        raise UsageError(f"--ser-symbols must be 0 or more, got {args.ser_symbols}")
+    if args.max_symbols < 0:
+        raise UsageError(f"--max-symbols must be 0 or more, got {args.max_symbols}")
     if not 0 < args.target_ser < 1:
         raise UsageError(f"--target-ser must lie in (0, 1), e.g. 1e-3, got {args.target_ser:g}")
     if not 0 <= args.max_loss_db < float("inf"):
@@ -234,17 +230,20 @@ def run(args: argparse.Namespace) -> int:
 
         check_plot_path(args.plot)
     _check_flags(args)
+    snr = None if args.snr is None else flags.one_value(
+        flags.parse_number_list(args.snr, "--snr"), "--snr", "the centre of the accuracy grid")
     if args.keep:
         from mimoc.targets.output import check_output_directory
 
         check_output_directory(args.keep)
     show = is_interactive() and not args.no_progress
-    steps = planned_steps(args.targets, ser_symbols=args.ser_symbols, snr_db=args.snr,
+    targets = flags.warn_deprecated_targets(args, args.target)
+    steps = planned_steps(targets, ser_symbols=args.max_symbols, snr_db=snr,
                           max_loss_db=args.max_loss_db)
     with StepProgress(steps, desc="budget", enabled=show) as say:
-        report = run_budget(args.model, args.targets, slot=args.slot,
-                            budget_s=args.budget_us / 1e6, snr_db=args.snr,
-                            snr_def=args.snr_def, ser_symbols=args.ser_symbols,
+        report = run_budget(args.model, targets, slot=args.slot,
+                            budget_s=args.budget_us / 1e6, snr_db=snr,
+                            snr_def=args.snr_def, ser_symbols=args.max_symbols,
                             seed=args.seed, array=parse_array(args.array),
                             threads=args.threads, min_time=args.min_time, workdir=args.keep,
                             progress=show, say=say, subcarriers=args.subcarriers,

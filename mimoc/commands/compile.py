@@ -7,13 +7,17 @@ import json
 import sys
 import time
 
+from mimoc.commands import flags
 from mimoc.commands.pass_flags import add_pass_option_arguments, pass_options
 from mimoc.errors import UsageError
 
 NAME = "compile"
-HELP = "compile a detector to ONNX for edge CPUs (slot.onnx, symbol.onnx, detector.onnx)"
+HELP = ("compile a detector for a target: ONNX for edge CPUs (fp32, int8, 4-bit) or a "
+        "memristor-crossbar schedule")
 DESCRIPTION = """\
-Compile a trained detector into an artifact directory for onnxruntime:
+Compile a trained detector into an artifact directory for a target (--target):
+ONNX for onnxruntime on edge CPUs (the default) or a memristor-crossbar schedule
+(--target crossbar, below). The ONNX artifact:
 
   manifest.json   model and config, shapes (symbolic dims B, S, U), rates, the passes
                   and what each reported, FLOPs per symbol and per slot, lowering per
@@ -32,12 +36,17 @@ mimoc.modulation, mimoc.stage, mimoc.lowering, mimoc.version, mimoc.source_sha25
 mimoc.snr_def when the checkpoint records it) and inferred shapes. B and S are dynamic;
 --static-shapes B=1,S=14 fixes them for NNAPI / CoreML (docs/onnx.md).
 
-Passes run in the order given (default: canonicalize,split-channel); the ONNX target
-then applies its own lowering (onnx-fuse). --dump-after PASS prints the IR after a
-pass (or 'frontend', or 'all') to stderr. The directory is written atomically: a
-failed or interrupted compile leaves nothing; the same input gives byte-identical
-files. The command prints a summary (files and sizes, nodes, FLOPs or arrays and
-latency, time taken); -v adds the pass log, one line per pass with what it changed.
+Passes run in the order given (--passes; each target's default is listed under
+--passes below); the target then applies its own lowering (ONNX: onnx-fuse).
+--dump-after PASS prints the IR after a pass (or 'frontend', or 'all') to stderr.
+The directory is written atomically: a failed or interrupted compile leaves nothing;
+the same input gives byte-identical files. The command prints a summary (files and
+sizes, nodes, FLOPs or arrays and latency, time taken); -v adds the pass log, one line
+per pass with what it changed.
+
+Target names are those of 'mimoc budget --target' (docs/cli.md): onnx, onnx-w4[:METHOD]
+(= --target onnx --lowering w4 --quant METHOD), onnx-w4a4[:METHOD], onnx-int8[:METHOD],
+crossbar[:DEVICE] (= --target crossbar --device DEVICE).
 
 Quantized ONNX (--quant METHOD, or a checkpoint from 'mimoc quantize', which carries
 its recipe): the quantize pass runs first, then --lowering picks the kernels:
@@ -59,6 +68,7 @@ examples:
   mimoc compile detnet.pt -o out/detnet
   mimoc compile detnet.pt --target crossbar --device ftj-luo2022 --array 128x128 -o out/xb
   mimoc compile detnet.pt -o out/detnet-w4 --quant minmax
+  mimoc compile detnet.pt -o out/detnet-w4 --target onnx-w4:minmax   # the same
   mimoc compile detnet_kaq.pt -o out/detnet-w4a4 --lowering w4a4
   mimoc compile detnet.pt -o out/detnet-int8 --quant int8
   mimoc compile detnet.pt -o out/detnet-mobile --static-shapes B=1,S=14
@@ -69,19 +79,23 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mimoc.targets import TARGETS
+    from mimoc.targets import TARGETS, get_target
 
     parser.add_argument("model", metavar="MODEL",
                         help="mimoc checkpoint (.pt) or torch.export program (.pt2)")
-    parser.add_argument("--target", default="onnx", choices=list(TARGETS),
-                        help="target (default: onnx, fp32; crossbar: memristor arrays, see "
-                             "the crossbar options below and docs/crossbar.md)")
+    flags.add(parser, "target", NAME,
+              help=f"one target: {', '.join(TARGETS)} (fp32 ONNX; crossbar: memristor arrays, "
+                   "see the crossbar options below and docs/crossbar.md), or a shorthand "
+                   "onnx-w4[:METHOD], onnx-w4a4[:METHOD], onnx-int8[:METHOD], "
+                   "crossbar:DEVICE")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
-                        help="artifact directory to write")
+                        help="artifact directory to write (an existing non-empty one only "
+                             "with --force, never one holding MODEL)")
+    defaults = "; ".join(f"{name}: {','.join(get_target(name).default_passes)}"
+                         for name in TARGETS)
     parser.add_argument("--passes", default=None, metavar="LIST",
-                        help="comma-separated passes in order (default onnx: "
-                             "canonicalize,split-channel,hoist-conv-rows,split-linear; "
-                             "crossbar: canonicalize,split-channel,split-linear)")
+                        help=f"comma-separated passes in order (default {defaults}); the "
+                             "target's own lowering runs after them")
     parser.add_argument("--dump-after", default="", metavar="PASS[,PASS]",
                         help="print the IR after these passes (frontend, a pass name, all)")
     add_pass_option_arguments(parser)
@@ -122,10 +136,8 @@ def add_crossbar_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default=None, metavar="ID|PATH",
                        help="device profile: ftj-luo2022 (default), rram-zeng2023, "
                             "fefet-jerry2017, or the path of a JSON profile")
-    group.add_argument("--array", default=None, metavar="RxC",
-                       help="maximum array size, rows x columns (default 128x128)")
-    group.add_argument("--slot", type=int, default=None, metavar="S",
-                       help="symbols per coherence slot for the per-slot totals (default 14)")
+    flags.add(group, "array", NAME, help="maximum array size, rows x columns")
+    flags.add(group, "slot", NAME, help="symbols per coherence slot for the per-slot totals")
     group.add_argument("--accumulation", default=None, choices=ACCUMULATIONS,
                        help="partial sums of row tiles: analog adder (default) or digital")
     group.add_argument("--static-clip", default=None, choices=STATIC_CLIPS,
@@ -223,8 +235,43 @@ def pass_log(records) -> str:
 SUMMARIES = {"onnx": onnx_summary, "crossbar": crossbar_summary}
 
 
+def resolve_target(name: str, options: dict) -> str:
+    """``--target NAME``: a registered target's name, or a shorthand of the shared target
+    names (``onnx-w4:minmax``, ``crossbar:ftj-luo2022``), whose lowering, method and device
+    are merged into ``options``; a list, a target that does not compile (a processor,
+    mmse) or a shorthand that contradicts an explicit flag is a one-line UsageError."""
+    from mimoc.studies.budget.target_names import canonical_name, parse_target
+    from mimoc.targets import TARGETS
+
+    name = canonical_name(name)
+    if name in TARGETS:
+        return name
+    if "," in name:
+        raise UsageError(f"--target {name!r}: compile takes one target; run it once per "
+                         "target (or use 'mimoc budget --target LIST')")
+    spec = parse_target(name)
+    if spec.kind == "onnx-cpu":
+        target, implied = "onnx", {"lowering": spec.lowering, "quant": spec.quant}
+    elif spec.kind == "crossbar":
+        target, implied = "crossbar", {"device": name.partition(":")[2] or None}
+    else:
+        raise UsageError(f"--target {name!r} is not a compile target ({spec.kind}); compile "
+                         f"for {', '.join(TARGETS)}, onnx-w4[:METHOD], onnx-w4a4[:METHOD], "
+                         "onnx-int8[:METHOD] or crossbar:DEVICE")
+    for key, value in implied.items():
+        if value is None:
+            continue
+        given = options.get(key)
+        if given is not None and given != value:
+            raise UsageError(f"--target {name} means --{key} {value}, but --{key} {given} is "
+                             f"given; drop one of them")
+        options[key] = value
+    return target
+
+
 def run(args: argparse.Namespace) -> int:
     from mimoc.api import compile as compile_model
+    from mimoc.fileio import refuse_input_overwrite
 
     if args.passes is not None and not args.passes.strip():
         raise UsageError("--passes is empty; give e.g. --passes canonicalize,split-channel")
@@ -232,12 +279,17 @@ def run(args: argparse.Namespace) -> int:
     def dump(name: str, text: str) -> None:
         print(f"# IR after {name}\n{text}", file=sys.stderr)
 
-    flags = {name: getattr(args, name, None) for name in TARGET_FLAGS}
+    # the shared flags with a default (--slot, --array) reach the target only when given:
+    # a target refuses the options of another (their defaults are the crossbar's own)
+    options = {name: getattr(args, name, None) for name in TARGET_FLAGS
+               if name not in ("slot", "array") or flags.given(args, name)}
+    target = resolve_target(flags.warn_deprecated_targets(args, args.target), options)
+    refuse_input_overwrite(args.output, [args.model])  # even with --force
     start = time.perf_counter()
-    result = compile_model(args.model, target=args.target, out=args.output, passes=args.passes,
+    result = compile_model(args.model, target=target, out=args.output, passes=args.passes,
                            dump_after=args.dump_after, on_dump=dump, force=args.force,
                            options=pass_options(args), progress=not args.no_progress,
-                           **flags)
+                           **options)
     seconds = time.perf_counter() - start
     summary = SUMMARIES.get(result.target)
     if args.json or summary is None:

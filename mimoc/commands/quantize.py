@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+from mimoc.commands import flags
 from mimoc.errors import UsageError
 
 NAME = "quantize"
@@ -75,15 +76,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="MODEL is a quantized checkpoint (kaq / lsq): continue its "
                              "fine-tuning from its steps and weights for --steps more")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the calibration and "
-                        "training draws (default 0)")
+    flags.add(parser, "seed", NAME, help="seed of the calibration and training draws")
     parser.add_argument("-o", "--output", required=True, metavar="PATH.pt",
-                        help="quantized checkpoint to write (atomically)")
+                        help="quantized checkpoint to write (atomically); an existing file "
+                             "only with --force, never MODEL itself")
+    parser.add_argument("--force", action="store_true", help="replace an existing -o file")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (shown only when stderr is a terminal)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="CPU threads for torch (default: torch's choice)")
+    flags.add(parser, "threads", NAME, help="CPU threads for torch (1: bit-reproducible; "
+                                            "raise it for kaq / lsq training)")
 
 
 def summary_line(recipe, output: Path) -> str:
@@ -108,15 +110,12 @@ def run(args: argparse.Namespace) -> int:
     from mimoc.fileio import check_output_file, write_error
     from mimoc.quant import options_from_training, quantize, save_quantized
 
-    output = check_output_file(args.output, inputs=[args.model])  # and claimed
+    output = check_output_file(args.output, inputs=[args.model], force=args.force)  # claimed
     if args.lam is not None and not math.isfinite(args.lam):
         raise UsageError(f"--lambda must be a finite number >= 0, got {args.lam}")
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a finite number > 0, got {args.lr}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be a positive integer, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(flags.positive("--threads", args.threads))
     checkpoint = load_checkpoint(args.model)
     init = None
     if args.resume:

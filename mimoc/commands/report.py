@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 
+from mimoc.commands import flags
 from mimoc.errors import UsageError
 
 NAME = "report"
@@ -35,33 +36,24 @@ The directory is written atomically: a failed or interrupted run leaves nothing.
 examples:
   mimoc report examples/models/detnet_8x16_qpsk.pt -o report/
   mimoc report detnet.pt -o report/ --baseline mmse,zf
-  mimoc report detnet.pt -o report/ --targets onnx-cpu,crossbar:ftj-luo2022,dsp-c6678 \\
+  mimoc report detnet.pt -o report/ --target onnx,crossbar:ftj-luo2022,dsp-c6678 \\
       --snr 0:2:10 --c2c 0,0.02,0.04 --max-symbols 200000
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mimoc.studies.report import DEFAULT_C2C, DEFAULT_MAX_SYMBOLS
-
     parser.add_argument("model", metavar="MODEL", help="a mimoc detector checkpoint (.pt)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="report directory to write")
-    parser.add_argument("--targets", default=None, metavar="LIST",
-                        help="comma-separated targets, as for 'mimoc budget'")
-    parser.add_argument("--snr", default=None, metavar="LIST",
-                        help="SNR points in dB (0,2,4 or 0:2:10; default: six points over "
-                             "the model's training range)")
-    parser.add_argument("--c2c", default=",".join(f"{c:g}" for c in DEFAULT_C2C),
-                        metavar="LIST",
-                        help="C2C levels of the crossbar noise sweep, as fractions "
-                             f"(default: {','.join(f'{c:g}' for c in DEFAULT_C2C)})")
+    flags.add(parser, "target", NAME, help="comma-separated targets, as for 'mimoc budget'")
+    flags.add(parser, "snr", NAME, help="SNR points in dB (0,2,4, 0:2:10 or -4:2:10)")
+    flags.add(parser, "c2c", NAME, help="C2C levels of the crossbar noise sweep, as "
+                                        "fractions (0,0.02,0.04 or 0:0.02:0.04)")
     parser.add_argument("--baseline", default="", metavar="LIST",
                         help="comma-separated classical detectors (mmse, zf, kbest:16, ...) "
                              "drawn next to the model on the same draws (default: none)")
-    parser.add_argument("--max-symbols", type=int, default=DEFAULT_MAX_SYMBOLS, metavar="N",
-                        help=f"scalar symbols per SNR point (default: {DEFAULT_MAX_SYMBOLS})")
-    parser.add_argument("--slot", type=int, default=14, metavar="S",
-                        help="symbols per slot (default: 14)")
+    flags.add(parser, "max-symbols", NAME, help="scalar symbols per SNR point")
+    flags.add(parser, "slot", NAME)
     parser.add_argument("--budget-us", type=float, default=100.0, metavar="US",
                         help="latency budget per slot in microseconds (default: 100)")
     parser.add_argument("--percentile", type=float, default=99.9, metavar="Q",
@@ -75,9 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="subcarriers detected per slot (default: 1)")
     parser.add_argument("--subcarriers-per-channel", type=int, default=12, metavar="K",
                         help="subcarriers sharing one channel (default: 12)")
-    parser.add_argument("--array", default="128x128", metavar="RxC",
-                        help="crossbar maximum array size (default: 128x128)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    flags.add(parser, "array", NAME)
+    flags.add(parser, "seed", NAME)
     parser.add_argument("--min-time", type=float, default=0.2, metavar="SECONDS",
                         help="minimum timed seconds per latency measurement (default: 0.2)")
     parser.add_argument("--force", action="store_true",
@@ -89,13 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _c2c_levels(text: str) -> list[float]:
-    try:
-        levels = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"malformed --c2c {text!r}; e.g. --c2c 0,0.02,0.04") from None
-    if not levels or any(not 0 <= c < 1 for c in levels):
-        raise UsageError(f"--c2c takes fractions in [0, 1) (0.02 = 2%), got {text!r}")
-    return levels
+    return flags.parse_number_list(text, "--c2c", sort=False, low=0.0, high=1.0,
+                                   example="0,0.02,0.04")
 
 
 def _baseline_list(text: str) -> list[str]:
@@ -113,17 +99,19 @@ def _planned_steps(args: argparse.Namespace) -> int:
     """The budget's steps, the curves, one C2C sweep per crossbar, writing the files."""
     from mimoc.studies.budget import parse_targets, planned_steps
 
-    crossbars = sum(spec.kind == "crossbar" for spec in parse_targets(args.targets))
-    return planned_steps(args.targets, ser_symbols=args.max_symbols,
+    crossbars = sum(spec.kind == "crossbar" for spec in parse_targets(args.target))
+    return planned_steps(args.target, ser_symbols=args.max_symbols,
                          max_loss_db=args.max_loss_db) + 2 + crossbars
 
 
 def run(args: argparse.Namespace) -> int:
     from mimoc.commands.ber import parse_snr_list
     from mimoc.commands.budget import parse_array
+    from mimoc.fileio import refuse_input_overwrite
     from mimoc.progress import StepProgress, is_interactive
     from mimoc.studies.report import write_report
 
+    refuse_input_overwrite(args.output, [args.model])  # even with --force
     snrs = parse_snr_list(args.snr) if args.snr is not None else None
     baseline = _baseline_list(args.baseline)
     if not args.budget_us > 0 or args.budget_us == float("inf"):
@@ -131,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
     show = is_interactive() and not args.no_progress
     command = "mimoc report " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if sys.argv[1:2] == ["report"] else None
+    targets = flags.warn_deprecated_targets(args, args.target)
     with StepProgress(_planned_steps(args), desc="report", enabled=show) as say:
-        path = write_report(args.model, args.output, targets=args.targets, snr_db=snrs,
+        path = write_report(args.model, args.output, targets=targets, snr_db=snrs,
                             c2c=_c2c_levels(args.c2c), max_symbols=args.max_symbols,
                             slot=args.slot, budget_s=args.budget_us / 1e6, seed=args.seed,
                             array=parse_array(args.array), min_time=args.min_time,

@@ -14,10 +14,12 @@ import dataclasses
 import math
 import re
 import sys
+import textwrap
 import types
 import typing
 from typing import Any
 
+from mimoc.commands import flags
 from mimoc.errors import UsageError
 from mimoc.sim.modulation import MODULATIONS
 from mimoc.sim.snr import SNR_DEFINITIONS
@@ -29,7 +31,8 @@ Train a deep MIMO detector on batches drawn online from the channel model and
 write a checkpoint (a plain-data .pt file that 'mimoc inspect', 'mimoc ber' and
 mimoc.detectors.load_detector read safely).
 
-Every step draws --batch slots (channel realisations) of --slot symbols, each
+Every step draws --batch slots (channel realisations) of --slot symbols (default:
+14 symbols per slot and 256/14 = 18 slots, about 256 symbol vectors per step), each
 slot at an SNR uniform in --snr-train LO:HI dB under --snr-def, and takes one
 Adam step on the family's loss, with gradient-norm clipping (--grad-clip) and
 a cosine learning-rate decay from --lr to --lr x 0.05. The validation symbol
@@ -43,6 +46,7 @@ perturbed as a memristor crossbar would program it (three-sigma mapping, pulse
 quantisation to --states levels, cycle-to-cycle variation X per pulse).
 
 Run 'mimoc train FAMILY --help' for the family's own options.
+--threads defaults to 1 (bit-reproducible results); raise it for training.
 
 examples:
   mimoc train detnet --nt 8 --nr 16 --mod qpsk --steps 5000 --snr-train 0:12 -o detnet.pt
@@ -195,9 +199,27 @@ def parse_field_value(text: str, annotation: Any, flag: str) -> Any:
     return value
 
 
+def family_summary(cls: type, name: str) -> tuple[str, str]:
+    """A family's one-line summary and its ``--help`` description, from the first paragraph
+    of its module's docstring (the model's own description; the class docstrings point
+    there)."""
+    module_doc = (sys.modules[cls.__module__].__doc__ or "").strip()
+    paragraph = " ".join(module_doc.split("\n\n")[0].split()) if module_doc else ""
+    paragraph = re.sub(r"``(.*?)``", r"\1", paragraph).rstrip(".") or f"the {name} family"
+    about = (f"Train a {name} detector. {paragraph}.\n\nThe link and training options are "
+             "those of 'mimoc train --help'; the model options below are the fields of "
+             f"{cls.Config.__name__} (a size given as 'none' is derived from Nt as its "
+             "description says).")
+    return paragraph, "\n\n".join(textwrap.fill(part, 80) for part in about.split("\n\n"))
+
+
 def _add_family_flags(group, flags: list[FieldFlag]) -> None:
     for spec in flags:
-        help_text = f"{spec.help} (default: {_format_default(spec.default)})".replace("%", "%%")
+        default = _format_default(spec.default)
+        # a None default that the description explains ("default 3K") is not repeated
+        shown = "" if spec.default is None and "default" in spec.help.lower() \
+            else f" (default: {default})"
+        help_text = f"{spec.help}{shown}".replace("%", "%%")
         if spec.annotation is bool:
             group.add_argument(spec.flag, dest=spec.dest, default=spec.default,
                                action=argparse.BooleanOptionalAction, help=help_text)
@@ -230,23 +252,30 @@ def parse_snr_range(text: str) -> tuple[float, float]:
         values = values * 2
     if len(values) != 2 or not all(math.isfinite(v) for v in values) or values[0] > values[1]:
         raise UsageError(f"malformed --snr-train {text!r}; write LO:HI in dB with LO <= HI, "
-                         "e.g. 0:15 (use --snr-train=-5:10 for a negative start)")
+                         "e.g. 0:15 or -5:10")
     return values[0], values[1]
+
+
+#: Symbol vectors per step and per validation set of the defaults: ``--batch`` and
+#: ``--val-batch`` count slots, so their defaults are these over ``--slot`` (rounded), and a
+#: run keeps about the same work per step whatever the slot (256 and 2048 at --slot 1).
+STEP_VECTORS = 256
+VALIDATION_VECTORS = 2048
+
+
+def slots_for(vectors: int, slot: int) -> int:
+    """Slots of ``slot`` symbol vectors closest to ``vectors`` vectors (at least one)."""
+    return max(1, round(vectors / slot))
 
 
 def _add_training_flags(group, defaults) -> None:
     d = defaults
     group.add_argument("--steps", type=int, default=d.steps, metavar="N",
                        help=f"optimizer steps (default: {d.steps})")
-    group.add_argument("--batch", type=int, default=d.batch, metavar="SLOTS",
-                       help=f"slots (channel draws) per step (default: {d.batch})")
-    group.add_argument("--slot", type=int, default=d.slot, metavar="S",
-                       help=f"symbol vectors per slot sharing one channel (default: {d.slot})")
-    group.add_argument("--snr-train", type=str, default=f"{d.snr_db[0]:g}:{d.snr_db[1]:g}",
-                       metavar="LO:HI",
-                       help="training SNR range in dB, uniform per slot; a negative start "
-                            f"needs '=' (--snr-train=-5:10) (default: "
-                            f"{d.snr_db[0]:g}:{d.snr_db[1]:g})")
+    flags.add(group, "batch", NAME, type=int, help="slots (channel draws) per step")
+    flags.add(group, "slot", NAME)
+    flags.add(group, "snr-train", NAME, help="training SNR range in dB, uniform per slot "
+                                              "(--snr-train -5:10 for a negative start)")
     group.add_argument("--snr-def", default=d.snr_def, choices=SNR_DEFINITIONS,
                        help=f"SNR convention, see 'mimoc ber --help' (default: {d.snr_def})")
     group.add_argument("--channel", default=d.channel, metavar="SPEC",
@@ -261,19 +290,17 @@ def _add_training_flags(group, defaults) -> None:
                             f"(default: {d.lr_schedule})")
     group.add_argument("--grad-clip", type=float, default=d.grad_clip, metavar="X",
                        help=f"max global gradient L2 norm, 0 = off (default: {d.grad_clip:g})")
-    group.add_argument("--seed", type=int, default=d.seed, metavar="N",
-                       help=f"seed of the initial weights and the training data "
-                            f"(default: {d.seed})")
-    group.add_argument("--c2c", type=float, default=d.c2c, metavar="X",
-                       help="noise-aware training: crossbar cycle-to-cycle variation per "
-                            f"programming pulse, e.g. 0.02; 0 = off (default: {d.c2c:g})")
+    flags.add(group, "seed", NAME, help="seed of the initial weights and the training data")
+    flags.add(group, "c2c", NAME, help="noise-aware training: crossbar cycle-to-cycle "
+                                       "variation per programming pulse, e.g. 0.02; one value")
     group.add_argument("--states", type=int, default=d.states, metavar="P",
                        help=f"device programming states for --c2c (default: {d.states})")
     group.add_argument("--val-every", type=int, default=d.val_every, metavar="N",
                        help=f"validate every N steps, 0 = only at the end "
                             f"(default: {d.val_every})")
-    group.add_argument("--val-batch", type=int, default=d.val_batch, metavar="SLOTS",
-                       help=f"validation slots, 0 = no validation (default: {d.val_batch})")
+    group.add_argument("--val-batch", type=int, default=None, metavar="SLOTS",
+                       help=f"validation slots, 0 = no validation (default: about "
+                            f"{VALIDATION_VECTORS} symbol vectors, {VALIDATION_VECTORS}/S)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -284,10 +311,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                      title="families")
     defaults = TrainOptions()
     for name, cls in FAMILIES.items():
-        doc = (cls.__doc__ or "").strip()
-        summary = doc.splitlines()[0].rstrip(".") if doc else f"the {name} family"
-        p = families.add_parser(name, help=summary, description=f"Train a {name} detector: "
-                                f"{summary}.", formatter_class=argparse.RawDescriptionHelpFormatter)
+        summary, about = family_summary(cls, name)
+        p = families.add_parser(name, help=summary, description=about,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
         config_defaults = cls.Config()
         system = p.add_argument_group("link")
         system.add_argument("--nt", type=int, default=config_defaults.nt,
@@ -301,19 +327,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         _add_training_flags(training, defaults)
         output = p.add_argument_group("output")
         output.add_argument("-o", "--output", required=True, metavar="PATH.pt",
-                            help="checkpoint to write (atomically: temp file + rename)")
+                            help="checkpoint to write (atomically: temp file + rename); an "
+                                 "existing file only with --force")
+        output.add_argument("--force", action="store_true",
+                            help="replace an existing -o file")
         output.add_argument("--json", action="store_true",
                             help="print the summary as one JSON object")
         output.add_argument("--no-progress", action="store_true",
                             help="no progress bar (it is shown only when stderr is a terminal)")
-        output.add_argument("--threads", type=int, default=None, metavar="N",
-                            help="CPU threads for torch (default: torch's choice; 1 is often "
-                                 "fastest for small models on a shared machine)")
+        flags.add(output, "threads", NAME,
+                  help="CPU threads for torch (1: bit-reproducible; raise it for training)")
         reserved = {opt for action in p._actions for opt in action.option_strings}
-        flags = family_flags(cls.Config, reserved)
+        options = family_flags(cls.Config, reserved)
         group = p.add_argument_group(f"{name} options", f"fields of {cls.Config.__name__}")
-        _add_family_flags(group, flags)
-        p.set_defaults(_family_flags=flags)
+        _add_family_flags(group, options)
+        p.set_defaults(_family_flags=options)
 
 
 # -- run ---------------------------------------------------------------------------------
@@ -325,19 +353,24 @@ def run(args: argparse.Namespace) -> int:
     from mimoc.detectors.training import TrainOptions
     from mimoc.fileio import check_output_file, write_error
 
-    output = check_output_file(args.output)  # claimed: a second writer of it fails at once
+    flags.positive("--slot", args.slot)
+    c2c = flags.one_value(flags.parse_number_list(args.c2c, "--c2c", low=0.0, high=1.0,
+                                                  example="0.02"),
+                          "--c2c", "a model is trained at one noise level")
+    batch = slots_for(STEP_VECTORS, args.slot) if args.batch is None else args.batch
+    val_batch = (slots_for(VALIDATION_VECTORS, args.slot) if args.val_batch is None
+                 else args.val_batch)
+    # claimed: a second writer of it fails at once
+    output = check_output_file(args.output, force=args.force)
     options = TrainOptions(
-        steps=args.steps, batch=args.batch, slot=args.slot, snr_db=parse_snr_range(args.snr_train),
+        steps=args.steps, batch=batch, slot=args.slot, snr_db=parse_snr_range(args.snr_train),
         snr_def=args.snr_def, channel=args.channel, csi=args.csi, lr=args.lr,
-        lr_schedule=args.lr_schedule, grad_clip=args.grad_clip, seed=args.seed, c2c=args.c2c,
-        states=args.states, val_every=args.val_every, val_batch=args.val_batch)
+        lr_schedule=args.lr_schedule, grad_clip=args.grad_clip, seed=args.seed, c2c=c2c,
+        states=args.states, val_every=args.val_every, val_batch=val_batch)
     config = {"nt": args.nt, "nr": args.nr, "modulation": args.mod}
     config.update({spec.field: getattr(args, spec.dest) for spec in args._family_flags})
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be a positive integer, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(flags.positive("--threads", args.threads))
     torch.manual_seed(options.seed)  # the initial weights follow --seed too
     model = build_detector(args.family, **config)
     report = train_detector(model, options, progress=not args.no_progress)

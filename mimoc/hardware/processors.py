@@ -56,7 +56,7 @@ class Processor:
     """A reference processor: latency = FLOPs / (peak x utilisation).
 
     Attributes:
-        name: identifier used in ``--targets`` (``dsp-c6678``).
+        name: identifier used in ``--target`` (``dsp-c6678``).
         peak_gflops: peak throughput, 10^9 FLOP/s.
         utilisation: sustained share of the peak, in (0, 1]; 1.0 = the peak.
         title, kind, source, note: description (free text).

@@ -312,7 +312,7 @@ def plot_budget(report, path: str | os.PathLike) -> Path:
     missing = [row.target for row in report.rows if not row.available]
     if not rows:
         raise UsageError("no target could be costed, so there is nothing to plot; check "
-                         "--targets")
+                         "--target")
     fig = Figure(figsize=(11.0, 1.8 + 0.5 * len(rows)), dpi=120, layout="constrained")
     FigureCanvasAgg(fig)
     latency_ax, loss_ax = fig.subplots(1, 2, sharey=True, width_ratios=[3, 2])

@@ -13,7 +13,7 @@ The report directory (written atomically: all of it or nothing) holds
 
 Example::
 
-    >>> write_report("detnet.pt", "report/", targets="onnx-cpu,dsp-c6678",
+    >>> write_report("detnet.pt", "report/", targets="onnx,dsp-c6678",
     ...              snr_db=[0, 2, 4], max_symbols=20_000)
     PosixPath('report')
 """

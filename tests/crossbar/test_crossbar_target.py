@@ -235,7 +235,7 @@ def test_cli_compile_inspect_and_bad_inputs(tmp_path, capsys):
     assert code == 2 and "--target crossbar" in err and not (tmp_path / "bad").exists()
     # one BER curve per C2C level, on the same draws as the PyTorch model
     assert _cli(["ber", str(out), "--detector", str(ckpt), "--c2c", "0,0.03", "--snr", "10",
-                 "--max-symbols", "64", "--json", "--no-progress"]) == 0
+                 "--slot", "1", "--max-symbols", "64", "--json", "--no-progress"]) == 0
     data = parse_output("ber", capsys.readouterr().out)
     curves = curves_by_name(data)
     assert sorted(curves) == sorted([str(ckpt), f"{out}@c2c=0", f"{out}@c2c=0.03"])

@@ -90,7 +90,7 @@ def test_inspect_refuses_a_modified_onnx_file(artifacts, tmp_path, capsys):
 
 def test_bench_times_a_crossbar_artifact(artifacts, capsys):
     _, root = artifacts
-    code = main(["bench", str(root / "xb"), "--batches", "2", "--slot", "7", "--min-time",
+    code = main(["bench", str(root / "xb"), "--batch", "2", "--slot", "7", "--min-time",
                  "0.01", "--json"])
     assert code == 0
     data = parse_output("bench", capsys.readouterr().out)

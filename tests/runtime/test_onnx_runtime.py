@@ -117,7 +117,7 @@ def test_bench_times_every_path(compiled):
 
 def test_bench_cli_json(capsys, compiled):
     _, root = compiled
-    code = main(["bench", str(root / "art"), "--batches", "1", "--slot", "2", "--min-time",
+    code = main(["bench", str(root / "art"), "--batch", "1", "--slot", "2", "--min-time",
                  "0.01", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -126,7 +126,7 @@ def test_bench_cli_json(capsys, compiled):
     assert data["kind"] == "onnx" and data["slot_symbols"] == 2
     assert {t["path"] for t in data["timings"]} == {"pytorch", "onnx-export", "mimoc",
                                                     "mimoc-staged"}
-    code = main(["bench", str(root / "art"), "--batches", "0"])
+    code = main(["bench", str(root / "art"), "--batch", "0"])
     assert code == 2 and capsys.readouterr().err.count("\n") == 1
 
 
@@ -137,7 +137,7 @@ def test_bench_skips_the_plain_export_when_torch_cannot_export(capfd, tmp_path):
     torch.manual_seed(0)
     model = build_detector("sdnet", nt=2, nr=4, modulation="qpsk", nconv=1, channels=2).eval()
     save_detector(model, tmp_path / "sdnet.pt")
-    code = main(["bench", str(tmp_path / "sdnet.pt"), "--batches", "1", "--slot", "2",
+    code = main(["bench", str(tmp_path / "sdnet.pt"), "--batch", "1", "--slot", "2",
                  "--min-time", "0.01", "--json"])
     out, err = capfd.readouterr()
     assert code == 0, err

@@ -188,7 +188,7 @@ def test_nan_and_duplicate_keys_in_a_manifest_are_refused(artifacts, tmp_path):
 def test_bench_on_a_manifest_without_flops_is_one_line(artifacts, tmp_path):
     art = copy(artifacts, "onnx", tmp_path)
     edit_json(art / "manifest.json", lambda m: m.pop("flops"))
-    refused(run_cli("bench", art, "--batches", "1", "--min-time", "0.01"),
+    refused(run_cli("bench", art, "--batch", "1", "--min-time", "0.01"),
             "missing key 'flops'")
 
 

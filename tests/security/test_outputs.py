@@ -114,7 +114,7 @@ def test_single_file_outputs_are_locked_too(capsys, checkpoint, tmp_path, comman
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, b"4242\n")
         argv = TRAIN if command == "train" else ["quantize", checkpoint, "--method", "minmax"]
-        code, err = cli(capsys, *argv, "-o", out)
+        code, err = cli(capsys, *argv, "-o", out, "--force")
         assert one_line_error(code, err) and "another mimoc process (pid 4242)" in err, err
         with pytest.raises(MimocError, match="pid 4242"), atomic_write(out) as handle:
             handle.write(b"second")
@@ -346,7 +346,7 @@ def test_train_onto_a_full_disk_is_one_line_and_keeps_the_old_file(capsys, tmp_p
     out = tmp_path / "m.pt"
     out.write_bytes(b"previous checkpoint")
     monkeypatch.setattr(fileio.io, "FileIO", FullDisk)
-    code, err = cli(capsys, *TRAIN, "-o", out)
+    code, err = cli(capsys, *TRAIN, "-o", out, "--force")
     assert one_line_error(code, err) and "No space left on device" in err, err
     assert out.read_bytes() == b"previous checkpoint" and names(tmp_path) == ["m.pt"]
 
@@ -366,7 +366,7 @@ def test_a_full_disk_under_torch_save_raises_the_disk_error(tmp_path, monkeypatc
     (["--nt", "100000", "--nr", "100000"], "more than 1024 antennas"),
     (["--nt", "4", "--nr", "5000"], "--nr 5000 is more than 1024"),
     (["--nt", "4", "--nr", "8", "--slot", "4000000000"], "use smaller --nt/--nr/--slot"),
-    (["--nt", "1000", "--nr", "1000", "--batch-size", "1000000"], "smaller --batch-size"),
+    (["--nt", "1000", "--nr", "1000", "--batch", "1000000"], "smaller --batch"),
 ])
 def test_ber_refuses_links_that_cannot_fit_before_allocating(capsys, monkeypatch, argv,
                                                              message):
@@ -405,10 +405,10 @@ def test_ctrl_c_while_importing_is_one_line_and_status_130():
 def test_ctrl_c_anywhere_in_main_is_one_line(capsys, monkeypatch):
     import mimoc.cli as cli_module
 
-    def interrupted():
+    def interrupted(name):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_module, "_commands", interrupted)
+    monkeypatch.setattr(cli_module, "_module", interrupted)
     assert main(["ber"]) == 130
     assert capsys.readouterr().err == "mimoc: interrupted\n"
 

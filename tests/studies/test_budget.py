@@ -61,8 +61,8 @@ def my_processor(tmp_path_factory):
 @pytest.fixture(scope="module")
 def budget_json(checkpoint, my_processor, tmp_path_factory):
     keep = tmp_path_factory.mktemp("budget") / "artifacts"
-    targets = ["onnx-cpu", "dsp-c6678", "fpga-k7-480t", "jetson-orin-nx",
-               f"proc:{my_processor}", "crossbar:ftj-luo2022", "onnx-cpu-w4", "mmse"]
+    targets = ["onnx", "dsp-c6678", "fpga-k7-480t", "jetson-orin-nx",
+               f"proc:{my_processor}", "crossbar:ftj-luo2022", "onnx-w4", "mmse"]
     result = budget.run_budget(checkpoint, targets, slot=7, budget_s=50e-6, snr_db=6.0,
                                ser_symbols=SER_SYMBOLS, workdir=keep, **QUICK)
     # through JSON, as a script would read `mimoc budget --json`
@@ -110,7 +110,7 @@ def test_unreadable_processor_files_are_one_line_errors(tmp_path, capsys, checkp
     bad = tmp_path / "bad.json"
     bad.write_text("{peak: 1")
     for spec in (f"proc:{bad}", f"proc:{tmp_path / 'missing.json'}", "proc:", "tpu-v9"):
-        code, out, err = cli(capsys, "budget", str(checkpoint), "--targets", spec)
+        code, out, err = cli(capsys, "budget", str(checkpoint), "--target", spec)
         assert one_line_error(code, err), (spec, err)
         assert out == ""
     with pytest.raises(ProcessorError, match="not valid JSON"):
@@ -140,7 +140,7 @@ def test_bad_target_lists_are_refused(text):
 
 
 @pytest.mark.parametrize("argv", [
-    ["--budget-us", "0"], ["--budget-us", "inf"], ["--ser-symbols", "-1"], ["--slot", "0"],
+    ["--budget-us", "0"], ["--budget-us", "inf"], ["--max-symbols", "-1"], ["--slot", "0"],
     ["--array", "0x4"], ["--array", "1x"], ["--threads", "0"], ["--plot", "budget.jpg"],
     ["--snr", "nan"], ["--target-ser", "0"], ["--target-ser", "1"], ["--max-loss-db", "-1"],
     ["--percentile", "100"], ["--percentile", "20"], ["--subcarriers", "0"],
@@ -148,7 +148,7 @@ def test_bad_target_lists_are_refused(text):
     ["--channel", "task:x"], ["--csi", "psychic"],
 ])
 def test_bad_flags_are_one_line_errors(capsys, checkpoint, argv):
-    code, out, err = cli(capsys, "budget", str(checkpoint), "--targets", "dsp-c6678", *argv)
+    code, out, err = cli(capsys, "budget", str(checkpoint), "--target", "dsp-c6678", *argv)
     assert one_line_error(code, err), err
     assert out == ""
 
@@ -156,7 +156,7 @@ def test_bad_flags_are_one_line_errors(capsys, checkpoint, argv):
 def test_a_file_that_is_not_a_checkpoint_is_refused(capsys, tmp_path):
     path = tmp_path / "notes.pt"
     path.write_text("not a model")
-    code, out, err = cli(capsys, "budget", str(path), "--targets", "dsp-c6678")
+    code, out, err = cli(capsys, "budget", str(path), "--target", "dsp-c6678")
     assert one_line_error(code, err) and out == ""
 
 
@@ -197,7 +197,7 @@ def test_json_has_the_verdict_fields(budget_json):
 def test_every_row_adds_up(budget_json):
     data, _ = budget_json
     rows = _available(data)
-    assert {"onnx-cpu", "dsp-c6678", "fpga-k7-480t", "jetson-orin-nx", "mmse"} <= set(rows)
+    assert {"onnx", "dsp-c6678", "fpga-k7-480t", "jetson-orin-nx", "mmse"} <= set(rows)
     assert data["slot_symbols"] == 7 and data["budget_s"] == pytest.approx(50e-6)
     for row in rows.values():
         assert row["per_slot_s"] == pytest.approx(row["preparation_s"] + row["detection_s"],
@@ -244,14 +244,14 @@ def test_processor_latency_is_compiler_flops_over_peak(budget_json, checkpoint, 
 def test_measured_rows_time_thousands_of_calls(budget_json):
     data, _ = budget_json
     rows = _available(data)
-    for name in ("onnx-cpu", "onnx-cpu-w4", "mmse"):
+    for name in ("onnx", "onnx-w4", "mmse"):
         row = rows[name]
         assert row["latency_source"] == "measured"
         assert row["details"]["batch"] == 1 and row["details"]["calls"] >= 300
         assert row["tail"]["count"] == row["details"]["calls"]
         assert row["tail"]["unit"] == "calls" and "timed calls" in row["latency_how"]
         assert row["subcarriers_per_slot"] == math.floor(50e-6 / row["tail"]["p99.9_s"])
-    assert "onnxruntime" in rows["onnx-cpu"]["latency_how"]
+    assert "onnxruntime" in rows["onnx"]["latency_how"]
     assert "mimoc.sim.detectors.mmse" in rows["mmse"]["latency_how"]
 
 
@@ -263,7 +263,7 @@ def test_the_same_slots_for_every_target(budget_json):
     assert all(r["ser"] == processors[0]["ser"] for r in processors)
     assert all(r["snr_loss_db"] is None and r["bootstrap_replicates"] == 0
                for r in processors)  # (no crossing of 1e-3 for an untrained model)
-    digital, compiled = processors[0]["ser"], rows["onnx-cpu"]["ser"]
+    digital, compiled = processors[0]["ser"], rows["onnx"]["ser"]
     assert digital["symbols"] == compiled["symbols"] >= SER_SYMBOLS // 2
     assert digital["snr_db"] == 6.0 == data["snr_db"]
     # The compiled artifact decides like the PyTorch model (float32 ties aside).
@@ -287,13 +287,13 @@ def test_crossbar_numbers_come_from_the_schedule_and_channel_draws(budget_json):
     assert draws["mean_s"] == pytest.approx(totals["programming_s_per_slot"], rel=0.05)
     assert draws["p99.9_s"] > draws["mean_s"] and draws["max_s"] >= draws["p99.9_s"]
     assert tail["p99.9_s"] == pytest.approx(draws["p99.9_s"] + 7 * totals["symbol_s"])
-    assert row["ser"]["symbols"] == _available(data)["onnx-cpu"]["ser"]["symbols"]
+    assert row["ser"]["symbols"] == _available(data)["onnx"]["ser"]["symbols"]
     assert row["subcarriers_per_slot"] >= 1 and row["array_sets"] == 1
 
 
 def test_w4_is_measured_on_its_own_artifact(budget_json):
     data, keep = budget_json
-    row = _available(data)["onnx-cpu-w4"]
+    row = _available(data)["onnx-w4"]
     assert row["latency_source"] == "measured"
     manifest = read_manifest(next(keep.glob("onnx-cpu-w4*")))
     assert manifest["lowering"] != "fp32"
@@ -302,7 +302,7 @@ def test_w4_is_measured_on_its_own_artifact(budget_json):
 # -- the receiver workload --------------------------------------------------------------------
 
 def test_a_100_mhz_carrier_reports_capacity_for_every_target(checkpoint):
-    targets = ["onnx-cpu", "crossbar:ftj-luo2022", "dsp-c6678", "mmse"]
+    targets = ["onnx", "crossbar:ftj-luo2022", "dsp-c6678", "mmse"]
     report = budget.run_budget(checkpoint, targets, subcarriers=3276, ser_symbols=1000,
                                snr_db=6.0, min_time=0.01, calls=20, max_time=2.0)
     data = json.loads(json.dumps(report.to_dict()))
@@ -313,8 +313,8 @@ def test_a_100_mhz_carrier_reports_capacity_for_every_target(checkpoint):
         assert isinstance(row["subcarriers_per_slot"], int) and row["subcarriers_per_slot"] >= 0
         assert row["vectors_per_slot"] == 45_864
         assert row["covers_workload"] in (True, False, None)
-    assert rows["onnx-cpu"]["details"]["batch"] == 273
-    assert rows["onnx-cpu"]["details"]["symbols_per_channel"] == 168
+    assert rows["onnx"]["details"]["batch"] == 273
+    assert rows["onnx"]["details"]["symbols_per_channel"] == 168
     assert rows["mmse"]["details"]["batch_1"]["count"] >= 7
     flops = rows["dsp-c6678"]["details"]
     assert rows["dsp-c6678"]["per_slot_s"] == pytest.approx(
@@ -370,12 +370,12 @@ def test_an_unknown_training_channel_is_an_error_not_rayleigh(tmp_path, capsys):
     model = build_detector("detnet", **CONFIG).eval()
     path = tmp_path / "odd.pt"
     save_detector(model, path, training={"options": {"channel": "ray-tracing:city"}})
-    code, out, err = cli(capsys, "budget", str(path), "--targets", "dsp-c6678",
-                         "--ser-symbols", "0")
+    code, out, err = cli(capsys, "budget", str(path), "--target", "dsp-c6678",
+                         "--max-symbols", "0")
     assert one_line_error(code, err) and "training channel 'ray-tracing:city'" in err
     assert "--channel" in err and out == ""
-    code, out, err = cli(capsys, "budget", str(path), "--targets", "dsp-c6678",
-                         "--ser-symbols", "0", "--channel", "rayleigh", "--json")
+    code, out, err = cli(capsys, "budget", str(path), "--target", "dsp-c6678",
+                         "--max-symbols", "0", "--channel", "rayleigh", "--json")
     assert code == 0 and parse_output("budget", out)["link"]["channel"] == "rayleigh"
 
 
@@ -384,7 +384,7 @@ def test_an_unknown_training_channel_is_an_error_not_rayleigh(tmp_path, capsys):
 def test_default_targets_run_with_a_plot(checkpoint, capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(budget.target_names, "DEFAULT_TARGETS", ("dsp-c6678",))
     plot = tmp_path / "budget.png"
-    code, out, err = cli(capsys, "budget", str(checkpoint), "--ser-symbols", "0", "--plot",
+    code, out, err = cli(capsys, "budget", str(checkpoint), "--max-symbols", "0", "--plot",
                          str(plot))
     assert code == 0, err
     lines = out.splitlines()
@@ -394,22 +394,22 @@ def test_default_targets_run_with_a_plot(checkpoint, capsys, tmp_path, monkeypat
     row = lines[header + 2]
     assert row.startswith("dsp-c6678") and "flops" in row and ">= " in row
     assert row.rstrip().endswith("unknown")
-    assert "SER @" not in out  # --ser-symbols 0
-    assert "accuracy not measured (--ser-symbols 0)" in " ".join(out.split())
+    assert "SER @" not in out  # --max-symbols 0
+    assert "accuracy not measured (--max-symbols 0)" in " ".join(out.split())
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"plot written to {plot}" in out
 
 
 def test_text_output_states_sources_and_the_verdict(checkpoint, capsys):
-    code, out, err = cli(capsys, "budget", str(checkpoint), "--targets", "dsp-c6678,onnx-cpu",
-                         "--budget-us", "0.001", "--ser-symbols", "0", *QUICK_FLAGS)
+    code, out, err = cli(capsys, "budget", str(checkpoint), "--target", "dsp-c6678,onnx",
+                         "--budget-us", "0.001", "--max-symbols", "0", *QUICK_FLAGS)
     assert code == 0, err
     rows = _table_rows(out)
     assert [r.split()[-2:] for r in rows] == [["misses:", "latency"]] * 2
     assert "even its lower bound" in out and "p99.9" in out
-    assert "dsp-c6678: compiler FLOPs" in out and "onnx-cpu: fp32 artifact, onnxruntime" in out
-    code, out, err = cli(capsys, "budget", str(checkpoint), "--targets", "dsp-c6678,onnx-cpu",
-                         "--budget-us", "1e6", "--ser-symbols", "2000", "--snr", "10",
+    assert "dsp-c6678: compiler FLOPs" in out and "onnx: fp32 artifact, onnxruntime" in out
+    code, out, err = cli(capsys, "budget", str(checkpoint), "--target", "dsp-c6678,onnx",
+                         "--budget-us", "1e6", "--max-symbols", "2000", "--snr", "10",
                          "--percentile", "99", *QUICK_FLAGS)
     assert code == 0, err
     assert "SER @ 10 dB" in out and "p99 slot latency <= 1000000 us" in out
@@ -430,11 +430,11 @@ def test_a_target_that_fails_on_the_model_is_a_row_and_exit_status_1(checkpoint,
         raise MimocError("this processor cannot run DetNet")
 
     monkeypatch.setitem(budget.PREPARERS, "processor", refuse)
-    code, out, err = cli(capsys, "budget", str(checkpoint), "--targets", "onnx-cpu,dsp-c6678",
-                         "--ser-symbols", "1000", "--snr", "6", *QUICK_FLAGS, "--json")
+    code, out, err = cli(capsys, "budget", str(checkpoint), "--target", "onnx,dsp-c6678",
+                         "--max-symbols", "1000", "--snr", "6", *QUICK_FLAGS, "--json")
     assert code == 1 and "dsp-c6678 failed" in err and err.count("\n") == 1
     rows = {row["target"]: row for row in parse_output("budget", out)["targets"]}
-    assert rows["onnx-cpu"]["available"] and rows["onnx-cpu"]["ser"] is not None
+    assert rows["onnx"]["available"] and rows["onnx"]["ser"] is not None
     assert rows["dsp-c6678"] == {"target": "dsp-c6678", "kind": "processor",
                                  "available": False, "failed": True,
                                  "reason": "failed: this processor cannot run DetNet"}
@@ -446,14 +446,14 @@ def test_a_quantized_checkpoint_is_budgeted_with_its_own_recipe(tmp_path, capsys
     recipe = quant.quantize(model, "minmax")
     path = tmp_path / "detnet_q.pt"
     quant.save_quantized(model, recipe, path)
-    data = _json(capsys, str(path), "--targets", "onnx-cpu-w4,dsp-c6678", "--ser-symbols", "2000",
+    data = _json(capsys, str(path), "--target", "onnx-w4,dsp-c6678", "--max-symbols", "2000",
                  "--snr", "8")
     rows = _available(data)
-    assert "the checkpoint recipe" in rows["onnx-cpu-w4"]["ser_source"]
-    assert rows["onnx-cpu-w4"]["latency_how"].startswith("w4 artifact")
+    assert "the checkpoint recipe" in rows["onnx-w4"]["ser_source"]
+    assert rows["onnx-w4"]["latency_how"].startswith("w4 artifact")
     # the digital model of a quantized checkpoint is its fake-quantized PyTorch module; the
     # loss is measured against the fp32 model without the recipe
-    assert rows["dsp-c6678"]["ser"]["symbols"] == rows["onnx-cpu-w4"]["ser"]["symbols"]
+    assert rows["dsp-c6678"]["ser"]["symbols"] == rows["onnx-w4"]["ser"]["symbols"]
     assert "without the checkpoint's quantization recipe" in data["accuracy"]["reference"]
 
 

@@ -61,7 +61,7 @@ def row(latency_us: float, loss: tuple[float, float, float] | None, *, bound: bo
     (50, (0.4, 0.2, 0.7), "unknown", []),          # the interval straddles 0.5 dB
     (50, (0.5, 0.5, 0.5), "meets", []),            # on the limit is within
     (100, (0.0, 0.0, 0.0), "meets", []),           # on the budget is within
-    (50, None, "unknown", []),                     # --ser-symbols 0
+    (50, None, "unknown", []),                     # --max-symbols 0
     (150, None, "misses", ["latency"]),            # a known miss needs no SER
     (50, (math.inf, math.inf, math.inf), "misses", ["accuracy"]),  # never reaches the SER
     (50, (-math.inf, -math.inf, -math.inf), "meets", []),          # better than the grid

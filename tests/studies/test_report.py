@@ -32,10 +32,10 @@ def checkpoint(tmp_path_factory):
 def report_run(checkpoint, tmp_path_factory):
     """The report directory and what ``--json`` printed."""
     out = tmp_path_factory.mktemp("report") / "report"
-    targets = "onnx-cpu,dsp-c6678,crossbar:ftj-luo2022"
+    targets = "onnx,dsp-c6678,crossbar:ftj-luo2022"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = main(["report", str(checkpoint), "-o", str(out), "--targets", targets,
+        code = main(["report", str(checkpoint), "-o", str(out), "--target", targets,
                      "--snr", "0,8", "--c2c", "0,0.04", "--max-symbols", "2000",
                      "--min-time", "0.02", "--baseline", "mmse,zf", "--json"])
     assert code == 0
@@ -74,10 +74,10 @@ def test_report_numbers_match_the_budget_and_curves(report_dir):
     data = validate_output("report", json.loads((report_dir / "report.json").read_text()))
     assert data["model"]["params"] > 0 and data["model"]["nt"] == 2
     curves = curves_by_name(data["ber"])
-    assert "original (PyTorch)" in curves and "onnx-cpu" in curves
+    assert "original (PyTorch)" in curves and "onnx" in curves
     kinds = {c["detector"]["name"]: c["detector"]["kind"] for c in data["ber"]["curves"]}
-    assert kinds["original (PyTorch)"] == "model" and kinds["onnx-cpu"] == "artifact"
-    assert [p["snr_db"] for p in curves["onnx-cpu"]] == [0.0, 8.0]
+    assert kinds["original (PyTorch)"] == "model" and kinds["onnx"] == "artifact"
+    assert [p["snr_db"] for p in curves["onnx"]] == [0.0, 8.0]
     rows = {row["target"]: row for row in data["budget"]["targets"]}
     for row in rows.values():
         assert row["per_slot_s"] == pytest.approx(row["preparation_s"] + row["detection_s"])
@@ -87,7 +87,7 @@ def test_report_numbers_match_the_budget_and_curves(report_dir):
     cells = markdown_rows(text)
     dsp = next(row for row in cells if row[:2] == ["dsp-c6678", "flops"])
     assert dsp[2] == f">= {prep}" and rows["dsp-c6678"]["verdict"] in dsp
-    assert '"lowering": "fp32"' in text  # the compile settings of onnx-cpu
+    assert '"lowering": "fp32"' in text  # the compile settings of onnx
     # the budget's accuracy ran on the report's symbol budget, every target on the same slots
     assert data["budget"]["ser_symbols"] == 2000
     assert data["budget"]["target_ser"] == 1e-3 and data["budget"]["max_loss_db"] == 0.5
@@ -95,7 +95,7 @@ def test_report_numbers_match_the_budget_and_curves(report_dir):
 
 def test_report_flags_reach_the_budget(checkpoint, tmp_path):
     out = tmp_path / "report"
-    code = main(["report", str(checkpoint), "-o", str(out), "--targets", "dsp-c6678",
+    code = main(["report", str(checkpoint), "-o", str(out), "--target", "dsp-c6678",
                  "--snr", "0,8", "--c2c", "0", "--max-symbols", "1000", "--subcarriers",
                  "3276", "--max-loss-db", "1", "--target-ser", "0.01", "--percentile", "99"])
     assert code == 0
@@ -142,12 +142,12 @@ def test_crossbar_curves_sweep_the_c2c_levels(report_dir):
 
 def test_report_output_is_atomic_and_guarded(checkpoint, report_dir, tmp_path, capsys):
     # An existing report is not overwritten without --force; nothing is printed.
-    code = main(["report", str(checkpoint), "-o", str(report_dir), "--targets", "dsp-c6678"])
+    code = main(["report", str(checkpoint), "-o", str(report_dir), "--target", "dsp-c6678"])
     out, err = capsys.readouterr()
     assert code == 2 and err.count("\n") == 1 and "--force" in err and out == ""
     # A failure part-way (a bad target) leaves no directory behind.
     target = tmp_path / "never"
-    code = main(["report", str(checkpoint), "-o", str(target), "--targets", "nope"])
+    code = main(["report", str(checkpoint), "-o", str(target), "--target", "nope"])
     assert code == 2 and not target.exists()
     for argv in (["--c2c", "2"], ["--c2c", "x"], ["--snr", "0:-1:4"], ["--max-symbols", "0"],
                  ["--percentile", "100"], ["--subcarriers", "0"], ["--target-ser", "2"]):

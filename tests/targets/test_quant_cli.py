@@ -63,7 +63,7 @@ def test_compile_quant_minmax_then_ber_and_bench(capsys, checkpoint, tmp_path):
     code, out, err = cli(capsys, "ber", str(art), "--snr", "10", "--max-symbols", "2000",
                          "--no-progress", "--json")
     assert code == 0, err
-    code, out, err = cli(capsys, "bench", str(art), "--batches", "1", "--min-time", "0.01",
+    code, out, err = cli(capsys, "bench", str(art), "--batch", "1", "--min-time", "0.01",
                          "--json")
     assert code == 0, err
     assert parse_output("bench", out)["timings"]

@@ -58,6 +58,15 @@ CLASSICAL_DETECTORS: dict[str, ClassicalDetector] = {
 
 # Detectors that take one integer parameter in a ``name:VALUE`` spec, and its keyword.
 _PARAMETERS = {"kbest": "k", "amp": "iterations"}
+#: The placeholder of each parameter in help texts (``kbest:K``, ``amp:T``).
+_PLACEHOLDERS = {"k": "K", "iterations": "T"}
+
+
+def detector_specs() -> list[str]:
+    """Every accepted spec form, from the registry, for help texts and errors:
+    ``zf``, ``mmse``, ..., ``kbest[:K]``, ``amp[:T]``."""
+    return [f"{name}[:{_PLACEHOLDERS.get(_PARAMETERS[name], 'N')}]" if name in _PARAMETERS
+            else name for name in CLASSICAL_DETECTORS]
 
 
 def get_classical_detector(name: str) -> ClassicalDetector:

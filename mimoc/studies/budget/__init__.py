@@ -43,7 +43,7 @@ A target whose compiler or runtime refuses the model is reported as failed with 
 error's one line, never with made-up numbers. Targets compile through
 :func:`mimoc.driver.compile`.
 
-The modules, by concern: :mod:`~mimoc.studies.budget.target_names` (the ``--targets``
+The modules, by concern: :mod:`~mimoc.studies.budget.target_names` (the ``--target``
 grammar), :mod:`~mimoc.studies.budget.context` (the model, its link, the limits, the work
 directory), :mod:`~mimoc.studies.budget.prepare` (compile and cost one target),
 :mod:`~mimoc.studies.budget.results` (latencies, rows, the report),
@@ -53,7 +53,7 @@ directory), :mod:`~mimoc.studies.budget.prepare` (compile and cost one target),
 Example::
 
     >>> report = run_budget("examples/models/detnet_8x16_qpsk.pt",
-    ...                     targets="onnx-cpu,dsp-c6678,mmse", ser_symbols=20_000)
+    ...                     targets="onnx,dsp-c6678,mmse", ser_symbols=20_000)
     >>> row = report.target("dsp-c6678")
     >>> row.latency.lower_bound, row.verdict         # 70 us >= FLOPs / 128 GFLOPS
     (True, 'unknown')

@@ -26,7 +26,7 @@ SOURCES = {
              "utilisation 1",
 }
 
-#: The loss keys of a row without an SER simulation (``--ser-symbols 0``).
+#: The loss keys of a row without an SER simulation (``--max-symbols 0``).
 NO_LOSS = {"snr_loss_db": None, "snr_loss_ci_db": None, "snr_loss_beyond_grid": None,
            "snr_loss_grid_db": None, "bootstrap_replicates": 0}
 

@@ -1,10 +1,13 @@
-"""The ``--targets`` grammar of ``mimoc budget``: target names -> :class:`TargetSpec`.
+"""The target names of ``mimoc budget`` / ``report --target`` (and, for the compilable
+ones, ``mimoc compile --target``): target names -> :class:`TargetSpec`.
 
-A name is ``onnx-cpu`` (fp32 ONNX on this CPU), ``onnx-cpu-LOWERING[:METHOD]`` (a
-quantized ONNX lowering), ``crossbar:DEVICE`` (a crossbar schedule for a device name or
-profile), a reference processor's name (:mod:`mimoc.hardware.processors`) or
-``proc:FILE.json`` (a processor profile of one's own), or ``mmse`` (the classical MMSE
-detector on this CPU: the reference a learned detector has to beat).
+A name is ``onnx`` (fp32 ONNX on this CPU), ``onnx-LOWERING[:METHOD]`` (a quantized ONNX
+lowering: ``onnx-w4``, ``onnx-w4a4``, ``onnx-int8``), ``crossbar[:DEVICE]`` (a crossbar
+schedule for a device name or profile), a reference processor's name
+(:mod:`mimoc.hardware.processors`) or ``proc:FILE.json`` (a processor profile of one's
+own), or ``mmse`` (the classical MMSE detector on this CPU: the reference a learned
+detector has to beat). The former spellings ``onnx-cpu`` and ``onnx-cpu-LOWERING`` are
+deprecated aliases (:func:`canonical_name`).
 """
 
 from __future__ import annotations
@@ -15,29 +18,40 @@ from dataclasses import dataclass
 from mimoc.errors import UsageError
 from mimoc.hardware.processors import Processor, list_processors, load_processor
 
-#: What ``mimoc budget`` compares when no ``--targets`` is given (those available). One
+#: What ``mimoc budget`` compares when no ``--target`` is given (those available). One
 #: crossbar device: each compile costs seconds (``torch.export`` and the static programming
-#: plan), and the default run is meant to take a minute or two; name others with --targets.
-DEFAULT_TARGETS = ("onnx-cpu", "onnx-cpu-w4", "crossbar:ftj-luo2022", "dsp-c6678",
+#: plan), and the default run is meant to take a minute or two; name others with --target.
+DEFAULT_TARGETS = ("onnx", "onnx-w4", "crossbar:ftj-luo2022", "dsp-c6678",
                    "fpga-k7-480t", "jetson-orin-nx", "mmse")
 #: Classical reference detectors by target name (:mod:`mimoc.sim.detectors`).
 CLASSICAL_TARGETS = ("mmse",)
-#: ONNX lowerings by target-name suffix (``onnx-cpu-w4`` -> ``w4``).
+#: ONNX lowerings by target-name suffix (``onnx-w4`` -> ``w4``).
 ONNX_LOWERINGS = ("w4", "w4a4", "int8")
 #: Quantization method per lowering when the model file carries no recipe of its own:
 #: min-max calibration takes seconds; KAQ's search or training takes minutes, so a KAQ model
 #: is quantized first (``mimoc quantize --method kaq``) and its checkpoint budgeted.
 DEFAULT_QUANT = {"w4": "minmax", "w4a4": "minmax", "int8": "int8"}
 DEFAULT_DEVICE = "ftj-luo2022"
+#: The deprecated spelling of the ONNX names' head (``onnx-cpu-w4`` = ``onnx-w4``).
+DEPRECATED_ONNX = "onnx-cpu"
+
+
+def canonical_name(name: str) -> str:
+    """A target name in today's spelling: ``onnx-cpu`` -> ``onnx``, ``onnx-cpu-w4:kaq`` ->
+    ``onnx-w4:kaq``; others unchanged."""
+    name = name.strip()
+    if name == DEPRECATED_ONNX or name.startswith((DEPRECATED_ONNX + "-", DEPRECATED_ONNX + ":")):
+        return "onnx" + name[len(DEPRECATED_ONNX):]
+    return name
 
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """One entry of ``--targets``.
+    """One entry of ``--target``.
 
     Attributes:
-        name: as written (``onnx-cpu-w4``, ``crossbar:ftj-luo2022``, ``dsp-c6678``,
-            ``proc:board.json``).
+        name: as written, in today's spelling (``onnx-w4``, ``crossbar:ftj-luo2022``,
+            ``dsp-c6678``, ``proc:board.json``).
         kind: ``onnx-cpu``, ``crossbar``, ``processor`` or ``classical``.
         lowering: ONNX lowering (``None`` = fp32, ``w4``, ``w4a4``, ``int8``).
         quant: ONNX quantization method (``None``: the model's own recipe, else
@@ -55,26 +69,28 @@ class TargetSpec:
 
 
 def target_names_help() -> str:
-    """The accepted ``--targets`` forms, for help texts and error messages."""
-    return ("onnx-cpu, onnx-cpu-w4 / -w4a4 / -int8 (optionally :METHOD, e.g. "
-            "onnx-cpu-w4:minmax), crossbar:DEVICE (a device name or profile .json), "
+    """The accepted ``--target`` forms, for help texts and error messages."""
+    return ("onnx, onnx-w4 / -w4a4 / -int8 (optionally :METHOD, e.g. "
+            "onnx-w4:minmax), crossbar[:DEVICE] (a device name or profile .json), "
             f"{', '.join(list_processors())}, proc:FILE.json, mmse")
 
 
 def parse_target(text: str) -> TargetSpec:
     """``"onnx-cpu-w4:minmax"`` -> :class:`TargetSpec`; a bad name is a :class:`UsageError`."""
-    name = text.strip()
+    name = canonical_name(text)
     head, _, tail = name.partition(":")
-    if head == "onnx-cpu" and not tail:
+    if head == "onnx" and not tail:
         return TargetSpec(name, "onnx-cpu")
-    if head.startswith("onnx-cpu-"):
-        lowering = head[len("onnx-cpu-"):]
+    if head.startswith("onnx-"):
+        lowering = head[len("onnx-"):]
         if lowering not in ONNX_LOWERINGS:
             raise UsageError(f"unknown ONNX lowering {lowering!r} in target {name!r}; choose "
-                             f"onnx-cpu or onnx-cpu-{{{','.join(ONNX_LOWERINGS)}}}")
+                             f"onnx or onnx-{{{','.join(ONNX_LOWERINGS)}}}")
         return TargetSpec(name, "onnx-cpu", lowering=lowering, quant=tail or None)
     if head == "crossbar":
-        return TargetSpec(name, "crossbar", device=tail or DEFAULT_DEVICE)
+        # bare "crossbar" is the default device, named so that rows and JSON say which
+        return TargetSpec(name if tail else f"crossbar:{DEFAULT_DEVICE}", "crossbar",
+                          device=tail or DEFAULT_DEVICE)
     if head == "proc":
         if not tail:
             raise UsageError(f"target {name!r} needs a file: proc:FILE.json")
@@ -93,12 +109,13 @@ def parse_targets(text: str | Sequence[str] | None) -> list[TargetSpec]:
     elif isinstance(text, str):
         items = [item.strip() for item in text.split(",")]
         if not text.strip() or any(not item for item in items):
-            raise UsageError(f"malformed --targets {text!r}: empty entry; e.g. "
-                             "--targets onnx-cpu,dsp-c6678")
+            raise UsageError(f"malformed --target {text!r}: empty entry; e.g. "
+                             "--target onnx,dsp-c6678")
     else:
         items = [str(item).strip() for item in text]
+    items = [canonical_name(item) for item in items]
     repeated = sorted({item for item in items if items.count(item) > 1})
     if repeated:
-        raise UsageError(f"--targets lists {', '.join(repeated)} more than once")
+        raise UsageError(f"--target lists {', '.join(repeated)} more than once")
     return [parse_target(item) for item in items]
 

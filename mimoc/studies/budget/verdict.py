@@ -47,7 +47,7 @@ def accuracy_status(loss: Loss | None, max_loss_db: float) -> tuple[bool | None,
     """Whether the SNR loss is within ``max_loss_db``, and why not when it is not or cannot
     be told."""
     if loss is None:
-        return None, "accuracy not measured (--ser-symbols 0)"
+        return None, "accuracy not measured (--max-symbols 0)"
     if loss.value_db is None:
         return None, loss.note
     if loss.ci_db is None:
@@ -60,7 +60,7 @@ def accuracy_status(loss: Loss | None, max_loss_db: float) -> tuple[bool | None,
             return False, f"SNR loss beyond the grid (> {format_db(loss.range_db[1])} dB)"
         return False, f"SNR loss {format_db(lo)} dB or more exceeds {max_loss_db:g} dB"
     return None, (f"the SNR loss interval [{format_db(lo)}, {format_db(hi)}] dB straddles the "
-                  f"{max_loss_db:g} dB limit (more --ser-symbols narrows it)")
+                  f"{max_loss_db:g} dB limit (more --max-symbols narrows it)")
 
 
 def decide(latency_ok: bool | None, accuracy_ok: bool | None) -> tuple[str, list[str]]:
