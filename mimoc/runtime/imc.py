@@ -319,7 +319,7 @@ class IMCSchedule:
                adc_bits: Any = DEVICE, dac_bits: Any = DEVICE):
         """A detector for :func:`mimoc.sim.ber.simulate` (``(H_est, y, N0) -> x_hat``): the
         static arrays are programmed once (deployment), the channel arrays for every slot,
-        from one generator seeded by ``seed``."""
+        from one generator seeded by ``seed`` (and by the work unit: ``run.reseed``)."""
         device = self.device_for(c2c, ideal=ideal)
         generator = torch.Generator().manual_seed(seed_value(seed))
         static = self.program_static(device, generator, ideal=ideal)
@@ -330,8 +330,14 @@ class IMCSchedule:
                                   static=static, adc_bits=adc_bits, dac_bits=dac_bits)
             return result.x_hat.to(H.dtype)
 
+        def reseed(unit_seed: int) -> None:
+            # the engine reseeds per work unit, so a unit's programming noise depends on
+            # (seed, unit) alone, whichever worker runs it and in whatever order
+            generator.manual_seed(seed_value(seed) ^ int(unit_seed))
+
         label = "ideal" if ideal else f"c2c{device.c2c_potentiation:g}"
         run.__name__ = f"imc_{self.path.name}_{label}"
+        run.reseed = reseed
         return run
 
 

@@ -27,9 +27,13 @@ Comparability and reproducibility:
 
 - all detectors see the *same* draws, so curves compare point by point and
   their difference has far less variance than two independent runs;
-- the draws of a point come from a generator seeded by ``(seed, snr_db)``
-  alone, so a point's result does not depend on which other points are in
-  the list or in what order they run; same seed and arguments, same numbers.
+- batch ``k`` of a point draws from its own generator, seeded by
+  ``(seed, snr_db, k)`` alone (:func:`point_seed`), and the batch size is a
+  function of the arguments only: a point's result does not depend on which
+  other points are in the list, in what order they run, or on how many
+  workers run the batches (``executor``: units run ahead on workers, their
+  counts are consumed in batch order under the same stopping rule); same seed
+  and arguments, same numbers.
 
 Example::
 
@@ -272,14 +276,84 @@ def from_module(model: torch.nn.Module) -> EngineDetector:
 
 # -- the engine --------------------------------------------------------------
 
-def point_seed(seed: int, snr_db: float) -> int:
-    """Seed of the generator of one SNR point, a function of ``(seed, snr_db)`` only.
+def point_seed(seed: int, snr_db: float, batch: int | None = None) -> int:
+    """Seed of the generator of one SNR point (``batch=None``) or of one batch of it.
 
-    The SNR is rounded to 1e-9 dB so that ``4``, ``4.0`` and ``0.1 * 40`` share draws.
+    A batch's draws are a function of ``(seed, snr_db, batch)`` only, so batches can run
+    in any order, on any worker, and give the same numbers. The SNR is rounded to 1e-9 dB
+    so that ``4``, ``4.0`` and ``0.1 * 40`` share draws.
     """
     snr = round(float(snr_db), 9) + 0.0  # + 0.0 maps -0.0 to 0.0
-    digest = hashlib.sha256(f"mimoc.ber:{int(seed)}:{snr!r}".encode()).digest()
+    key = f"mimoc.ber:{int(seed)}:{snr!r}" + ("" if batch is None else f":{int(batch)}")
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One work unit: batch ``batch`` (``slots`` slots) of SNR point ``point`` (its index
+    in the SNR list), drawn from a generator seeded by ``seed``."""
+
+    point: int
+    snr_db: float
+    batch: int
+    slots: int
+    seed: int
+
+
+#: What a unit gives: detector name -> (symbol-error, bit-error) per-slot statistics.
+UnitCounts = dict[str, tuple[SlotCounts, SlotCounts]]
+
+
+def run_unit(detectors: Mapping[str, EngineDetector], system: MIMOSystem, unit: Unit,
+             dtype: torch.dtype = torch.float32) -> UnitCounts:
+    """Draw ``unit``'s batch and count every detector's errors on it.
+
+    A detector with noise of its own (a crossbar's programming noise) has ``reseed(seed)``;
+    it is reseeded from the unit's seed first, so its draws too depend on the unit alone.
+    """
+    per_slot = system.slot * system.nt
+    bits_per_slot = per_slot * system.constellation.bits_per_symbol
+    with torch.no_grad():
+        batch = system.sample(unit.slots, unit.snr_db,
+                              torch.Generator().manual_seed(unit.seed), dtype)
+        counts: UnitCounts = {}
+        for name, detect in detectors.items():
+            reseed = getattr(detect, "reseed", None)
+            if reseed is not None:
+                reseed(unit.seed)
+            x_hat = detect(batch.H_est, batch.y, batch.noise_var)
+            sym_err, bit_err = _count_errors(x_hat, batch.indices, system.constellation)
+            counts[name] = (SlotCounts().add(sym_err, per_slot),
+                            SlotCounts().add(bit_err, bits_per_slot))
+    return counts
+
+
+class InProcessExecutor:
+    """The serial executor: runs each unit here, one at a time, when asked for results.
+
+    An executor keeps up to ``window`` units in flight: ``submit(unit)`` starts one,
+    ``wait()`` returns ``[(unit, counts), ...]`` of at least one finished unit, in any
+    order, and ``cancel()`` drops the units still in flight. :func:`simulate` decides
+    what runs and consumes results in batch order, so any executor gives its numbers.
+    """
+
+    window = 1
+
+    def __init__(self, detectors: Mapping[str, EngineDetector], system: MIMOSystem,
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.detectors, self.system, self.dtype = detectors, system, dtype
+        self._pending: list[Unit] = []
+
+    def submit(self, unit: Unit) -> None:
+        self._pending.append(unit)
+
+    def wait(self) -> list[tuple[Unit, UnitCounts]]:
+        unit = self._pending.pop(0)
+        return [(unit, run_unit(self.detectors, self.system, unit, self.dtype))]
+
+    def cancel(self) -> None:
+        self._pending.clear()
 
 
 def _check_arguments(detectors, snr_db, max_symbols, min_errors, min_error_slots,
@@ -316,15 +390,18 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
              snr_db: Sequence[float], *, seed: int = 0,
              max_symbols: int = DEFAULT_MAX_SYMBOLS, min_errors: int = DEFAULT_MIN_ERRORS,
              min_error_slots: int | None = None, batch_size: int | None = None,
-             progress: bool = False, dtype: torch.dtype = torch.float32) -> BERResult:
+             progress: bool = False, dtype: torch.dtype = torch.float32,
+             executor: Any = None) -> BERResult:
     """Measure SER and BER of ``detectors`` on ``system`` at each SNR in ``snr_db``.
 
     Args:
         detectors: name -> ``f(H_est, y, N0) -> x_hat`` (see :func:`classical`
-            and :func:`from_module`); all see the same draws.
+            and :func:`from_module`); all see the same draws. With an ``executor``
+            only the names are used (the executor runs the detectors).
         system: the link (sizes, modulation, channel, CSI, SNR convention, slot).
         snr_db: SNR points in dB under ``system.snr_def``.
-        seed: master seed; a point's generator is seeded by ``(seed, snr)``.
+        seed: master seed; batch ``k`` of a point draws from a generator seeded by
+            ``(seed, snr, k)`` (:func:`point_seed`).
         max_symbols: symbol budget per point (scalar complex symbols, whole slots).
         min_errors: a point ends once every detector has this many symbol errors ...
         min_error_slots: ... in at least this many distinct slots (default:
@@ -332,8 +409,12 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
             that one bad channel draw cannot end a point.
         batch_size: slots per batch; default ``TARGET_SYMBOLS_PER_BATCH / (S Nt)``.
             The draws depend on it, so keep it fixed when comparing runs.
-        progress: show a progress bar on stderr (only when it is a terminal).
+        progress: show a progress bar of finished batches on stderr (only on a terminal).
         dtype: real dtype of the simulated tensors.
+        executor: runs the units (:class:`InProcessExecutor`'s interface); default: this
+            process, one unit at a time. Whatever runs them, the results are consumed in
+            batch order and the stopping rule sees exactly what the serial run sees, so
+            the counts are the same; results of units beyond a point's stop are dropped.
 
     Returns:
         :class:`BERResult` with one curve per detector, points in ``snr_db`` order.
@@ -343,47 +424,78 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
     if min_error_slots is None:
         min_error_slots = min(DEFAULT_MIN_ERROR_SLOTS, min_errors)
     per_slot = system.slot * system.nt
-    bits_per_slot = per_slot * system.constellation.bits_per_symbol
     if batch_size is None:
         batch_size = max(1, TARGET_SYMBOLS_PER_BATCH // per_slot)
-    constellation = system.constellation
+    if executor is None:
+        executor = InProcessExecutor(detectors, system, dtype)
     names = list(detectors)
     result = BERResult(system, {name: [] for name in names}, seed, max_symbols, min_errors,
                        batch_size, min_error_slots)
+    total_slots = math.ceil(max_symbols / per_slot)
+    batches = math.ceil(total_slots / batch_size)
+
+    def unit_of(point: int, batch: int) -> Unit:
+        return Unit(point, snrs[point], batch,
+                    min(batch_size, total_slots - batch * batch_size),
+                    point_seed(seed, snrs[point], batch))
 
     def enough(counts: SlotCounts) -> bool:
         return counts.errors >= min_errors and counts.error_slots >= min_error_slots
 
-    # The bar counts symbols against the worst case (every point spends its budget)
-    # and jumps ahead when a point stops early, so its ETA is an upper bound.
-    budget = math.ceil(max_symbols / per_slot) * per_slot
-    bar = progress_bar(total=budget * len(snrs), desc="ber", unit="sym", unit_scale=True,
-                       enabled=progress)
-    with bar, torch.no_grad():
-        for snr in snrs:
-            generator = torch.Generator().manual_seed(point_seed(seed, snr))
-            symbols = 0
-            sym_counts = dict.fromkeys(names, SlotCounts())
-            bit_counts = dict.fromkeys(names, SlotCounts())
-            bar.set_description(f"ber @ {snr:g} dB")
-            bar.set_postfix(min_errors=0, min_error_slots=0, refresh=False)
-            while symbols < max_symbols and not all(map(enough, sym_counts.values())):
-                slots = min(batch_size, math.ceil((max_symbols - symbols) / per_slot))
-                batch = system.sample(slots, snr, generator, dtype)
-                for name in names:
-                    x_hat = detectors[name](batch.H_est, batch.y, batch.noise_var)
-                    sym_err, bit_err = _count_errors(x_hat, batch.indices, constellation)
-                    sym_counts[name] = sym_counts[name].add(sym_err, per_slot)
-                    bit_counts[name] = bit_counts[name].add(bit_err, bits_per_slot)
-                symbols += slots * per_slot
-                bar.update(slots * per_slot)
-                bar.set_postfix(min_errors=min(c.errors for c in sym_counts.values()),
-                                min_error_slots=min(c.error_slots for c in sym_counts.values()),
-                                refresh=False)
-            bar.update(budget - symbols)
-            for name in names:
-                result.curves[name].append(
-                    BERPoint.from_slot_counts(snr, sym_counts[name], bit_counts[name]))
+    empty = (SlotCounts(), SlotCounts())
+    totals = [dict.fromkeys(names, empty) for _ in snrs]
+    ready: list[dict[int, UnitCounts]] = [{} for _ in snrs]
+    submitted, consumed, done = [0] * len(snrs), [0] * len(snrs), [False] * len(snrs)
+    in_flight, first = 0, 0
+    # The bar counts batches against the worst case (every point spends its budget) and
+    # jumps ahead when a point stops early, so its ETA is an upper bound.
+    bar = progress_bar(total=batches * len(snrs), desc="ber", unit="batch", enabled=progress)
+    try:
+        with bar:
+            while True:
+                # Keep the executor's window full with the earliest points' next batches:
+                # points are independent, so later points fill what one point cannot.
+                point = first
+                while in_flight < executor.window and point < len(snrs):
+                    if done[point] or submitted[point] == batches:
+                        point += 1
+                        continue
+                    executor.submit(unit_of(point, submitted[point]))
+                    submitted[point] += 1
+                    in_flight += 1
+                if in_flight == 0:
+                    break
+                for unit, counts in executor.wait():
+                    in_flight -= 1
+                    p = unit.point
+                    if done[p]:
+                        continue  # ran ahead of its point's stop: not part of the result
+                    ready[p][unit.batch] = counts
+                    while consumed[p] in ready[p]:
+                        for name, (sym, bit) in ready[p].pop(consumed[p]).items():
+                            old_sym, old_bit = totals[p][name]
+                            totals[p][name] = (old_sym + sym, old_bit + bit)
+                        consumed[p] += 1
+                        bar.update(1)
+                        if consumed[p] == batches or all(
+                                enough(sym) for sym, _ in totals[p].values()):
+                            done[p] = True
+                            bar.update(batches - consumed[p])
+                            ready[p].clear()
+                            break
+                while first < len(snrs) and done[first]:
+                    first += 1
+                if first < len(snrs):
+                    bar.set_description(f"ber @ {snrs[first]:g} dB")
+                    bar.set_postfix(
+                        min_errors=min(s.errors for s, _ in totals[first].values()),
+                        min_error_slots=min(s.error_slots for s, _ in totals[first].values()),
+                        refresh=False)
+    finally:
+        executor.cancel()
+    for p, snr in enumerate(snrs):
+        for name in names:
+            result.curves[name].append(BERPoint.from_slot_counts(snr, *totals[p][name]))
     return result
 
 
