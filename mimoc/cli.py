@@ -35,10 +35,11 @@ def _commands():
         inspect,
         quantize,
         report,
+        sweep,
         train,
     )
 
-    return [ber, train, inspect, compile, bench, budget, quantize, report, devices]
+    return [ber, train, inspect, compile, bench, budget, quantize, report, devices, sweep]
 
 
 def build_parser() -> argparse.ArgumentParser:

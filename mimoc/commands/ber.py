@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from mimoc.commands.artifact_flags import add_allow_modified_argument, verify_artifacts
+from mimoc.commands.ber_parallel import add_parallel_arguments, ray_executor, wants_ray
 from mimoc.errors import MimocError, UsageError
 from mimoc.sim.ber import (
     DEFAULT_MAX_SYMBOLS,
@@ -229,6 +230,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (it is shown only when stderr is a terminal)")
     add_allow_modified_argument(parser)
+    add_parallel_arguments(parser)
 
 
 # -- detectors -------------------------------------------------------------------
@@ -507,6 +509,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None:
             _positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
     check_sizes(args.nt, args.nr, args.slot, args.batch_size, args.max_symbols)
+    wants_ray(args)  # a bad --workers fails before any work
     snrs = parse_snr_list(args.snr)
     system = MIMOSystem(nt=args.nt, nr=args.nr, modulation=get_constellation(args.mod).name,
                         channel=ChannelModel.parse(args.channel), csi=CSIModel.parse(args.csi),
@@ -528,10 +531,12 @@ def run(args: argparse.Namespace) -> int:
         detectors = build_detectors(spec, system, args.c2c, args.seed,
                                     verify=verify_artifacts(args))
         _dry_run(detectors, system, snrs[0])
-        result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
-                          min_errors=args.min_errors, min_error_slots=args.min_error_slots,
-                          batch_size=args.batch_size,
-                          progress=not args.no_progress)
+        with ray_executor(args, spec, system, args.seed, verify_artifacts(args)) as executor:
+            result = simulate(detectors, system, snrs, seed=args.seed,
+                              max_symbols=args.max_symbols,
+                              min_errors=args.min_errors, min_error_slots=args.min_error_slots,
+                              batch_size=args.batch_size,
+                              progress=not args.no_progress, executor=executor)
     finally:
         torch.set_num_threads(previous_threads)
 
