@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -60,10 +61,12 @@ def start_ray(workers: int | None = None, address: str | None = None) -> bool:
     runtime_env = {"env_vars": dict(WORKER_ENV)}
     try:
         if address:
-            ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
+                     runtime_env=runtime_env)
         else:
             ray.init(num_cpus=int(workers or 1), include_dashboard=False,
-                     log_to_driver=False, runtime_env=runtime_env)
+                     log_to_driver=False, logging_level=logging.ERROR,
+                     runtime_env=runtime_env)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
