@@ -82,9 +82,11 @@ class SweepSpec:
                 else:
                     for device in self.devices:
                         for array in self.arrays:
-                            options = tuple((k, v) for k, v in (("device", device),
-                                                                ("array", array)) if v)
-                            label = "-".join(v for _, v in options) or "default"
+                            chosen = tuple((k, v) for k, v in (("device", device),
+                                                               ("array", array)) if v)
+                            label = "-".join(v for _, v in chosen) or "default"
+                            # the schedule programs the channel once per slot of the link
+                            options = (*chosen, ("slot", int(self.link["slot"])))
                             for level in self.c2c:
                                 suffix = "" if level is None else f"@c2c={level:g}"
                                 out.append(Curve(f"{stem}/crossbar-{label}{suffix}",
