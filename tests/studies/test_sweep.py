@@ -134,3 +134,32 @@ def test_a_json_sweep_file_reads_like_toml(tmp_path):
          "run": {"seed": 4, "max_symbols": 4000, "min_errors": 30, "batch_size": 40}}),
         "sweep.json"))
     assert as_json.to_dict() == load_spec(write(tmp_path, CLASSICAL)).to_dict()
+
+
+def test_crossbar_curves_share_one_compile_and_their_noise_is_seeded_per_unit(tmp_path):
+    import torch
+
+    from mimoc.detectors import build_detector, save_detector
+    from mimoc.runtime.imc import load_schedule
+    from mimoc.sim.ber import Unit, point_seed, run_unit
+    from mimoc.sim.system import MIMOSystem
+
+    torch.manual_seed(0)
+    save_detector(build_detector("detnet", nt=2, nr=3, modulation="qpsk", layers=1),
+                  tmp_path / "tiny.pt")
+    spec = load_spec(write(tmp_path, 'models = ["tiny.pt"]\ntargets = ["crossbar"]\n'
+                                     'arrays = ["8x8"]\nc2c = [0, 0.03]\nsnr = [4]\n'
+                                     "[run]\nmax_symbols = 400\nbatch_size = 50\n"))
+    document = run_sweep(spec, tmp_path / "out", plots=False)
+    artifacts = document["jobs"][0]["artifacts"]
+    assert sorted(artifacts) == ["tiny/crossbar-8x8@c2c=0", "tiny/crossbar-8x8@c2c=0.03"]
+    assert len(set(artifacts.values())) == 1 == len(list((tmp_path / "out" /
+                                                          "artifacts").iterdir()))
+    # the programming noise of a unit does not depend on what the engine ran before
+    system = MIMOSystem(nt=2, nr=3, modulation="qpsk")
+    engine = load_schedule(tmp_path / "out" / "artifacts" / artifacts[
+        "tiny/crossbar-8x8@c2c=0.03"]).engine(c2c=0.03, seed=0)
+    unit = Unit(0, 4.0, 3, 50, point_seed(0, 4.0, 3))
+    first = run_unit({"xbar": engine}, system, unit)
+    run_unit({"xbar": engine}, system, Unit(0, 4.0, 0, 50, point_seed(0, 4.0, 0)))
+    assert run_unit({"xbar": engine}, system, unit) == first
