@@ -78,3 +78,18 @@ def test_a_detector_with_its_own_noise_is_reseeded_per_unit(link):
     generator.manual_seed(12345)  # whatever state the previous unit left
     assert run_unit({"noisy": noisy}, system, unit) == first
     assert calls == [unit.seed, unit.seed]
+
+
+def test_without_ray_a_parallel_run_is_one_line_naming_the_extra(monkeypatch, capsys):
+    import sys
+
+    from mimoc.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what a missing package looks like
+    assert main(["ber", "--detector", "zf", "--nt", "2", "--nr", "2", "--snr", "0",
+                 "--max-symbols", "100", "--workers", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install -e '.[ray]'" in err
+    # the default, one worker, needs no Ray
+    assert main(["ber", "--detector", "zf", "--nt", "2", "--nr", "2", "--snr", "0",
+                 "--max-symbols", "100", "--no-progress"]) == 0

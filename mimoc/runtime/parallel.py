@@ -45,7 +45,8 @@ def import_ray() -> Any:
     try:
         return importlib.import_module("ray")
     except ImportError:
-        raise MimocError(f"parallel runs need Ray, which is not installed; {INSTALL_HINT}") \
+        raise MimocError("parallel runs need Ray, which is not installed; "
+                         f"{INSTALL_HINT} (or run with --workers 1)") \
             from None
 
 
