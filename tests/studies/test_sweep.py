@@ -163,3 +163,36 @@ def test_crossbar_curves_share_one_compile_and_their_noise_is_seeded_per_unit(tm
     first = run_unit({"xbar": engine}, system, unit)
     run_unit({"xbar": engine}, system, Unit(0, 4.0, 0, 50, point_seed(0, 4.0, 0)))
     assert run_unit({"xbar": engine}, system, unit) == first
+
+
+@pytest.mark.slow  # a child process and 800 units, three times over: ~10 s on a quiet machine
+def test_ctrl_c_on_the_cli_then_resume_writes_the_uninterrupted_results(tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = write(tmp_path, CLASSICAL.replace("min_errors = 30", "min_errors = 1000000")
+                 .replace("batch_size = 40", "batch_size = 5"))  # 4 x 200 small units
+    argv = ["sweep", str(spec), "-o", str(tmp_path / "cut"), "--workers", "1", "--no-plots"]
+    script = ("import signal, sys\nfrom mimoc.cli import main\n"
+              # a shell's background job starts with SIGINT ignored, and so would this child
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+              f"raise SystemExit(main({argv!r}))\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    journal = tmp_path / "cut" / JOURNAL
+    deadline = time.monotonic() + 120
+    while (not journal.exists() or len(journal.read_text().splitlines()) < 5) \
+            and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130 and err.endswith("mimoc: interrupted\n"), err
+    assert not (tmp_path / "cut" / RESULTS).exists()
+    assert main([*argv, "--resume"]) == 0
+    assert main(["sweep", str(spec), "-o", str(tmp_path / "whole"), "--workers", "1",
+                 "--no-plots"]) == 0
+    assert (tmp_path / "cut" / RESULTS).read_text() == (tmp_path / "whole" / RESULTS).read_text()
