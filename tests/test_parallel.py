@@ -84,3 +84,16 @@ def test_cli_workers_and_a_sweep_on_ray_equal_their_serial_runs(tmp_path, capsys
     assert on_ray == run_sweep(spec, tmp_path / "serial", workers=1, plots=False)
     assert on_ray["jobs"][0]["result"]["curves"] == {
         name: serial["curves"][name] for name in ("zf", "mmse")}
+
+
+def test_a_file_a_worker_cannot_load_is_its_one_line_error(tmp_path):
+    from mimoc.errors import MimocError
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    system = MIMOSystem(nt=2, nr=4, modulation="qpsk")
+    specs, files = detector_specs([str(bad)], [None])
+    with pytest.raises(MimocError) as caught:
+        simulate({str(bad): None}, system, [0.0], executor=RayExecutor(specs, system, files),
+                 **SETTINGS)
+    assert "\n" not in str(caught.value) and "checkpoint" in str(caught.value)

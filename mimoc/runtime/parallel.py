@@ -275,13 +275,16 @@ class RayExecutor:
             try:
                 done.append((unit, ray.get(ref)))
             except ray.exceptions.RayTaskError as err:
-                cause = err.as_instanceof_cause()
-                if isinstance(cause, MimocError):
-                    raise MimocError(str(cause).strip().splitlines()[-1]) from None
+                cause = getattr(err, "cause", None)
+                if isinstance(cause, MimocError):  # a bad file on a worker: its one line
+                    raise MimocError(str(cause)) from None
                 raise
         return done
 
     def cancel(self) -> None:
-        for ref in self._in_flight:
-            self._ray.cancel(ref)
-        self._in_flight.clear()
+        refs, self._in_flight = list(self._in_flight), {}
+        for ref in refs:
+            try:
+                self._ray.cancel(ref)
+            except Exception:  # noqa: BLE001 -- Ray shutting down (Ctrl-C): nothing to cancel
+                pass
