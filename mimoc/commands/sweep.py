@@ -62,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the sweep in DIR: journaled units are not rerun")
     parser.add_argument("--no-plots", action="store_true", help="do not draw the plots")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar of finished units (shown only on a terminal)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers must be a positive integer, got {workers}")
     spec = load_spec(args.spec)
     run_sweep(spec, args.output, workers=workers, address=args.ray_address,
-              resume=args.resume, plots=not args.no_plots)
+              resume=args.resume, plots=not args.no_plots, progress=not args.no_progress)
     print((Path(args.output) / TABLE).read_text(), end="")
     print(f"results written to {args.output}")
     return 0

@@ -112,10 +112,11 @@ def _job_key(job: Job, specs: list, spec: SweepSpec) -> str:
 def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1,
               address: str | None = None, resume: bool = False,
               on_unit: Callable[[Any], None] | None = None,
-              plots: bool = True) -> dict[str, Any]:
+              plots: bool = True, progress: bool = False) -> dict[str, Any]:
     """Run ``spec`` into the folder ``out`` (see the module docstring) and return the
     results.json object. ``workers > 1`` or ``address``: on Ray (started here when local).
     ``resume``: reuse ``out``'s journal; without it an ``out`` holding a journal is refused.
+    ``progress``: a bar of finished units per job on stderr (on a terminal).
     """
     out = Path(out)
     journal_path = out / JOURNAL
@@ -133,8 +134,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1,
             from mimoc.runtime.parallel import start_ray
 
             started = start_ray(workers, address)
-        results = [_run_job(job, spec, artifacts, journal, on_unit, parallel=workers > 1
-                            or bool(address)) for job in jobs]
+        parallel = workers > 1 or bool(address)
+        results = [_run_job(job, spec, artifacts, journal, on_unit, parallel, progress)
+                   for job in jobs]
     finally:
         journal.close()
         if started:
@@ -160,7 +162,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1,
 
 
 def _run_job(job: Job, spec: SweepSpec, artifacts: dict[str, Path], journal: Journal,
-             on_unit, parallel: bool):
+             on_unit, parallel: bool, progress: bool):
     from mimoc.runtime.parallel import RayExecutor, build_detector
     from mimoc.sim.ber import InProcessExecutor, simulate
     from mimoc.sim.channels import ChannelModel, CSIModel
@@ -182,7 +184,7 @@ def _run_job(job: Job, spec: SweepSpec, artifacts: dict[str, Path], journal: Jou
     return simulate(detectors, system, spec.snr, seed=run["seed"],
                     max_symbols=run["max_symbols"], min_errors=run["min_errors"],
                     min_error_slots=run["min_error_slots"], batch_size=run["batch_size"],
-                    executor=executor)
+                    executor=executor, progress=progress)
 
 
 def format_sweep_table(jobs: list[Job], results: list) -> str:
