@@ -4,7 +4,6 @@ worker dies is rerun with the same counts. One local Ray (2 CPUs) serves the mod
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -14,7 +13,6 @@ ray = pytest.importorskip("ray", reason="the Ray extra is not installed")
 
 from mimoc.cli import main  # noqa: E402
 from mimoc.runtime.parallel import (  # noqa: E402
-    WORKER_ENV,
     DetectorSpec,
     RayExecutor,
     build_detector,
@@ -32,12 +30,9 @@ SETTINGS = {"seed": 2, "max_symbols": 12_000, "min_errors": 40, "batch_size": 60
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    # what start_ray(workers=2) starts, with tests/ importable on the workers too (the
-    # dying detector lives there)
+    # tests/ importable on the workers too: the dying detector lives there
     path = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR,
-             runtime_env={"env_vars": {**WORKER_ENV, "PYTHONPATH": path}})
+    assert start_ray(workers=2, env={"PYTHONPATH": path})
     assert not start_ray(workers=2)  # an initialised Ray is reused, not restarted
     yield
     ray.shutdown()
@@ -97,3 +92,16 @@ def test_a_file_a_worker_cannot_load_is_its_one_line_error(tmp_path):
         simulate({str(bad): None}, system, [0.0], executor=RayExecutor(specs, system, files),
                  **SETTINGS)
     assert "\n" not in str(caught.value) and "checkpoint" in str(caught.value)
+
+
+def test_workers_run_one_thread_each():
+    @ray.remote
+    def threads():
+        import torch
+
+        from mimoc.runtime.parallel import _worker_detectors
+
+        _worker_detectors(None, [], {})
+        return os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+
+    assert ray.get(threads.remote()) == ("1", 1)

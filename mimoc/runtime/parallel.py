@@ -50,24 +50,37 @@ def import_ray() -> Any:
             from None
 
 
-def start_ray(workers: int | None = None, address: str | None = None) -> bool:
+def start_ray(workers: int | None = None, address: str | None = None,
+              env: dict[str, str] | None = None) -> bool:
     """Connect to the Ray cluster at ``address``, or start a local one with ``workers``
-    CPUs; returns whether this call started it (then :func:`stop_ray` ends it).
+    CPUs; returns whether this call started it (then :func:`stop_ray` ends it). ``env``:
+    more environment variables of the workers (besides :data:`WORKER_ENV`).
 
     A Ray already initialised in this process (a test fixture, a notebook) is reused.
     """
     ray = import_ray()
     if ray.is_initialized():
         return False
-    runtime_env = {"env_vars": dict(WORKER_ENV)}
+    worker_env = {**WORKER_ENV, **(env or {})}
     try:
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
-                     runtime_env=runtime_env)
+                     runtime_env={"env_vars": worker_env})
         else:
-            ray.init(num_cpus=int(workers or 1), include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.ERROR,
-                     runtime_env=runtime_env)
+            # A local Ray's workers inherit the environment its processes start with; a
+            # runtime_env would make Ray start a second set of workers for it, which
+            # doubles the warm-up (measured: about 5 s more on 2 cores).
+            saved = {key: os.environ.get(key) for key in worker_env}
+            os.environ.update(worker_env)
+            try:
+                ray.init(num_cpus=int(workers or 1), include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.ERROR)
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
