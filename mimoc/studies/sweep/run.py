@@ -109,14 +109,24 @@ def _job_key(job: Job, specs: list, spec: SweepSpec) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1,
-              address: str | None = None, resume: bool = False,
-              on_unit: Callable[[Any], None] | None = None,
-              plots: bool = True, progress: bool = False) -> dict[str, Any]:
+def run_sweep(spec: SweepSpec, out: str | Path, **options: Any) -> dict[str, Any]:
     """Run ``spec`` into the folder ``out`` (see the module docstring) and return the
-    results.json object. ``workers > 1`` or ``address``: on Ray (started here when local).
-    ``resume``: reuse ``out``'s journal; without it an ``out`` holding a journal is refused.
-    ``progress``: a bar of finished units per job on stderr (on a terminal).
+    results.json object; the options are :func:`execute_sweep`'s."""
+    return execute_sweep(spec, out, **options)[0]
+
+
+def execute_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1,
+                  address: str | None = None, resume: bool = False,
+                  on_unit: Callable[[Any], None] | None = None,
+                  plots: bool = True, progress: bool = False,
+                  artifacts_dir: str | Path | None = None) -> tuple[dict[str, Any], list]:
+    """Run ``spec`` into ``out``: ``(results.json object, one BERResult per job)``.
+
+    ``workers > 1`` or ``address``: on Ray (started here when local). ``resume``: reuse
+    ``out``'s journal; without it an ``out`` holding a journal is refused. ``on_unit``:
+    called after each unit is journaled. ``progress``: a bar of finished units per job on
+    stderr (on a terminal). ``artifacts_dir``: the compile cache (default ``out/artifacts``;
+    sweeps that share one compile each artifact once between them).
     """
     out = Path(out)
     journal_path = out / JOURNAL
@@ -125,7 +135,8 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1,
                          "or choose another -o")
     out.mkdir(parents=True, exist_ok=True)
     jobs = plan_jobs(spec)
-    artifacts = {c.name: compile_cached(c, out / "artifacts")
+    cache = Path(artifacts_dir) if artifacts_dir is not None else out / "artifacts"
+    artifacts = {c.name: compile_cached(c, cache)
                  for job in jobs for c in job.curves if c.kind == "artifact"}
     journal = Journal(journal_path, resume)
     started = False
@@ -158,7 +169,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1,
         (out / "plots").mkdir(exist_ok=True)
         for job, result in zip(jobs, results, strict=True):
             plot_error_rates(result, out / "plots" / f"{job.label}.png")
-    return document
+    return document, results
 
 
 def _run_job(job: Job, spec: SweepSpec, artifacts: dict[str, Path], journal: Journal,
