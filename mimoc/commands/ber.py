@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -509,8 +510,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None:
             _positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
     check_sizes(args.nt, args.nr, args.slot, args.batch_size, args.max_symbols)
-    wants_ray(args)  # a bad --workers fails before any work
     snrs = parse_snr_list(args.snr)
+    wants_ray(args)  # a bad --workers fails before any work
     system = MIMOSystem(nt=args.nt, nr=args.nr, modulation=get_constellation(args.mod).name,
                         channel=ChannelModel.parse(args.channel), csi=CSIModel.parse(args.csi),
                         snr_def=args.snr_def, slot=args.slot)
@@ -527,18 +528,20 @@ def run(args: argparse.Namespace) -> int:
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    parallel = contextlib.ExitStack()
     try:
         detectors = build_detectors(spec, system, args.c2c, args.seed,
                                     verify=verify_artifacts(args))
         _dry_run(detectors, system, snrs[0])
-        with ray_executor(args, spec, system, args.seed, verify_artifacts(args)) as executor:
-            result = simulate(detectors, system, snrs, seed=args.seed,
-                              max_symbols=args.max_symbols,
-                              min_errors=args.min_errors, min_error_slots=args.min_error_slots,
-                              batch_size=args.batch_size,
-                              progress=not args.no_progress, executor=executor)
+        executor = parallel.enter_context(ray_executor(args, spec, system, args.seed,
+                                                       verify_artifacts(args)))
+        result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
+                          min_errors=args.min_errors, min_error_slots=args.min_error_slots,
+                          batch_size=args.batch_size,
+                          progress=not args.no_progress, executor=executor)
     finally:
         torch.set_num_threads(previous_threads)
+        parallel.close()  # stops a Ray this run started
 
     if args.plot:
         from mimoc.studies.plots import plot_error_rates
