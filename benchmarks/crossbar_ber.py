@@ -9,9 +9,12 @@ and its noise-aware fine-tune (``detnet_8x16_qpsk_noiseaware.pt``,
 the channel arrays (``H`` and ``H^T``) programmed every slot without
 verification with cycle-to-cycle variation ``c2c`` per pulse, 8-bit ADCs and
 DACs (the device profile's). Link: 8x16 QPSK, i.i.d. Rayleigh, perfect CSI,
-per-stream SNR, the examples' training link. Every detector of one SNR point
-sees the same channel and noise draws (``mimoc.sim.ber.simulate``); each
-crossbar engine has its own programming-noise generator (seed 1).
+per-stream SNR, the examples' training link. Parts 2 and 3 are two ``mimoc sweep``
+runs (``examples/sweeps/crossbar_ber.toml`` and ``crossbar_c2c.toml``, built here from
+the arguments): every detector of one SNR point sees the same channel and noise draws,
+the crossbar engines' programming noise is seeded per work unit (seed 0), the artifacts
+are compiled once for both, and ``--workers N`` runs them on N Ray workers with the
+same numbers; ``--sweep-dir DIR`` keeps their journals, so that a rerun resumes.
 
 What it prints:
 
@@ -34,6 +37,7 @@ Figures (``--figures``): ``crossbar_ber_standard.png``,
 Usage::
 
     python benchmarks/crossbar_ber.py [--quick] [--device ftj-luo2022] [--snr 0]
+        [--workers N] [--sweep-dir DIR]
 """
 
 from __future__ import annotations
@@ -46,14 +50,15 @@ from pathlib import Path
 
 import torch
 
-import mimoc
 from mimoc.detectors import load_checkpoint
 from mimoc.fileio import atomic_write
 from mimoc.runtime.imc import load_schedule
-from mimoc.sim.ber import BERResult, from_module, simulate
+from mimoc.sim.ber import BERResult
 from mimoc.sim.channels import CSIModel, parse_channel
 from mimoc.sim.system import MIMOSystem
 from mimoc.studies.plots import plot_error_rates
+from mimoc.studies.sweep.run import compile_cached, execute_sweep
+from mimoc.studies.sweep.spec import LINK_DEFAULTS, RUN_DEFAULTS, SweepSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"standard": "detnet_8x16_qpsk.pt", "noise-aware": "detnet_8x16_qpsk_noiseaware.pt"}
@@ -63,7 +68,7 @@ C2C_CURVES = (0.0, 0.01, 0.02, 0.03, 0.04)
 C2C_SWEEP = (0.0, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03,
              0.04)
 SNR_GRID = (-6.0, -4.0, -2.0, 0.0, 2.0)
-ENGINE_SEED = 1
+ARRAY = "128x128"
 
 
 def crossing(levels, sers, reference: float) -> float | None:
@@ -123,6 +128,30 @@ def subset(result: BERResult, names: list[str]) -> BERResult:
                      result.max_symbols, result.min_errors, result.batch_size)
 
 
+def sweep_spec(args, levels, snrs, symbols: int) -> SweepSpec:
+    """Both models, digital and on the crossbar at ``levels``, as one ``mimoc sweep``."""
+    return SweepSpec(models=[args.models / file for file in MODELS.values()],
+                     targets=["pytorch", "crossbar"], devices=[args.device], arrays=[ARRAY],
+                     c2c=list(levels), snr=list(snrs), link={**LINK_DEFAULTS, "slot": 14},
+                     run={**RUN_DEFAULTS, "max_symbols": symbols, "min_errors": 10**9})
+
+
+def run_labelled(spec: SweepSpec, out: Path, args) -> BERResult:
+    """Run ``spec`` (resumable in ``out``) and name its curves as this script prints them."""
+    names = {}
+    for name, file in MODELS.items():
+        stem = Path(file).stem
+        names[f"{stem}/pytorch"] = label(name, None)
+        for c2c in spec.c2c:
+            names[f"{stem}/crossbar-{args.device}-{ARRAY}@c2c={c2c:g}"] = label(name, c2c)
+    _, (result,) = execute_sweep(spec, out, workers=args.workers, resume=True, plots=False,
+                                 progress=True, artifacts_dir=out.parent / "artifacts")
+    order = [label(name, c) for name in MODELS for c in (None, *spec.c2c)]
+    curves = {names[n]: points for n, points in result.curves.items()}
+    return BERResult(result.system, {n: curves[n] for n in order}, result.seed,
+                     result.max_symbols, result.min_errors, result.batch_size)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=ROOT / "examples" / "models")
@@ -136,6 +165,11 @@ def main(argv=None) -> int:
     parser.add_argument("--figures", type=Path, default=ROOT / "benchmarks" / "figures")
     parser.add_argument("--quick", action="store_true", help="few symbols: a smoke run")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="Ray workers of the two sweeps (default 1: this process)")
+    parser.add_argument("--sweep-dir", type=Path, default=None,
+                        help="keep the sweeps' folders (artifacts, journals) here; a rerun "
+                             "resumes them (default: a temporary folder)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quick:
@@ -147,13 +181,15 @@ def main(argv=None) -> int:
     print(f"crossbar: {args.device}, 128x128 arrays, analog accumulation, device ADC/DAC bits")
     models = {name: load_checkpoint(args.models / file).model for name, file in MODELS.items()}
     with tempfile.TemporaryDirectory(prefix="mimoc-xbar-ber-") as tmp:
+        root = args.sweep_dir or Path(tmp)
+        curves_spec = sweep_spec(args, C2C_CURVES, SNR_GRID, args.symbols)
         schedules = {}
-        for name, file in MODELS.items():
+        for (name, file), curve in zip(MODELS.items(), [
+                c for c in curves_spec.curves() if c.target == "crossbar" and c.c2c == 0.0],
+                strict=True):
             start = time.perf_counter()
-            out = Path(tmp) / name
-            mimoc.compile(args.models / file, target="crossbar", out=out, device=args.device,
-                          array=(128, 128), slot=14)
-            schedules[name] = load_schedule(out)
+            # the sweeps' own compile cache: they reuse these artifacts
+            schedules[name] = load_schedule(compile_cached(curve, root / "artifacts"))
             print(f"compiled {file} in {time.perf_counter() - start:.0f} s")
 
         # [1] the ideal device reproduces the PyTorch model
@@ -168,18 +204,12 @@ def main(argv=None) -> int:
             print(f"  {name:12s} max |x_hat_imc - x_hat_torch (float64)| = "
                   f"{float((got - ref).abs().max()):.2e}")
 
-        # [2] curves
-        dets = {}
-        for name, model in models.items():
-            dets[label(name, None)] = from_module(model)
-            for c2c in C2C_CURVES:
-                dets[label(name, c2c)] = schedules[name].engine(c2c=c2c, seed=ENGINE_SEED)
+        # [2] curves: examples/sweeps/crossbar_ber.toml
         start = time.perf_counter()
-        curves = simulate(dets, system, SNR_GRID, max_symbols=args.symbols,
-                          min_errors=10**9, progress=True)
+        curves = run_labelled(curves_spec, root / "curves", args)
         print(f"\n[2] SER / BER vs SNR ({args.symbols} symbols per point; "
               f"{time.perf_counter() - start:.0f} s)")
-        names = list(dets)
+        names = list(curves.curves)
         print("  " + "detector".ljust(30) + "".join(f"{s:>11g}" for s in SNR_GRID))
         for metric in ("ser", "ber"):
             print(f"  {metric.upper()}")
@@ -194,14 +224,10 @@ def main(argv=None) -> int:
             path = plot_error_rates(subset(curves, picked), args.figures / FIGURE_NAMES[name])
             print(f"  wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
-        # [3] C2C sweep at a fixed SNR
-        dets = {label(name, None): from_module(model) for name, model in models.items()}
-        for name in models:
-            for c2c in C2C_SWEEP:
-                dets[label(name, c2c)] = schedules[name].engine(c2c=c2c, seed=ENGINE_SEED)
+        # [3] C2C sweep at a fixed SNR: examples/sweeps/crossbar_c2c.toml
         start = time.perf_counter()
-        sweep = simulate(dets, system, [args.snr], max_symbols=args.sweep_symbols,
-                         min_errors=10**9, progress=True)
+        sweep = run_labelled(sweep_spec(args, C2C_SWEEP, [args.snr], args.sweep_symbols),
+                             root / "c2c", args)
         print(f"\n[3] SER vs C2C at {args.snr:g} dB ({args.sweep_symbols} symbols per level, "
               f"{time.perf_counter() - start:.0f} s)")
         point = {n: pts[0] for n, pts in sweep.curves.items()}

@@ -25,7 +25,7 @@ from mimoc.errors import MimocError
 
 #: The subcommands, in the order ``mimoc --help`` lists them (modules of mimoc.commands).
 COMMANDS = ("ber", "train", "inspect", "compile", "bench", "budget", "quantize", "report",
-            "devices")
+            "devices", "sweep")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -271,7 +271,8 @@ def test_ber_cli_with_a_channel_file_and_llr_output(tmp_path, capsys):
 def test_ber_save_llr_writes_plain_arrays(tmp_path, capsys):
     out = tmp_path / "llr.npz"
     args = ["ber", "--detector", "zf,mmse", "--nt", "2", "--nr", "4", "--mod", "16qam",
-            "--snr", "5,25", "--slot", "1", "--max-symbols", "1000", "--no-progress", "--save-llr", str(out)]
+            "--snr", "5,25", "--slot", "1", "--max-symbols", "1000", "--no-progress",
+            "--save-llr", str(out)]
     assert main(args) == 2 and "--output llr" in capsys.readouterr().err
     assert main(args + ["--output", "llr", "--max-symbols", "10000000000"]) == 2
     assert "lower --max-symbols" in capsys.readouterr().err and not out.exists()

@@ -165,8 +165,8 @@ def test_slot_counts_accumulate_across_batches_like_one_batch():
 
 def brute_force_slots(system: MIMOSystem, snr_db: float, seed: int, max_symbols: int,
                       batch_size: int) -> tuple[list[int], list[int]]:
-    """Per-slot symbol and bit errors of ZF, every slot kept, replaying the engine's draws."""
-    generator = torch.Generator().manual_seed(point_seed(seed, snr_db))
+    """Per-slot symbol and bit errors of ZF, every slot kept, replaying the engine's draws
+    (batch k from a generator seeded by (seed, snr, k))."""
     zf = classical("zf", system.constellation)
     c = system.constellation
     per_slot = system.slot * system.nt
@@ -174,6 +174,8 @@ def brute_force_slots(system: MIMOSystem, snr_db: float, seed: int, max_symbols:
     sent = 0
     while sent < max_symbols:
         slots = min(batch_size, math.ceil((max_symbols - sent) / per_slot))
+        generator = torch.Generator().manual_seed(point_seed(seed, snr_db, len(symbol_errors)
+                                                             // batch_size))
         batch = system.sample(slots, snr_db, generator)
         decided = c.indices_of_real(zf(batch.H_est, batch.y, batch.noise_var))
         for b in range(slots):

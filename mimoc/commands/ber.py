@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 from mimoc.commands import flags
 from mimoc.commands.artifact_flags import add_allow_modified_argument, verify_artifacts
 from mimoc.commands.ber_llr import llr_recorder, write_llrs
+from mimoc.commands.ber_memory import MAX_ANTENNAS, check_sizes  # noqa: F401
+from mimoc.commands.ber_parallel import add_parallel_arguments, ray_executor, wants_ray
 from mimoc.errors import MimocError, UsageError
 from mimoc.sim.ber import (
     DEFAULT_MIN_ERROR_SLOTS,
@@ -113,9 +116,6 @@ CSV_COLUMNS = ("detector", "snr_db", "symbols", "errors", "ser", "ser_lo", "ser_
                "bit_errors", "ber", "ber_lo", "ber_hi", "slots", "effective_symbols")
 #: More points than this is almost certainly a typo in a range.
 MAX_SNR_POINTS = flags.MAX_LIST_POINTS
-#: Antennas per side at most: far beyond the links these detectors serve; more is a typo
-#: (and 100000 x 100000 channel matrices alone would need hundreds of GB).
-MAX_ANTENNAS = 1024
 
 
 # -- argument parsing ----------------------------------------------------------
@@ -218,6 +218,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (it is shown only when stderr is a terminal)")
     add_allow_modified_argument(parser)
+    add_parallel_arguments(parser)
 
 
 # -- detectors -------------------------------------------------------------------
@@ -430,69 +431,6 @@ def resolve_detectors(args: argparse.Namespace) -> str:
 
 # -- resource sizes --------------------------------------------------------------
 
-def batch_bytes(nt: int, nr: int, slot: int, slots: int, itemsize: int = 4) -> int:
-    """A generous estimate of the memory one Monte Carlo batch needs: per slot about six
-    float copies of the real channel ``[2Nr, 2Nt]`` (complex draw, ``H``, ``H_est``, the
-    detectors' transposes and pseudo-inverses), three of a ``[2Nt, 2Nt]`` Gram matrix or
-    its inverse, and four of the slot's ``y``/``x`` vectors."""
-    per_slot = 6 * 4 * nr * nt + 3 * 4 * nt * nt + 4 * 2 * slot * (nr + nt)
-    return per_slot * slots * itemsize
-
-
-def available_memory() -> int | None:
-    """Bytes this process may still allocate: MemAvailable, or less under a cgroup limit;
-    ``None`` if unknown."""
-    available = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            return None
-    try:
-        cgroup = Path("/sys/fs/cgroup")
-        limit = (cgroup / "memory.max").read_text().strip()
-        if limit != "max":
-            used = int((cgroup / "memory.current").read_text())
-            available = min(available, max(0, int(limit) - used))
-    except (OSError, ValueError):
-        pass
-    return available
-
-
-def _gb(count: int) -> str:
-    return f"{count / 1e9:.3g} GB"
-
-
-def check_sizes(nt: int, nr: int, slot: int, batch_size: int | None, max_symbols: int) -> None:
-    """Refuse link sizes that cannot fit in memory, with one line, before allocating."""
-    from mimoc.sim.ber import TARGET_SYMBOLS_PER_BATCH
-
-    for flag, value in (("--nt", nt), ("--nr", nr)):
-        if value > MAX_ANTENNAS:
-            raise UsageError(f"{flag} {value} is more than {MAX_ANTENNAS} antennas; give the "
-                             "size of a real link (e.g. --nt 8 --nr 16)")
-    per_slot = slot * nt
-    slots = batch_size or max(1, TARGET_SYMBOLS_PER_BATCH // per_slot)
-    slots = min(slots, -(-max_symbols // per_slot))
-    needed = batch_bytes(nt, nr, slot, slots)
-    available = available_memory()
-    if available is None or needed <= available:
-        return
-    one = batch_bytes(nt, nr, slot, 1)
-    advice = (f"use a smaller --batch (one slot needs about {_gb(one)})"
-              if slots > 1 and one <= available else "use smaller --nt/--nr/--slot")
-    batches = f"{slots} slot{'s' if slots > 1 else ''}"
-    raise UsageError(f"--nt {nt} --nr {nr} --slot {slot} with batches of {batches} needs "
-                     f"about {_gb(needed)} of memory, more than the {_gb(available)} "
-                     f"available; {advice}")
-
-
 def write_curves_csv(result: BERResult, path: str | os.PathLike) -> Path:
     """Write ``result``'s curves as CSV (:data:`CSV_COLUMNS`) atomically; returns the path.
 
@@ -530,6 +468,7 @@ def run(args: argparse.Namespace) -> int:
             _positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
     check_sizes(args.nt, args.nr, args.slot, args.batch, args.max_symbols)
     snrs = parse_snr_list(args.snr)
+    wants_ray(args)  # a bad --workers fails before any work
     system = MIMOSystem(nt=args.nt, nr=args.nr, modulation=get_constellation(args.mod).name,
                         channel=channel, csi=CSIModel.parse(args.csi),
                         snr_def=args.snr_def, slot=args.slot)
@@ -547,19 +486,23 @@ def run(args: argparse.Namespace) -> int:
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    parallel = contextlib.ExitStack()
     try:
         detectors = build_detectors(spec, system, args.c2c, args.seed,
                                     verify=verify_artifacts(args),
                                     time_s=getattr(args, "time_since_programming", None))
         _dry_run(detectors, system, snrs[0])
+        executor = parallel.enter_context(ray_executor(args, spec, system, args.seed,
+                                                       verify_artifacts(args)))
         recorder = llr_recorder(args, len(detectors), len(snrs), system)
         result = simulate(detectors, system, snrs, seed=args.seed, max_symbols=args.max_symbols,
                           min_errors=args.min_errors, min_error_slots=args.min_error_slots,
                           batch_size=args.batch, llr=args.output == "llr",
                           on_llr=recorder,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, executor=executor)
     finally:
         torch.set_num_threads(previous_threads)
+        parallel.close()  # stops a Ray this run started
 
     if args.plot:
         from mimoc.studies.plots import plot_error_rates

@@ -405,7 +405,8 @@ class IMCSchedule:
         """A detector for :func:`mimoc.sim.ber.simulate` (``(H_est, y, N0) -> x_hat``): the
         static arrays are programmed once (deployment) and read ``time_s`` seconds later
         (drift; ``None``: at once), the channel arrays for every slot, from one generator
-        seeded by ``seed``; the arrays' device-to-device ranges are drawn once."""
+        seeded by ``seed`` (and by the work unit: ``run.reseed``); the arrays' device-to-device
+        ranges are drawn once."""
         device = self.device_for(c2c, ideal=ideal)
         time_s = _time_since_programming(time_s)
         generator = torch.Generator().manual_seed(seed_value(seed))
@@ -419,8 +420,14 @@ class IMCSchedule:
                                   d2d=d2d)
             return result.x_hat.to(H.dtype)
 
+        def reseed(unit_seed: int) -> None:
+            # the engine reseeds per work unit, so a unit's programming noise depends on
+            # (seed, unit) alone, whichever worker runs it and in whatever order
+            generator.manual_seed(seed_value(seed) ^ int(unit_seed))
+
         label = "ideal" if ideal else f"c2c{device.c2c_potentiation:g}"
         run.__name__ = f"imc_{self.path.name}_{label}"
+        run.reseed = reseed
         return run
 
 

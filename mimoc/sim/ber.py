@@ -27,9 +27,13 @@ Comparability and reproducibility:
 
 - all detectors see the *same* draws, so curves compare point by point and
   their difference has far less variance than two independent runs;
-- the draws of a point come from a generator seeded by ``(seed, snr_db)``
-  alone, so a point's result does not depend on which other points are in
-  the list or in what order they run; same seed and arguments, same numbers.
+- batch ``k`` of a point draws from its own generator, seeded by
+  ``(seed, snr_db, k)`` alone (:func:`point_seed`), and the batch size is a
+  function of the arguments only: a point's result does not depend on which
+  other points are in the list, in what order they run, or on how many
+  workers run the batches (``executor``: units run ahead on workers, their
+  counts are consumed in batch order under the same stopping rule); same seed
+  and arguments, same numbers.
 
 Example::
 
@@ -46,7 +50,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,15 +59,22 @@ import torch
 
 from mimoc.errors import UsageError
 from mimoc.progress import progress_bar
+from mimoc.sim.ber_units import (  # noqa: F401  (re-exported: the engine's public names)
+    EngineDetector,
+    InProcessExecutor,
+    Unit,
+    UnitCounts,
+    UnitResult,
+    count_errors,
+    point_seed,
+    run_unit,
+)
 from mimoc.sim.detectors import CLASSICAL_DETECTORS as CLASSICAL_NAMES
 from mimoc.sim.detectors import get_classical_detector
-from mimoc.sim.llr import GMIAccumulator, error_variance, maxlog_llr
+from mimoc.sim.llr import GMIAccumulator
 from mimoc.sim.modulation import Constellation
 from mimoc.sim.stats import SlotCounts, cluster_interval, effective_trials, wilson_interval
 from mimoc.sim.system import MIMOSystem
-
-#: What the engine calls: ``(H_est [B, 2Nr, 2Nt], y [B, S, 2Nr], N0 [B]) -> x_hat [B, S, 2Nt]``.
-EngineDetector = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 DEFAULT_MAX_SYMBOLS = 1_000_000
 DEFAULT_MIN_ERRORS = 100
@@ -301,16 +311,6 @@ def from_module(model: torch.nn.Module) -> EngineDetector:
 
 # -- the engine --------------------------------------------------------------
 
-def point_seed(seed: int, snr_db: float) -> int:
-    """Seed of the generator of one SNR point, a function of ``(seed, snr_db)`` only.
-
-    The SNR is rounded to 1e-9 dB so that ``4``, ``4.0`` and ``0.1 * 40`` share draws.
-    """
-    snr = round(float(snr_db), 9) + 0.0  # + 0.0 maps -0.0 to 0.0
-    digest = hashlib.sha256(f"mimoc.ber:{int(seed)}:{snr!r}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
 def _check_arguments(detectors, snr_db, max_symbols, min_errors, min_error_slots,
                      batch_size) -> list[float]:
     if not detectors:
@@ -328,35 +328,24 @@ def _check_arguments(detectors, snr_db, max_symbols, min_errors, min_error_slots
     return snrs
 
 
-def _count_errors(x_hat: torch.Tensor, indices: torch.Tensor,
-                  constellation: Constellation) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-slot symbol errors ``[B]`` and bit errors ``[B]`` of estimates ``x_hat [B, S, 2Nt]``."""
-    if x_hat.shape[:-1] != indices.shape[:-1] or x_hat.shape[-1] != 2 * indices.shape[-1]:
-        raise UsageError(
-            f"detector returned shape {tuple(x_hat.shape)}, expected "
-            f"{(*indices.shape[:-1], 2 * indices.shape[-1])}; is it built for this Nt?"
-        )
-    decided = constellation.indices_of_real(x_hat)
-    wrong_bits = constellation.bits_of_indices(decided ^ indices)  # popcount of the XOR
-    return (decided != indices).flatten(1).sum(1), wrong_bits.flatten(1).sum(1)
-
-
 def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
              snr_db: Sequence[float], *, seed: int = 0,
              max_symbols: int = DEFAULT_MAX_SYMBOLS, min_errors: int = DEFAULT_MIN_ERRORS,
              min_error_slots: int | None = None, batch_size: int | None = None,
              progress: bool = False, dtype: torch.dtype = torch.float32,
              llr: bool = False,
-             on_llr: Callable[[str, float, torch.Tensor, torch.Tensor], None] | None = None
-             ) -> BERResult:
+             on_llr: Callable[[str, float, torch.Tensor, torch.Tensor], None] | None = None,
+             executor: Any = None) -> BERResult:
     """Measure SER and BER of ``detectors`` on ``system`` at each SNR in ``snr_db``.
 
     Args:
         detectors: name -> ``f(H_est, y, N0) -> x_hat`` (see :func:`classical`
-            and :func:`from_module`); all see the same draws.
+            and :func:`from_module`); all see the same draws. With an ``executor``
+            only the names are used (the executor runs the detectors).
         system: the link (sizes, modulation, channel, CSI, SNR convention, slot).
         snr_db: SNR points in dB under ``system.snr_def``.
-        seed: master seed; a point's generator is seeded by ``(seed, snr)``.
+        seed: master seed; batch ``k`` of a point draws from a generator seeded by
+            ``(seed, snr, k)`` (:func:`point_seed`).
         max_symbols: symbol budget per point (scalar complex symbols, whole slots).
         min_errors: a point ends once every detector has this many symbol errors ...
         min_error_slots: ... in at least this many distinct slots (default:
@@ -364,12 +353,16 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
             that one bad channel draw cannot end a point.
         batch_size: slots per batch; default ``TARGET_SYMBOLS_PER_BATCH / (S Nt)``.
             The draws depend on it, so keep it fixed when comparing runs.
-        progress: show a progress bar on stderr (only when it is a terminal).
+        progress: show a progress bar of finished batches on stderr (only on a terminal).
         dtype: real dtype of the simulated tensors.
         llr: also compute every detector's max-log LLRs and report the GMI they support
             (``BERPoint.gmi``; :mod:`mimoc.sim.llr`).
         on_llr: called with ``(detector, snr_db, LLRs, sent bits)`` for every batch
             (implies ``llr``), e.g. a :class:`~mimoc.sim.llr.LLRRecorder`.
+        executor: runs the units (:class:`InProcessExecutor`'s interface); default: this
+            process, one unit at a time. Whatever runs them, the results are consumed in
+            batch order and the stopping rule sees exactly what the serial run sees, so
+            the counts are the same; results of units beyond a point's stop are dropped.
 
     Returns:
         :class:`BERResult` with one curve per detector, points in ``snr_db`` order.
@@ -380,56 +373,80 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
     if min_error_slots is None:
         min_error_slots = min(DEFAULT_MIN_ERROR_SLOTS, min_errors)
     per_slot = system.slot * system.nt
-    bits_per_slot = per_slot * system.constellation.bits_per_symbol
     if batch_size is None:
         batch_size = max(1, TARGET_SYMBOLS_PER_BATCH // per_slot)
-    constellation = system.constellation
+    if executor is None:
+        executor = InProcessExecutor(detectors, system, dtype, llr=llr, on_llr=on_llr)
+    elif llr:
+        raise UsageError("LLR output runs in this process only: simulate without an executor")
     names = list(detectors)
     result = BERResult(system, {name: [] for name in names}, seed, max_symbols, min_errors,
                        batch_size, min_error_slots, llr)
+    total_slots = math.ceil(max_symbols / per_slot)
+    batches = math.ceil(total_slots / batch_size)
+
+    def unit_of(point: int, batch: int) -> Unit:
+        return Unit(point, snrs[point], batch,
+                    min(batch_size, total_slots - batch * batch_size),
+                    point_seed(seed, snrs[point], batch))
 
     def enough(counts: SlotCounts) -> bool:
         return counts.errors >= min_errors and counts.error_slots >= min_error_slots
 
-    # The bar counts symbols against the worst case (every point spends its budget)
-    # and jumps ahead when a point stops early, so its ETA is an upper bound.
-    budget = math.ceil(max_symbols / per_slot) * per_slot
-    bar = progress_bar(total=budget * len(snrs), desc="ber", unit="sym", unit_scale=True,
-                       enabled=progress)
-    with bar, torch.no_grad():
-        for snr in snrs:
-            generator = torch.Generator().manual_seed(point_seed(seed, snr))
-            symbols = 0
-            sym_counts = dict.fromkeys(names, SlotCounts())
-            bit_counts = dict.fromkeys(names, SlotCounts())
-            gmis = {name: GMIAccumulator(constellation.bits_per_symbol, system.nt)
-                    for name in names} if llr else {}
-            bar.set_description(f"ber @ {snr:g} dB")
-            bar.set_postfix(min_errors=0, min_error_slots=0, refresh=False)
-            while symbols < max_symbols and not all(map(enough, sym_counts.values())):
-                slots = min(batch_size, math.ceil((max_symbols - symbols) / per_slot))
-                batch = system.sample(slots, snr, generator, dtype)
-                for name in names:
-                    x_hat = detectors[name](batch.H_est, batch.y, batch.noise_var)
-                    sym_err, bit_err = _count_errors(x_hat, batch.indices, constellation)
-                    sym_counts[name] = sym_counts[name].add(sym_err, per_slot)
-                    bit_counts[name] = bit_counts[name].add(bit_err, bits_per_slot)
-                    if llr:
-                        llrs = maxlog_llr(x_hat, error_variance(x_hat, batch.x), constellation)
-                        sent = constellation.bits_of_indices(batch.indices)
-                        gmis[name].add(llrs, sent)
-                        if on_llr is not None:
-                            on_llr(name, snr, llrs, sent)
-                symbols += slots * per_slot
-                bar.update(slots * per_slot)
-                bar.set_postfix(min_errors=min(c.errors for c in sym_counts.values()),
-                                min_error_slots=min(c.error_slots for c in sym_counts.values()),
-                                refresh=False)
-            bar.update(budget - symbols)
-            for name in names:
-                result.curves[name].append(
-                    BERPoint.from_slot_counts(snr, sym_counts[name], bit_counts[name],
-                                              gmis.get(name)))
+    totals = [{name: UnitResult.empty(system, llr) for name in names} for _ in snrs]
+    ready: list[dict[int, UnitCounts]] = [{} for _ in snrs]
+    submitted, consumed, done = [0] * len(snrs), [0] * len(snrs), [False] * len(snrs)
+    in_flight, first = 0, 0
+    # The bar counts batches against the worst case (every point spends its budget) and
+    # jumps ahead when a point stops early, so its ETA is an upper bound.
+    bar = progress_bar(total=batches * len(snrs), desc="ber", unit="batch", enabled=progress)
+    try:
+        with bar:
+            while True:
+                # Keep the executor's window full with the earliest points' next batches:
+                # points are independent, so later points fill what one point cannot.
+                point = first
+                while in_flight < executor.window and point < len(snrs):
+                    if done[point] or submitted[point] == batches:
+                        point += 1
+                        continue
+                    executor.submit(unit_of(point, submitted[point]))
+                    submitted[point] += 1
+                    in_flight += 1
+                if in_flight == 0:
+                    break
+                for unit, counts in executor.wait():
+                    in_flight -= 1
+                    p = unit.point
+                    if done[p]:
+                        continue  # ran ahead of its point's stop: not part of the result
+                    ready[p][unit.batch] = counts
+                    while consumed[p] in ready[p]:
+                        for name, part in ready[p].pop(consumed[p]).items():
+                            totals[p][name] = totals[p][name] + part
+                        consumed[p] += 1
+                        bar.update(1)
+                        if consumed[p] == batches or all(
+                                enough(t.symbols) for t in totals[p].values()):
+                            done[p] = True
+                            bar.update(batches - consumed[p])
+                            ready[p].clear()
+                            break
+                while first < len(snrs) and done[first]:
+                    first += 1
+                if first < len(snrs):
+                    bar.set_description(f"ber @ {snrs[first]:g} dB")
+                    bar.set_postfix(
+                        min_errors=min(t.symbols.errors for t in totals[first].values()),
+                        min_error_slots=min(t.symbols.error_slots
+                                            for t in totals[first].values()),
+                        refresh=False)
+    finally:
+        executor.cancel()
+    for p, snr in enumerate(snrs):
+        for name in names:
+            t = totals[p][name]
+            result.curves[name].append(BERPoint.from_slot_counts(snr, t.symbols, t.bits, t.gmi))
     return result
 
 

@@ -141,6 +141,13 @@ class GMIAccumulator:
             self.penalty[i] += torch.nn.functional.softplus(-scale * signed).sum() / math.log(2)
         self.bit_count += signed.numel()
 
+    def merged(self, other: GMIAccumulator | None) -> GMIAccumulator:
+        """A new accumulator holding the sums of both (``other`` ``None``: a copy)."""
+        out = GMIAccumulator(self.bits_per_symbol, self.streams)
+        out.bit_count = self.bit_count + (other.bit_count if other is not None else 0)
+        out.penalty = self.penalty + (other.penalty if other is not None else 0.0)
+        return out
+
     def best(self) -> tuple[float, float]:
         """``(GMI in bits per channel use, the LLR scale attaining it)``."""
         if not self.bit_count:

@@ -370,16 +370,16 @@ def test_a_full_disk_under_torch_save_raises_the_disk_error(tmp_path, monkeypatc
 ])
 def test_ber_refuses_links_that_cannot_fit_before_allocating(capsys, monkeypatch, argv,
                                                              message):
-    from mimoc.commands import ber
+    from mimoc.commands import ber, ber_memory
 
-    monkeypatch.setattr(ber, "available_memory", lambda: 8 * 10 ** 9)
+    monkeypatch.setattr(ber_memory, "available_memory", lambda: 8 * 10 ** 9)
     monkeypatch.setattr(ber.MIMOSystem, "sample", lambda *a, **k: pytest.fail("allocated"))
     code, err = cli(capsys, "ber", *argv, "--no-progress")
     assert one_line_error(code, err) and message in err, err
 
 
 def test_ber_memory_estimate_grows_with_the_batch():
-    from mimoc.commands.ber import batch_bytes
+    from mimoc.commands.ber_memory import batch_bytes
 
     assert batch_bytes(4, 8, 1, 1) < 10 ** 4  # a small link is tiny
     assert batch_bytes(100_000, 100_000, 1, 1) > 80 * 10 ** 9  # the tester's: over 80 GB

@@ -1,0 +1,303 @@
+"""BER units on Ray: detector specs that workers rebuild, and the Ray executor.
+
+:func:`mimoc.sim.ber.simulate` decides which work units (SNR point, batch) run and
+consumes their counts in batch order; :class:`RayExecutor` runs them as Ray tasks, on a
+local Ray started on demand (:func:`start_ray`) or on an existing cluster. Ray (a
+distributed engine kept out of the default install, ``pip install -e '.[ray]'``) is
+imported only here and only when asked for.
+
+What goes to the workers is never a pickled module: a :class:`DetectorSpec` names a
+classical detector, or a model file / artifact directory *by its content hash*; the
+file's bytes travel once through Ray's object store and each worker process writes them
+to a local cache folder named by that hash, loads them with the same safe loaders as
+the CLI and keeps the built detector for the next units. A unit's draws (and a crossbar
+engine's programming noise) are seeded by the unit alone, so a unit retried after its
+worker died (``max_retries``) gives the same counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mimoc.errors import MimocError, UsageError
+
+#: units kept in flight per worker CPU: one running, one queued, so a worker never idles
+#: while the driver consumes a result
+UNITS_PER_WORKER = 2
+#: how often Ray reruns a unit whose worker process died (a unit is seeded by itself, so
+#: a rerun gives the same counts)
+MAX_RETRIES = 3
+INSTALL_HINT = "install the extra: pip install -e '.[ray]'"
+#: environment of every worker: one torch/BLAS thread each (the workers are the parallelism)
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a one-line MimocError saying how to install it."""
+    try:
+        return importlib.import_module("ray")
+    except ImportError:
+        raise MimocError("parallel runs need Ray, which is not installed; "
+                         f"{INSTALL_HINT} (or run with --workers 1)") \
+            from None
+
+
+def start_ray(workers: int | None = None, address: str | None = None,
+              env: dict[str, str] | None = None) -> bool:
+    """Connect to the Ray cluster at ``address``, or start a local one with ``workers``
+    CPUs; returns whether this call started it (then :func:`stop_ray` ends it). ``env``:
+    more environment variables of the workers (besides :data:`WORKER_ENV`).
+
+    A Ray already initialised in this process (a test fixture, a notebook) is reused.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    worker_env = {**WORKER_ENV, **(env or {})}
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR,
+                     runtime_env={"env_vars": worker_env})
+        else:
+            # A local Ray's workers inherit the environment its processes start with; a
+            # runtime_env would make Ray start a second set of workers for it, which
+            # doubles the warm-up (measured: about 5 s more on 2 cores).
+            saved = {key: os.environ.get(key) for key in worker_env}
+            os.environ.update(worker_env)
+            try:
+                ray.init(num_cpus=int(workers or 1), include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.ERROR)
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise MimocError(f"cannot start {where} ({first}); check --ray-address or run "
+                         "with --workers 1") from None
+    return True
+
+
+def stop_ray() -> None:
+    import_ray().shutdown()
+
+
+# -- what a worker rebuilds ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """How a worker rebuilds one curve's detector.
+
+    Attributes:
+        name: the curve's name.
+        kind: ``"classical"`` (``source`` = registry name), ``"model"`` (a checkpoint
+            file), ``"artifact"`` (a compiled artifact directory) or ``"callable"``
+            (``source`` = ``"package.module:factory"``, importable on the workers, called
+            as ``factory(system, **options)``; the Python API's hook for own detectors).
+        source: see ``kind``; for files, the path on the driver (for messages).
+        digest: sha256 of the file / of the directory's files: the cache key on workers.
+        c2c, seed, verify: a crossbar artifact's C2C level (``None``: the device's own),
+            programming-noise seed and whether modified files are refused.
+        options: keyword arguments of a ``callable``'s factory (hashable pairs).
+    """
+
+    name: str
+    kind: str
+    source: str
+    digest: str = ""
+    c2c: float | None = None
+    seed: int = 0
+    verify: bool = True
+    options: tuple[tuple[str, Any], ...] = field(default=())
+
+
+def _files_of(path: Path) -> dict[str, bytes]:
+    if path.is_file():
+        return {"": path.read_bytes()}
+    return {str(p.relative_to(path)): p.read_bytes()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def content_digest(files: dict[str, bytes]) -> str:
+    """sha256 over the sorted (relative path, sha256 of bytes) pairs of ``files``."""
+    outer = hashlib.sha256()
+    for rel in sorted(files):
+        outer.update(f"{rel}\0{hashlib.sha256(files[rel]).hexdigest()}\n".encode())
+    return outer.hexdigest()
+
+
+def file_spec(name: str, kind: str, path: str | os.PathLike, *, c2c: float | None = None,
+              seed: int = 0, verify: bool = True) -> tuple[DetectorSpec, dict[str, bytes]]:
+    """The spec of a model file (``kind="model"``) or artifact directory (``"artifact"``)
+    and its files to ship, ``{relative path: bytes}`` (the spec's digest names them)."""
+    content = _files_of(Path(path))
+    return DetectorSpec(name, kind, str(path), content_digest(content), c2c, seed,
+                        verify), content
+
+
+def detector_specs(entries: Sequence[str], levels: Sequence[float | None], seed: int = 0,
+                   verify: bool = True) -> tuple[list[DetectorSpec], dict[str, dict]]:
+    """``--detector`` entries -> specs named as :func:`mimoc.commands.ber.build_detectors`
+    names the curves (a crossbar artifact: one per C2C level, ``DIR@c2c=0.01``), and the
+    files to ship, ``{digest: {relative path: bytes}}``."""
+    from mimoc.sim.detectors import CLASSICAL_DETECTORS
+    from mimoc.targets import artifact_target
+
+    specs: list[DetectorSpec] = []
+    files: dict[str, dict] = {}
+    for entry in entries:
+        if entry.lower().partition(":")[0] in CLASSICAL_DETECTORS:
+            specs.append(DetectorSpec(entry, "classical", entry.lower()))
+            continue
+        path = Path(entry)
+        if not path.exists():
+            raise UsageError(f"detector {entry!r} not found; give a classical name, a model "
+                             "file or an artifact directory")
+        kind = "artifact" if path.is_dir() else "model"
+        crossbar = kind == "artifact" and artifact_target(path) == "crossbar"
+        for level in levels if crossbar else [None]:
+            name = entry if level is None else f"{entry}@c2c={level:g}"
+            spec, content = file_spec(name, kind, path, c2c=level, seed=seed, verify=verify)
+            specs.append(spec)
+            files[spec.digest] = content
+    return specs, files
+
+
+def materialize(digest: str, files: dict[str, bytes], root: str | os.PathLike) -> Path:
+    """Write shipped ``files`` under ``root/digest`` once (atomically, by rename) and
+    return the path to load: the file itself for a single file, else the folder."""
+    target = Path(root) / digest
+    if not target.exists():
+        staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=root))
+        for rel, data in files.items():
+            out = staging / (rel or "model.pt")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(data)
+        try:
+            staging.rename(target)
+        except OSError:  # another worker of this node won the race: same bytes
+            pass
+    return target / "model.pt" if "" in files else target
+
+
+def build_detector(spec: DetectorSpec, system: Any, path: str | os.PathLike | None = None):
+    """The engine detector of ``spec`` for ``system`` (``path``: where its files lie)."""
+    from mimoc.sim.ber import classical, from_module
+
+    if spec.kind == "classical":
+        return classical(spec.source, system.constellation)
+    if spec.kind == "callable":
+        module, _, function = spec.source.partition(":")
+        return getattr(importlib.import_module(module), function)(system, **dict(spec.options))
+    path = Path(path if path is not None else spec.source)
+    if spec.kind == "model":
+        from mimoc.quant import QuantizedDetector, load_quantized
+
+        model, recipe = load_quantized(path)
+        return from_module(model if recipe is None else QuantizedDetector(model, recipe))
+    from mimoc.targets import artifact_target
+
+    if artifact_target(path) == "crossbar":
+        from mimoc.runtime.imc import load_schedule
+
+        return load_schedule(path, verify=spec.verify).engine(c2c=spec.c2c, seed=spec.seed)
+    from mimoc.runtime.loader import load
+
+    return load(path, verify=spec.verify).engine()
+
+
+# -- the worker side -----------------------------------------------------------------
+
+_WORKER_DETECTORS: dict[tuple, Any] = {}  # per worker process: built once, reused by units
+
+
+def _worker_detectors(system: Any, specs: Sequence[DetectorSpec], file_refs: dict) -> dict:
+    import torch
+
+    ray = import_ray()
+    torch.set_num_threads(1)
+    cache = Path(tempfile.gettempdir()) / "mimoc-ray-cache"
+    cache.mkdir(exist_ok=True)
+    detectors = {}
+    for spec in specs:
+        key = (spec, repr(system))
+        if key not in _WORKER_DETECTORS:
+            path = None
+            if spec.digest:
+                path = materialize(spec.digest, ray.get(file_refs[spec.digest]), cache)
+            _WORKER_DETECTORS[key] = build_detector(spec, system, path)
+        detectors[spec.name] = _WORKER_DETECTORS[key]
+    return detectors
+
+
+def _run_unit_task(system: Any, specs: Sequence[DetectorSpec], file_refs: dict, dtype: Any,
+                   unit: Any):
+    from mimoc.sim.ber import run_unit
+
+    return run_unit(_worker_detectors(system, specs, file_refs), system, unit, dtype)
+
+
+# -- the executor --------------------------------------------------------------------
+
+class RayExecutor:
+    """Runs :func:`mimoc.sim.ber.simulate`'s units as Ray tasks (Ray must be started,
+    :func:`start_ray`). ``files``: ``{digest: {relative path: bytes}}`` of the specs."""
+
+    def __init__(self, specs: Iterable[DetectorSpec], system: Any,
+                 files: dict[str, dict] | None = None, *, dtype: Any = None,
+                 window: int | None = None) -> None:
+        import torch
+
+        ray = import_ray()
+        self._ray = ray
+        self.specs = list(specs)
+        names = [spec.name for spec in self.specs]
+        if len(set(names)) != len(names):
+            raise UsageError(f"detector names must be distinct, got {names}")
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.window = window or max(1, UNITS_PER_WORKER * cpus)
+        file_refs = {digest: ray.put(content) for digest, content in (files or {}).items()}
+        # one copy in the object store, shared by every task
+        self._args = [ray.put(a) for a in (system, self.specs, file_refs,
+                                           dtype or torch.float32)]
+        self._remote = ray.remote(max_retries=MAX_RETRIES, num_cpus=1)(_run_unit_task)
+        self._in_flight: dict[Any, Any] = {}
+
+    def submit(self, unit: Any) -> None:
+        self._in_flight[self._remote.remote(*self._args, unit)] = unit
+
+    def wait(self) -> list[tuple[Any, Any]]:
+        ray = self._ray
+        ready, _ = ray.wait(list(self._in_flight), num_returns=1)
+        more, _ = ray.wait([r for r in self._in_flight if r not in ready],
+                           num_returns=len(self._in_flight) - len(ready), timeout=0)
+        done = []
+        for ref in [*ready, *more]:
+            unit = self._in_flight.pop(ref)
+            try:
+                done.append((unit, ray.get(ref)))
+            except ray.exceptions.RayTaskError as err:
+                cause = getattr(err, "cause", None)
+                if isinstance(cause, MimocError):  # a bad file on a worker: its one line
+                    raise MimocError(str(cause)) from None
+                raise
+        return done
+
+    def cancel(self) -> None:
+        refs, self._in_flight = list(self._in_flight), {}
+        for ref in refs:
+            try:
+                self._ray.cancel(ref)
+            except Exception:  # noqa: BLE001 -- Ray shutting down (Ctrl-C): nothing to cancel
+                pass
