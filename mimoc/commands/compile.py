@@ -127,12 +127,24 @@ def add_crossbar_arguments(parser: argparse.ArgumentParser) -> None:
                        help="write circuits: one per tile (default), per matrix, or one")
     group.add_argument("--mc-draws", type=int, default=None, metavar="N",
                        help="channel draws for the expected programming time (default 32)")
+    group.add_argument("--strategy", default=None, metavar="SPEC",
+                       help="programming strategy of the channel arrays: single (default, "
+                            "open loop), verify[:tol=T,iters=N], redundancy:r=R, clip=C, "
+                            "levels=L, joined by '+' (docs/crossbar.md)")
+    group.add_argument("--budget-us", type=float, default=None, metavar="B",
+                       help="search the strategies: slot latency at most B us (with "
+                            "--max-loss-db; simulates the candidates, docs/crossbar.md)")
+    group.add_argument("--max-loss-db", type=float, default=None, metavar="D",
+                       help="search the strategies: SNR loss at the target SER at most D dB "
+                            "against the ideal device (default 0.5 with --budget-us)")
+    group.add_argument("--target-ser", type=float, default=None, metavar="P",
+                       help="the strategy search's target SER (default 1e-3)")
 
 
 #: the flags of every target, by their keyword in mimoc.compile (the target refuses those
 #: that are not its own, naming the target they belong to)
 TARGET_FLAGS = ("quant", "lowering", "bits", "static_shapes", "device", "array", "slot",
-                "accumulation", "static_clip", "write_parallel", "mc_draws")
+                "accumulation", "static_clip", "write_parallel", "mc_draws", "strategy")
 
 
 def onnx_summary(result) -> str:
@@ -169,8 +181,15 @@ def crossbar_summary(result) -> str:
              f"{t['symbol_s'] * 1e9:.1f} ns, per slot of {t['slot_symbols']} symbols "
              f"{t['per_slot_s'] * 1e9:.1f} ns; static program-and-verify once "
              f"{t['static_programming_s'] * 1e6:.2f} us",
+             _strategy_line(s),
              "mimoc inspect DIR shows the tables; mimoc ber DIR --c2c ... simulates it"]
     return "\n".join(line for line in lines if line)
+
+
+def _strategy_line(schedule) -> str:
+    from mimoc.commands.strategy_search import strategy_summary
+
+    return strategy_summary(schedule)
 
 
 #: the text summary of each built-in target's artifact (another target prints its
@@ -188,9 +207,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"# IR after {name}\n{text}", file=sys.stderr)
 
     flags = {name: getattr(args, name, None) for name in TARGET_FLAGS}
-    result = compile_model(args.model, target=args.target, out=args.output, passes=args.passes,
+    searching = any(getattr(args, k, None) is not None
+                    for k in ("budget_us", "max_loss_db", "target_ser"))
+    if searching:
+        from mimoc.commands.strategy_search import check_search_flags
+
+        check_search_flags(args)
+    result = compile_model(args.model, target=args.target,
+                           out=None if searching else args.output, passes=args.passes,
                            dump_after=args.dump_after, on_dump=dump, force=args.force,
                            options=pass_options(args), progress=True, **flags)
+    if searching:
+        from mimoc.commands.strategy_search import search_and_write
+
+        result = search_and_write(result, args)
     summary = SUMMARIES.get(result.target)
     if args.json or summary is None:
         from mimoc.targets import get_target

@@ -244,7 +244,7 @@ class IMCSchedule:
         self.last_channel[m["id"]] = out
         lead = tuple(value.shape[:-2])                        # (B,) or (B, 1, ...)
         dG = out.dG
-        k = mapping_gain(out.w_clip, device).reshape(lead + (1, 1))                       # broadcasts like the matmul
+        k = mapping_gain(out.w_clip, device).reshape(lead + (1, 1))  # broadcasts like matmul
         rows = []
         for tiles in self._tile_grid(m):
             r0, r1 = tiles[0]["rows"]
