@@ -65,8 +65,8 @@ CLIP_SIGMAS = 3.0
 def sigma_clip(sigma: torch.Tensor, *, floor: float | None = None,
                sigmas: float = CLIP_SIGMAS) -> torch.Tensor:
     """``w_clip = 3 sigma`` (``sigmas`` sigma), at least ``floor`` (default: the smallest
-    normal number of ``sigma``'s dtype): an all-zero matrix has nothing to program, but ``w_clip`` must stay
-    positive to avoid ``0/0``."""
+    normal number of ``sigma``'s dtype): an all-zero matrix has nothing to program, but
+    ``w_clip`` must stay positive to avoid ``0/0``."""
     if floor is None:
         floor = torch.finfo(sigma.dtype).tiny
     return (sigmas * sigma).clamp_min(floor)

@@ -325,3 +325,33 @@ def test_imc_schedule_from_memory_shares_the_static_cache(detnet):
     assert len(cache) == 1
     assert b.strategy.redundancy == 2 and dataclasses.is_dataclass(b.strategy)
     assert np.isfinite(b.detect(H, y, seed=1).numpy()).all()
+
+
+def test_budget_targets_take_a_strategy_or_search(tmp_path, monkeypatch):
+    from mimoc.studies import budget
+
+    specs = budget.parse_targets("crossbar:ftj-luo2022@search,crossbar:fefet-jerry2017@tol=0.02"
+                                 ",crossbar:rram-zeng2023")
+    assert [(s.device, s.strategy) for s in specs] == [
+        ("ftj-luo2022", "search"), ("fefet-jerry2017", "verify:tol=0.02"),
+        ("rram-zeng2023", None)]
+    with pytest.raises(UsageError, match="bad --strategy"):
+        budget.parse_targets("crossbar:ftj-luo2022@bogus")
+
+    def fake_measure(simulated, *args, **kwargs):  # the search's own simulation: tested above
+        for c in simulated:
+            c.loss = Loss(0.1 if c.spec == "verify" else 5.0, (0.0, 0.2), (-1.0, 2.0))
+
+    monkeypatch.setattr(search, "_measure", fake_measure)
+    monkeypatch.setattr(search, "DEFAULT_CANDIDATES", ("single", "verify"))
+    torch.manual_seed(0)
+    model = build_detector("detnet", nt=2, nr=4, modulation="qpsk", layers=1).eval()
+    save_detector(model, tmp_path / "d.pt")
+    keep = tmp_path / "keep"
+    report = budget.run_budget(tmp_path / "d.pt", ["crossbar:fefet-jerry2017@search"], slot=7,
+                               snr_db=6.0, ser_symbols=500, min_time=0.01, calls=20,
+                               max_time=2.0, workdir=keep)
+    settings = report.target("crossbar:fefet-jerry2017@search").settings
+    assert settings["strategy"] == "verify"
+    schedule = read_schedule(keep / "crossbar-fefet-jerry2017-search")
+    assert schedule["strategy_search"]["chosen"] == "verify"

@@ -2,7 +2,10 @@
 
 A name is ``onnx-cpu`` (fp32 ONNX on this CPU), ``onnx-cpu-LOWERING[:METHOD]`` (a
 quantized ONNX lowering), ``crossbar:DEVICE`` (a crossbar schedule for a device name or
-profile), a reference processor's name (:mod:`mimoc.hardware.processors`) or
+profile; ``crossbar:DEVICE@STRATEGY`` programs the channel arrays with a strategy of
+:mod:`mimoc.targets.crossbar.strategy`, written without commas, and ``crossbar:DEVICE@search``
+searches for the cheapest one within the budget and loss limit), a reference processor's
+name (:mod:`mimoc.hardware.processors`) or
 ``proc:FILE.json`` (a processor profile of one's own), or ``mmse`` (the classical MMSE
 detector on this CPU: the reference a learned detector has to beat).
 """
@@ -43,6 +46,7 @@ class TargetSpec:
         quant: ONNX quantization method (``None``: the model's own recipe, else
             :data:`DEFAULT_QUANT`).
         device: crossbar device name or profile path.
+        strategy: the crossbar's channel programming strategy spec, ``search``, or ``None``.
         processor: the loaded reference processor.
     """
 
@@ -52,12 +56,14 @@ class TargetSpec:
     quant: str | None = None
     device: str | None = None
     processor: Processor | None = None
+    strategy: str | None = None
 
 
 def target_names_help() -> str:
     """The accepted ``--targets`` forms, for help texts and error messages."""
     return ("onnx-cpu, onnx-cpu-w4 / -w4a4 / -int8 (optionally :METHOD, e.g. "
-            "onnx-cpu-w4:minmax), crossbar:DEVICE (a device name or profile .json), "
+            "onnx-cpu-w4:minmax), crossbar:DEVICE (a device name or profile .json; "
+            "crossbar:DEVICE@STRATEGY or @search for the channel programming), "
             f"{', '.join(list_processors())}, proc:FILE.json, mmse")
 
 
@@ -74,7 +80,14 @@ def parse_target(text: str) -> TargetSpec:
                              f"onnx-cpu or onnx-cpu-{{{','.join(ONNX_LOWERINGS)}}}")
         return TargetSpec(name, "onnx-cpu", lowering=lowering, quant=tail or None)
     if head == "crossbar":
-        return TargetSpec(name, "crossbar", device=tail or DEFAULT_DEVICE)
+        device, at, strategy = tail.partition("@")
+        if at:
+            from mimoc.targets.crossbar.strategy import parse_strategy
+
+            if strategy != "search":
+                strategy = parse_strategy(strategy).spec  # a bad spec: one line here
+        return TargetSpec(name, "crossbar", device=device or DEFAULT_DEVICE,
+                          strategy=strategy if at else None)
     if head == "proc":
         if not tail:
             raise UsageError(f"target {name!r} needs a file: proc:FILE.json")
