@@ -8,9 +8,12 @@ use):
 
 - **static arrays** are programmed once per :meth:`IMCSchedule.detect` call / per
   :meth:`IMCSchedule.engine` (deployment) from the target conductances in ``arrays.npz``
-  with program-and-verify (:func:`~mimoc.hardware.programming.program_with_verify`);
+  with program-and-verify (:func:`~mimoc.hardware.programming.program_with_verify`),
+  cached per (device, generator state) so a repeated run reuses them with the same result;
 - **channel arrays** are programmed for every slot (every ``b`` of ``H [B, ...]``) from the
-  slot-rate matrix the program computes (``H``, ``H^T``, ``pinv(H)^T``): three-sigma mapping,
+  slot-rate matrix the program computes (``H``, ``H^T``, ``pinv(H)^T``) with the schedule's
+  strategy (:mod:`mimoc.targets.crossbar.channel`: verify, redundancy, mapping range,
+  levels); the default ``single`` is open loop: three-sigma mapping,
   ``n = clip(round(|W| / w_clip * P), 0, P)`` potentiation pulses from reset on the side of
   the pair that carries the sign, ``G = Gmin + n dG + c2c (Gmax - Gmin) sqrt(n) z``,
   clipped to ``[Gmin, Gmax]``;
