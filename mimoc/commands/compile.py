@@ -51,11 +51,14 @@ so run 'mimoc quantize MODEL.pt --method kaq -o model_q.pt' first and compile th
 Crossbar (--target crossbar): schedule.json + arrays.npz for memristor arrays (per-slot
 channel arrays for H and H^T, static arrays for the weights, pulse counts, programming
 and computation latency, peripherals), run by 'mimoc ber DIR --c2c ...'; see
-docs/crossbar.md.
+docs/crossbar.md. --strategy SPEC chooses how the channel arrays are programmed every slot
+(single, verify:tol=T, r=R, clip=C, levels=L, joined by '+'); --budget-us B --max-loss-db D
+simulates the candidate strategies and writes the cheapest that meets both.
 
 examples:
   mimoc compile detnet.pt -o out/detnet
   mimoc compile detnet.pt --target crossbar --device ftj-luo2022 --array 128x128 -o out/xb
+  mimoc compile detnet.pt --target crossbar --budget-us 100 --max-loss-db 0.5 -o out/xb
   mimoc compile detnet.pt -o out/detnet-w4 --quant minmax
   mimoc compile detnet_kaq.pt -o out/detnet-w4a4 --lowering w4a4
   mimoc compile detnet.pt -o out/detnet-int8 --quant int8
