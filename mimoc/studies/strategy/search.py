@@ -232,8 +232,10 @@ def _measure(simulated: list[Candidate], built: BuiltSchedule, target_ser: float
     reference = next(iter(schedules.values())).engine(ideal=True, seed=seed)
     engines = {REFERENCE: reference, **{spec: xb.engine(seed=seed)
                                         for spec, xb in schedules.items()}}
-    center, points = find_crossing(reference, system, start_db, target_ser, seed=seed,
-                                   max_symbols=max_symbols, say=say)
+    # find_crossing names its reference "the fp32 model"; here it is the ideal device
+    center, points = find_crossing(
+        reference, system, start_db, target_ser, seed=seed, max_symbols=max_symbols,
+        say=lambda text: say(text.replace("the fp32 model's", "the ideal device's")))
     if center is None:
         raise UsageError(f"the ideal device does not reach SER {target_ser:g} between "
                          f"{min(p.snr_db for p in points):g} and "
