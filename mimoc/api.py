@@ -73,7 +73,8 @@ def compile(model: str | os.PathLike | torch.nn.Module | torch.export.ExportedPr
             - ``crossbar``: ``device`` (id, profile path or Device), ``array``
               (``"RxC"`` or ``(R, C)``), ``slot``, ``crossbar`` (a
               :class:`~mimoc.targets.crossbar.config.CrossbarConfig` or dict),
-              ``accumulation``, ``static_clip``, ``write_parallel``, ``mc_draws``.
+              ``accumulation``, ``static_clip``, ``write_parallel``, ``mc_draws``,
+              ``strategy`` (channel programming, e.g. ``"verify:tol=0.02"``).
 
     Raises :class:`~mimoc.errors.MimocError` (one-line message) for bad inputs.
     """

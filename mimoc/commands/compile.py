@@ -62,11 +62,14 @@ so run 'mimoc quantize MODEL.pt --method kaq -o model_q.pt' first and compile th
 Crossbar (--target crossbar): schedule.json + arrays.npz for memristor arrays (per-slot
 channel arrays for H and H^T, static arrays for the weights, pulse counts, programming
 and computation latency, peripherals), run by 'mimoc ber DIR --c2c ...'; see
-docs/crossbar.md.
+docs/crossbar.md. --strategy SPEC chooses how the channel arrays are programmed every slot
+(single, verify:tol=T, r=R, clip=C, levels=L, joined by '+'); --budget-us B --max-loss-db D
+simulates the candidate strategies and writes the cheapest that meets both.
 
 examples:
   mimoc compile detnet.pt -o out/detnet
   mimoc compile detnet.pt --target crossbar --device ftj-luo2022 --array 128x128 -o out/xb
+  mimoc compile detnet.pt --target crossbar --budget-us 100 --max-loss-db 0.5 -o out/xb
   mimoc compile detnet.pt -o out/detnet-w4 --quant minmax
   mimoc compile detnet.pt -o out/detnet-w4 --target onnx-w4:minmax   # the same
   mimoc compile detnet_kaq.pt -o out/detnet-w4a4 --lowering w4a4
@@ -146,12 +149,24 @@ def add_crossbar_arguments(parser: argparse.ArgumentParser) -> None:
                        help="write circuits: one per tile (default), per matrix, or one")
     group.add_argument("--mc-draws", type=int, default=None, metavar="N",
                        help="channel draws for the expected programming time (default 32)")
+    group.add_argument("--strategy", default=None, metavar="SPEC",
+                       help="programming strategy of the channel arrays: single (default, "
+                            "open loop), verify[:tol=T,iters=N], redundancy:r=R, clip=C, "
+                            "levels=L, joined by '+' (docs/crossbar.md)")
+    group.add_argument("--budget-us", type=float, default=None, metavar="B",
+                       help="search the strategies: slot latency at most B us (with "
+                            "--max-loss-db; simulates the candidates, docs/crossbar.md)")
+    group.add_argument("--max-loss-db", type=float, default=None, metavar="D",
+                       help="search the strategies: SNR loss at the target SER at most D dB "
+                            "against the ideal device (default 0.5 with --budget-us)")
+    group.add_argument("--target-ser", type=float, default=None, metavar="P",
+                       help="the strategy search's target SER (default 1e-3)")
 
 
 #: the flags of every target, by their keyword in mimoc.compile (the target refuses those
 #: that are not its own, naming the target they belong to)
 TARGET_FLAGS = ("quant", "lowering", "bits", "static_shapes", "device", "array", "slot",
-                "accumulation", "static_clip", "write_parallel", "mc_draws")
+                "accumulation", "static_clip", "write_parallel", "mc_draws", "strategy")
 
 
 def _size(count: int) -> str:
@@ -214,6 +229,7 @@ def crossbar_summary(result, seconds: float) -> str:
              f"{t['symbol_s'] * 1e9:.1f} ns, per slot of {t['slot_symbols']} symbols "
              f"{t['per_slot_s'] * 1e9:.1f} ns",
              f"  static       program-and-verify once {t['static_programming_s'] * 1e6:.2f} us",
+             _strategy_line(s),
              "mimoc inspect DIR shows the tables; mimoc ber DIR --c2c ... simulates it"]
     return "\n".join(lines)
 
@@ -228,6 +244,12 @@ def pass_log(records) -> str:
              f"{r.seconds * 1e3:.1f}", "; ".join(r.notes)] for r in records]
     return text_table(rows, ["pass", "nodes", "FLOPs per symbol", "FLOPs per slot", "ms",
                              "what changed"], right={1, 2, 3, 4}, indent="  ")
+
+
+def _strategy_line(schedule) -> str:
+    from mimoc.commands.strategy_search import strategy_summary
+
+    return strategy_summary(schedule)
 
 
 #: the text summary of each built-in target's artifact (another target prints its
@@ -285,11 +307,22 @@ def run(args: argparse.Namespace) -> int:
                if name not in ("slot", "array") or flags.given(args, name)}
     target = resolve_target(flags.warn_deprecated_targets(args, args.target), options)
     refuse_input_overwrite(args.output, [args.model])  # even with --force
+    searching = any(getattr(args, k, None) is not None
+                    for k in ("budget_us", "max_loss_db", "target_ser"))
+    if searching:
+        from mimoc.commands.strategy_search import check_search_flags
+
+        check_search_flags(args, target)
     start = time.perf_counter()
-    result = compile_model(args.model, target=target, out=args.output, passes=args.passes,
+    result = compile_model(args.model, target=target,
+                           out=None if searching else args.output, passes=args.passes,
                            dump_after=args.dump_after, on_dump=dump, force=args.force,
                            options=pass_options(args), progress=not args.no_progress,
                            **options)
+    if searching:
+        from mimoc.commands.strategy_search import search_and_write
+
+        result = search_and_write(result, args)
     seconds = time.perf_counter() - start
     summary = SUMMARIES.get(result.target)
     if args.json or summary is None:

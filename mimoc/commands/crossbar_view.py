@@ -56,6 +56,15 @@ def render(info: dict[str, Any]) -> str:
     lines.append(f"  {len(per_slot['groups'])} parallel write group(s); per slot "
                  f"{_ns(per_slot['expected_s'])} ns expected (std {_ns(per_slot['std_s'])}, "
                  f"min {_ns(per_slot['min_s'])}, max {_ns(per_slot['max_s'])})")
+    if info.get("strategy"):
+        st = info["strategy"]
+        counts = info.get("costs", {}).get("per_slot", {}).get("counts", {})
+        lines.append(f"  strategy {st['spec']}: {per_slot.get('mode', '')}; "
+                     f"{per_slot.get('mapping', '')}; p99 {_ns(per_slot.get('p99_s', 0.0))} ns; "
+                     f"{counts.get('program_pulses', 0):,.0f} pulses and "
+                     f"{counts.get('verify_reads', 0):,.0f} verify row reads per slot")
+    else:
+        lines.append("  strategy single (open loop from reset, three-sigma mapping)")
     lines.append(f"  static arrays: {len(static['tiles'])} tiles, program-and-verify once "
                  f"{static['time_s'] * 1e6:,.3f} us ({static['cells_not_converged']} cells "
                  "not within tolerance)")
@@ -84,6 +93,18 @@ def render(info: dict[str, Any]) -> str:
                       f"program-and-verify once {once['energy_j'] * 1e6:,.3f} uJ",
                   f"area {costs['area_um2'] / 1e6:,.4f} mm^2 ({area} mm^2; TIAs, adders and "
                   "drivers not counted); models: docs/devices.md"]
+    search = info.get("strategy_search")
+    if search:
+        from mimoc.commands.strategy_search import frontier_rows
+
+        budget = (f"slot <= {search['budget_s'] * 1e6:g} us" if search["budget_s"]
+                  else "no slot budget")
+        lines += ["", f"strategy search (target SER {search['target_ser']:g}, loss <= "
+                      f"{search['max_loss_db']:g} dB vs the ideal device, {budget}; grid "
+                      f"{', '.join(f'{v:g}' for v in search.get('grid_db', []))} dB): chosen "
+                      f"{search['chosen']}" + ("" if search["feasible"] else
+                                               " (none feasible: the best loss)")]
+        lines += table(frontier_rows(search), right={1, 2, 3, 4, 5})
     d = info["digital"]
     lines += ["", f"digital work: {d['flops_per_symbol']:,} FLOPs per symbol, "
               f"{d['flops_slot_rate']:,} per slot; {len(d['ops'])} digital ops "

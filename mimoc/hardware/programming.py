@@ -71,19 +71,22 @@ PER_PULSE, PER_WRITE = "per-pulse", "per-write"
 
 # ----------------------------------------------------------------------------- mapping
 
-def sigma_clip(sigma: torch.Tensor, *, floor: float | None = None) -> torch.Tensor:
-    """``w_clip = 3 sigma``, at least ``floor`` (default: the smallest normal number of
-    ``sigma``'s dtype): an all-zero matrix has nothing to program, but ``w_clip`` must stay
-    positive to avoid ``0/0``."""
+def sigma_clip(sigma: torch.Tensor, *, floor: float | None = None,
+               sigmas: float = CLIP_SIGMAS) -> torch.Tensor:
+    """``w_clip = 3 sigma`` (``sigmas`` sigma), at least ``floor`` (default: the smallest
+    normal number of ``sigma``'s dtype): an all-zero matrix has nothing to program, but
+    ``w_clip`` must stay positive to avoid ``0/0``."""
     if floor is None:
         floor = torch.finfo(sigma.dtype).tiny
-    return (CLIP_SIGMAS * sigma).clamp_min(floor)
+    return (sigmas * sigma).clamp_min(floor)
 
 
-def channel_clip(W: torch.Tensor, *, floor: float | None = None) -> torch.Tensor:
+def channel_clip(W: torch.Tensor, *, floor: float | None = None,
+                 sigmas: float = CLIP_SIGMAS) -> torch.Tensor:
     """:func:`sigma_clip` per matrix ``[..., 1, 1]`` with ``sigma_h`` the RMS of the entries
     of ``W [..., rows, cols]``, computed in ``W``'s dtype."""
-    return sigma_clip(W.square().mean(dim=(-2, -1), keepdim=True).sqrt(), floor=floor)
+    return sigma_clip(W.square().mean(dim=(-2, -1), keepdim=True).sqrt(), floor=floor,
+                      sigmas=sigmas)
 
 
 def mapping_gain(w_clip: torch.Tensor | float, device: Device) -> torch.Tensor | float:

@@ -8,9 +8,12 @@ use):
 
 - **static arrays** are programmed once per :meth:`IMCSchedule.detect` call / per
   :meth:`IMCSchedule.engine` (deployment) from the target conductances in ``arrays.npz``
-  with program-and-verify (:func:`~mimoc.hardware.programming.program_with_verify`);
+  with program-and-verify (:func:`~mimoc.hardware.programming.program_with_verify`),
+  cached per (device, generator state) so a repeated run reuses them with the same result;
 - **channel arrays** are programmed for every slot (every ``b`` of ``H [B, ...]``) from the
-  slot-rate matrix the program computes (``H``, ``H^T``, ``pinv(H)^T``): three-sigma mapping,
+  slot-rate matrix the program computes (``H``, ``H^T``, ``pinv(H)^T``) with the schedule's
+  strategy (:mod:`mimoc.targets.crossbar.channel`: verify, redundancy, mapping range,
+  levels); the default ``single`` is open loop: three-sigma mapping,
   ``n = clip(round(|W| / w_clip * P), 0, P)`` potentiation pulses from reset on the side of
   the pair that carries the sign, ``G = Gmin + n dG + c2c (Gmax - Gmin) sqrt(n) z``,
   clipped to ``[Gmin, Gmax]``;
@@ -41,6 +44,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Mapping
@@ -56,7 +60,7 @@ from mimoc.compiler import ops
 from mimoc.compiler.interpreter import bind_sizes
 from mimoc.errors import ModelFileError, UsageError
 from mimoc.hardware.devices import Device, device_from_dict
-from mimoc.hardware.programming import mapping_gain, program_from_reset
+from mimoc.hardware.programming import mapping_gain
 from mimoc.hardware.variability import (
     clip_range,
     d2d_ranges,
@@ -66,15 +70,19 @@ from mimoc.hardware.variability import (
 )
 from mimoc.runtime.inputs import link_arrays, seed_value
 from mimoc.sim.llr import soft_output
-from mimoc.targets.crossbar.arrays import channel_clip, signed_pulses, target_conductances
+from mimoc.targets.crossbar.arrays import target_conductances
 from mimoc.targets.crossbar.artifact import SCHEDULE, read_arrays, read_schedule
+from mimoc.targets.crossbar.channel import ChannelProgram, program_matrix
 from mimoc.targets.crossbar.checks import check_arrays, check_program
 from mimoc.targets.crossbar.config import CrossbarConfig
 from mimoc.targets.crossbar.program import program_from_json
 from mimoc.targets.crossbar.programming import verify_many
+from mimoc.targets.crossbar.strategy import SINGLE, Strategy, parse_strategy
 
 #: States of the ideal device (fine enough that quantisation is below float32 precision).
 IDEAL_STATES = 2 ** 30
+#: Programmed static array sets kept per schedule (a few MB each for the example DetNet).
+STATIC_CACHE_ENTRIES = 4
 #: ``adc_bits`` / ``dac_bits`` default: the device profile's resolution.
 DEVICE = "device"
 
@@ -112,10 +120,20 @@ class _Programmed:
 class IMCSchedule:
     """A loaded crossbar artifact (see the module docstring)."""
 
-    def __init__(self, path: str | os.PathLike, *, verify: bool = True):
+    def __init__(self, path: str | os.PathLike, *, verify: bool = True,
+                 schedule: Mapping[str, Any] | None = None,
+                 arrays: Mapping[str, np.ndarray] | None = None,
+                 static_cache: dict | None = None):
+        """Read the artifact at ``path``; or, with ``schedule`` and ``arrays`` (a built
+        schedule in memory, e.g. a strategy candidate), use those (``path`` only names it).
+        ``static_cache``: share the programmed static arrays with another schedule of the
+        same compile (they do not depend on the channel strategy)."""
         self.path = Path(path)
-        self.schedule = read_schedule(self.path)  # schema-checked: the keys below exist
-        self.arrays = read_arrays(self.path, self.schedule, verify=verify)
+        if schedule is None or arrays is None:
+            self.schedule = read_schedule(self.path)  # schema-checked: the keys below exist
+            self.arrays = read_arrays(self.path, self.schedule, verify=verify)
+        else:
+            self.schedule, self.arrays = dict(schedule), dict(arrays)
         where = repr(str(self.path / SCHEDULE))
         self.device = device_from_dict(self.schedule["device"], f"{where} device")
         check_arrays(self.schedule, self.arrays, self.device, where)
@@ -130,6 +148,13 @@ class IMCSchedule:
         self.matrices = {m["id"]: m for m in self.schedule["matrices"]}
         self.tiles = {a["id"]: a for a in self.schedule["arrays"]}
         self.groups = self.schedule["programming"]["per_slot"]["groups"]
+        self.strategy: Strategy = parse_strategy(self.config.strategy)
+        #: per channel matrix, what the last run programmed (times, counts, dG)
+        self.last_channel: dict[str, ChannelProgram] = {}
+        # programmed static arrays per (device, ideal, generator state): re-programming
+        # them with verify dominated every run; a hit restores the generator's state after
+        # programming, so results are those of a fresh programming
+        self.static_cache: dict = {} if static_cache is None else static_cache
 
     # -- properties ------------------------------------------------------------------
 
@@ -252,39 +277,48 @@ class IMCSchedule:
             rows.append((r0, r1, pos - neg, k))
             squares.append(pos.square() + neg.square())
         return _Programmed(rows, squares)
+    def static_for(self, device: Device, generator: torch.Generator, *,
+                   ideal: bool = False, time_s: float | None = None,
+                   d2d: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                   ) -> dict[str, _Programmed]:
+        """:meth:`program_static` through the cache (same result, generator advanced the
+        same way). The key is the generator's state after ``d2d`` was drawn from it, so
+        it stands for the seed and the device-to-device ranges alike."""
+        key = (device, ideal, time_s,
+               hashlib.sha256(generator.get_state().numpy().tobytes()).hexdigest())
+        hit = self.static_cache.get(key)
+        if hit is None:
+            static = self.program_static(device, generator, ideal=ideal, time_s=time_s,
+                                         d2d=d2d)
+            while len(self.static_cache) >= STATIC_CACHE_ENTRIES:
+                self.static_cache.pop(next(iter(self.static_cache)))
+            hit = self.static_cache[key] = (static, generator.get_state())
+        else:
+            generator.set_state(hit[1])
+        return hit[0]
 
     def program_channel(self, m: Mapping[str, Any], value: torch.Tensor, device: Device,
                         generator: torch.Generator, *, ideal: bool = False,
                         ) -> tuple[_Programmed, dict[str, torch.Tensor]]:
-        """Program one channel matrix for every slot of the batch (no verification;
-        ``ideal``: ``w_clip = max(3 sigma_h, max|W|)``, no clipping)."""
+        """Program one channel matrix for every slot of the batch with the schedule's
+        strategy (:mod:`mimoc.targets.crossbar.channel`; ``single``: open loop, no
+        verification). ``ideal``: open loop, ``w_clip = max(3 sigma_h, max|W|)``, no
+        clipping. Returns the programmed tiles and each tile's time per slot ``[B]``."""
         W = value.double().reshape(value.shape[0], value.shape[-2], value.shape[-1])
-        w_clip = channel_clip(W)                              # [B, 1, 1]
-        if ideal:
-            w_clip = torch.maximum(w_clip, W.abs().amax(dim=(-2, -1), keepdim=True))
-        pulses = signed_pulses(W, w_clip, device.states)      # [B, rows, cols]
-        n_pos = pulses.clamp_min(0).double()
-        n_neg = (-pulses).clamp_min(0).double()
-        noisy = device.c2c_sigma_us("potentiation") > 0
-
-        def program(n):
-            # a noiseless device draws nothing from the generator
-            z = torch.randn(n.shape, generator=generator, dtype=torch.float64) if noisy else None
-            return program_from_reset(n, device, z)
-
+        strategy = SINGLE if ideal else self.strategy
+        spans = [(t["id"], tuple(t["rows"]), tuple(t["cols"]))
+                 for tiles in self._tile_grid(m) for t in tiles]
+        out = program_matrix(W, spans, device, strategy, generator, ideal_clip=ideal,
+                             draw_noise=device.c2c_sigma_us("potentiation") > 0)
+        self.last_channel[m["id"]] = out
         lead = tuple(value.shape[:-2])                        # (B,) or (B, 1, ...)
-        dG = program(n_pos) - program(n_neg)
-        k = mapping_gain(w_clip, device).reshape(lead + (1, 1))  # broadcasts like the matmul
-        times: dict[str, torch.Tensor] = {}
+        dG = out.dG
+        k = mapping_gain(out.w_clip, device).reshape(lead + (1, 1))  # broadcasts like matmul
         rows = []
         for tiles in self._tile_grid(m):
             r0, r1 = tiles[0]["rows"]
             rows.append((r0, r1, dG[:, r0:r1, :].reshape(lead + (r1 - r0, dG.shape[-1])), k))
-            for t in tiles:
-                (a, b), (c, d) = t["rows"], t["cols"]
-                row_max = pulses[:, a:b, c:d].abs().amax(dim=-1).double()
-                times[t["id"]] = row_max.sum(dim=-1) * self.device.pulse_width_s
-        return _Programmed(rows), times
+        return _Programmed(rows), dict(out.times)
 
     def _slot_time(self, times: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
         if not self.groups:
@@ -350,8 +384,7 @@ class IMCSchedule:
         generator = generator or torch.Generator().manual_seed(seed_value(seed))
         if static is None:
             d2d = self.draw_d2d(device, generator)
-            static = self.program_static(device, generator, ideal=ideal, time_s=time_s,
-                                         d2d=d2d)
+            static = self.static_for(device, generator, ideal=ideal, time_s=time_s, d2d=d2d)
         inputs = {"H": H, "y": y}
         sizes = bind_sizes(self.graph, inputs)
         values: dict[str, torch.Tensor] = {}
@@ -411,7 +444,7 @@ class IMCSchedule:
         time_s = _time_since_programming(time_s)
         generator = torch.Generator().manual_seed(seed_value(seed))
         d2d = self.draw_d2d(device, generator)
-        static = self.program_static(device, generator, ideal=ideal, time_s=time_s, d2d=d2d)
+        static = self.static_for(device, generator, ideal=ideal, time_s=time_s, d2d=d2d)
 
         def run(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():

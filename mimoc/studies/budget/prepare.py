@@ -6,6 +6,7 @@ that simulates its error rate."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -170,9 +171,15 @@ def prepare_crossbar(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
     from mimoc.runtime import imc
 
     out = ctx.workdir / f"crossbar-{Path(str(spec.device)).stem}"
+    if spec.strategy:  # one directory per strategy of the same device
+        out = out.with_name(out.name + "-" + re.sub(r"[^A-Za-z0-9.]+", "_", spec.strategy))
     ctx.say(f"compiling {spec.name}")
-    result = compile_model(ctx.model_path, "crossbar", out, force=True, device=spec.device,
-                           array=ctx.array, slot=ctx.slot)
+    searching = spec.strategy == "search"
+    result = compile_model(ctx.model_path, "crossbar", None if searching else out, force=True,
+                           device=spec.device, array=ctx.array, slot=ctx.slot,
+                           strategy=None if searching else spec.strategy)
+    if searching:
+        result = _search_strategy(result, spec, ctx, out)
     schedule = result.schedule
     totals = schedule["totals"]
     if int(totals["slot_symbols"]) != ctx.slot:
@@ -226,6 +233,8 @@ def prepare_crossbar(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
 
     settings = {"target": "crossbar", "device": spec.device, "array": list(ctx.array),
                 "slot_symbols": ctx.slot,
+                **({"strategy": schedule["config"]["strategy"]}
+                   if "strategy" in schedule["config"] else {}),
                 **{k: schedule[k] for k in ("format", "format_version", "version", "device",
                                             "mapping", "peripherals", "costs")
                    if k in schedule}}
@@ -243,6 +252,19 @@ def _energy_text(schedule: dict[str, Any]) -> str:
     return (f"; energy {costs['per_slot']['energy_j'] * 1e9:,.3g} nJ per slot, area "
             f"{costs['area_um2'] / 1e6:,.3g} mm^2 per array set (schedule costs, "
             f"docs/devices.md)")
+def _search_strategy(result, spec: TargetSpec, ctx: BudgetContext, out: Path):
+    """``crossbar:DEVICE@search``: the cheapest channel strategy within the budget and the
+    loss limit (:mod:`mimoc.studies.strategy`), written to ``out``."""
+    from mimoc.hardware.devices import device_from_dict
+    from mimoc.studies.strategy import search_strategy
+    from mimoc.targets import get_target
+
+    ctx.say(f"searching {spec.name}'s channel programming strategy")
+    found = search_strategy(result.artifact, device_from_dict(result.schedule["device"]),
+                            budget_s=ctx.budget_s, max_loss_db=ctx.max_loss_db,
+                            target_ser=ctx.target_ser, seed=ctx.seed, say=ctx.say)
+    path = get_target("crossbar").write(found.built, out, force=True)
+    return replace(result, path=path, artifact=found.built)
 
 
 def _crossbar_capacity(schedule: dict[str, Any], channel_s: float, subcarrier_s: float,

@@ -3,11 +3,13 @@ ones, ``mimoc compile --target``): target names -> :class:`TargetSpec`.
 
 A name is ``onnx`` (fp32 ONNX on this CPU), ``onnx-LOWERING[:METHOD]`` (a quantized ONNX
 lowering: ``onnx-w4``, ``onnx-w4a4``, ``onnx-int8``), ``crossbar[:DEVICE]`` (a crossbar
-schedule for a device name or profile), a reference processor's name
-(:mod:`mimoc.hardware.processors`) or ``proc:FILE.json`` (a processor profile of one's
-own), or ``mmse`` (the classical MMSE detector on this CPU: the reference a learned
-detector has to beat). The former spellings ``onnx-cpu`` and ``onnx-cpu-LOWERING`` are
-deprecated aliases (:func:`canonical_name`).
+schedule for a device name or profile; ``crossbar:DEVICE@STRATEGY`` programs the channel
+arrays with a strategy of :mod:`mimoc.targets.crossbar.strategy`, written without commas,
+and ``crossbar:DEVICE@search`` searches for the cheapest one within the budget and loss
+limit), a reference processor's name (:mod:`mimoc.hardware.processors`) or
+``proc:FILE.json`` (a processor profile of one's own), or ``mmse`` (the classical MMSE
+detector on this CPU: the reference a learned detector has to beat). The former spellings
+``onnx-cpu`` and ``onnx-cpu-LOWERING`` are deprecated aliases (:func:`canonical_name`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class TargetSpec:
         quant: ONNX quantization method (``None``: the model's own recipe, else
             :data:`DEFAULT_QUANT`).
         device: crossbar device name or profile path.
+        strategy: the crossbar's channel programming strategy spec, ``search``, or ``None``.
         processor: the loaded reference processor.
     """
 
@@ -66,12 +69,14 @@ class TargetSpec:
     quant: str | None = None
     device: str | None = None
     processor: Processor | None = None
+    strategy: str | None = None
 
 
 def target_names_help() -> str:
     """The accepted ``--target`` forms, for help texts and error messages."""
     return ("onnx, onnx-w4 / -w4a4 / -int8 (optionally :METHOD, e.g. "
-            "onnx-w4:minmax), crossbar[:DEVICE] (a device name or profile .json), "
+            "onnx-w4:minmax), crossbar[:DEVICE] (a device name or profile .json; "
+            "crossbar:DEVICE@STRATEGY or @search for the channel programming), "
             f"{', '.join(list_processors())}, proc:FILE.json, mmse")
 
 
@@ -88,9 +93,16 @@ def parse_target(text: str) -> TargetSpec:
                              f"onnx or onnx-{{{','.join(ONNX_LOWERINGS)}}}")
         return TargetSpec(name, "onnx-cpu", lowering=lowering, quant=tail or None)
     if head == "crossbar":
+        device, at, strategy = tail.partition("@")
+        if at:
+            from mimoc.targets.crossbar.strategy import parse_strategy
+
+            if strategy != "search":
+                strategy = parse_strategy(strategy).spec  # a bad spec: one line here
         # bare "crossbar" is the default device, named so that rows and JSON say which
-        return TargetSpec(name if tail else f"crossbar:{DEFAULT_DEVICE}", "crossbar",
-                          device=tail or DEFAULT_DEVICE)
+        return TargetSpec(name if device else f"crossbar:{DEFAULT_DEVICE}{at}{strategy}",
+                          "crossbar", device=device or DEFAULT_DEVICE,
+                          strategy=strategy if at else None)
     if head == "proc":
         if not tail:
             raise UsageError(f"target {name!r} needs a file: proc:FILE.json")

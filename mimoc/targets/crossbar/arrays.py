@@ -155,9 +155,10 @@ def static_clip(G: torch.Tensor, config: CrossbarConfig) -> float:
     return value if value > 0 else 1.0
 
 
-def channel_clip(G: torch.Tensor) -> torch.Tensor:
-    """``w_clip = 3 sigma_h`` per matrix ``[B, 1, 1]`` (RMS of the entries; > 0)."""
-    return programming.channel_clip(G.double(), floor=MIN_CHANNEL_CLIP)
+def channel_clip(G: torch.Tensor, sigmas: float = programming.CLIP_SIGMAS) -> torch.Tensor:
+    """``w_clip = 3 sigma_h`` (``sigmas`` sigma_h) per matrix ``[B, 1, 1]`` (RMS of the
+    entries; > 0)."""
+    return programming.channel_clip(G.double(), floor=MIN_CHANNEL_CLIP, sigmas=sigmas)
 
 
 def signed_pulses(G: torch.Tensor, w_clip: torch.Tensor | float, states: int) -> torch.Tensor:

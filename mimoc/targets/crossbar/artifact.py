@@ -192,10 +192,7 @@ def _build_schedule(graph, device, config, model, source, records, bar) -> Built
     tile(matrices, config)
 
     bar.set_description(f"channel programming ({config.mc_draws} draws)")
-    H, y = draws(graph, config.mc_draws, 1, MC_SNR_DB, config.seed, modulation)
-    values = run_all(graph, {"H": H, "y": y})
-    channel_values = {m.id: crossbar_matrix(m, values[m.source], None)
-                      for m in matrices if m.role == CHANNEL}
+    channel_values = _channel_values(graph, matrices, config, modulation)
     static_values = {m.id: crossbar_matrix(m, graph.constants[m.source],
                                            graph.constants[m.bias] if m.bias else None)
                      for m in matrices if m.role == STATIC}
@@ -217,18 +214,7 @@ def _build_schedule(graph, device, config, model, source, records, bar) -> Built
     bar.set_description("latency and peripherals")
 
     timing = latency(graph, matrices, device, config)
-    symbol_s = timing["symbol_s"]
-    programming = per_slot["expected_s"]
-    totals = {
-        "programming_s_per_slot": programming,
-        "programming_s_per_slot_std": per_slot["std_s"],
-        "programming_s_per_slot_max": per_slot["max_s"],
-        "symbol_s": symbol_s,
-        "slot_symbols": config.slot,
-        "slot_compute_s": timing["slot_compute_s"],
-        "per_slot_s": programming + timing["slot_compute_s"] + config.slot * symbol_s,
-        "static_programming_s": static["time_s"],
-    }
+    totals = _totals(per_slot, timing, config, static["time_s"])
     arrays_list = []
     for m in matrices:
         for t in m.tiles:
@@ -259,16 +245,86 @@ def _build_schedule(graph, device, config, model, source, records, bar) -> Built
         "latency": timing,
         "peripherals": peripherals(graph, matrices, config),
         "analog_macs": analog_macs(graph, matrices),
-        "costs": schedule_costs(graph, matrices, device, config, npz, static,
-                                analog_macs(graph, matrices),
+        "costs": schedule_costs(graph, matrices, device, config, npz, static, per_slot,
                                 peripherals(graph, matrices, config)),
         "digital": digital_work(graph),
         "calibration": calibration,
         "totals": totals,
         "program": program_to_json(graph),
     }
+    _record_strategy(schedule, config)
     bar.update(1)
     return BuiltSchedule(schedule, npz, graph)
+
+
+def _channel_values(graph: Graph, matrices: list[Matrix], config: CrossbarConfig,
+                    modulation: str) -> dict[str, torch.Tensor]:
+    """The channel matrices over the seeded Monte Carlo draws ``[D, rows, cols]``."""
+    H, y = draws(graph, config.mc_draws, 1, MC_SNR_DB, config.seed, modulation)
+    values = run_all(graph, {"H": H, "y": y})
+    return {m.id: crossbar_matrix(m, values[m.source], None)
+            for m in matrices if m.role == CHANNEL}
+
+
+def _totals(per_slot: Mapping[str, Any], timing: Mapping[str, Any], config: CrossbarConfig,
+            static_s: float) -> dict[str, Any]:
+    symbol_s = timing["symbol_s"]
+    programming = per_slot["expected_s"]
+    totals = {
+        "programming_s_per_slot": programming,
+        "programming_s_per_slot_std": per_slot["std_s"],
+        "programming_s_per_slot_max": per_slot["max_s"],
+        "symbol_s": symbol_s,
+        "slot_symbols": config.slot,
+        "slot_compute_s": timing["slot_compute_s"],
+        "per_slot_s": programming + timing["slot_compute_s"] + config.slot * symbol_s,
+        "static_programming_s": static_s,
+    }
+    if "p99_s" in per_slot:  # a strategy's high percentile (the verify loop varies)
+        totals["programming_s_per_slot_p99"] = per_slot["p99_s"]
+        totals["per_slot_s_p99"] = (per_slot["p99_s"] + timing["slot_compute_s"]
+                                    + config.slot * symbol_s)
+    return totals
+
+
+def _record_strategy(schedule: dict[str, Any], config: CrossbarConfig) -> None:
+    """``schedule["strategy"]``: the channel strategy (nothing for the default ``single``:
+    today's schedules keep their bytes); its counts and costs are the ``costs`` section."""
+    strategy = config.channel_strategy
+    if strategy.is_single:
+        schedule.pop("strategy", None)
+        return
+    schedule["strategy"] = strategy.to_dict()
+
+
+def with_strategy(built: BuiltSchedule, device: Device, strategy: Any) -> BuiltSchedule:
+    """``built`` with its channel arrays planned for another strategy: the same bytes as a
+    compile with that strategy (the static arrays, calibration and latency do not depend on
+    it, so only the per-slot plan, its npz entries and the totals are recomputed)."""
+    from mimoc.targets.crossbar.strategy import parse_strategy
+
+    schedule = dict(built.schedule)
+    config = CrossbarConfig.from_dict({**schedule["config"],
+                                       "strategy": parse_strategy(strategy).spec})
+    config.channel_strategy.check_device(device)
+    modulation = (schedule.get("model", {}).get("config") or {}).get("modulation", "qpsk")
+    matrices = collect_matrices(built.graph)
+    tile(matrices, config)
+    values = _channel_values(built.graph, matrices, config, modulation)
+    per_slot, files = channel_plan(matrices, values, device, config)
+    channel_tiles = {t.id for m in matrices if m.role == CHANNEL for t in m.tiles}
+    npz = {k: v for k, v in built.arrays.items() if k.rsplit(".", 1)[0] not in channel_tiles}
+    npz.update(files)
+    schedule["config"] = config.to_dict()
+    schedule["programming"] = {**schedule["programming"], "per_slot": per_slot}
+    schedule["totals"] = _totals(per_slot, schedule["latency"], config,
+                                 schedule["programming"]["static"]["time_s"])
+    schedule["costs"] = schedule_costs(built.graph, matrices, device, config, npz,
+                                       schedule["programming"]["static"], per_slot,
+                                       schedule["peripherals"])
+    schedule.pop("strategy_search", None)
+    _record_strategy(schedule, config)
+    return BuiltSchedule(schedule, npz, built.graph)
 
 
 def _pass_entry(record: Any) -> dict[str, Any]:

@@ -78,6 +78,7 @@ def check_schedule(schedule: Mapping[str, Any], where: str) -> None:
                     shape):
                 raise _refuse(where, f"array {t['id']!r} does not match its matrix "
                                      f"{m['id']!r} (rows, columns, role or shape)")
+    _check_strategy(schedule, where)
     plan = schedule["programming"]
     for kind, role in (("per_slot", "channel"), ("static", "static")):
         for group in plan[kind]["groups"]:
@@ -92,6 +93,25 @@ def check_schedule(schedule: Mapping[str, Any], where: str) -> None:
         if count > MAX_NODE_ELEMENTS:
             raise _refuse(where, f"program node {node['name']!r} has shape {node['shape']}, "
                                  f"more than {MAX_NODE_ELEMENTS} elements per symbol")
+
+
+def _check_strategy(schedule: Mapping[str, Any], where: str) -> None:
+    """The strategy the simulator applies (``config.strategy``) is the one the schedule
+    records (``strategy``, ``programming.per_slot.strategy``, ``strategy_search.chosen``)."""
+    from mimoc.targets.crossbar.strategy import parse_strategy
+
+    try:
+        spec = parse_strategy(schedule["config"].get("strategy")).spec
+    except UsageError as err:
+        raise _refuse(where, f"config.strategy: {err}") from None
+    recorded = {"strategy": (schedule.get("strategy") or {}).get("spec", "single"),
+                "programming.per_slot.strategy": (schedule["programming"]["per_slot"]
+                                                  .get("strategy") or {}).get("spec", "single")}
+    if "strategy_search" in schedule:
+        recorded["strategy_search.chosen"] = schedule["strategy_search"]["chosen"]
+    for key, value in recorded.items():
+        if value != spec:
+            raise _refuse(where, f"{key} is {value!r} but config.strategy is {spec!r}")
 
 
 def check_program(schedule: Mapping[str, Any], graph, where: str) -> None:

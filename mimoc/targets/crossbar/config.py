@@ -14,6 +14,7 @@ from typing import Any
 
 from mimoc.errors import UsageError
 from mimoc.sim.numerology import SLOT_SYMBOLS
+from mimoc.targets.crossbar.strategy import SINGLE_SPEC, Strategy, parse_strategy
 
 ACCUMULATIONS = ("analog", "digital")
 STATIC_CLIPS = ("max-abs", "percentile")
@@ -62,6 +63,8 @@ class CrossbarConfig:
             ``serial`` (one write circuit: everything in sequence).
         mc_draws: seeded channel draws for the expected per-slot programming time.
         seed: seed of those draws (and of the ADC calibration draws).
+        strategy: how the channel arrays are programmed every slot
+            (:mod:`mimoc.targets.crossbar.strategy`; canonical text, ``single`` = open loop).
     """
 
     array: tuple[int, int] = (128, 128)
@@ -72,8 +75,10 @@ class CrossbarConfig:
     write_parallel: str = "tile"
     mc_draws: int = 32
     seed: int = 0
+    strategy: str = SINGLE_SPEC
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "strategy", parse_strategy(self.strategy).spec)
         object.__setattr__(self, "array", parse_array(self.array))
         s = self.slot
         if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 100_000:
@@ -96,7 +101,13 @@ class CrossbarConfig:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["array"] = list(self.array)
+        if out["strategy"] == SINGLE_SPEC:  # today's schedules stay byte-identical
+            del out["strategy"]
         return out
+
+    @property
+    def channel_strategy(self) -> Strategy:
+        return parse_strategy(self.strategy)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CrossbarConfig:

@@ -43,6 +43,7 @@ from mimoc.targets.crossbar.arrays import (
     target_conductances,
     write_groups,
 )
+from mimoc.targets.crossbar.channel import program_matrix
 from mimoc.targets.crossbar.config import CrossbarConfig
 
 
@@ -107,29 +108,47 @@ def channel_plan(matrices: list[Matrix], values: dict[str, torch.Tensor], device
     """The per-slot plan of the channel tiles and their ``arrays.npz`` entries.
 
     ``values[matrix id]``: the matrix over the draws, crossbar orientation ``[D, rows, cols]``.
+    The plan follows ``config.strategy`` (:mod:`mimoc.targets.crossbar.strategy`); with
+    program-and-verify the draws are programmed with a generator seeded ``seed + 2`` and
+    the time of each draw is what the verify loop took (``<tile>.verify_row_time_s``).
     """
+    strategy = config.channel_strategy
+    dev = strategy.channel_device(device)
     width = device.pulse_width_s
+    generator = torch.Generator().manual_seed(config.seed + 2) if strategy.verify else None
     files: dict[str, np.ndarray] = {}
     tiles: list[dict[str, Any]] = []
     tile_times: dict[str, np.ndarray] = {}
-    dtype = pulse_dtype(device.states)
+    pulse_counts: list[np.ndarray] = []
+    read_counts: list[np.ndarray] = []
+    dtype = pulse_dtype(dev.states)
     for m in matrices:
         if m.role != CHANNEL:
             continue
         G = values[m.id].double()
-        w_clip = channel_clip(G)                              # [D, 1, 1]
-        pulses = signed_pulses(G, w_clip, device.states)      # [D, rows, cols]
-        pos, neg = target_conductances(G[0], w_clip[0], device)
+        w_clip = channel_clip(G, strategy.clip_sigmas)        # [D, 1, 1]
+        pulses = signed_pulses(G, w_clip, dev.states)         # [D, rows, cols]
+        pos, neg = target_conductances(G[0], w_clip[0], dev)
+        verified = (program_matrix(G, [(t.id, t.rows, t.cols) for t in m.tiles], device,
+                                   strategy, generator) if strategy.verify else None)
         for t in m.tiles:
             (r0, r1), (c0, c1) = t.rows, t.cols
             p = pulses[:, r0:r1, c0:c1]
             row_max = p.abs().amax(dim=-1).numpy()            # [D, rows]
-            times = row_max.sum(axis=-1) * width              # [D]
+            if verified is None:
+                times = row_max.sum(axis=-1) * width          # [D]
+                pulse_counts.append(strategy.redundancy * p.abs().sum(dim=(-2, -1)).numpy())
+            else:
+                row_time = verified.row_times[t.id].numpy()   # [D, rows]
+                times = row_time.sum(axis=-1)
+                files[f"{t.id}.verify_row_time_s"] = row_time.astype(np.float64)
+                pulse_counts.append(verified.pulse_counts[t.id].numpy())
+                read_counts.append(verified.verify_reads[t.id].numpy())
             tile_times[t.id] = times
             files[f"{t.id}.pulses"] = p.numpy().astype(dtype)
             files[f"{t.id}.g_pos"] = pos[r0:r1, c0:c1].numpy().astype(np.float32)
             files[f"{t.id}.g_neg"] = neg[r0:r1, c0:c1].numpy().astype(np.float32)
-            tiles.append({
+            entry = {
                 "array": t.id, "matrix": m.id, "rows": t.shape[0], "cols": t.shape[1],
                 "row_order": list(range(t.shape[0])),
                 "example_row_pulses": [int(v) for v in row_max[0]],
@@ -137,7 +156,13 @@ def channel_plan(matrices: list[Matrix], values: dict[str, torch.Tensor], device
                 "example_time_s": float(times[0]),
                 "expected_row_pulses": [float(v) for v in row_max.mean(axis=0)],
                 "expected_time_s": float(times.mean()),
-            })
+            }
+            if verified is not None:
+                entry["example_row_time_s"] = [float(v) for v in row_time[0]]
+                entry["verify_reads_expected"] = float(verified.verify_reads[t.id].mean())
+                entry["cells_not_converged_expected"] = float(
+                    verified.not_converged[t.id].mean())
+            tiles.append(entry)
     groups = write_groups(matrices, CHANNEL, config.write_parallel)
     totals = _group_totals(groups, tile_times)
     plan = {
@@ -150,6 +175,9 @@ def channel_plan(matrices: list[Matrix], values: dict[str, torch.Tensor], device
         **(_stats(totals) if groups else _stats(np.zeros(1))),
         "reset": "the reset of the arrays before programming is not counted",
     }
+    if not strategy.is_single:  # today's schedules keep their bytes
+        plan.update(strategy_plan(strategy, dev, config, totals if groups else np.zeros(1),
+                                  pulse_counts, read_counts))
     return plan, files
 
 
@@ -157,6 +185,29 @@ def static_cells(matrices: list[Matrix]) -> int:
     """The cells :func:`static_plan` programs: both sides of every static tile."""
     return sum(2 * t.shape[0] * t.shape[1] for m in matrices if m.role == STATIC
                for t in m.tiles)
+def strategy_plan(strategy, dev: Device, config: CrossbarConfig, totals: np.ndarray,
+                  pulse_counts: list[np.ndarray], read_counts: list[np.ndarray],
+                  ) -> dict[str, Any]:
+    """The plan's entries that only a non-default strategy records."""
+    mode = ("program-and-verify from reset every slot, row by row (cells of a row in "
+            f"parallel), tolerance {dev.verify_tolerance:g} of Gmax - Gmin, at most "
+            f"{dev.verify_max_iterations} rounds; verify seed {config.seed + 2}"
+            if strategy.verify else
+            "from reset, no verification, row by row (cells of a row in parallel)")
+    if strategy.redundancy > 1:
+        mode += f"; {strategy.redundancy} copies in parallel, currents summed"
+    zero = np.zeros_like(totals)
+    return {
+        "mode": mode,
+        "mapping": f"w_clip = {strategy.clip_sigmas:g} sigma_h per matrix and slot "
+                   f"(sigma_h = RMS of the entries), {dev.states} levels",
+        "strategy": strategy.to_dict(),
+        "p99_s": float(np.quantile(totals, 0.99)),
+        "expected_pulses": float(np.sum(pulse_counts, axis=0).mean()) if pulse_counts
+        else float(zero.mean()),
+        "expected_verify_reads": float(np.sum(read_counts, axis=0).mean()) if read_counts
+        else 0.0,
+    }
 
 
 def static_plan(matrices: list[Matrix], constants: dict[str, torch.Tensor], device: Device,

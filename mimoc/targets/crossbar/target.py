@@ -5,7 +5,8 @@ Options (keywords of ``mimoc.compile`` / flags of ``mimoc compile --target cross
 or a :class:`~mimoc.hardware.devices.Device`; default ``ftj-luo2022``), ``array``
 and ``slot`` (shortcuts for the config fields), ``crossbar`` (a
 :class:`~mimoc.targets.crossbar.config.CrossbarConfig` or dict), and the config fields
-``accumulation``, ``static_clip``, ``write_parallel``, ``mc_draws`` one by one.
+``accumulation``, ``static_clip``, ``write_parallel``, ``mc_draws``, ``strategy`` (the
+channel arrays' programming strategy, :mod:`mimoc.targets.crossbar.strategy`) one by one.
 
 Default passes: ``canonicalize, split-channel, split-linear`` (the ONNX target's
 ``hoist-conv-rows`` is left out: on a crossbar it would move convolution reads into the
@@ -35,7 +36,8 @@ from mimoc.targets.crossbar.format import FORMAT, SCHEDULE
 DEFAULT_PASSES = ("canonicalize", "split-channel", "split-linear")
 DEFAULT_DEVICE = "ftj-luo2022"
 #: CrossbarConfig fields that are also options of their own
-CONFIG_OPTIONS = ("array", "slot", "accumulation", "static_clip", "write_parallel", "mc_draws")
+CONFIG_OPTIONS = ("array", "slot", "accumulation", "static_clip", "write_parallel", "mc_draws",
+                  "strategy")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ class CrossbarTarget(Target):
         from mimoc.hardware.devices import load_device
 
         dev = load_device(device if device is not None else DEFAULT_DEVICE)
-        return CrossbarTargetConfig(dev, crossbar_config(crossbar, **fields))
+        config = crossbar_config(crossbar, **fields)
+        config.channel_strategy.check_device(dev)
+        return CrossbarTargetConfig(dev, config)
 
     def passes(self, config: CrossbarTargetConfig,
                requested: str | Iterable[str] | None) -> list:
