@@ -39,12 +39,17 @@ files.
 
 Quantized ONNX (--quant METHOD, or a checkpoint from 'mimoc quantize', which carries
 its recipe): the quantize pass runs first, then --lowering picks the kernels:
+  auto   (default) time the candidates below on this CPU and keep the fastest whose hard
+         decisions match the quantized model's on a seeded check set; the manifest's
+         lowering_selection records the timings, the agreement and the CPU
   w4     4-bit weights as com.microsoft.MatMulNBits, inputs quantized to int8 inside the
-         kernel (fast; not bit-faithful to 4-bit activations; default for 4-bit methods)
+         kernel (smallest artifact; not bit-faithful to 4-bit activations)
+  w4-int8  the 4-bit codes in int8 kernels (MatMulIntegerToFloat u8 x s8), input codes
+         computed in-graph (faithful; int8 weight bytes)
   w4a4   4-bit weights, the recipe's 4-bit activation quantizers emulated in-graph
          (reproduces the quantized PyTorch model)
   int8   int8 weights (MatMulIntegerToFloat / DynamicQuantizeMatMul), static 8-bit inputs
-         by QuantizeLinear (default for --quant int8)
+         by QuantizeLinear
 kaq-ptq, minmax and int8 calibrate here (--bits N, default 4 / 8); kaq and lsq train,
 so run 'mimoc quantize MODEL.pt --method kaq -o model_q.pt' first and compile that.
 
@@ -97,9 +102,11 @@ def add_onnx_arguments(parser: argparse.ArgumentParser) -> None:
                        choices=["kaq", "kaq-ptq", "lsq", "minmax", "int8"],
                        help="quantize: kaq|kaq-ptq|lsq|minmax|int8 (kaq and lsq need a "
                             "checkpoint from 'mimoc quantize')")
-    group.add_argument("--lowering", default=None, choices=["w4", "w4a4", "int8"],
-                       help="quantized kernels: w4 (fast, default for 4-bit), w4a4 "
-                            "(faithful), int8")
+    group.add_argument("--lowering", default=None,
+                       choices=["auto", "w4", "w4a4", "int8", "w4-int8"],
+                       help="quantized kernels: auto (default: the fastest correct one on "
+                            "this CPU), w4 (smallest), w4a4 (faithful), int8, w4-int8 (4-bit "
+                            "codes in int8 kernels)")
     group.add_argument("--bits", type=int, default=None, metavar="N",
                        help="bit width for a calibration method (2..8; default 4, int8: 8)")
     group.add_argument("--static-shapes", default=None, metavar="DIM=N[,DIM=N]",
