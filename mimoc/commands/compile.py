@@ -78,7 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mimoc checkpoint (.pt) or torch.export program (.pt2)")
     parser.add_argument("--target", default="onnx", choices=list(TARGETS),
                         help="target (default: onnx, fp32; crossbar: memristor arrays, see "
-                             "the crossbar options below and docs/crossbar.md)")
+                             "the crossbar options below and docs/crossbar.md; iree: native "
+                             "CPU code, docs/edge.md)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="artifact directory to write")
     parser.add_argument("--passes", default=None, metavar="LIST",
@@ -90,6 +91,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_pass_option_arguments(parser)
     add_onnx_arguments(parser)
     add_crossbar_arguments(parser)
+    parser.add_argument_group("iree target (--target iree)").add_argument(
+        "--cpu", default=None, metavar="CPU",
+        help="processor of the IREE modules: host (default), aarch64, x86-64-v3, or an LLVM "
+             "core name such as cortex-a76 (see docs/edge.md); --static-shapes defaults to "
+             "B=1,S=14 there")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing non-empty output directory")
     parser.add_argument("--json", action="store_true",
@@ -139,7 +145,7 @@ def add_crossbar_arguments(parser: argparse.ArgumentParser) -> None:
 #: the flags of every target, by their keyword in mimoc.compile (the target refuses those
 #: that are not its own, naming the target they belong to)
 TARGET_FLAGS = ("quant", "lowering", "bits", "static_shapes", "device", "array", "slot",
-                "accumulation", "static_clip", "write_parallel", "mc_draws")
+                "accumulation", "static_clip", "write_parallel", "mc_draws", "cpu")
 
 
 def onnx_summary(result) -> str:
@@ -180,9 +186,20 @@ def crossbar_summary(result) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def iree_summary(result) -> str:
+    m = result.manifest
+    sizes = ",".join(f"{k}={v}" for k, v in m["static_shapes"].items())
+    return "\n".join(line for line in [
+        f"compiled {m['model'].get('name')} for IREE ({m['iree']['cpu']}, "
+        f"{m['iree']['triple']}, {sizes}) -> {result.path}/ (slot.vmfb, symbol.vmfb, "
+        "detector.vmfb, manifest.json)", result.report(),
+        f"per symbol {m['flops']['per_symbol']} FLOPs; mimoc ber / bench / budget run it "
+        "on a CPU of this architecture"] if line)
+
+
 #: the text summary of each built-in target's artifact (another target prints its
 #: manifest as JSON)
-SUMMARIES = {"onnx": onnx_summary, "crossbar": crossbar_summary}
+SUMMARIES = {"onnx": onnx_summary, "crossbar": crossbar_summary, "iree": iree_summary}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@ The target that wrote a directory is recognised from its index file's ``format``
 (:func:`mimoc.targets.artifact_target`); :data:`RUNNERS` maps each target to the
 executor that loads its artifacts: ``onnx`` -> :class:`~mimoc.runtime.onnx_runner.
 OnnxArtifact` (onnxruntime), ``crossbar`` -> :class:`~mimoc.runtime.imc.IMCSchedule` (the
-in-memory-computing simulator). Both have ``detect(H, y)``, ``engine()`` for
+in-memory-computing simulator), ``iree`` -> :class:`~mimoc.runtime.iree_runner.IreeArtifact`
+(the IREE runtime). Both have ``detect(H, y)``, ``engine()`` for
 :func:`mimoc.sim.ber.simulate`, ``config`` and ``path``.
 
 Example::
@@ -27,9 +28,11 @@ from mimoc.targets import artifact_target
 RUNNERS: dict[str, str] = {
     "onnx": "mimoc.runtime.onnx_runner:load_artifact",
     "crossbar": "mimoc.runtime.imc:load_schedule",
+    "iree": "mimoc.runtime.iree_runner:load_artifact",
 }
 #: options that only some runners take
-RUNNER_OPTIONS: dict[str, tuple[str, ...]] = {"onnx": ("threads",), "crossbar": ()}
+RUNNER_OPTIONS: dict[str, tuple[str, ...]] = {"onnx": ("threads",), "crossbar": (),
+                                               "iree": ()}
 
 
 def is_artifact(path: str | os.PathLike) -> bool:
