@@ -1,7 +1,8 @@
 """The ``--targets`` grammar of ``mimoc budget``: target names -> :class:`TargetSpec`.
 
 A name is ``onnx-cpu`` (fp32 ONNX on this CPU), ``onnx-cpu-LOWERING[:METHOD]`` (a
-quantized ONNX lowering), ``crossbar:DEVICE`` (a crossbar schedule for a device name or
+quantized ONNX lowering), ``iree`` (fp32 native code from IREE on this CPU),
+``crossbar:DEVICE`` (a crossbar schedule for a device name or
 profile), a reference processor's name (:mod:`mimoc.hardware.processors`) or
 ``proc:FILE.json`` (a processor profile of one's own), or ``mmse`` (the classical MMSE
 detector on this CPU: the reference a learned detector has to beat).
@@ -23,11 +24,12 @@ DEFAULT_TARGETS = ("onnx-cpu", "onnx-cpu-w4", "crossbar:ftj-luo2022", "dsp-c6678
 #: Classical reference detectors by target name (:mod:`mimoc.sim.detectors`).
 CLASSICAL_TARGETS = ("mmse",)
 #: ONNX lowerings by target-name suffix (``onnx-cpu-w4`` -> ``w4``).
-ONNX_LOWERINGS = ("w4", "w4a4", "int8")
+ONNX_LOWERINGS = ("w4", "w4a4", "int8", "w4-int8", "auto")
 #: Quantization method per lowering when the model file carries no recipe of its own:
 #: min-max calibration takes seconds; KAQ's search or training takes minutes, so a KAQ model
 #: is quantized first (``mimoc quantize --method kaq``) and its checkpoint budgeted.
-DEFAULT_QUANT = {"w4": "minmax", "w4a4": "minmax", "int8": "int8"}
+DEFAULT_QUANT = {"w4": "minmax", "w4a4": "minmax", "int8": "int8", "w4-int8": "minmax",
+                 "auto": "minmax"}
 DEFAULT_DEVICE = "ftj-luo2022"
 
 
@@ -38,7 +40,7 @@ class TargetSpec:
     Attributes:
         name: as written (``onnx-cpu-w4``, ``crossbar:ftj-luo2022``, ``dsp-c6678``,
             ``proc:board.json``).
-        kind: ``onnx-cpu``, ``crossbar``, ``processor`` or ``classical``.
+        kind: ``onnx-cpu``, ``iree``, ``crossbar``, ``processor`` or ``classical``.
         lowering: ONNX lowering (``None`` = fp32, ``w4``, ``w4a4``, ``int8``).
         quant: ONNX quantization method (``None``: the model's own recipe, else
             :data:`DEFAULT_QUANT`).
@@ -56,8 +58,8 @@ class TargetSpec:
 
 def target_names_help() -> str:
     """The accepted ``--targets`` forms, for help texts and error messages."""
-    return ("onnx-cpu, onnx-cpu-w4 / -w4a4 / -int8 (optionally :METHOD, e.g. "
-            "onnx-cpu-w4:minmax), crossbar:DEVICE (a device name or profile .json), "
+    return ("onnx-cpu, onnx-cpu-w4 / -w4a4 / -int8 / -w4-int8 / -auto (optionally :METHOD, "
+            "e.g. onnx-cpu-w4:minmax), iree, crossbar:DEVICE (a device name or profile .json), "
             f"{', '.join(list_processors())}, proc:FILE.json, mmse")
 
 
@@ -73,6 +75,8 @@ def parse_target(text: str) -> TargetSpec:
             raise UsageError(f"unknown ONNX lowering {lowering!r} in target {name!r}; choose "
                              f"onnx-cpu or onnx-cpu-{{{','.join(ONNX_LOWERINGS)}}}")
         return TargetSpec(name, "onnx-cpu", lowering=lowering, quant=tail or None)
+    if head == "iree" and not tail:
+        return TargetSpec(name, "iree")
     if head == "crossbar":
         return TargetSpec(name, "crossbar", device=tail or DEFAULT_DEVICE)
     if head == "proc":
