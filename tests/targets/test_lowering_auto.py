@@ -13,6 +13,7 @@ from mimoc.detectors import build_detector, save_detector
 from mimoc.errors import UsageError
 from mimoc.runtime import load
 from mimoc.targets.onnx import autoselect
+from mimoc.targets.onnx.target import quantized_passes
 
 CONFIG = dict(nt=2, nr=4, modulation="qpsk", layers=2, hidden=16, v_dim=4)
 
@@ -92,7 +93,8 @@ def test_the_fastest_correct_candidate_wins(checkpoint, monkeypatch):
         out = real(x_hat, constellation)
         return out if next(calls) < len(names) else out + 1  # the last candidate differs
     monkeypatch.setattr(autoselect, "_decisions", decisions)
-    selection = autoselect.select_lowering(model, recipe)
+    selection = autoselect.select_lowering(model, recipe, lambda name: quantized_passes(
+        recipe, None, name))
     assert selection["chosen"] == names[0]
     assert not selection["candidates"][-1]["correct"]
 

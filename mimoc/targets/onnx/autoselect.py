@@ -18,7 +18,7 @@ Its session settings are the runtime's (one thread, sequential, no spinning).
 
 Example::
 
-    >>> selection = select_lowering(model, recipe)
+    >>> selection = select_lowering(model, recipe, lambda lowering: passes)
     >>> selection["chosen"], [c["median_us"] for c in selection["candidates"]]
 """
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ import torch
 
 from mimoc.errors import UsageError
 
+PassesFor = Callable[[str], list]
 #: the lowest share of hard decisions equal to the quantized reference's
 MIN_AGREEMENT = 0.995
 #: the check set: channel draws, symbols per slot, SNR (dB, per stream; low, so that many
@@ -73,23 +75,22 @@ def check_set(config: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return batch.H, batch.y
 
 
-def _graph(model: Any, recipe: Any, lowering: str, *, lowered: bool = True):
+def _graph(model: Any, passes_for: PassesFor, lowering: str, *, lowered: bool = True):
     from mimoc.compiler.frontend import import_module
     from mimoc.compiler.pipeline import run_pipeline
     from mimoc.targets.onnx import lower
-    from mimoc.targets.onnx.target import quantized_passes
 
-    passes = quantized_passes(recipe, None, lowering)
+    passes = passes_for(lowering)
     graph = import_module(model.eval(), None)
     return run_pipeline(graph, passes + ([lower.PASS] if lowered else [])).graph
 
 
-def detector_bytes(model: Any, recipe: Any, lowering: str) -> bytes:
+def detector_bytes(model: Any, passes_for: PassesFor, lowering: str) -> bytes:
     """``detector.onnx`` of the compile with ``lowering`` (default passes)."""
     from mimoc.targets.onnx.emit import emit_model
     from mimoc.targets.onnx.finish import finish_model
 
-    onnx_model = emit_model(_graph(model, recipe, lowering), "detector", lowering=lowering)
+    onnx_model = emit_model(_graph(model, passes_for, lowering), "detector", lowering=lowering)
     return finish_model(onnx_model, {}, None).SerializeToString(deterministic=True)
 
 
@@ -145,9 +146,11 @@ def time_sessions(sessions: dict[str, Any], feeds: dict[int, dict[str, np.ndarra
             for name in sessions}
 
 
-def select_lowering(model: Any, recipe: Any) -> dict[str, Any]:
+def select_lowering(model: Any, recipe: Any, passes_for: PassesFor) -> dict[str, Any]:
     """Time and check :func:`candidates`; the record the manifest keeps as
-    ``lowering_selection`` (``chosen``: the lowering to compile with)."""
+    ``lowering_selection`` (``chosen``: the lowering to compile with). ``passes_for``:
+    lowering -> the pipeline that quantizes with ``recipe`` (the target's, passed in so
+    that this module needs nothing from it)."""
     import onnxruntime
 
     from mimoc.compiler.interpreter import run
@@ -157,14 +160,14 @@ def select_lowering(model: Any, recipe: Any) -> dict[str, Any]:
     config = getattr(model, "config", None)
     H, y = check_set(config)
     constellation = get_constellation(getattr(config, "modulation", "qpsk"))
-    reference_graph = _graph(model, recipe, "w4a4", lowered=False)  # FakeQuant kept
+    reference_graph = _graph(model, passes_for, "w4a4", lowered=False)  # FakeQuant kept
     with torch.no_grad():
         reference = _decisions(run(reference_graph, {"H": H, "y": y})[0].numpy(),
                                constellation)
     names = candidates(recipe)
     sessions, agreement = {}, {}
     for name in names:
-        sess = session(detector_bytes(model, recipe, name), name)
+        sess = session(detector_bytes(model, passes_for, name), name)
         x_hat = sess.run(None, {"H": H.numpy(), "y": y.numpy()})[0]
         agreement[name] = float(np.mean(_decisions(x_hat, constellation) == reference))
         sessions[name] = sess

@@ -176,7 +176,8 @@ class OnnxTarget(Target):
         if recipe is not None and (auto or config.lowering is None):
             from mimoc.targets.onnx.autoselect import select_lowering
 
-            selection = select_lowering(model, recipe)
+            selection = select_lowering(model, recipe, lambda name: quantized_passes(
+                recipe, None, name))
             lowering = selection["chosen"]
         return OnnxConfig(config.quant, lowering, config.bits, recipe, config.static_shapes,
                           selection)
