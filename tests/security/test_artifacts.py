@@ -126,7 +126,7 @@ def test_shipped_profiles_and_fresh_artifacts_validate(artifacts):
 def test_schemas_are_valid_and_the_device_schema_matches_the_dataclass():
     from jsonschema import Draft202012Validator
 
-    assert schema_names() == ["device", "manifest", "processor", "schedule"]
+    assert schema_names() == ["device", "iree_manifest", "manifest", "processor", "schedule"]
     for name in schema_names():
         Draft202012Validator.check_schema(load_schema(name))
     schema = load_schema("device")
