@@ -5,12 +5,15 @@ are installed (see that script's docstring)."""
 from __future__ import annotations
 
 import importlib.util
+import platform
 from pathlib import Path
 
 import pytest
 import torch
 
 from mimoc.detectors import build_detector, save_detector
+from mimoc.errors import ModelFileError
+from mimoc.runtime import load
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "edge_aarch64.py"
 
@@ -37,3 +40,6 @@ def test_aarch64_module_under_qemu_decides_as_the_host(tmp_path):
     assert result["decisions_equal"], result
     assert result["max_abs_difference"] <= 1e-4 * result["max_abs_output"], result
     assert "--iree-llvmcpu-target-triple=aarch64-linux-gnu" in result["aarch64_flags"]
+    if platform.machine().lower() in ("x86_64", "amd64"):  # the host runner refuses it
+        with pytest.raises(ModelFileError, match="compiled for aarch64-linux-gnu"):
+            load(tmp_path / "aarch64")
