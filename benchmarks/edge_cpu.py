@@ -116,16 +116,19 @@ def time_model(title, fp32_path, quant_path, method, batches, min_time, work, us
         runs = {}
         exported = export_plain_onnx(model, torch.from_numpy(H), torch.from_numpy(y))
         plain = ort_session(exported)
-        runs["export+ort"] = lambda p=plain: p.run(None, {"H": H, "y": y})
+        runs["export+ort"] = lambda p=plain, H=H, y=y: p.run(None, {"H": H, "y": y})
         for name, art in loaded.items():
-            runs[name] = lambda a=art: a.detect(H, y)
+            runs[name] = lambda a=art, H=H, y=y: a.detect(H, y)
         if use_iree:
-            fixed = export_fixed(model, H, y)
-            function = iree_function(fixed)
-            runs["export+iree"] = lambda f=function: f(H, y).to_host()
+            try:
+                function = iree_function(export_fixed(model, H, y))
+                runs["export+iree"] = lambda f=function, H=H, y=y: f(H, y).to_host()
+            except Exception as err:  # noqa: BLE001 - the baseline is skipped, and said so
+                print(f"note: export+iree skipped for {title} B={batch}: "
+                      f"{str(err).splitlines()[0][:200]}")
             iree_art = load(compile_model(fp32_path, target="iree", out=out / f"iree{batch}",
                                           force=True, static_shapes=f"B={batch},S={SLOT}").path)
-            runs["iree"] = lambda a=iree_art: a.detect(H, y)
+            runs["iree"] = lambda a=iree_art, H=H, y=y: a.detect(H, y)
         for name, fn in runs.items():
             seconds, count = median_time(fn, min_time=min_time)
             rows.append({"model": title, "batch": batch, "path": name, "us": seconds * 1e6,
