@@ -111,3 +111,16 @@ def test_budget_names_the_iree_target():
 
     assert parse_target("iree").kind == "iree"
     assert parse_target("onnx-cpu-w4-int8").lowering == "w4-int8"
+
+
+def test_cpu_names_map_to_triples_and_flags():
+    from mimoc.targets.iree.cpus import cpu_flags, host_triple
+
+    assert cpu_flags("host") == (host_triple(), ["--iree-llvmcpu-target-cpu=host"])
+    assert cpu_flags("aarch64") == ("aarch64-linux-gnu", [
+        "--iree-llvmcpu-target-triple=aarch64-linux-gnu", "--iree-llvmcpu-target-cpu=generic"])
+    assert cpu_flags("cortex-a76")[0] == "aarch64-linux-gnu"
+    assert cpu_flags("x86-64-v3")[1][-1] == "--iree-llvmcpu-target-cpu=x86-64-v3"
+    for bad in ("", "host; rm", "Pentium 4"):
+        with pytest.raises(UsageError):
+            cpu_flags(bad)
