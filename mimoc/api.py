@@ -67,9 +67,13 @@ def compile(model: str | os.PathLike | torch.nn.Module | torch.export.ExportedPr
             - ``onnx``: ``quant`` (``None``, ``"kaq"``, ``"kaq-ptq"``, ``"lsq"``,
               ``"minmax"``, ``"int8"`` or a :class:`~mimoc.quant.spec.QuantRecipe`; a
               quantized checkpoint from ``mimoc quantize`` compiles with its own recipe),
-              ``lowering`` (``"w4"``, default for 4-bit methods, ``"w4a4"`` or ``"int8"``,
-              see :mod:`mimoc.targets.onnx.quantized`), ``bits`` (bit width of a
+              ``lowering`` (``"auto"``, the default for a quantized model: the fastest
+              correct one on this CPU, :mod:`mimoc.targets.onnx.autoselect`; ``"w4"``,
+              ``"w4a4"``, ``"int8"`` or ``"w4-int8"``, see
+              :mod:`mimoc.targets.onnx.quantized`), ``bits`` (bit width of a
               calibration method run here);
+            - ``iree``: ``cpu`` (``"host"``, ``"aarch64"``, ``"x86-64-v3"``, an LLVM core
+              name), ``static_shapes`` (default ``"B=1,S=14"``);
             - ``crossbar``: ``device`` (id, profile path or Device), ``array``
               (``"RxC"`` or ``(R, C)``), ``slot``, ``crossbar`` (a
               :class:`~mimoc.targets.crossbar.config.CrossbarConfig` or dict),

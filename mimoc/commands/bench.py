@@ -89,7 +89,7 @@ def _find_source(artifact, explicit: str | None):
 
 def run(args: argparse.Namespace) -> int:
     from mimoc.progress import StepProgress
-    from mimoc.runtime import is_artifact, load_artifact
+    from mimoc.runtime import is_artifact, load, load_artifact
     from mimoc.runtime.bench import PATHS, format_bench, run_bench
     from mimoc.targets import artifact_target
 
@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
         return _bench_crossbar(args, target, batches)
     with tempfile.TemporaryDirectory(prefix="mimoc-bench-") as tmp:
         if is_artifact(target):
-            artifact = load_artifact(target, threads=args.threads,
-                                     verify=verify_artifacts(args))
+            artifact = load(target, threads=args.threads,  # onnx or iree
+                            verify=verify_artifacts(args))
             model = _find_source(artifact, args.model)
         else:
             from mimoc.api import compile as compile_model

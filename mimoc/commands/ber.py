@@ -262,9 +262,9 @@ def _is_artifact(entry: str) -> bool:
 
 
 def _load_artifact(path: str, system: MIMOSystem, verify: bool = True) -> EngineDetector:
-    from mimoc.runtime import load_artifact
+    from mimoc.runtime import load
 
-    artifact = load_artifact(path, verify=verify)
+    artifact = load(path, verify=verify)  # onnx or iree (the crossbar has its own entry)
     _check_sizes(path, dict(artifact.config), system)
     return artifact.engine()
 

@@ -28,6 +28,10 @@ def artifact_config(entry: str) -> dict:
         from mimoc.targets.crossbar.artifact import read_schedule
 
         index = read_schedule(entry)
+    elif artifact_kind(entry) == "iree":
+        from mimoc.targets.iree.artifact import read_manifest as read_iree_manifest
+
+        index = read_iree_manifest(entry)
     else:
         from mimoc.targets.onnx import read_manifest
 

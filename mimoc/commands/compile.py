@@ -50,12 +50,17 @@ crossbar[:DEVICE] (= --target crossbar --device DEVICE).
 
 Quantized ONNX (--quant METHOD, or a checkpoint from 'mimoc quantize', which carries
 its recipe): the quantize pass runs first, then --lowering picks the kernels:
+  auto   (default) time the candidates below on this CPU and keep the fastest whose hard
+         decisions match the quantized model's on a seeded check set; the manifest's
+         lowering_selection records the timings, the agreement and the CPU
   w4     4-bit weights as com.microsoft.MatMulNBits, inputs quantized to int8 inside the
-         kernel (fast; not bit-faithful to 4-bit activations; default for 4-bit methods)
+         kernel (smallest artifact; not bit-faithful to 4-bit activations)
+  w4-int8  the 4-bit codes in int8 kernels (MatMulIntegerToFloat u8 x s8), input codes
+         computed in-graph (faithful; int8 weight bytes)
   w4a4   4-bit weights, the recipe's 4-bit activation quantizers emulated in-graph
          (reproduces the quantized PyTorch model)
   int8   int8 weights (MatMulIntegerToFloat / DynamicQuantizeMatMul), static 8-bit inputs
-         by QuantizeLinear (default for --quant int8)
+         by QuantizeLinear
 kaq-ptq, minmax and int8 calibrate here (--bits N, default 4 / 8); kaq and lsq train,
 so run 'mimoc quantize MODEL.pt --method kaq -o model_q.pt' first and compile that.
 
@@ -88,9 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mimoc checkpoint (.pt) or torch.export program (.pt2)")
     flags.add(parser, "target", NAME,
               help=f"one target: {', '.join(TARGETS)} (fp32 ONNX; crossbar: memristor arrays, "
-                   "see the crossbar options below and docs/crossbar.md), or a shorthand "
-                   "onnx-w4[:METHOD], onnx-w4a4[:METHOD], onnx-int8[:METHOD], "
-                   "crossbar:DEVICE")
+                   "see the crossbar options below and docs/crossbar.md; iree: native CPU "
+                   "code, docs/edge.md), or a shorthand onnx-w4[:METHOD], "
+                   "onnx-w4a4[:METHOD], onnx-int8[:METHOD], crossbar:DEVICE")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="artifact directory to write (an existing non-empty one only "
                              "with --force, never one holding MODEL)")
@@ -104,6 +109,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_pass_option_arguments(parser)
     add_onnx_arguments(parser)
     add_crossbar_arguments(parser)
+    parser.add_argument_group("iree target (--target iree)").add_argument(
+        "--cpu", default=None, metavar="CPU",
+        help="processor of the IREE modules: host (default), aarch64, x86-64-v3, or an LLVM "
+             "core name such as cortex-a76 (see docs/edge.md); --static-shapes defaults to "
+             "B=1,S=14 there")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing non-empty output directory")
     parser.add_argument("--json", action="store_true",
@@ -121,9 +131,11 @@ def add_onnx_arguments(parser: argparse.ArgumentParser) -> None:
                        choices=["kaq", "kaq-ptq", "lsq", "minmax", "int8"],
                        help="quantize: kaq|kaq-ptq|lsq|minmax|int8 (kaq and lsq need a "
                             "checkpoint from 'mimoc quantize')")
-    group.add_argument("--lowering", default=None, choices=["w4", "w4a4", "int8"],
-                       help="quantized kernels: w4 (fast, default for 4-bit), w4a4 "
-                            "(faithful), int8")
+    group.add_argument("--lowering", default=None,
+                       choices=["auto", "w4", "w4a4", "int8", "w4-int8"],
+                       help="quantized kernels: auto (default: the fastest correct one on "
+                            "this CPU), w4 (smallest), w4a4 (faithful), int8, w4-int8 (4-bit "
+                            "codes in int8 kernels)")
     group.add_argument("--bits", type=int, default=None, metavar="N",
                        help="bit width for a calibration method (2..8; default 4, int8: 8)")
     group.add_argument("--static-shapes", default=None, metavar="DIM=N[,DIM=N]",
@@ -166,7 +178,7 @@ def add_crossbar_arguments(parser: argparse.ArgumentParser) -> None:
 #: the flags of every target, by their keyword in mimoc.compile (the target refuses those
 #: that are not its own, naming the target they belong to)
 TARGET_FLAGS = ("quant", "lowering", "bits", "static_shapes", "device", "array", "slot",
-                "accumulation", "static_clip", "write_parallel", "mc_draws", "strategy")
+                "accumulation", "static_clip", "write_parallel", "mc_draws", "strategy", "cpu")
 
 
 def _size(count: int) -> str:
@@ -252,9 +264,20 @@ def _strategy_line(schedule) -> str:
     return strategy_summary(schedule)
 
 
+def iree_summary(result) -> str:
+    m = result.manifest
+    sizes = ",".join(f"{k}={v}" for k, v in m["static_shapes"].items())
+    return "\n".join(line for line in [
+        f"compiled {m['model'].get('name')} for IREE ({m['iree']['cpu']}, "
+        f"{m['iree']['triple']}, {sizes}) -> {result.path}/ (slot.vmfb, symbol.vmfb, "
+        "detector.vmfb, manifest.json)", result.report(),
+        f"per symbol {m['flops']['per_symbol']} FLOPs; mimoc ber / bench / budget run it "
+        "on a CPU of this architecture"] if line)
+
+
 #: the text summary of each built-in target's artifact (another target prints its
 #: manifest as JSON)
-SUMMARIES = {"onnx": onnx_summary, "crossbar": crossbar_summary}
+SUMMARIES = {"onnx": onnx_summary, "crossbar": crossbar_summary, "iree": iree_summary}
 
 
 def resolve_target(name: str, options: dict) -> str:

@@ -281,5 +281,8 @@ INSPECTORS: list[Inspector] = [
     Inspector("ONNX artifact (manifest.json)", lambda p, kind: kind == "onnx",
               lambda p, a: _view("onnx").describe(p, a),
               lambda info: _view("onnx").render(info)),
+    Inspector("IREE artifact (manifest.json)", lambda p, kind: kind == "iree",
+              lambda p, a: _view("iree").describe(p, a),
+              lambda info: _view("iree").render(info)),
     Inspector("checkpoint (.pt)", _is_model_file, describe_checkpoint, render_checkpoint),
 ]

@@ -26,6 +26,19 @@ def _io(entries: list[dict[str, Any]]) -> str:
     return ", ".join(f"{e['name']} {e['shape']}" for e in entries)
 
 
+def _selection(selection: dict[str, Any] | None) -> list[str]:
+    """The ``--lowering auto`` record: each candidate's time and agreement."""
+    if not selection:
+        return []
+    parts = [f"{c['lowering']} " + "/".join(f"{v:.0f}" for v in c["median_us"].values())
+             + " us" + ("" if c.get("correct", True) else " (decisions differ)")
+             for c in selection["candidates"]]
+    batches = "/".join(selection["candidates"][0]["median_us"]) if selection["candidates"] \
+        else ""
+    return [f"  auto         chose {selection['chosen']} on {selection['cpu']}; {batches}: "
+            + ", ".join(parts)]
+
+
 def render(info: dict[str, Any]) -> str:
     model, f = info["model"], info["flops"]
     config = model.get("config") or {}
@@ -37,6 +50,7 @@ def render(info: dict[str, Any]) -> str:
              f"  lowering     {info['lowering']}" + (
                  f" ({q['method']} {q['bits']}-bit, {q['layers']} layers; faithful: "
                  f"{q['faithful']})" if q else ""),
+             *_selection(info.get("lowering_selection")),
              f"  source       {(info.get('source') or {}).get('file', '(in memory)')}",
              f"  FLOPs        {f['per_symbol']:,} per symbol, {f['slot_rate']:,} slot rate, "
              f"{f['per_slot']:,} per slot of {f['slot_symbols']} symbols",

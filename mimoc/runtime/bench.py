@@ -180,12 +180,17 @@ def _inputs(artifact: OnnxArtifact, batch: int, slot: int) -> tuple[torch.Tensor
     users = artifact.config.get("nt", 1)
     sizes = {"B": batch, "S": slot, "U": users, "2*U": 2 * users}
 
-    def concrete(shape: Sequence[int | str]) -> list[int]:
-        return [d if isinstance(d, int) else sizes[d] for d in shape]
+    cut = getattr(artifact, "sizes", None) is not None  # an iree artifact cuts any B, S
+
+    def concrete(shape: Sequence[int | str], free: int = 1) -> list[int]:
+        dims = [d if isinstance(d, int) else sizes[d] for d in shape]
+        if cut:
+            dims[:free] = [batch, slot][:free]
+        return dims
 
     gen = torch.Generator().manual_seed(batch)
     return (torch.randn(concrete(shapes["H"]), generator=gen),
-            torch.randn(concrete(shapes["y"]), generator=gen))
+            torch.randn(concrete(shapes["y"], 2), generator=gen))
 
 
 def run_bench(model: torch.nn.Module | None, artifact: OnnxArtifact, *,
@@ -208,6 +213,7 @@ def run_bench(model: torch.nn.Module | None, artifact: OnnxArtifact, *,
                          threads=threads, flops_per_slot=per_slot,
                          gemm_peak_gflops=gemm_peak_gflops())
     say = progress or (lambda text: None)
+    result.notes += _artifact_notes(artifact.manifest)
     runners = _runners(model, artifact, threads, paths, result.notes)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -223,6 +229,27 @@ def run_bench(model: torch.nn.Module | None, artifact: OnnxArtifact, *,
     finally:
         torch.set_num_threads(previous)
     return result
+
+
+def _artifact_notes(manifest) -> list[str]:
+    """What the ``mimoc`` path runs when it is not an onnxruntime session of a fixed
+    lowering: IREE modules, or the ``--lowering auto`` candidates timed when compiling."""
+    notes = []
+    if manifest.get("target") == "iree":
+        iree = manifest["iree"]
+        notes.append(f"mimoc = IREE modules ({iree['compiler']}, --cpu {iree['cpu']}, sizes "
+                     + ",".join(f"{k}={v}" for k, v in manifest["static_shapes"].items())
+                     + "; other sizes are cut into calls of these)")
+    selection = manifest.get("lowering_selection")
+    if selection:
+        parts = [f"{c['lowering']} " + "/".join(f"{v:.0f}" for v in c["median_us"].values())
+                 + " us" + ("" if c.get("correct", True) else " (decisions differ)")
+                 for c in selection["candidates"]]
+        notes.append(f"lowering auto chose {selection['chosen']} when compiling on "
+                     f"{selection['cpu']}; candidates at "
+                     + "/".join(selection["candidates"][0]["median_us"]) + ": "
+                     + ", ".join(parts))
+    return notes
 
 
 def _plain_session(model, artifact: OnnxArtifact, notes: list[str]

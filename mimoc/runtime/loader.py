@@ -4,9 +4,11 @@ The target that wrote a directory is recognised from its index file's ``format``
 (:func:`mimoc.targets.artifact_target`); :data:`RUNNERS` maps each target to the
 executor that loads its artifacts: ``onnx`` -> :class:`~mimoc.runtime.onnx_runner.
 OnnxArtifact` (onnxruntime), ``crossbar`` -> :class:`~mimoc.runtime.imc.IMCSchedule` (the
-in-memory-computing simulator). Both have ``detect(H, y)``, ``engine()`` for
+in-memory-computing simulator), ``iree`` -> :class:`~mimoc.runtime.iree_runner.IreeArtifact`
+(the IREE runtime). All have ``detect(H, y)``, ``engine()`` for
 :func:`mimoc.sim.ber.simulate`, ``config`` and ``path``; ``detect(H, y, output="llr")``
-gives max-log bit LLRs instead of symbol estimates (:mod:`mimoc.sim.llr`).
+gives max-log bit LLRs instead of symbol estimates (:mod:`mimoc.sim.llr`) for the ONNX and
+crossbar runners.
 
 Example::
 
@@ -28,9 +30,11 @@ from mimoc.targets import artifact_target
 RUNNERS: dict[str, str] = {
     "onnx": "mimoc.runtime.onnx_runner:load_artifact",
     "crossbar": "mimoc.runtime.imc:load_schedule",
+    "iree": "mimoc.runtime.iree_runner:load_artifact",
 }
 #: options that only some runners take
-RUNNER_OPTIONS: dict[str, tuple[str, ...]] = {"onnx": ("threads",), "crossbar": ()}
+RUNNER_OPTIONS: dict[str, tuple[str, ...]] = {"onnx": ("threads",), "crossbar": (),
+                                               "iree": ()}
 
 
 def is_artifact(path: str | os.PathLike) -> bool:

@@ -1,6 +1,8 @@
 """Back ends, one package per target, each a :class:`~mimoc.targets.base.Target` plug-in.
 
 - :mod:`mimoc.targets.onnx`: ONNX models for onnxruntime (fp32, int8, 4-bit);
+- :mod:`mimoc.targets.iree`: the ONNX graphs compiled to native CPU code by IREE
+  (``.vmfb`` modules for the host, aarch64, x86-64-v3, ...);
 - :mod:`mimoc.targets.crossbar`: memristor crossbar programming schedules (schedule.json +
   arrays.npz) for the IMC simulator :mod:`mimoc.runtime.imc`;
 - :mod:`mimoc.targets.output`: atomic artifact directories, shared by the targets.
@@ -22,6 +24,7 @@ from mimoc.errors import ModelFileError, UsageError
 TARGETS: dict[str, str] = {
     "onnx": "mimoc.targets.onnx.target:TARGET",
     "crossbar": "mimoc.targets.crossbar.target:TARGET",
+    "iree": "mimoc.targets.iree.target:TARGET",
 }
 
 _LOADED: dict = {}
@@ -37,7 +40,7 @@ def register(target) -> None:
 
 def unregister(name: str) -> None:
     """Remove a target added with :func:`register` (the built-in ones stay)."""
-    if name in ("onnx", "crossbar"):
+    if name in ("onnx", "crossbar", "iree"):
         raise UsageError(f"target {name!r} is built in")
     TARGETS.pop(name, None)
     _LOADED.pop(name, None)
@@ -69,6 +72,7 @@ def artifact_target(path: str | os.PathLike) -> str | None:
     path = Path(path)
     if not path.is_dir():
         return None
+    mismatch = None  # two targets may share an index name (manifest.json: onnx, iree)
     for name in TARGETS:
         target = get_target(name)
         index = path / target.artifact_index if target.artifact_index else None
@@ -78,7 +82,9 @@ def artifact_target(path: str | os.PathLike) -> str | None:
         found = data.get("format") if isinstance(data, dict) else None
         if found == target.artifact_format:
             return name
-        raise ModelFileError(f"{str(index)!r} is not a mimoc {name} artifact index (format "
-                             f"{found!r}, expected {target.artifact_format!r}); compile the "
-                             "artifact again")
+        mismatch = mismatch or ModelFileError(
+            f"{str(index)!r} is not a mimoc {name} artifact index (format {found!r}, "
+            f"expected {target.artifact_format!r}); compile the artifact again")
+    if mismatch is not None:
+        raise mismatch
     return None

@@ -45,7 +45,7 @@ def artifacts(tmp_path_factory):
     torch.manual_seed(0)
     save_detector(build_detector("detnet", **CONFIG).eval(), root / "detnet.pt")
     compile_model(root / "detnet.pt", out=root / "onnx")
-    compile_model(root / "detnet.pt", out=root / "int8", quant="int8")
+    compile_model(root / "detnet.pt", out=root / "int8", quant="int8", lowering="int8")
     # FeFET: program-and-verify converges in few rounds; 8x8 arrays force tiling
     compile_model(root / "detnet.pt", target="crossbar", out=root / "xb",
                   device="fefet-jerry2017", array=(8, 8), crossbar={"mc_draws": 2})
@@ -126,7 +126,7 @@ def test_shipped_profiles_and_fresh_artifacts_validate(artifacts):
 def test_schemas_are_valid_and_the_device_schema_matches_the_dataclass():
     from jsonschema import Draft202012Validator
 
-    assert schema_names() == ["device", "manifest", "processor", "schedule"]
+    assert schema_names() == ["device", "iree_manifest", "manifest", "processor", "schedule"]
     for name in schema_names():
         Draft202012Validator.check_schema(load_schema(name))
     schema = load_schema("device")

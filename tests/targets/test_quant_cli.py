@@ -52,7 +52,7 @@ def test_compile_quant_minmax_then_ber_and_bench(capsys, checkpoint, tmp_path):
     model, path = checkpoint
     art = tmp_path / "w4"
     code, out, err = cli(capsys, "compile", str(path), "-o", str(art), "--quant", "minmax",
-                         "--json")
+                         "--lowering", "w4", "--json")
     assert code == 0, err
     manifest = parse_output("compile", out)["artifact"]
     assert manifest["lowering"] == "w4" and manifest["quantization"]["method"] == "minmax"
@@ -72,7 +72,8 @@ def test_compile_quant_minmax_then_ber_and_bench(capsys, checkpoint, tmp_path):
 def test_int8_artifact_applies_its_session_options(capsys, checkpoint, tmp_path):
     _, path = checkpoint
     art = tmp_path / "int8"
-    code, out, err = cli(capsys, "compile", str(path), "-o", str(art), "--quant", "int8")
+    code, out, err = cli(capsys, "compile", str(path), "-o", str(art), "--quant", "int8",
+                         "--lowering", "int8")
     assert code == 0, err
     assert "lowering int8" in out
     manifest = json.loads((art / "manifest.json").read_text())

@@ -343,7 +343,7 @@ def test_w4_weight_bytes_are_at_most_016_of_fp32(nt, nr):
                                   ActQuant(4, "dynamic", 0.5, True))
     recipe = QuantRecipe("minmax", 4, layers)
     fp32 = compile_model(model).models["detector"]
-    w4 = compile_model(model, quant=recipe).models["detector"]
+    w4 = compile_model(model, quant=recipe, lowering="w4").models["detector"]
     ratio = weight_bytes(w4) / weight_bytes(fp32)
     assert ratio <= 0.16, ratio
     whole = weight_bytes(compile_model(model, quant=recipe, lowering=Lowering(

@@ -105,6 +105,44 @@ def prepare_onnx(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
                           settings=settings, artifact=path, capacity=capacity)
 
 
+def prepare_iree(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
+    """IREE modules on this CPU (``--target iree --cpu host``), compiled for the workload's
+    sizes (B channels, S x K vectors each), timed as ``slot.vmfb`` + ``symbol.vmfb``."""
+    from mimoc.driver import compile as compile_model
+    from mimoc.runtime import load
+
+    w = ctx.workload
+    out = ctx.workdir / "iree"
+    ctx.say("compiling iree")
+    compile_model(ctx.model_path, "iree", out, force=True,
+                  static_shapes={"B": w.channels, "S": w.symbols_per_channel})
+    artifact = load(out)
+    H, y, _ = (t.numpy() for t in ctx.workload_inputs())
+    state = {"slot": artifact.run_slot(H)}
+
+    def slot_stage() -> None:
+        state["slot"] = artifact.run_slot(H)
+
+    ctx.say(f"timing {spec.name}")
+    times = time_stages([slot_stage, lambda: artifact.run_symbols(y, state["slot"])],
+                        calls=ctx.calls, min_time=ctx.min_time, max_time=ctx.max_time)
+    manifest = artifact.manifest
+    details = {"calls": len(times), "threads": 1, "batch": w.channels,
+               "symbols_per_channel": w.symbols_per_channel, "iree": manifest["iree"],
+               "flops": dict(manifest.get("flops", {}))}
+    latency, capacity = _measured(times, ctx, "", details)
+    how = _timed_how(f"IREE modules ({manifest['iree']['compiler']})", ctx, latency.tail,
+                     "slot.vmfb then symbol.vmfb")
+    settings = {"target": "iree", "cpu": manifest["iree"]["cpu"],
+                "flags": manifest["iree"]["flags"],
+                "passes": [p.get("pass") for p in manifest.get("passes", [])],
+                "files": {name: info.get("bytes") for name, info in
+                          (manifest.get("files") or {}).items()}}
+    return PreparedTarget(spec, replace(latency, how=how), engine=artifact.engine(),
+                          ser_how="the compiled IREE modules run by the IREE runtime",
+                          settings=settings, artifact=out, capacity=capacity)
+
+
 def prepare_classical(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
     """The classical MMSE detector, batched torch on this CPU (the reference a learned
     detector has to beat): timed on the workload and at batch 1."""
@@ -334,6 +372,7 @@ def prepare_processor(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
 #: Target kind -> the function that prepares it.
 PREPARERS: dict[str, Callable[[TargetSpec, BudgetContext], PreparedTarget]] = {
     "onnx-cpu": prepare_onnx,
+    "iree": prepare_iree,
     "crossbar": prepare_crossbar,
     "processor": prepare_processor,
     "classical": prepare_classical,

@@ -2,7 +2,8 @@
 ones, ``mimoc compile --target``): target names -> :class:`TargetSpec`.
 
 A name is ``onnx`` (fp32 ONNX on this CPU), ``onnx-LOWERING[:METHOD]`` (a quantized ONNX
-lowering: ``onnx-w4``, ``onnx-w4a4``, ``onnx-int8``), ``crossbar[:DEVICE]`` (a crossbar
+lowering: ``onnx-w4``, ``onnx-w4a4``, ``onnx-int8``, ``onnx-w4-int8``, ``onnx-auto``),
+``iree`` (fp32 native code from IREE on this CPU), ``crossbar[:DEVICE]`` (a crossbar
 schedule for a device name or profile; ``crossbar:DEVICE@STRATEGY`` programs the channel
 arrays with a strategy of :mod:`mimoc.targets.crossbar.strategy`, written without commas,
 and ``crossbar:DEVICE@search`` searches for the cheapest one within the budget and loss
@@ -28,11 +29,12 @@ DEFAULT_TARGETS = ("onnx", "onnx-w4", "crossbar:ftj-luo2022", "dsp-c6678",
 #: Classical reference detectors by target name (:mod:`mimoc.sim.detectors`).
 CLASSICAL_TARGETS = ("mmse",)
 #: ONNX lowerings by target-name suffix (``onnx-w4`` -> ``w4``).
-ONNX_LOWERINGS = ("w4", "w4a4", "int8")
+ONNX_LOWERINGS = ("w4", "w4a4", "int8", "w4-int8", "auto")
 #: Quantization method per lowering when the model file carries no recipe of its own:
 #: min-max calibration takes seconds; KAQ's search or training takes minutes, so a KAQ model
 #: is quantized first (``mimoc quantize --method kaq``) and its checkpoint budgeted.
-DEFAULT_QUANT = {"w4": "minmax", "w4a4": "minmax", "int8": "int8"}
+DEFAULT_QUANT = {"w4": "minmax", "w4a4": "minmax", "int8": "int8", "w4-int8": "minmax",
+                 "auto": "minmax"}
 DEFAULT_DEVICE = "ftj-luo2022"
 #: The deprecated spelling of the ONNX names' head (``onnx-cpu-w4`` = ``onnx-w4``).
 DEPRECATED_ONNX = "onnx-cpu"
@@ -54,7 +56,7 @@ class TargetSpec:
     Attributes:
         name: as written, in today's spelling (``onnx-w4``, ``crossbar:ftj-luo2022``,
             ``dsp-c6678``, ``proc:board.json``).
-        kind: ``onnx-cpu``, ``crossbar``, ``processor`` or ``classical``.
+        kind: ``onnx-cpu``, ``iree``, ``crossbar``, ``processor`` or ``classical``.
         lowering: ONNX lowering (``None`` = fp32, ``w4``, ``w4a4``, ``int8``).
         quant: ONNX quantization method (``None``: the model's own recipe, else
             :data:`DEFAULT_QUANT`).
@@ -74,8 +76,8 @@ class TargetSpec:
 
 def target_names_help() -> str:
     """The accepted ``--target`` forms, for help texts and error messages."""
-    return ("onnx, onnx-w4 / -w4a4 / -int8 (optionally :METHOD, e.g. "
-            "onnx-w4:minmax), crossbar[:DEVICE] (a device name or profile .json; "
+    return ("onnx, onnx-w4 / -w4a4 / -int8 / -w4-int8 / -auto (optionally :METHOD, e.g. "
+            "onnx-w4:minmax), iree, crossbar[:DEVICE] (a device name or profile .json; "
             "crossbar:DEVICE@STRATEGY or @search for the channel programming), "
             f"{', '.join(list_processors())}, proc:FILE.json, mmse")
 
@@ -92,6 +94,8 @@ def parse_target(text: str) -> TargetSpec:
             raise UsageError(f"unknown ONNX lowering {lowering!r} in target {name!r}; choose "
                              f"onnx or onnx-{{{','.join(ONNX_LOWERINGS)}}}")
         return TargetSpec(name, "onnx-cpu", lowering=lowering, quant=tail or None)
+    if head == "iree" and not tail:
+        return TargetSpec(name, "iree")
     if head == "crossbar":
         device, at, strategy = tail.partition("@")
         if at:

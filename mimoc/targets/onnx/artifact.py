@@ -188,13 +188,16 @@ def build_artifact(graph: Graph, *, records: Sequence[Any] = (),
                    source: Mapping[str, Any] | None = None, lowering: str = LOWERING,
                    quantization: Mapping[str, Any] | None = None,
                    static_shapes: Mapping[str, int] | None = None,
-                   snr_def: str | None = None) -> BuiltArtifact:
+                   snr_def: str | None = None,
+                   selection: Mapping[str, Any] | None = None) -> BuiltArtifact:
     """Cut ``graph`` (after the passes) into stages and emit the three ONNX models.
 
     ``lowering``: ``fp32``, or ``w4`` / ``w4a4`` / ``int8`` for a graph the quantize pass
     annotated (:mod:`.quantized`); ``quantization``: the recipe summary for the manifest;
     ``static_shapes``: dims to fix (``{"B": 1, "S": 14}``, :mod:`.finish`); ``snr_def``:
-    the training SNR convention for the models' metadata (``None``: not known).
+    the training SNR convention for the models' metadata (``None``: not known);
+    ``selection``: the record of ``--lowering auto`` (:mod:`.autoselect`), kept in the
+    manifest as ``lowering_selection``.
     """
     # the slot state is what a user of slot.onnx sees: readable names, in every model
     graph = graph.renamed(state_names(graph, split_stages(graph).state))
@@ -217,6 +220,8 @@ def build_artifact(graph: Graph, *, records: Sequence[Any] = (),
     manifest = build_manifest(graph, stages, records=records, model=model, source=source,
                               lowering=lowering, quantized=quantized,
                               quantization=quantization, static_shapes=static_shapes)
+    if selection:  # absent for an explicit lowering: those artifacts stay as they were
+        manifest["lowering_selection"] = dict(selection)
     return BuiltArtifact(models, manifest, stages)
 
 

@@ -34,7 +34,7 @@ ONNX_DTYPES = {"f32": TensorProto.FLOAT, "f64": TensorProto.DOUBLE, "i64": Tenso
 NUMPY_DTYPES = {"f32": np.float32, "f64": np.float64, "i64": np.int64, "bool": np.bool_}
 MS_DOMAIN = "com.microsoft"  # onnxruntime's contrib ops (Inverse)
 
-LOWERINGS = ("fp32", "w4", "w4a4", "int8")
+LOWERINGS = ("fp32", "w4", "w4a4", "int8", "w4-int8")
 #: MatMulNBits accuracy_level of the 4-bit lowerings: w4 computes in int8 (the kernel
 #: quantizes its input per block: fast, not bit-faithful), w4a4 in fp32 on the dequantized
 #: 4-bit weights (faithful to spec)
@@ -46,7 +46,8 @@ class EmitError(MimocError):
 
 
 class Lowering(str):
-    """A lowering (``fp32``, ``w4``, ``w4a4``, ``int8``, :mod:`.quantized`) and its options.
+    """A lowering (``fp32``, ``w4``, ``w4a4``, ``int8``, ``w4-int8``, :mod:`.quantized`) and
+    its options.
 
     It is the lowering's name as a ``str`` (equal to, hashed and written to JSON as the
     name) so that it goes wherever a name goes, ``mimoc.compile(..., lowering=...)`` and

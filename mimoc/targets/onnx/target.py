@@ -5,8 +5,9 @@ Options (keywords of ``mimoc.compile`` / flags of ``mimoc compile``):
 - ``quant``: ``None``, a method (``"kaq"``, ``"kaq-ptq"``, ``"lsq"``, ``"minmax"``,
   ``"int8"``) or a :class:`~mimoc.quant.spec.QuantRecipe`; a quantized checkpoint
   (``mimoc quantize``) compiles with its own recipe;
-- ``lowering``: ``"w4"`` (default for 4-bit methods), ``"w4a4"`` or ``"int8"`` (default
-  for ``int8``), see :mod:`mimoc.targets.onnx.quantized`;
+- ``lowering``: ``"auto"`` (default for a quantized model: the fastest lowering on this
+  CPU whose decisions match the quantized reference, :mod:`.autoselect`), ``"w4"``,
+  ``"w4a4"``, ``"int8"`` or ``"w4-int8"``, see :mod:`mimoc.targets.onnx.quantized`;
 - ``bits``: bit width for a calibration method run during the compile;
 - ``static_shapes``: dims to fix in the models (``"B=1,S=14"`` or ``{"B": 1, "S": 14}``)
   for execution providers that need static shapes (NNAPI, CoreML), see docs/onnx.md.
@@ -35,6 +36,7 @@ QUANT_PASSES = ("quantize", "canonicalize", "split-channel", "hoist-conv-rows", 
 W4_PASSES = ("quantize", "canonicalize", "drop-input-quant", "split-channel", "hoist-conv-rows",
              "split-linear")
 TRAINED_METHODS = ("kaq", "lsq")
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class OnnxConfig:
     bits: int | None = None
     recipe: Any = None
     static_shapes: Any = None
+    selection: Any = None  # the record of --lowering auto (manifest lowering_selection)
 
 
 def quant_plan(model: Any, quant: Any, lowering: str | None, bits: int | None,
@@ -86,10 +89,10 @@ def quant_plan(model: Any, quant: Any, lowering: str | None, bits: int | None,
     weight_bits = max((lq.weight_bits for lq in recipe.layers.values()), default=recipe.bits)
     if lowering is None:
         lowering = "int8" if recipe.method == "int8" or weight_bits > 4 else "w4"
-    if lowering in ("w4", "w4a4") and recipe.method == "int8":
+    if lowering in ("w4", "w4a4", "w4-int8") and recipe.method == "int8":
         raise UsageError(f"--lowering {lowering} is a 4-bit lowering; an int8 recipe lowers "
                          "with --lowering int8")
-    if lowering in ("w4", "w4a4") and weight_bits > 4:
+    if lowering in ("w4", "w4a4", "w4-int8") and weight_bits > 4:
         raise UsageError(f"--lowering {lowering} holds at most 4-bit weights, the recipe has "
                          f"{weight_bits}-bit ones; use --lowering int8 or --bits 4")
     return recipe, lowering
@@ -100,9 +103,9 @@ def check_quant_options(quant: Any, lowering: str | None, bits: int | None) -> N
     from mimoc.quant.spec import METHODS, QuantRecipe
     from mimoc.targets.onnx.quantized import LOWERINGS
 
-    if lowering is not None and lowering not in LOWERINGS[1:]:
+    if lowering is not None and lowering not in (*LOWERINGS[1:], AUTO):
         raise UsageError(f"unknown lowering {lowering!r}; choose from "
-                         f"{', '.join(LOWERINGS[1:])}")
+                         f"{', '.join((*LOWERINGS[1:], AUTO))}")
     if quant is not None and not isinstance(quant, QuantRecipe) and quant not in METHODS:
         raise UsageError(f"unknown quantization method {quant!r}; choose from "
                          f"{', '.join(METHODS)}")
@@ -137,6 +140,10 @@ def quant_summary(recipe: Any, lowering: str) -> dict[str, Any]:
         "w4a4": "yes: weights exact, activation quantizers emulated in-graph",
         "int8": "close: weights exact, static 8-bit inputs exact via QuantizeLinear, other "
                 "inputs emulated in-graph, then quantized to uint8 at run time",
+        "w4-int8": "yes: weights exact as int8 codes, input codes computed in-graph, integer "
+                   "sums",
+        "fp32": "no: weights exact (their quantized values in fp32 GEMMs), the recipe's "
+                "input quantizers not applied",
     }[lowering]
     return {"method": recipe.method, "bits": recipe.bits, "lowering": lowering,
             "layers": len(recipe.layers), "activations": acts, "faithful": faithful}
@@ -159,9 +166,21 @@ class OnnxTarget(Target):
 
     def plan(self, config: OnnxConfig, model: Any, recipe: Any, *,
              progress: bool = False) -> OnnxConfig:
-        recipe, lowering = quant_plan(model, config.quant, config.lowering, config.bits,
-                                      recipe, progress=progress)
-        return OnnxConfig(config.quant, lowering, config.bits, recipe, config.static_shapes)
+        auto = config.lowering == AUTO
+        recipe, lowering = quant_plan(model, config.quant, None if auto else config.lowering,
+                                      config.bits, recipe, progress=progress)
+        if auto and recipe is None:
+            raise UsageError("--lowering auto needs a quantized model: add --quant METHOD, or "
+                             "compile a checkpoint from 'mimoc quantize'")
+        selection = None
+        if recipe is not None and (auto or config.lowering is None):
+            from mimoc.targets.onnx.autoselect import select_lowering
+
+            selection = select_lowering(model, recipe, lambda name: quantized_passes(
+                recipe, None, name))
+            lowering = selection["chosen"]
+        return OnnxConfig(config.quant, lowering, config.bits, recipe, config.static_shapes,
+                          selection)
 
     def passes(self, config: OnnxConfig, requested: str | Iterable[str] | None) -> list:
         from mimoc.compiler.pipeline import resolve_passes
@@ -181,7 +200,7 @@ class OnnxTarget(Target):
         return build_artifact(graph, records=context.records, model=dict(context.model),
                               source=context.source, lowering=config.lowering or "fp32",
                               quantization=summary, static_shapes=config.static_shapes,
-                              snr_def=context.snr_def)
+                              snr_def=context.snr_def, selection=config.selection)
 
     def write(self, artifact: Any, out: str | os.PathLike, *, force: bool) -> Path:
         from mimoc.targets.onnx.artifact import write_artifact

@@ -1,0 +1,104 @@
+"""``--lowering w4-int8`` (4-bit codes in int8 kernels) and ``--lowering auto`` (timed
+candidates, decision check, the record in the manifest)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import mimoc
+from mimoc.detectors import build_detector, save_detector
+from mimoc.errors import UsageError
+from mimoc.runtime import load
+from mimoc.targets.onnx import autoselect
+from mimoc.targets.onnx.target import quantized_passes
+
+CONFIG = dict(nt=2, nr=4, modulation="qpsk", layers=2, hidden=16, v_dim=4)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("auto") / "detnet.pt"
+    save_detector(build_detector("detnet", **CONFIG).eval(), path)
+    return path
+
+
+def _run(result, H, y):
+    session = ort.InferenceSession(result.models["detector"].SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    return session.run(None, {"H": H.numpy(), "y": y.numpy()})[0]
+
+
+def test_w4_int8_reproduces_the_faithful_lowering(checkpoint):
+    """w4-int8 computes the recipe's codes and integer sums: w4a4's outputs (fp32
+    emulation) to rounding, and the same hard decisions; its kernels are the int8 ones."""
+    H, y = autoselect.check_set(build_detector("detnet", **CONFIG).config)
+    faithful = mimoc.compile(checkpoint, quant="minmax", lowering="w4a4")
+    codes = mimoc.compile(checkpoint, quant="minmax", lowering="w4-int8")
+    a, b = _run(faithful, H, y), _run(codes, H, y)
+    assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+    assert (np.sign(a) == np.sign(b)).mean() >= 0.999
+    ops = {n.op_type for n in codes.models["detector"].graph.node}
+    assert "MatMulIntegerToFloat" in ops and "MatMulNBits" not in ops
+    assert codes.manifest["quantization"]["faithful"].startswith("yes")
+
+
+def test_auto_is_the_default_for_a_quantized_model(checkpoint, tmp_path):
+    result = mimoc.compile(checkpoint, out=tmp_path / "a", quant="minmax")
+    selection = result.manifest["lowering_selection"]
+    names = [c["lowering"] for c in selection["candidates"]]
+    assert names == list(autoselect.candidates(_recipe(checkpoint)))
+    assert result.manifest["lowering"] == selection["chosen"]
+    chosen = next(c for c in selection["candidates"] if c["lowering"] == selection["chosen"])
+    assert chosen["correct"] and chosen["agreement"] >= autoselect.MIN_AGREEMENT
+    best = min(c["score"] for c in selection["candidates"] if c["correct"])
+    assert chosen["score"] <= best * (1 + autoselect.TIE) + 1e-9
+    assert all(set(c["median_us"]) == {"B=1", "B=64"} and min(c["median_us"].values()) > 0
+               for c in selection["candidates"])
+    assert selection["cpu"]
+    load(tmp_path / "a")  # the manifest passes its schema
+
+
+def _recipe(path):
+    from mimoc.detectors import load_detector
+    from mimoc.quant import quantize
+
+    return quantize(load_detector(path), "minmax")
+
+
+def test_explicit_lowering_keeps_the_artifact_deterministic(checkpoint):
+    one = mimoc.compile(checkpoint, quant="minmax", lowering="w4")
+    two = mimoc.compile(checkpoint, quant="minmax", lowering="w4")
+    assert "lowering_selection" not in one.manifest
+    assert one.artifact.files() == two.artifact.files()
+
+
+def test_the_fastest_correct_candidate_wins(checkpoint, monkeypatch):
+    """The decision, with fixed timings: the fastest candidate is passed over when its
+    decisions differ from the quantized reference's; the next fastest wins."""
+    recipe = _recipe(checkpoint)
+    model = build_detector("detnet", **CONFIG)
+    names = autoselect.candidates(recipe)
+    times = {name: 1e-3 * (i + 2) for i, name in enumerate(names)}
+    times[names[-1]] = 1e-4  # the fastest, but made to disagree below
+    monkeypatch.setattr(autoselect, "time_sessions", lambda sessions, feeds: {
+        n: {b: times[n] for b in feeds} for n in sessions})
+    real = autoselect._decisions
+    calls = iter(range(len(names) + 1))
+
+    def decisions(x_hat, constellation):
+        out = real(x_hat, constellation)
+        return out if next(calls) < len(names) else out + 1  # the last candidate differs
+    monkeypatch.setattr(autoselect, "_decisions", decisions)
+    selection = autoselect.select_lowering(model, recipe, lambda name: quantized_passes(
+        recipe, None, name))
+    assert selection["chosen"] == names[0]
+    assert not selection["candidates"][-1]["correct"]
+
+
+def test_auto_needs_a_quantized_model(checkpoint):
+    with pytest.raises(UsageError, match="needs a quantized model"):
+        mimoc.compile(checkpoint, lowering="auto")
