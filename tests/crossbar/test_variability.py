@@ -55,6 +55,9 @@ def test_drift_scales_the_static_mvm_by_the_power_law(tmp_path, graph):
         outs[t] = xb._mvm(node, x, static[m["id"]], m, None)
     factor = ((3600.0 + 20.0) / 20.0) ** -0.06
     torch.testing.assert_close(outs[3600.0], factor * outs[None], rtol=1e-12, atol=1e-12)
+    static = xb.program_static(xb.device, torch.Generator().manual_seed(7), time_s=3600.0,
+                               compensate_drift=True)    # the gain undoes uniform drift
+    torch.testing.assert_close(xb._mvm(node, x, static[m["id"]], m, None), outs[None])
 
 
 def test_drift_exponent_spread_matches_the_lognormal_mean(tmp_path, graph):
