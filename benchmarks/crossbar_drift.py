@@ -119,9 +119,12 @@ def main(argv=None) -> int:
         for compensate in (False, True):
             cells = []
             for i, snr in enumerate(SNRS):
-                ok = [t for t in TIMES_S if curves[name(variant, compensate, t)][i].ser
-                      <= 2 * max(digital[i].ser, 1 / args.symbols)]
-                last = max(ok) if ok else None
+                last = None  # the last time of the run of times from 0 that pass
+                for t in TIMES_S:
+                    if curves[name(variant, compensate, t)][i].ser > 2 * max(
+                            digital[i].ser, 1 / args.symbols):
+                        break
+                    last = t
                 cells.append(f"{'none' if last is None else when(last)} at {snr:g} dB")
             print(f"  {variant}{', compensated' if compensate else ''}: " + ", ".join(cells))
 

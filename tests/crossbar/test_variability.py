@@ -4,6 +4,7 @@ form, seeded; and every one of them off (nothing drawn) for a profile that leave
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -128,3 +129,24 @@ def test_variability_off_draws_nothing_and_bad_times_are_refused(tmp_path, graph
     torch.testing.assert_close(xb.detect(H, y, seed=1), xb.detect(H, y, seed=1, time_s=86400.0))
     with pytest.raises(UsageError, match="time since programming"):
         xb.detect(H, y, time_s=-1.0)
+
+
+def test_cli_ber_time_since_programming(tmp_path, graph, capsys):
+    from mimoc.cli import main
+
+    xb = artifact(tmp_path, graph, drift_nu=0.1)
+    out = str(xb.path)
+    runs = {}
+    for t in ("0", "86400"):
+        assert main(["ber", out, "--time-since-programming", t, "--snr", "10", "--nt", "2",
+                     "--nr", "4",
+                     "--max-symbols", "56", "--json", "--no-progress"]) == 0
+        runs[t] = json.loads(capsys.readouterr().out)["points"][0]["symbols"]
+    assert runs == {"0": 56, "86400": 56}
+    assert main(["ber", out, "--time-since-programming", "-5", "--snr", "10", "--nt", "2",
+                 "--nr", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "time since programming" in err and len(err.splitlines()) == 1
+    assert main(["ber", "--detector", "mmse", "--time-since-programming", "60",
+                 "--snr", "10"]) == 2
+    assert "crossbar" in capsys.readouterr().err
