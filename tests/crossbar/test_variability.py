@@ -150,3 +150,19 @@ def test_cli_ber_time_since_programming(tmp_path, graph, capsys):
     assert main(["ber", "--detector", "mmse", "--time-since-programming", "60",
                  "--snr", "10"]) == 2
     assert "crossbar" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [
+    ("read_noise", 1.5), ("read_noise", -0.01), ("drift_nu", -0.1), ("drift_nu_std", "0.02"),
+    ("drift_t0_s", 0), ("d2d_g_spread", 1.0),
+])
+def test_variability_fields_are_checked_naming_them(tmp_path, field, value):
+    from mimoc.hardware.devices import DeviceError
+
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(load_device("ftj-luo2022").to_dict() | {field: value}))
+    with pytest.raises(DeviceError) as err:
+        load_device(str(path))
+    assert field in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(DeviceError, match=field):  # the dataclass checks the same
+        dataclasses.replace(load_device("ftj-luo2022"), **{field: value})
