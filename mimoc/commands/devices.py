@@ -79,6 +79,12 @@ def _details(dev) -> str:
         f"{dev.c2c_sigma_us('depression'):.4g} uS (dep.) = "
         f"{dev.c2c_sigma_us('potentiation') / dev.step_us:.3g} / "
         f"{dev.c2c_sigma_us('depression') / dev.step_us:.3g} steps",
+        f"  C2C definition  {dev.c2c_model} ("
+        + ("sqrt(n) over n pulses" if dev.c2c_model == "per-pulse"
+           else "one draw per programming operation") + ")",
+        f"  variability     read noise {dev.read_noise:g} of the current; drift nu "
+        f"{dev.drift_nu:g} +- {dev.drift_nu_std:g} (t0 {dev.drift_t0_s:g} s); "
+        f"array-to-array Gmin/Gmax spread {dev.d2d_g_spread:g}",
         f"  write voltage   {dev.v_write_pos:g} V / {dev.v_write_neg:g} V",
         "  stage delays    " + ", ".join(f"{k} {_si(v)}" for k, v in dev.stage_delays().items()),
         f"  converters      ADC {bits(dev.adc_bits)}, DAC {bits(dev.dac_bits)}",

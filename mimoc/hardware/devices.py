@@ -23,8 +23,12 @@ What a device means when programmed: a pulse moves the conductance by one step
 (C2C) noise of standard deviation :meth:`Device.c2c_sigma_us` (``c2c (Gmax - Gmin)``,
 :attr:`Device.c2c_potentiation` for pulses that raise the conductance,
 :attr:`Device.c2c_depression` for those that lower it); a verify loop stops within
-:attr:`Device.verify_tolerance_us`. The programming itself (pulse counts, open loop,
-program-and-verify) is :mod:`mimoc.hardware.programming`.
+:attr:`Device.verify_tolerance_us`; ``c2c_model`` says whether that noise is per pulse
+(the default) or per programming operation. The programming itself (pulse counts, open
+loop, program-and-verify) is :mod:`mimoc.hardware.programming`; drift, read noise and
+device-to-device spread (``drift_nu``, ``read_noise``, ``d2d_g_spread``, all 0 by default)
+are :mod:`mimoc.hardware.variability`; energy and area (``v_read``, ``cell_area_f2``,
+``feature_nm``, ``adc_fom_j``, ...) are :mod:`mimoc.hardware.energy`.
 
 Computation stages: the delays ``read_s`` (crossbar read: an MVM settles
 within one input pulse), ``tia_s``, ``adder_s``, ``relu_s``, ``inverter_s``,

@@ -65,6 +65,8 @@ from mimoc.hardware.variability import (
     clip_range,
     d2d_ranges,
     drift,
+    drift_factor,
+    drifts,
     read_noise_std,
     remap_range,
 )
@@ -207,12 +209,14 @@ class IMCSchedule:
     def program_static(self, device: Device, generator: torch.Generator, *,
                        ideal: bool = False, time_s: float | None = None,
                        d2d: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
-                       ) -> dict[str, _Programmed]:
+                       compensate_drift: bool = False) -> dict[str, _Programmed]:
         """Program-and-verify every static tile from its target conductances (``ideal``:
         targets remapped from the exact weights with ``w_clip = max|W|``, no clipping).
         All tiles go through :func:`~mimoc.targets.crossbar.programming.verify_many`; then
         each array's device-to-device range (``d2d``: clipped to it) and the drift of
-        ``time_s`` seconds after programming (:mod:`mimoc.hardware.variability`)."""
+        ``time_s`` seconds after programming (:mod:`mimoc.hardware.variability`);
+        ``compensate_drift``: the readout gain divides by the mean drift factor
+        ``((t + t0) / t0)^(-drift_nu)`` (a global drift compensation, exact without spread)."""
         jobs = []
         targets = []
         for mid, m in self.matrices.items():
@@ -233,7 +237,10 @@ class IMCSchedule:
                         targets += [torch.from_numpy(self.arrays[f"{t['id']}.{side}"]).double()
                                     .clamp(device.g_min_us, device.g_max_us)
                                     for side in ("g_pos", "g_neg")]
-            jobs.append((mid, m, mapping_gain(w_clip, device)))
+            gain = mapping_gain(w_clip, device)
+            if compensate_drift and drifts(device, time_s):
+                gain = gain * float(drift_factor(time_s, device.drift_nu, device.drift_t0_s))
+            jobs.append((mid, m, gain))
         results = iter(verify_many(targets, device, generator))
         out: dict[str, _Programmed] = {}
         for mid, m, k in jobs:
@@ -280,16 +287,16 @@ class IMCSchedule:
     def static_for(self, device: Device, generator: torch.Generator, *,
                    ideal: bool = False, time_s: float | None = None,
                    d2d: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
-                   ) -> dict[str, _Programmed]:
+                   compensate_drift: bool = False) -> dict[str, _Programmed]:
         """:meth:`program_static` through the cache (same result, generator advanced the
         same way). The key is the generator's state after ``d2d`` was drawn from it, so
         it stands for the seed and the device-to-device ranges alike."""
-        key = (device, ideal, time_s,
+        key = (device, ideal, time_s, compensate_drift,
                hashlib.sha256(generator.get_state().numpy().tobytes()).hexdigest())
         hit = self.static_cache.get(key)
         if hit is None:
             static = self.program_static(device, generator, ideal=ideal, time_s=time_s,
-                                         d2d=d2d)
+                                         d2d=d2d, compensate_drift=compensate_drift)
             while len(self.static_cache) >= STATIC_CACHE_ENTRIES:
                 self.static_cache.pop(next(iter(self.static_cache)))
             hit = self.static_cache[key] = (static, generator.get_state())
@@ -368,13 +375,15 @@ class IMCSchedule:
             ideal: bool = False, generator: torch.Generator | None = None,
             static: dict[str, _Programmed] | None = None, adc_bits: Any = DEVICE,
             dac_bits: Any = DEVICE, time_s: float | None = None,
-            d2d: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> IMCResult:
+            d2d: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+            compensate_drift: bool = False) -> IMCResult:
         """Execute the schedule on ``H [B, 2Nr, 2Nt]``, ``y [B, S, 2Nr]`` (module docstring).
 
         ``adc_bits`` / ``dac_bits``: converter resolutions (default: the device's; ``None``:
         ideal converters). ``time_s``: seconds since the static arrays were programmed (their
         drift; ``None``: read at once). ``d2d``: the arrays' device-to-device ranges
-        (:meth:`draw_d2d`) with a given ``static``; without ``static`` both are drawn here."""
+        (:meth:`draw_d2d`) with a given ``static``; without ``static`` both are drawn here.
+        ``compensate_drift``: a global drift compensation (:meth:`program_static`)."""
         time_s = _time_since_programming(time_s)
         device = self.device_for(c2c, ideal=ideal)
         adc_bits = _bits("adc_bits", adc_bits, None if ideal else device.adc_bits)
@@ -384,7 +393,8 @@ class IMCSchedule:
         generator = generator or torch.Generator().manual_seed(seed_value(seed))
         if static is None:
             d2d = self.draw_d2d(device, generator)
-            static = self.static_for(device, generator, ideal=ideal, time_s=time_s, d2d=d2d)
+            static = self.static_for(device, generator, ideal=ideal, time_s=time_s, d2d=d2d,
+                                     compensate_drift=compensate_drift)
         inputs = {"H": H, "y": y}
         sizes = bind_sizes(self.graph, inputs)
         values: dict[str, torch.Tensor] = {}
@@ -434,17 +444,20 @@ class IMCSchedule:
     __call__ = detect
 
     def engine(self, *, c2c: float | None = None, seed: int = 0, ideal: bool = False,
-               adc_bits: Any = DEVICE, dac_bits: Any = DEVICE, time_s: float | None = None):
+               adc_bits: Any = DEVICE, dac_bits: Any = DEVICE, time_s: float | None = None,
+               compensate_drift: bool = False):
         """A detector for :func:`mimoc.sim.ber.simulate` (``(H_est, y, N0) -> x_hat``): the
         static arrays are programmed once (deployment) and read ``time_s`` seconds later
         (drift; ``None``: at once), the channel arrays for every slot, from one generator
         seeded by ``seed`` (and by the work unit: ``run.reseed``); the arrays' device-to-device
-        ranges are drawn once."""
+        ranges are drawn once; ``compensate_drift``: a global drift compensation
+        (:meth:`program_static`)."""
         device = self.device_for(c2c, ideal=ideal)
         time_s = _time_since_programming(time_s)
         generator = torch.Generator().manual_seed(seed_value(seed))
         d2d = self.draw_d2d(device, generator)
-        static = self.static_for(device, generator, ideal=ideal, time_s=time_s, d2d=d2d)
+        static = self.static_for(device, generator, ideal=ideal, time_s=time_s, d2d=d2d,
+                                 compensate_drift=compensate_drift)
 
         def run(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():

@@ -4,6 +4,7 @@ form, seeded; and every one of them off (nothing drawn) for a profile that leave
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -55,6 +56,9 @@ def test_drift_scales_the_static_mvm_by_the_power_law(tmp_path, graph):
         outs[t] = xb._mvm(node, x, static[m["id"]], m, None)
     factor = ((3600.0 + 20.0) / 20.0) ** -0.06
     torch.testing.assert_close(outs[3600.0], factor * outs[None], rtol=1e-12, atol=1e-12)
+    static = xb.program_static(xb.device, torch.Generator().manual_seed(7), time_s=3600.0,
+                               compensate_drift=True)    # the gain undoes uniform drift
+    torch.testing.assert_close(xb._mvm(node, x, static[m["id"]], m, None), outs[None])
 
 
 def test_drift_exponent_spread_matches_the_lognormal_mean(tmp_path, graph):
@@ -125,3 +129,40 @@ def test_variability_off_draws_nothing_and_bad_times_are_refused(tmp_path, graph
     torch.testing.assert_close(xb.detect(H, y, seed=1), xb.detect(H, y, seed=1, time_s=86400.0))
     with pytest.raises(UsageError, match="time since programming"):
         xb.detect(H, y, time_s=-1.0)
+
+
+def test_cli_ber_time_since_programming(tmp_path, graph, capsys):
+    from mimoc.cli import main
+
+    xb = artifact(tmp_path, graph, drift_nu=0.1)
+    out = str(xb.path)
+    runs = {}
+    for t in ("0", "86400"):
+        assert main(["ber", out, "--time-since-programming", t, "--snr", "10", "--nt", "2",
+                     "--nr", "4",
+                     "--max-symbols", "56", "--json", "--no-progress"]) == 0
+        runs[t] = json.loads(capsys.readouterr().out)["curves"][0]["points"][0]["symbols"]
+    assert runs == {"0": 56, "86400": 56}
+    assert main(["ber", out, "--time-since-programming", "-5", "--snr", "10", "--nt", "2",
+                 "--nr", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "time since programming" in err and len(err.splitlines()) == 1
+    assert main(["ber", "--detector", "mmse", "--time-since-programming", "60",
+                 "--snr", "10"]) == 2
+    assert "crossbar" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value", [
+    ("read_noise", 1.5), ("read_noise", -0.01), ("drift_nu", -0.1), ("drift_nu_std", "0.02"),
+    ("drift_t0_s", 0), ("d2d_g_spread", 1.0),
+])
+def test_variability_fields_are_checked_naming_them(tmp_path, field, value):
+    from mimoc.hardware.devices import DeviceError
+
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(load_device("ftj-luo2022").to_dict() | {field: value}))
+    with pytest.raises(DeviceError) as err:
+        load_device(str(path))
+    assert field in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(DeviceError, match=field):  # the dataclass checks the same
+        dataclasses.replace(load_device("ftj-luo2022"), **{field: value})

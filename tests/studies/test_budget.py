@@ -289,6 +289,8 @@ def test_crossbar_numbers_come_from_the_schedule_and_channel_draws(budget_json):
     assert tail["p99.9_s"] == pytest.approx(draws["p99.9_s"] + 7 * totals["symbol_s"])
     assert row["ser"]["symbols"] == _available(data)["onnx"]["ser"]["symbols"]
     assert row["subcarriers_per_slot"] >= 1 and row["array_sets"] == 1
+    costs = json.loads((keep / "crossbar-ftj-luo2022" / "schedule.json").read_text())["costs"]
+    assert f"energy {costs['per_slot']['energy_j'] * 1e9:,.3g} nJ per slot" in json.dumps(row)
 
 
 def test_w4_is_measured_on_its_own_artifact(budget_json):
