@@ -50,7 +50,7 @@ OUTPUT_DIR = "output"
 #: Format version of each command's JSON output: bumped on every incompatible change (a key
 #: removed, renamed or retyped); adding a key is compatible.
 OUTPUT_VERSIONS = {"train": 1, "quantize": 1, "compile": 1, "inspect": 1, "ber": 1,
-                   "bench": 1, "budget": 1, "report": 1, "devices": 1}
+                   "bench": 1, "budget": 1, "report": 1, "devices": 1, "sweep": 1}
 _TYPE_WORDS = {"object": "a JSON object", "array": "a list", "string": "a string",
                "integer": "an integer", "number": "a number", "boolean": "true or false",
                "null": "null"}

@@ -13,7 +13,7 @@ MAX_LINES = 600
 #: bottom to top; a module may import from its own layer and the layers below it
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("mimoc", "mimoc.errors", "mimoc.progress", "mimoc.fileio", "mimoc.validation",
-              "mimoc.tables")),
+              "mimoc.tables", "mimoc.number_lists")),
     ("hardware", ("mimoc.hardware",)),
     ("simulation", ("mimoc.sim",)),
     ("models", ("mimoc.detectors", "mimoc.quant")),

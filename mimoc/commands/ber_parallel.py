@@ -12,19 +12,18 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 
+from mimoc.commands import flags
 from mimoc.errors import UsageError
 
 
-def add_parallel_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--workers", type=int, default=1, metavar="N",
-        help="run the Monte Carlo batches on N local Ray workers (one CPU each; default: 1, "
-             "this process, no Ray); the counts equal a serial run's with the same --seed; "
-             "needs the extra: pip install -e '.[ray]'")
-    parser.add_argument(
-        "--ray-address", default=None, metavar="ADDR",
-        help="run on the existing Ray cluster at ADDR (e.g. ray://head:10001 or auto) "
-             "instead of a local one; the workers need mimoc installed")
+def add_parallel_arguments(parser: argparse.ArgumentParser, command: str = "ber") -> None:
+    flags.add(parser, "workers", command,
+              help="run the Monte Carlo batches on N local Ray workers (one CPU each; 1: in "
+                   "this process, without Ray); the counts equal a serial run's with the same "
+                   "seed; needs the extra: pip install -e '.[ray]'")
+    flags.add(parser, "ray-address", command,
+              help="run on the existing Ray cluster at ADDR (e.g. ray://head:10001 or auto) "
+                   "instead of a local one; the workers need mimoc installed")
 
 
 def wants_ray(args: argparse.Namespace) -> bool:

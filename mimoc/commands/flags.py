@@ -13,7 +13,6 @@ This module is imported at start-up: it imports nothing heavy.
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -21,14 +20,15 @@ from typing import Any
 
 from mimoc.errors import UsageError
 
+# the grammar lives below the studies (a sweep file's snr reads the same); kept here by name
+from mimoc.number_lists import MAX_LIST_POINTS, parse_number_list  # noqa: F401
+
 #: argparse takes an argument that starts with '-' for an option unless it matches the
 #: parser's ``_negative_number_matcher``, by default only plain numbers (-4, -0.5): so
 #: ``--snr -4:2:10`` failed with "expected one argument". mimoc has no option that looks
 #: like a number, so every value made of digits, '.', 'e', signs, ':' and ',' after the
 #: '-' is a value (lists and ranges included); cli._Parser sets it on every (sub)parser.
 NUMBER_LIKE = re.compile(r"^-\.?\d[\d.eE+\-:,]*$")
-#: More values than this in one list is almost certainly a typo in a range.
-MAX_LIST_POINTS = 1000
 
 
 @dataclass(frozen=True)
@@ -121,17 +121,27 @@ CONCEPTS: dict[str, Concept] = {
     "array": Concept(
         "--array", "RxC", "`ROWSxCOLS`", "crossbar maximum array size",
         {"*": "128x128"}),
+    "workers": Concept(
+        "--workers", "N", "integer >= 1 (1: in this process, without Ray)",
+        "local Ray workers for the Monte Carlo units", {"ber": 1, "sweep": None},
+        shown={"sweep": "the CPUs of this machine"}, type=int),
+    "ray-address": Concept(
+        "--ray-address", "ADDR", "a Ray address (`auto`, `ray://head:10001`)",
+        "an existing Ray cluster to run on", {"ber": None, "sweep": None},
+        shown={"ber": "a local Ray", "sweep": "a local Ray"}),
 }
 
 #: Which concepts each command declares (checked against the parsers by the tests).
 COMMAND_CONCEPTS: dict[str, tuple[str, ...]] = {
-    "ber": ("slot", "snr", "max-symbols", "c2c", "threads", "batch", "seed"),
+    "ber": ("slot", "snr", "max-symbols", "c2c", "threads", "batch", "seed", "workers",
+            "ray-address"),
     "train": ("slot", "snr-train", "c2c", "threads", "batch", "seed"),
     "compile": ("slot", "target", "array"),
     "bench": ("slot", "threads", "batch"),
     "budget": ("slot", "snr", "max-symbols", "threads", "target", "seed", "array"),
     "report": ("slot", "snr", "max-symbols", "c2c", "target", "seed", "array"),
     "quantize": ("threads", "seed"),
+    "sweep": ("threads", "workers", "ray-address"),
 }
 
 
@@ -200,59 +210,6 @@ def warn_deprecated_targets(args: argparse.Namespace, text: str | None) -> str |
 
 
 # -- the shared value grammar ----------------------------------------------------------
-
-def parse_number_list(text: str, flag: str, *, sort: bool = True, example: str = "0,2,4",
-                      low: float | None = None, high: float | None = None) -> list[float]:
-    """A comma list of numbers and inclusive ranges ``START:STEP:STOP`` / ``START:STOP``.
-
-    ``"0,2,4"`` -> ``[0, 2, 4]``; ``"0:2:10"`` -> ``[0, 2, ..., 10]`` (the end is included
-    when the steps land on it, like MATLAB); ``"0:3"`` -> ``[0, 1, 2, 3]``; items mix
-    (``"0:5:10,12"``). Sorted when ``sort``; a duplicate, a non-finite value, or one
-    outside ``[low, high)`` is a :class:`UsageError`.
-    """
-    values: list[float] = []
-    items = [item.strip() for item in str(text).split(",")]
-    if not str(text).strip() or any(not item for item in items):
-        raise UsageError(f"malformed {flag} {text!r}: empty item; use e.g. {flag} {example} "
-                         f"or {flag} 0:2:10")
-    for item in items:
-        parts = item.split(":")
-        try:
-            numbers = [float(part) for part in parts]
-        except ValueError:
-            raise UsageError(f"malformed {flag} item {item!r}: not a number; use e.g. "
-                             f"{flag} {example} or {flag} 0:2:10 (START:STEP:STOP)") from None
-        if not all(math.isfinite(n) for n in numbers):
-            raise UsageError(f"malformed {flag} item {item!r}: values must be finite")
-        if len(numbers) == 1:
-            values.append(numbers[0])
-            continue
-        if len(numbers) == 2:
-            numbers = [numbers[0], 1.0, numbers[1]]
-        if len(numbers) != 3:
-            raise UsageError(f"malformed {flag} range {item!r}: write START:STEP:STOP or "
-                             "START:STOP, e.g. 0:2:10")
-        start, step, stop = numbers
-        if step == 0 or (stop - start) * step < 0:
-            raise UsageError(f"{flag} range {item!r} never reaches {stop:g} from {start:g} in "
-                             f"steps of {step:g}; e.g. 0:2:10 or 10:-2:0")
-        count = math.floor((stop - start) / step + 1e-9) + 1
-        if len(values) + count > MAX_LIST_POINTS:
-            raise UsageError(f"{flag} {text!r} has more than {MAX_LIST_POINTS} points; "
-                             "use a larger step")
-        values.extend(round(start + i * step, 9) for i in range(count))
-    values = [v + 0.0 for v in values]  # -0.0 -> 0.0
-    duplicates = sorted({v for v in values if values.count(v) > 1})
-    if duplicates:
-        raise UsageError(f"{flag} lists {', '.join(f'{v:g}' for v in duplicates)} more than "
-                         "once; give each value once")
-    outside = [v for v in values if (low is not None and v < low)
-               or (high is not None and v >= high)]
-    if outside:
-        raise UsageError(f"{flag} {text!r}: {outside[0]:g} is outside [{low:g}, {high:g}); "
-                         f"e.g. {flag} {example}")
-    return sorted(values) if sort else values
-
 
 def one_value(values: list[float], flag: str, why: str) -> float:
     """The single value of a list where a command needs one (a one-line refusal else)."""

@@ -7,7 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
-from mimoc.errors import UsageError
+from mimoc.commands import flags
 
 NAME = "sweep"
 HELP = "run a sweep file (models, targets, devices, C2C, SNR...) on Ray, resumably"
@@ -23,18 +23,25 @@ extension) and write one table, one JSON and the plots into -o DIR:
   arrays = ["128x128"]               # crossbar array sizes
   c2c = [0, 0.02]                    # crossbar cycle-to-cycle levels
   snr = "0:2:10"                     # or a list of dB values
-  [link]   channel, csi, snr_def, slot (nt, nr, mod for classical detectors alone)
-  [run]    seed, max_symbols, min_errors, min_error_slots, batch_size
+  [link]   slot (default 14), channel, csi, snr_def (nt, nr, mod for classical
+           detectors alone)
+  [run]    seed, max_symbols, min_errors, min_error_slots, batch
+
+The keys are the command line's (slot is --slot, batch is --batch, ...) with the
+same defaults, and snr takes --snr's grammar ("-4:2:10", "0,3").
 
 Each artifact is compiled once (DIR/artifacts, keyed by a hash of the model's
 bytes, target and options). Every finished work unit (SNR point, batch) is
 appended to DIR/results.jsonl; after a Ctrl-C or a crash, the same command with
 --resume runs only the units not journaled and writes the same results.json as
-an uninterrupted run. The counts equal a serial run's (--workers 1) whatever the
+an uninterrupted run (its "command" is recorded without --resume). An existing
+DIR is refused unless --resume (continue) or --force (start over; the compile
+cache is kept). The counts equal a serial run's (--workers 1) whatever the
 number of workers: every unit is seeded by (seed, SNR, batch) alone.
 
-Outputs: DIR/results.json (per link: the 'mimoc ber --json' object), DIR/results.txt
-(the table, also printed), DIR/plots/LINK.png.
+Outputs: DIR/results.json (the mimoc-sweep/1 document, also printed by --json:
+per link, the 'mimoc ber --json' object), DIR/results.txt (the table, also
+printed), DIR/plots/LINK.png.
 
 examples:
   mimoc sweep crossbar.toml -o out/sweep --workers 4
@@ -51,31 +58,56 @@ def _default_workers() -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mimoc.commands.ber_parallel import add_parallel_arguments
+
     parser.add_argument("spec", metavar="SPEC", help="the sweep file (.toml or .json)")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="output folder (artifacts, journal, results, plots)")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="local Ray workers (default: the CPUs of this machine); 1 runs "
-                             "in this process without Ray")
-    parser.add_argument("--ray-address", default=None, metavar="ADDR",
-                        help="run on the existing Ray cluster at ADDR instead of a local one")
+    add_parallel_arguments(parser, NAME)
+    flags.add(parser, "threads", NAME, help="CPU threads for torch in this process")
     parser.add_argument("--resume", action="store_true",
                         help="continue the sweep in DIR: journaled units are not rerun")
+    parser.add_argument("--force", action="store_true",
+                        help="start the sweep in an existing DIR over (its journal is "
+                             "discarded, its compile cache kept)")
     parser.add_argument("--no-plots", action="store_true", help="do not draw the plots")
+    parser.add_argument("--json", action="store_true",
+                        help="print results.json's document on stdout instead of the table")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar of finished units (shown only on a terminal)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from mimoc.studies.sweep import load_spec, run_sweep
-    from mimoc.studies.sweep.run import TABLE
+    from mimoc.commands.json_output import command_line, print_json
+    from mimoc.fileio import refuse_input_overwrite
+    from mimoc.studies.sweep import load_spec
+    from mimoc.studies.sweep.run import TABLE, execute_sweep
 
     workers = _default_workers() if args.workers is None else args.workers
-    if workers < 1:
-        raise UsageError(f"--workers must be a positive integer, got {workers}")
+    flags.positive("--workers", workers)
+    threads = flags.positive("--threads", args.threads)
     spec = load_spec(args.spec)
-    run_sweep(spec, args.output, workers=workers, address=args.ray_address,
-              resume=args.resume, plots=not args.no_plots, progress=not args.no_progress)
+    # the spec and its models stay intact whatever -o, --force or --resume say
+    refuse_input_overwrite(args.output, [args.spec, *spec.models])
+    # recorded without --resume: a resumed run writes the bytes of an uninterrupted one
+    argv = command_line(args)
+    if argv is not None:
+        args._argv = argv = [a for a in argv if a != "--resume"]
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        document, _ = execute_sweep(
+            spec, args.output, workers=workers, address=args.ray_address,
+            resume=args.resume, force=args.force, plots=not args.no_plots,
+            progress=not args.no_progress, argv=argv)
+    finally:
+        torch.set_num_threads(previous)
+    if args.json:
+        envelope = {"schema", "mimoc_version", "command"}
+        print_json(NAME, args, {k: v for k, v in document.items() if k not in envelope})
+        return 0
     print((Path(args.output) / TABLE).read_text(), end="")
     print(f"results written to {args.output}")
     return 0

@@ -13,6 +13,7 @@ from mimoc.cli import main
 from mimoc.errors import UsageError
 from mimoc.studies.sweep import load_spec, run_sweep
 from mimoc.studies.sweep.run import JOURNAL, RESULTS
+from mimoc.validation import validate_output
 
 ROOT = Path(__file__).resolve().parents[2]
 DETNET = ROOT / "examples" / "models" / "detnet_8x16_qpsk.pt"
@@ -28,7 +29,7 @@ slot = 2
 seed = 4
 max_symbols = 4000
 min_errors = 30
-batch_size = 40
+batch = 40
 """
 
 
@@ -90,16 +91,20 @@ def test_each_artifact_is_compiled_once_and_curves_match_mimoc_ber(tmp_path, cap
     text = f"""models = ["{DETNET}"]
 targets = ["pytorch", "onnx"]
 snr = [2]
+[link]
+slot = 1
 [run]
 max_symbols = 1600
 min_errors = 10
-batch_size = 50
+batch = 50
 """
     spec_path = write(tmp_path, text)
     assert main(["sweep", str(spec_path), "-o", str(tmp_path / "out"), "--workers", "1",
                  "--no-plots"]) == 0
     assert "detnet_8x16_qpsk/onnx-fp32" in capsys.readouterr().out
-    document = json.loads((tmp_path / "out" / RESULTS).read_text())
+    document = validate_output("sweep", json.loads((tmp_path / "out" / RESULTS).read_text()))
+    assert document["command"] == ["mimoc", "sweep", str(spec_path), "-o",
+                                   str(tmp_path / "out"), "--workers", "1", "--no-plots"]
     assert len(list((tmp_path / "out" / "artifacts").iterdir())) == 1
     curves = curves_by_name(document["jobs"][0]["result"])
     artifact = tmp_path / "out" / "artifacts" / document["jobs"][0]["artifacts"][
@@ -119,7 +124,12 @@ batch_size = 50
     ("detectors = ['zf']\ntargets = ['gpu']\n", "sweep target 'gpu'"),
     ("models = ['missing.pt']\n", "not found"),
     ("snr = [0]\n", "no models and no detectors"),
-    ("detectors = ['zf']\nsnr = '0:-1:4'\n", "START:STEP:STOP"),
+    ("detectors = ['zf']\nsnr = '0:-1:4'\n", "never reaches 4"),
+    ("detectors = ['zf']\nsnr = '0,x'\n", "not a number"),
+    ("detectors = ['zf']\nsnr = [0, 0.0]\n", "more than once"),
+    ("detectors = ['zf']\n[run]\nbatch_size = 5\n", "'batch_size' is now 'batch'"),
+    ("detectors = ['zf']\n[run]\nbatch = 0\n", "batch must be an integer >= 1"),
+    ("detectors = ['zf']\n[link]\nslot = 1.5\n", "slot must be an integer"),
     ("detectors = ['zf']\nc2c = [0.5, 2]\n", "fractions"),
     ("detectors = ['zf']\n[run]\nspeed = 1\n", r"\[run\] takes only"),
     ("detectors = [zf\n", "not valid TOML"),
@@ -132,7 +142,7 @@ def test_bad_sweep_files_are_one_line_usage_errors(tmp_path, text, message):
 def test_a_json_sweep_file_reads_like_toml(tmp_path):
     as_json = load_spec(write(tmp_path, json.dumps(
         {"detectors": ["zf", "mmse"], "snr": "0:3:6", "link": {"nt": 2, "nr": 3, "slot": 2},
-         "run": {"seed": 4, "max_symbols": 4000, "min_errors": 30, "batch_size": 40}}),
+         "run": {"seed": 4, "max_symbols": 4000, "min_errors": 30, "batch": 40}}),
         "sweep.json"))
     assert as_json.to_dict() == load_spec(write(tmp_path, CLASSICAL)).to_dict()
 
@@ -150,7 +160,7 @@ def test_crossbar_curves_share_one_compile_and_their_noise_is_seeded_per_unit(tm
                   tmp_path / "tiny.pt")
     spec = load_spec(write(tmp_path, 'models = ["tiny.pt"]\ntargets = ["crossbar"]\n'
                                      'arrays = ["8x8"]\nc2c = [0, 0.03]\nsnr = [4]\n'
-                                     "[run]\nmax_symbols = 400\nbatch_size = 50\n"))
+                                     "[run]\nmax_symbols = 400\nbatch = 50\n"))
     document = run_sweep(spec, tmp_path / "out", plots=False)
     artifacts = document["jobs"][0]["artifacts"]
     assert sorted(artifacts) == ["tiny/crossbar-8x8@c2c=0", "tiny/crossbar-8x8@c2c=0.03"]
@@ -175,7 +185,7 @@ def test_ctrl_c_on_the_cli_then_resume_writes_the_uninterrupted_results(tmp_path
     import time
 
     spec = write(tmp_path, CLASSICAL.replace("min_errors = 30", "min_errors = 1000000")
-                 .replace("batch_size = 40", "batch_size = 5"))  # 4 x 200 small units
+                 .replace("batch = 40", "batch = 5"))  # 4 x 200 small units
     argv = ["sweep", str(spec), "-o", str(tmp_path / "cut"), "--workers", "1", "--no-plots"]
     script = ("import signal, sys\nfrom mimoc.cli import main\n"
               # a shell's background job starts with SIGINT ignored, and so would this child
@@ -194,6 +204,62 @@ def test_ctrl_c_on_the_cli_then_resume_writes_the_uninterrupted_results(tmp_path
     assert child.returncode == 130 and err.endswith("mimoc: interrupted\n"), err
     assert not (tmp_path / "cut" / RESULTS).exists()
     assert main([*argv, "--resume"]) == 0
-    assert main(["sweep", str(spec), "-o", str(tmp_path / "whole"), "--workers", "1",
-                 "--no-plots"]) == 0
-    assert (tmp_path / "cut" / RESULTS).read_text() == (tmp_path / "whole" / RESULTS).read_text()
+    resumed = (tmp_path / "cut" / RESULTS).read_text()
+    assert json.loads(resumed)["command"] == ["mimoc", *argv]  # recorded without --resume
+    (tmp_path / "cut" / RESULTS).rename(tmp_path / "resumed.json")
+    # the same command uninterrupted (started over in the same folder): the same bytes
+    assert main([*argv, "--force"]) == 0
+    whole = json.loads((tmp_path / "cut" / RESULTS).read_text())
+    assert whole.pop("command") == ["mimoc", *argv, "--force"]
+    assert {**json.loads(resumed), "command": None} == {**whole, "command": None}
+
+
+def test_the_sweep_keys_default_like_the_flags():
+    from mimoc.commands import flags
+    from mimoc.sim.ber import DEFAULT_MAX_SYMBOLS
+    from mimoc.studies.sweep.spec import LINK_DEFAULTS, RUN_DEFAULTS
+
+    assert LINK_DEFAULTS["slot"] == flags.CONCEPTS["slot"].default("ber") == 14
+    assert RUN_DEFAULTS["seed"] == flags.CONCEPTS["seed"].default("ber")
+    assert RUN_DEFAULTS["max_symbols"] == DEFAULT_MAX_SYMBOLS
+    assert RUN_DEFAULTS["batch"] == flags.CONCEPTS["batch"].default("ber")
+    assert load_spec_text("detectors = ['zf']\nsnr = '-4:2:0'\n").snr == [-4.0, -2.0, 0.0]
+
+
+def load_spec_text(text: str):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        return load_spec(write(Path(folder), text))
+
+
+def test_cli_json_is_results_json_and_the_output_policy(tmp_path, capsys):
+    spec = write(tmp_path, CLASSICAL)
+    out = tmp_path / "out"
+    argv = ["sweep", str(spec), "-o", str(out), "--workers", "1", "--no-plots",
+            "--no-progress"]
+    assert main([*argv, "--json"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1  # one JSON line, no table
+    document = validate_output("sweep", json.loads(printed))
+    assert document == json.loads((out / RESULTS).read_text())
+    assert list(document)[:3] == ["schema", "mimoc_version", "command"]
+    assert document["schema"] == "mimoc-sweep/1"
+    assert document["sweep"]["link"]["slot"] == 2 and document["sweep"]["run"]["batch"] == 40
+    table = (out / "results.txt").read_text()
+    assert table.splitlines()[0].split() == ["link", "curve", "SNR[dB]", "SER", "BER",
+                                             "errors", "symbols"]
+    assert not any(line != line.rstrip() for line in table.splitlines())
+    before = (out / RESULTS).read_bytes()
+    for extra, message in (([], "--resume to continue it, --force to start over"),
+                           (["--resume", "--force"], "give one of them")):
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert (out / RESULTS).read_bytes() == before  # nothing destroyed
+    # the spec's own folder is never the output, not even with --force
+    assert main(["sweep", str(spec), "-o", str(tmp_path), "--workers", "1", "--force"]) == 2
+    assert "holds the input" in capsys.readouterr().err and spec.exists()
+    assert main([*argv, "--force"]) == 0
+    assert "results written to" in capsys.readouterr().out
+    assert json.loads((out / RESULTS).read_bytes())["sweep"] == document["sweep"]

@@ -5,7 +5,9 @@ Output folder::
 
     DIR/artifacts/KEY/    compiled artifacts, KEY = hash of (model bytes, target, options)
     DIR/results.jsonl     the journal (resume reads it)
-    DIR/results.json      every job's curves (the ``mimoc ber --json`` form per job)
+    DIR/results.json      the ``mimoc-sweep/1`` document (``mimoc sweep --json`` prints it):
+                          the envelope, the spec and every job's curves (the
+                          ``mimoc ber --json`` form per job)
     DIR/results.txt       the table
     DIR/plots/JOB.png     BER vs SNR per job
 """
@@ -23,6 +25,8 @@ from mimoc.errors import UsageError
 from mimoc.fileio import atomic_write
 from mimoc.studies.sweep.journal import Journal, JournalExecutor
 from mimoc.studies.sweep.spec import Curve, SweepSpec
+from mimoc.tables import text_table
+from mimoc.validation import output_envelope
 
 JOURNAL = "results.jsonl"
 RESULTS = "results.json"
@@ -116,29 +120,33 @@ def run_sweep(spec: SweepSpec, out: str | Path, **options: Any) -> dict[str, Any
 
 
 def execute_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1,
-                  address: str | None = None, resume: bool = False,
+                  address: str | None = None, resume: bool = False, force: bool = False,
                   on_unit: Callable[[Any], None] | None = None,
                   plots: bool = True, progress: bool = False,
-                  artifacts_dir: str | Path | None = None) -> tuple[dict[str, Any], list]:
-    """Run ``spec`` into ``out``: ``(results.json object, one BERResult per job)``.
+                  artifacts_dir: str | Path | None = None,
+                  argv: list[str] | None = None) -> tuple[dict[str, Any], list]:
+    """Run ``spec`` into ``out``: ``(results.json document, one BERResult per job)``.
 
-    ``workers > 1`` or ``address``: on Ray (started here when local). ``resume``: reuse
-    ``out``'s journal; without it an ``out`` holding a journal is refused. ``on_unit``:
-    called after each unit is journaled. ``progress``: a bar of finished units per job on
-    stderr (on a terminal). ``artifacts_dir``: the compile cache (default ``out/artifacts``;
-    sweeps that share one compile each artifact once between them).
+    ``workers > 1`` or ``address``: on Ray (started here when local). An existing,
+    non-empty ``out`` is refused unless ``resume`` (reuse its journal: journaled units are
+    not rerun) or ``force`` (start over: the journal is discarded; the compile cache is
+    kept, it is keyed by content). ``on_unit``: called after each unit is journaled.
+    ``progress``: a bar of finished units per job on stderr (on a terminal).
+    ``artifacts_dir``: the compile cache (default ``out/artifacts``; sweeps that share one
+    compile each artifact once between them). ``argv``: the command line recorded in the
+    document's envelope (None through the API).
     """
     out = Path(out)
-    journal_path = out / JOURNAL
-    if journal_path.exists() and not resume:
-        raise UsageError(f"{str(out)!r} holds a sweep already; add --resume to continue it "
-                         "or choose another -o")
+    check_output(out, resume=resume, force=force)
     out.mkdir(parents=True, exist_ok=True)
+    if force:  # starting over: no results of the old sweep next to the new journal
+        for name in (RESULTS, TABLE):
+            (out / name).unlink(missing_ok=True)
     jobs = plan_jobs(spec)
     cache = Path(artifacts_dir) if artifacts_dir is not None else out / "artifacts"
     artifacts = {c.name: compile_cached(c, cache)
                  for job in jobs for c in job.curves if c.kind == "artifact"}
-    journal = Journal(journal_path, resume)
+    journal = Journal(out / JOURNAL, resume)
     started = False
     try:
         if workers > 1 or address:
@@ -154,7 +162,7 @@ def execute_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1,
             from mimoc.runtime.parallel import stop_ray
 
             stop_ray()
-    document = {"sweep": spec.to_dict(),
+    document = {**output_envelope("sweep", argv), "sweep": spec.to_dict(),
                 "jobs": [{"link": job.label, "artifacts": {
                     c.name: artifacts[c.name].name for c in job.curves if c.kind == "artifact"},
                     "result": result.to_dict()} for job, result in zip(jobs, results,
@@ -170,6 +178,20 @@ def execute_sweep(spec: SweepSpec, out: str | Path, *, workers: int = 1,
         for job, result in zip(jobs, results, strict=True):
             plot_error_rates(result, out / "plots" / f"{job.label}.png")
     return document, results
+
+
+def check_output(out: Path, *, resume: bool, force: bool) -> None:
+    """The ``-o`` policy: a new or empty folder, or an existing one with ``resume`` or
+    ``force`` (not both)."""
+    if resume and force:
+        raise UsageError("--resume continues the sweep in -o and --force starts it over; "
+                         "give one of them")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out} is a file; a sweep writes a folder: choose another -o")
+    if out.is_dir() and any(out.iterdir()) and not (resume or force):
+        what = "holds a sweep" if (out / JOURNAL).exists() else "exists"
+        raise UsageError(f"-o {out} {what} already; add --resume to continue it, --force to "
+                         "start over, or choose another -o")
 
 
 def _run_job(job: Job, spec: SweepSpec, artifacts: dict[str, Path], journal: Journal,
@@ -194,18 +216,15 @@ def _run_job(job: Job, spec: SweepSpec, artifacts: dict[str, Path], journal: Jou
     executor = JournalExecutor(inner, journal, _job_key(job, specs, spec), on_unit)
     return simulate(detectors, system, spec.snr, seed=run["seed"],
                     max_symbols=run["max_symbols"], min_errors=run["min_errors"],
-                    min_error_slots=run["min_error_slots"], batch_size=run["batch_size"],
+                    min_error_slots=run["min_error_slots"], batch_size=run["batch"],
                     executor=executor, progress=progress)
 
 
 def format_sweep_table(jobs: list[Job], results: list) -> str:
     """One row per job, curve and SNR point."""
-    rows = [("link", "curve", "SNR[dB]", "SER", "BER", "errors", "symbols")]
-    for job, result in zip(jobs, results, strict=True):
-        for name, points in result.curves.items():
-            rows.extend((job.label, name, f"{p.snr_db:g}", f"{p.ser:.3e}", f"{p.ber:.3e}",
-                         str(p.errors), str(p.symbols)) for p in points)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
-                               for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-                     for row in rows)
+    rows = [(job.label, name, f"{p.snr_db:g}", f"{p.ser:.3e}", f"{p.ber:.3e}", p.errors,
+             p.symbols)
+            for job, result in zip(jobs, results, strict=True)
+            for name, points in result.curves.items() for p in points]
+    return text_table(rows, ("link", "curve", "SNR[dB]", "SER", "BER", "errors", "symbols"),
+                      right=range(2, 7))

@@ -10,10 +10,14 @@ A sweep file lists axes; every combination is one curve::
     arrays = ["128x128"]               # crossbar: array sizes
     c2c = [0, 0.02]                    # crossbar: cycle-to-cycle levels
     snr = "0:2:10"                     # or a list of dB values
-    [link]                             # optional: channel, csi, snr_def, slot (and
-                                       #   nt, nr, mod for classical detectors alone)
+    [link]                             # optional: slot (default 14), channel, csi,
+                                       #   snr_def (and nt, nr, mod for classical
+                                       #   detectors alone)
     [run]                              # optional: seed, max_symbols, min_errors,
-                                       #   min_error_slots, batch_size
+                                       #   min_error_slots, batch
+
+The keys are the command line's (``slot`` is ``--slot``, ``batch`` is ``--batch``, ...,
+with the same defaults), and ``snr`` takes ``--snr``'s grammar (``"-4:2:10"``, ``"0,3"``).
 
 Curves of models with the same link sizes (Nt, Nr, modulation) form one job: one
 :func:`mimoc.sim.ber.simulate` run whose detectors all see the same draws.
@@ -22,20 +26,26 @@ Curves of models with the same link sizes (Nt, Nr, modulation) form one job: one
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mimoc.errors import UsageError
+from mimoc.number_lists import parse_number_list
 
 TARGETS = ("pytorch", "onnx", "crossbar")
 AXES = ("models", "detectors", "targets", "quant", "devices", "arrays", "c2c", "snr")
 LINK_KEYS = ("channel", "csi", "snr_def", "slot", "nt", "nr", "mod")
-RUN_KEYS = ("seed", "max_symbols", "min_errors", "min_error_slots", "batch_size")
+RUN_KEYS = ("seed", "max_symbols", "min_errors", "min_error_slots", "batch")
+# the defaults of mimoc ber's flags (flags.CONCEPTS; tests/studies/test_sweep.py checks)
 RUN_DEFAULTS = {"seed": 0, "max_symbols": 1_000_000, "min_errors": 100,
-                "min_error_slots": None, "batch_size": None}
-LINK_DEFAULTS = {"channel": "rayleigh", "csi": "perfect", "snr_def": "per-stream", "slot": 1}
+                "min_error_slots": None, "batch": None}
+LINK_DEFAULTS = {"channel": "rayleigh", "csi": "perfect", "snr_def": "per-stream", "slot": 14}
+#: keys that must be whole numbers (None: the engine's default), and their least value
+INTEGER_KEYS = {"slot": 1, "nt": 1, "nr": 1, "seed": 0, "max_symbols": 1, "min_errors": 1,
+                "min_error_slots": 0, "batch": 1}
+#: spellings of the first sweep files, refused with their new name
+RENAMED = {"batch_size": "batch"}
 
 
 @dataclass(frozen=True)
@@ -140,28 +150,28 @@ def _list(data: dict, key: str, kind: type | tuple, default: list) -> list:
 
 
 def parse_snr(value: Any) -> list[float]:
-    """``[0, 2, 4]`` or ``"0:2:10"`` (inclusive) -> sorted distinct finite dB values."""
-    if isinstance(value, str):
-        values: list[float] = []
-        for item in value.split(","):
-            try:
-                parts = [float(p) for p in item.split(":")]
-            except ValueError:
-                raise UsageError(f"sweep snr {value!r}: write a list or START:STEP:STOP") \
-                    from None
-            if len(parts) == 3 and parts[1] != 0 and (parts[2] - parts[0]) * parts[1] >= 0:
-                count = math.floor((parts[2] - parts[0]) / parts[1] + 1e-9) + 1
-                values.extend(round(parts[0] + i * parts[1], 9) for i in range(count))
-            elif len(parts) == 1:
-                values.append(parts[0])
-            else:
-                raise UsageError(f"sweep snr {value!r}: write a list or START:STEP:STOP")
-    else:
-        values = [float(v) for v in _list({"snr": value}, "snr", (int, float), [])]
-    values = [v + 0.0 for v in values]
-    if not all(math.isfinite(v) for v in values) or len(set(values)) != len(values):
-        raise UsageError(f"sweep snr {value!r}: give distinct finite dB values")
-    return sorted(values)
+    """``"0:2:10"`` / ``"-4:2:10,12"`` (the ``--snr`` grammar) or ``[0, 2, 4]`` -> sorted
+    distinct finite dB values."""
+    if not isinstance(value, str):
+        value = ",".join(repr(float(v)) for v in _list({"snr": value}, "snr", (int, float), []))
+    return parse_number_list(value, "snr", example='"0,2,4"')
+
+
+def _check_section(section: str, given: Any, keys: tuple[str, ...]) -> None:
+    if not isinstance(given, dict):
+        raise UsageError(f"sweep [{section}] must be a table of {', '.join(keys)}")
+    for key, value in given.items():
+        if key in RENAMED:
+            raise UsageError(f"sweep [{section}] key {key!r} is now {RENAMED[key]!r} (the "
+                             f"--{RENAMED[key]} of the command line)")
+        if key not in keys:
+            raise UsageError(f"sweep [{section}] takes only {', '.join(keys)}; "
+                             f"unknown: {key!r}")
+        least = INTEGER_KEYS.get(key)
+        if least is not None and value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < least):
+            raise UsageError(f"sweep [{section}] {key} must be an integer >= {least}, "
+                             f"got {value!r}")
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -197,8 +207,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     for section, keys, defaults in (("link", LINK_KEYS, LINK_DEFAULTS),
                                     ("run", RUN_KEYS, RUN_DEFAULTS)):
         given = data.get(section, {})
-        if not isinstance(given, dict) or set(given) - set(keys):
-            raise UsageError(f"sweep [{section}] takes only {', '.join(keys)}")
+        _check_section(section, given, keys)
         merged = {**defaults, **given}
         setattr(spec, section, merged)
     names = [curve.name for curve in spec.curves()]
