@@ -41,6 +41,9 @@ def workdir(tmp_path_factory):
     for target, name in (("onnx", "onnx"), ("crossbar", "xb")):
         assert main(["compile", str(root / "detnet.pt"), "--target", target,
                      "-o", str(root / name)]) == 0
+    (root / "sweep.toml").write_text('models = ["detnet.pt"]\ndetectors = ["mmse"]\n'
+                                     'targets = ["pytorch", "onnx"]\nsnr = [0]\n'
+                                     "[run]\nmax_symbols = 400\n")
     return root
 
 
@@ -69,6 +72,8 @@ def _argv(root) -> dict[str, list[str]]:
         "train": ["train", "detnet", "--nt", "2", "--nr", "4", "--layers", "2", "--hidden",
                   "8", "--v-dim", "4", "--steps", "2", "--batch", "8", "--val-batch", "16",
                   "--val-every", "1", "-o", str(root / "t.pt"), "--json", "--no-progress"],
+        "sweep": ["sweep", str(root / "sweep.toml"), "-o", str(root / "sweep"), "--workers",
+                  "1", "--no-plots", "--no-progress", "--json"],
     }
 
 
@@ -95,7 +100,7 @@ def documents(workdir):
 def test_every_command_has_a_valid_schema():
     assert output_schema_names() == sorted(OUTPUT_VERSIONS)
     assert set(OUTPUT_VERSIONS) == {"train", "quantize", "compile", "inspect", "ber", "bench",
-                                    "budget", "report", "devices"}
+                                    "budget", "report", "devices", "sweep"}
     for name in [*output_schema_names(), "envelope"]:
         schema = load_schema(f"output/{name}")
         Draft202012Validator.check_schema(schema)
@@ -208,3 +213,20 @@ def test_an_artifact_index_is_checked_by_the_artifact_schemas(documents, case, k
     del broken["artifact"][key]
     with pytest.raises(MimocError, match=f"missing key 'artifact.{key}'"):
         validate_output(argv[0], broken)
+
+
+def test_sweep_prints_its_results_json_and_nests_ber_results(documents, workdir):
+    _, doc = documents["sweep"]
+    assert doc == json.loads((workdir / "sweep" / "results.json").read_text())
+    (job,) = doc["jobs"]
+    assert [c["detector"]["name"] for c in job["result"]["curves"]] == [
+        "mmse", "detnet/pytorch", "detnet/onnx-fp32"]
+    assert job["result"]["slot_symbols"] == 14 == doc["sweep"]["link"]["slot"]
+    broken = copy.deepcopy(doc)
+    del broken["jobs"][0]["result"]["curves"][0]["points"][0]["ser"]
+    with pytest.raises(MimocError, match=r"missing key 'jobs\[0\]\.result\.curves\[0\]"):
+        validate_output("sweep", broken)
+    broken = copy.deepcopy(doc)
+    broken["sweep"]["run"]["batch_size"] = 5
+    with pytest.raises(MimocError, match="unknown key 'sweep.run.batch_size'"):
+        validate_output("sweep", broken)

@@ -77,7 +77,7 @@ def test_cli_workers_and_a_sweep_on_ray_equal_their_serial_runs(tmp_path, capsys
 
     sweep = tmp_path / "sweep.toml"
     sweep.write_text('detectors = ["zf", "mmse"]\nsnr = "0:3:9"\n[link]\nnt = 2\nnr = 3\n'
-                     "slot = 14\n[run]\nmax_symbols = 6000\nmin_errors = 30\nbatch_size = 50\n")
+                     "slot = 14\n[run]\nmax_symbols = 6000\nmin_errors = 30\nbatch = 50\n")
     spec = load_spec(sweep)
     on_ray = run_sweep(spec, tmp_path / "ray", workers=2, plots=False)
     assert on_ray == run_sweep(spec, tmp_path / "serial", workers=1, plots=False)
