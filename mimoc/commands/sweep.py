@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     # recorded without --resume: a resumed run writes the bytes of an uninterrupted one
     argv = command_line(args)
     if argv is not None:
-        args._argv = argv = [a for a in argv if a != "--resume"]
+        # argparse takes abbreviations: --res is --resume too
+        args._argv = argv = [a for a in argv if not (len(a) > 3 and "--resume".startswith(a))]
     import torch
 
     previous = torch.get_num_threads()
