@@ -109,8 +109,10 @@ CONCEPTS: dict[str, Concept] = {
     "target": Concept(
         "--target", "TARGET",
         "`onnx`, `onnx-w4[:METHOD]`, `onnx-w4a4[:METHOD]`, `onnx-int8[:METHOD]`, "
-        "`crossbar[:DEVICE]`, a processor, `proc:FILE.json`, `mmse` (compile: one "
-        "compilable name; budget, report: a comma list)",
+        "`onnx-w4-int8[:METHOD]`, `onnx-auto[:METHOD]`, `iree`, "
+        "`crossbar[:DEVICE][@STRATEGY]` (`@search`: budget, report), a processor, "
+        "`proc:FILE.json`, `mmse` (compile: one compilable name; budget, report: a comma "
+        "list)",
         "what to compile for / compare",
         {"compile": "onnx", "budget": None, "report": None},
         shown={"budget": "every default target this build can run",
