@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--symbols", type=int, default=400_000,
                         help="symbols per SNR point (default 400000)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="slots per work unit (default: the engine's, about 16k symbols); "
+                             "the same for the serial and the parallel runs")
     parser.add_argument("--quick", action="store_true", help="a smoke run (20000 symbols)")
     args = parser.parse_args()
     symbols = 20_000 if args.quick else args.symbols
@@ -55,10 +58,12 @@ def main() -> None:
 
     system = MIMOSystem(nt=8, nr=16, modulation="qpsk")
     entries = ["zf", "mmse", str(MODEL)]
-    settings = {"seed": 0, "max_symbols": symbols, "min_errors": 10**9}
+    settings = {"seed": 0, "max_symbols": symbols, "min_errors": 10**9,
+                "batch_size": args.batch}
     print(f"CPU: {describe_cpu()}")
     print(f"sweep: ZF, MMSE, DetNet ({MODEL.name}); 8x16 QPSK; SNR {list(SNR_GRID)} dB; "
-          f"{symbols} symbols per point; seed 0")
+          f"{symbols} symbols per point; seed 0; batch "
+          f"{args.batch or 'the engine default'} slots")
 
     start = time.perf_counter()
     specs, files = detector_specs(entries, [None])
