@@ -23,13 +23,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from mimoc.errors import ModelFileError, UsageError
 from mimoc.runtime.inputs import link_arrays, real_array
+from mimoc.runtime.manifest_view import ManifestView
 from mimoc.targets.artifact_files import read_recorded_file
 from mimoc.targets.iree.artifact import read_manifest
 from mimoc.targets.iree.cpus import runs_here
@@ -84,7 +84,7 @@ def _pad(array: np.ndarray, axis: int, size: int) -> np.ndarray:
     return np.concatenate([array, np.repeat(last, missing, axis=axis)], axis=axis)
 
 
-class IreeArtifact:
+class IreeArtifact(ManifestView):
     """A loaded iree artifact (see the module docstring).
 
     Attributes:
@@ -114,17 +114,6 @@ class IreeArtifact:
         self._symbol_inputs = [io["name"] for io in graphs["symbol"]["inputs"]]
         self._shapes = {io["name"]: io["shape"] for io in graphs["detector"]["inputs"]}
 
-    @property
-    def model(self) -> Mapping[str, Any]:
-        return self.manifest.get("model") or {}
-
-    @property
-    def config(self) -> Mapping[str, Any]:
-        return self.model.get("config") or {}
-
-    @property
-    def flops(self) -> Mapping[str, Any]:
-        return self.manifest["flops"]
 
     def _check(self, name: str, array: np.ndarray) -> None:
         """Rank and the sizes the modules cannot cut (all but ``B`` and ``S``)."""

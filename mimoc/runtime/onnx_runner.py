@@ -38,6 +38,7 @@ import torch
 from mimoc.errors import ModelFileError, UsageError
 from mimoc.runtime.cpu import has_vnni
 from mimoc.runtime.inputs import LAYOUT, link_arrays, real_array
+from mimoc.runtime.manifest_view import ManifestView
 from mimoc.sim.llr import soft_output
 from mimoc.targets.artifact_files import read_recorded_file
 from mimoc.targets.onnx.artifact import MANIFEST, MODEL_FILES, read_manifest
@@ -151,7 +152,7 @@ def _names(ranks: Mapping[str, int]) -> str:
     return ", ".join(f"{name} (rank {rank})" for name, rank in sorted(ranks.items())) or "none"
 
 
-class OnnxArtifact:
+class OnnxArtifact(ManifestView):
     """A loaded artifact: ``detect(H, y)``, the stages, and an engine for the BER simulator.
 
     Attributes:
@@ -178,20 +179,6 @@ class OnnxArtifact:
         self._symbol_inputs = [i.name for i in self.symbol.get_inputs()]
         self._shapes = {io["name"]: io["shape"]
                         for io in self.manifest["graphs"]["detector"]["inputs"]}
-
-    # -- properties from the manifest ------------------------------------------------
-
-    @property
-    def model(self) -> Mapping[str, Any]:
-        return self.manifest.get("model") or {}
-
-    @property
-    def config(self) -> Mapping[str, Any]:
-        return self.model.get("config") or {}
-
-    @property
-    def flops(self) -> Mapping[str, Any]:
-        return self.manifest["flops"]
 
     # -- running ----------------------------------------------------------------------
 

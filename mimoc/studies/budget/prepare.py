@@ -74,15 +74,7 @@ def prepare_onnx(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
         quant = DEFAULT_QUANT[spec.lowering]
     path = ctx.onnx_artifact(spec.lowering, quant)
     artifact = load_artifact(path, threads=ctx.threads)
-    H, y, _ = (t.numpy() for t in ctx.workload_inputs())
-    state = {"slot": artifact.run_slot(H)}
-
-    def slot_stage() -> None:
-        state["slot"] = artifact.run_slot(H)
-
-    ctx.say(f"timing {spec.name}")
-    times = time_stages([slot_stage, lambda: artifact.run_symbols(y, state["slot"])],
-                        calls=ctx.calls, min_time=ctx.min_time, max_time=ctx.max_time)
+    times = _time_artifact(artifact, spec, ctx)
     manifest = artifact.manifest
     lowering = manifest.get("lowering", "fp32")
     details = {"calls": len(times), "threads": ctx.threads, "batch": ctx.workload.channels,
@@ -105,6 +97,20 @@ def prepare_onnx(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
                           settings=settings, artifact=path, capacity=capacity)
 
 
+def _time_artifact(artifact, spec: TargetSpec, ctx: BudgetContext):
+    """Per-call times of an artifact's two stages on the workload (its slot stage, then its
+    symbol stage on that state), as :func:`time_stages` gives them."""
+    H, y, _ = (t.numpy() for t in ctx.workload_inputs())
+    state = {"slot": artifact.run_slot(H)}
+
+    def slot_stage() -> None:
+        state["slot"] = artifact.run_slot(H)
+
+    ctx.say(f"timing {spec.name}")
+    return time_stages([slot_stage, lambda: artifact.run_symbols(y, state["slot"])],
+                       calls=ctx.calls, min_time=ctx.min_time, max_time=ctx.max_time)
+
+
 def prepare_iree(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
     """IREE modules on this CPU (``--target iree --cpu host``), compiled for the workload's
     sizes (B channels, S x K vectors each), timed as ``slot.vmfb`` + ``symbol.vmfb``."""
@@ -117,15 +123,7 @@ def prepare_iree(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
     compile_model(ctx.model_path, "iree", out, force=True,
                   static_shapes={"B": w.channels, "S": w.symbols_per_channel})
     artifact = load(out)
-    H, y, _ = (t.numpy() for t in ctx.workload_inputs())
-    state = {"slot": artifact.run_slot(H)}
-
-    def slot_stage() -> None:
-        state["slot"] = artifact.run_slot(H)
-
-    ctx.say(f"timing {spec.name}")
-    times = time_stages([slot_stage, lambda: artifact.run_symbols(y, state["slot"])],
-                        calls=ctx.calls, min_time=ctx.min_time, max_time=ctx.max_time)
+    times = _time_artifact(artifact, spec, ctx)
     manifest = artifact.manifest
     details = {"calls": len(times), "threads": 1, "batch": w.channels,
                "symbols_per_channel": w.symbols_per_channel, "iree": manifest["iree"],
