@@ -64,3 +64,27 @@ def test_detnet_is_per_stream_plus_array_gain():
     # per-rx at S + 10 log10(Nt / Nr) dB is the same operating point again.
     r_signal, r_noise = _mimoc(3000, nt, nr, snr_db + 10 * np.log10(nt / nr), generator, "per-rx")
     assert d_signal / d_noise == pytest.approx(r_signal / r_noise, rel=0.03)
+
+
+def _decisions(modulation, snr_db, seed):
+    from mimoc.sim.detectors.linear import lmmse, mmse
+
+    system = MIMOSystem(8, 8, modulation)
+    b = system.sample(3000, snr_db, torch.Generator().manual_seed(seed), torch.float64)
+    const = system.constellation
+    biased = const.indices_of_real(mmse(b.H, b.y, b.noise_var, const))
+    unbiased = const.indices_of_real(lmmse(b.H, b.y, b.noise_var, const))
+    return b.indices, biased, unbiased
+
+
+def test_qpsk_decisions_of_mmse_and_lmmse_are_identical():
+    """A positive per-stream scale keeps every sign: the baseline switch changes no QPSK row."""
+    _, biased, unbiased = _decisions("qpsk", 5.0, 1)
+    assert torch.equal(biased, unbiased)
+
+
+def test_unbiased_lmmse_beats_biased_mmse_at_16qam():
+    truth, biased, unbiased = _decisions("16qam", 14.0, 2)
+    biased_errors = int((biased != truth).sum())
+    unbiased_errors = int((unbiased != truth).sum())
+    assert unbiased_errors < 0.97 * biased_errors
