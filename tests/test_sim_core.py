@@ -214,7 +214,10 @@ def test_detnet_snr_is_per_slot_trace_ratio(generator):
     system = MIMOSystem(nt, nr, "bpsk", snr_def="detnet", slot=slot)
     b = system.sample(50, snr_db, generator, torch.float64)
     sigma2 = (b.y - b.x @ b.H.transpose(-1, -2)).square().mean(dim=(1, 2))  # per slot
-    measured = (b.H.square().sum(dim=(1, 2)) / (2 * nt)) / sigma2
+    # The authors' ratio scales with the per-real-component symbol energy (1 in their code, 1/2
+    # here: BPSK's imaginary parts are 0): sigma^2 = E[x_i^2] tr(H_r^T H_r) / (K SNR).
+    energy = b.x.square().mean(dim=(1, 2))
+    measured = energy * (b.H.square().sum(dim=(1, 2)) / (2 * nt)) / sigma2
     ratio = measured / 10 ** (snr_db / 10)
     assert ratio.mean().item() == pytest.approx(1.0, abs=0.02)
     assert ratio.std().item() < 0.1  # holds slot by slot, not only on average
@@ -225,8 +228,8 @@ def test_noise_variance_formulas():
     assert torch.allclose(noise_variance(10.0, "per-stream", H), torch.full((2,), 0.1,
                                                                             dtype=H.dtype))
     assert torch.allclose(noise_variance(10.0, "per-rx", H), torch.full((2,), 0.2, dtype=H.dtype))
-    # tr(H_r^T H_r) = 2 * 6 = 12, K = 4: N0 = 2 * 12 / (4 * 10).
-    assert torch.allclose(noise_variance(10.0, "detnet", H), torch.full((2,), 0.6, dtype=H.dtype))
+    # tr(H_r^T H_r) = 2 * 6 = 12, K = 4: N0 = 12 / (4 * 10).
+    assert torch.allclose(noise_variance(10.0, "detnet", H), torch.full((2,), 0.3, dtype=H.dtype))
     with pytest.raises(UsageError, match="SNR definition"):
         noise_variance(10.0, "per-bit", H)
 

@@ -38,7 +38,7 @@ Adam step on the family's loss, with gradient-norm clipping (--grad-clip) and
 a cosine learning-rate decay from --lr to --lr x 0.05. The validation symbol
 error rate is measured every --val-every steps on a fixed set of --val-batch
 slots spread evenly over the training SNR range (the same set for every run,
-so runs compare). Classical MMSE detects the same slots (same noise, the same
+so runs compare). Classical MMSE (the unbiased LMMSE) detects the same slots (same noise, the same
 channel estimate) and its SER is printed next to the model's; a model worse
 than MMSE gets a warning on stderr (the checkpoint is still written, exit
 status 0). --c2c X > 0 trains noise-aware: the receiver's channel is

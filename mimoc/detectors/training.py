@@ -18,7 +18,9 @@ rate on a fixed set of ``val_batch`` slots drawn once, with a fixed seed
 SNRs evenly spaced over ``[lo, hi]``, through the same link as training
 (programming noise included when ``c2c > 0``).
 
-Reference: classical MMSE (:func:`mimoc.sim.detectors.linear.mmse`) detects the
+Reference: classical MMSE, as the field computes it -- the unbiased LMMSE
+(:func:`mimoc.sim.detectors.linear.lmmse`; for BPSK/QPSK its decisions are those
+of the biased form, a positive per-stream scale keeping every sign) -- detects the
 same validation slots -- same channels, symbols, noise and SNRs -- from what
 the model is given, the receiver's ``H_est`` (so the LS or erroneous estimate
 under imperfect CSI, the programmed channel under ``c2c > 0``, each RE-MIMO
@@ -59,7 +61,7 @@ from mimoc.detectors.noise_aware import program_channel
 from mimoc.errors import MimocError, UsageError
 from mimoc.progress import progress_bar
 from mimoc.sim.channels import CSIModel, parse_channel
-from mimoc.sim.detectors.linear import mmse
+from mimoc.sim.detectors.linear import lmmse
 from mimoc.sim.modulation import Constellation
 from mimoc.sim.snr import check_snr_def
 from mimoc.sim.system import LinkBatch, MIMOSystem
@@ -327,11 +329,12 @@ def symbol_error_rate(model: DetectorModule, batches: list[LinkBatch]) -> float:
 
 @torch.no_grad()
 def mmse_symbol_error_rate(batches: list[LinkBatch], constellation: Constellation) -> float:
-    """SER of classical MMSE on ``batches``, given ``H_est`` (what a trained model sees)
-    and the true noise variance: the reference a trained detector should beat."""
+    """SER of classical MMSE (the unbiased LMMSE) on ``batches``, given ``H_est`` (what a
+    trained model sees) and the true noise variance: the reference a trained detector should
+    beat."""
     errors = symbols = 0
     for data in batches:
-        x_hat = mmse(data.H_est, data.y, data.noise_var, constellation)
+        x_hat = lmmse(data.H_est, data.y, data.noise_var, constellation)
         errors += int((constellation.indices_of_real(x_hat) != data.indices).sum())
         symbols += data.indices.numel()
     return errors / symbols

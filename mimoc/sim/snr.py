@@ -10,10 +10,14 @@ for unit-energy symbols and unit-variance channel entries.
 - ``per-rx``: SNR per receive antenna,
   ``SNR = E||H x||^2 / E||n||^2 = Nt / N0``, so ``N0 = Nt / SNR``
   (RE-MIMO, MMNet code).
-- ``detnet``: ``SNR = (tr(H_r^T H_r) / K) / sigma^2`` in the real model with
-  ``K = 2 Nt`` real unknowns and ``sigma^2 = N0 / 2`` per real noise
-  component (DetNet code), so ``N0 = 2 tr(H_r^T H_r) / (K SNR)``; it depends
-  on the channel draw.
+- ``detnet``: the DetNet authors' generator (neevsamuel/LearningToDetect,
+  ``DetNet_HD_QPSK.py``): per real noise component
+  ``sigma^2 = E[x_i^2] tr(H_r^T H_r) / (K SNR)`` with ``K = 2 Nt`` real
+  unknowns and ``E[x_i^2]`` the per-real-component symbol energy (1 in their
+  code, 1/2 for mimoc's unit-energy symbols), so ``N0 = 2 sigma^2 =
+  tr(H_r^T H_r) / (K SNR)``; it depends on the channel draw and is on average
+  ``Es/N0 = SNR / Nr``. (Before issue 22 mimoc used twice this ``N0``: 3 dB
+  below the authors' operating point.)
 - ``ebno``: ``Eb / N0`` per stream, ``Eb = Es / log2(M)`` for an uncoded
   link (code rate 1: every bit of a symbol is an information bit; for a code
   of rate ``R`` subtract ``10 log10(R)`` dB yourself), so
@@ -67,5 +71,6 @@ def noise_variance(snr_db, snr_def: str, H_r: torch.Tensor,
         n0 = (two_nt // 2) / snr
     else:
         trace = H_r.double().square().sum(dim=(-2, -1))
-        n0 = 2.0 * trace / (two_nt * snr)
+        # E[x_i^2] = 1/2 here against 1 in the authors' code: N0 = 2 sigma^2 = trace / K / SNR
+        n0 = trace / (two_nt * snr)
     return n0.to(H_r.dtype)

@@ -252,7 +252,7 @@ def test_measured_rows_time_thousands_of_calls(budget_json):
         assert row["tail"]["unit"] == "calls" and "timed calls" in row["latency_how"]
         assert row["subcarriers_per_slot"] == math.floor(50e-6 / row["tail"]["p99.9_s"])
     assert "onnxruntime" in rows["onnx"]["latency_how"]
-    assert "mimoc.sim.detectors.mmse" in rows["mmse"]["latency_how"]
+    assert "mimoc.sim.detectors.lmmse (the unbiased LMMSE" in rows["mmse"]["latency_how"]
 
 
 def test_the_same_slots_for_every_target(budget_json):

@@ -19,7 +19,7 @@ from mimoc.errors import MimocError
 from mimoc.sim.ber import EngineDetector
 from mimoc.studies.budget.context import BudgetContext
 from mimoc.studies.budget.results import Capacity, Latency, PreparedTarget
-from mimoc.studies.budget.target_names import DEFAULT_QUANT, TargetSpec
+from mimoc.studies.budget.target_names import CLASSICAL_DETECTORS, DEFAULT_QUANT, TargetSpec
 from mimoc.studies.budget.timing import Tail, percentile_key, time_stages
 from mimoc.studies.budget.units import format_us
 from mimoc.studies.budget.workload import (
@@ -142,12 +142,13 @@ def prepare_iree(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
 
 
 def prepare_classical(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
-    """The classical MMSE detector, batched torch on this CPU (the reference a learned
-    detector has to beat): timed on the workload and at batch 1."""
+    """The classical MMSE reference (the unbiased LMMSE), batched torch on this CPU (the
+    reference a learned detector has to beat): timed on the workload and at batch 1."""
     from mimoc.sim.ber import classical
 
     constellation = ctx.system.constellation
-    detect = classical(spec.name, constellation)
+    detector = CLASSICAL_DETECTORS[spec.name]
+    detect = classical(detector, constellation)
 
     def timed(H, y, n0) -> np.ndarray:
         eye = torch.eye(H.shape[-1], dtype=H.dtype)
@@ -177,7 +178,8 @@ def prepare_classical(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
                "torch": torch.__version__,
                "batch_1": None if single is None else single.to_dict()}
     latency, capacity = _measured(whole[:, None], ctx, "", details, prep=prep, det=det)
-    how = _timed_how(f"mimoc.sim.detectors.mmse (H^T H + N0 I, Cholesky, solve), torch "
+    how = _timed_how(f"mimoc.sim.detectors.{detector} (the unbiased LMMSE: H^T H + N0 I, "
+                     f"Cholesky, solve, divided by diag(W H)), torch "
                      f"{torch.__version__}", ctx, latency.tail, "the whole detector")
     how = how.replace("prep and detect are the stages' medians",
                       "prep = the median of H^T H + N0 I and its Cholesky factor alone, "
@@ -187,8 +189,8 @@ def prepare_classical(spec: TargetSpec, ctx: BudgetContext) -> PreparedTarget:
                 f"{percentile_key(ctx.percentile)} {format_us(single.at(ctx.percentile))} us")
     latency = replace(latency, how=how)
     return PreparedTarget(spec, latency, engine=detect, capacity=capacity,
-                          ser_how="the MMSE detector (torch, float32), given N0",
-                          settings={"target": "classical", "detector": spec.name})
+                          ser_how="the unbiased LMMSE detector (torch, float32), given N0",
+                          settings={"target": "classical", "detector": detector})
 
 
 def _programming_draws(program, ctx: BudgetContext) -> np.ndarray:
