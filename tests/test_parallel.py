@@ -23,6 +23,9 @@ from mimoc.sim.ber import simulate  # noqa: E402
 from mimoc.sim.system import MIMOSystem  # noqa: E402
 from mimoc.studies.sweep import load_spec, run_sweep  # noqa: E402
 
+# Ray's start-up and its workers' first imports take ~10 s: CI runs these (-m "slow or not slow")
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 DETNET = str(ROOT / "examples" / "models" / "detnet_8x16_qpsk.pt")
 SETTINGS = {"seed": 2, "max_symbols": 12_000, "min_errors": 40, "batch_size": 60}

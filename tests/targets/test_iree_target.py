@@ -17,6 +17,9 @@ from mimoc.errors import ModelFileError, UsageError
 from mimoc.runtime import load
 from mimoc.sim.system import MIMOSystem
 
+# IREE compiles each module in seconds: CI runs these (-m "slow or not slow")
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("iree.compiler")
 pytest.importorskip("iree.runtime")
 
