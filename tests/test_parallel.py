@@ -8,20 +8,19 @@ import os
 from pathlib import Path
 
 import pytest
+import ray
 
-ray = pytest.importorskip("ray", reason="the Ray extra is not installed")
-
-from mimoc.cli import main  # noqa: E402
-from mimoc.runtime.parallel import (  # noqa: E402
+from mimoc.cli import main
+from mimoc.runtime.parallel import (
     DetectorSpec,
     RayExecutor,
     build_detector,
     detector_specs,
     start_ray,
 )
-from mimoc.sim.ber import simulate  # noqa: E402
-from mimoc.sim.system import MIMOSystem  # noqa: E402
-from mimoc.studies.sweep import load_spec, run_sweep  # noqa: E402
+from mimoc.sim.ber import simulate
+from mimoc.sim.system import MIMOSystem
+from mimoc.studies.sweep import load_spec, run_sweep
 
 # Ray's start-up and its workers' first imports take ~10 s: CI runs these (-m "slow or not slow")
 pytestmark = pytest.mark.slow

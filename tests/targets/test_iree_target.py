@@ -20,8 +20,6 @@ from mimoc.sim.system import MIMOSystem
 # IREE compiles each module in seconds: CI runs these (-m "slow or not slow")
 pytestmark = pytest.mark.slow
 
-pytest.importorskip("iree.compiler")
-pytest.importorskip("iree.runtime")
 
 CONFIG = dict(nt=2, nr=4, modulation="qpsk", layers=3, hidden=16, v_dim=4)
 
