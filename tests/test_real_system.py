@@ -147,3 +147,51 @@ def test_cli_ber_real_system(capsys):
     code = main(["ber", "--system", "real", "--mod", "16qam", "--max-symbols", "100"])
     out, err = capsys.readouterr()
     assert code == 2 and "real PAM" in err and err.count("\n") == 1
+
+
+# -- detectors built for a real system ------------------------------------------------
+
+
+def test_detnet_and_wesnet_take_real_dimensions():
+    from mimoc.detectors import build_detector
+
+    detnet = build_detector("detnet", nt=30, nr=60, modulation="bpsk", system="real")
+    cfg = detnet.config  # the DetNet paper's 30x60 BPSK network: K = 30
+    assert (detnet.k, cfg.layers, cfg.hidden, cfg.v_dim) == (30, 90, 240, 60)
+    wesnet = build_detector("wesnet", nt=3, nr=5, modulation="4pam", system="real", layers=2)
+    out = wesnet(torch.randn(2, 5, 3), torch.randn(2, 4, 5))
+    assert out.shape == (2, 4, 3)
+    with pytest.raises(UsageError, match=r"H must be \[B, 5, 3\]"):
+        wesnet(torch.randn(2, 10, 6), torch.randn(2, 4, 10))
+    with pytest.raises(UsageError, match="complex systems only"):
+        build_detector("sdnet", nt=2, nr=4, modulation="bpsk", system="real")
+
+
+def test_complex_configs_record_no_system_key():
+    from mimoc.detectors import build_detector
+
+    complex_model = build_detector("detnet", nt=2, nr=4, layers=2)
+    assert "system" not in complex_model.config.to_dict()  # old checkpoints and artifacts
+    real_model = build_detector("detnet", nt=2, nr=4, layers=2, modulation="bpsk",
+                                system="real")
+    assert real_model.config.to_dict()["system"] == "real"
+
+
+def test_train_and_evaluate_a_real_detnet(tmp_path, capsys):
+    from mimoc.detectors import load_detector
+
+    path = tmp_path / "real.pt"
+    code = main(["train", "detnet", "--system", "real", "--nt", "3", "--nr", "6", "--layers",
+                 "3", "--steps", "5", "--batch", "8", "--no-progress", "-o", str(path)])
+    assert code == 0, capsys.readouterr().err
+    model = load_detector(str(path))
+    assert model.config.system == "real" and model.config.modulation == "bpsk"
+    assert model(torch.randn(2, 6, 3), torch.randn(2, 1, 6)).shape == (2, 1, 3)
+    capsys.readouterr()
+    code = main(["ber", "--detector", f"{path},zf", "--snr", "6", "--max-symbols", "600"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "3x6 bpsk" in out
+    code = main(["ber", "--detector", str(path), "--system", "complex", "--max-symbols", "60"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "built for a real system" in err

@@ -122,7 +122,7 @@ CONCEPTS: dict[str, Concept] = {
         "--system", "SYSTEM", "`complex` or `real`",
         "the link: complex (y = Hx + n in its real form, 2Nr x 2Nt) or real (the DetNet and "
         "WeSNet papers' real channel with N(0,1) entries and real BPSK/PAM, Nr x Nt)",
-        {"ber": None}, shown={"ber": "the first model's, else complex"}),
+        {"ber": None, "train": "complex"}, shown={"ber": "the first model's, else complex"}),
     "seed": Concept(
         "--seed", "N", "integer >= 0", "master random seed", {"*": 0}, type=int),
     "array": Concept(
@@ -142,7 +142,7 @@ CONCEPTS: dict[str, Concept] = {
 COMMAND_CONCEPTS: dict[str, tuple[str, ...]] = {
     "ber": ("slot", "snr", "max-symbols", "c2c", "threads", "batch", "seed", "workers",
             "ray-address", "system"),
-    "train": ("slot", "snr-train", "c2c", "threads", "batch", "seed"),
+    "train": ("slot", "snr-train", "c2c", "threads", "batch", "seed", "system"),
     "compile": ("slot", "target", "array"),
     "bench": ("slot", "threads", "batch"),
     "budget": ("slot", "snr", "max-symbols", "threads", "target", "seed", "array"),

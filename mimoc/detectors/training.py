@@ -147,7 +147,7 @@ class TrainOptions:
         config = model.config
         return MIMOSystem(config.nt, config.nr, config.modulation,
                           parse_channel(self.channel), CSIModel.parse(self.csi),
-                          self.snr_def, self.slot)
+                          self.snr_def, self.slot, system=getattr(config, "system", "complex"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
