@@ -156,7 +156,9 @@ class Constellation:
 
 
 def _pam_levels(n_levels: int, scale: float) -> torch.Tensor:
-    return (2.0 * torch.arange(n_levels, dtype=torch.float64) - (n_levels - 1)) * scale
+    # on the CPU explicitly: the first lookup may run under a meta-device build (checkpoints)
+    levels = torch.arange(n_levels, dtype=torch.float64, device="cpu")
+    return (2.0 * levels - (n_levels - 1)) * scale
 
 
 def _make(name: str, real_system: bool) -> Constellation:
