@@ -140,7 +140,7 @@ def test_cli_ber_real_system(capsys):
                  "--snr", "4", "--max-symbols", "2000"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "2x4 bpsk" in out
+    assert "2x4 bpsk (real system)" in out
     with pytest.raises(SystemExit):
         main(["ber", "--system", "imaginary"])
     capsys.readouterr()
@@ -195,3 +195,14 @@ def test_train_and_evaluate_a_real_detnet(tmp_path, capsys):
     code = main(["ber", "--detector", str(path), "--system", "complex", "--max-symbols", "60"])
     out, err = capsys.readouterr()
     assert code == 2 and "built for a real system" in err
+
+
+def test_json_records_a_real_system_only(capsys):
+    import json
+
+    for system, expected in (("real", "real"), ("complex", None)):
+        code = main(["ber", "--system", system, "--mod", "bpsk", "--nt", "2", "--nr", "2",
+                     "--snr", "3", "--max-symbols", "200", "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert json.loads(out).get("system") == expected

@@ -65,6 +65,12 @@ channel entries; N0 is the complex noise variance per receive antenna:
   ebno        Eb/N0 per stream for an uncoded link (rate 1), Eb = Es/log2(M),
               so N0 = 1/(log2(M) Eb/N0).
 
+Real systems (--system real, the DetNet and WeSNet papers' link): H [Nr, Nt]
+with N(0,1) entries, real BPSK/4pam/8pam symbols (Es = 1), noise N(0, N0/2)
+per receive dimension; each convention keeps its meaning per real dimension:
+per-stream and ebno as above, per-rx = Nt/(N0/2) (N0 = 2Nt/SNR), detnet with
+K = Nt. Detectors see H [B, Nr, Nt], y [B, S, Nr] and return [B, S, Nt].
+
 Soft output (--output llr): every detector's estimate also gives max-log LLRs
 log P(b=1)/P(b=0) per bit (Sionna's sign; Gaussian post-detection model with the
 per-stream error variance mean |x_hat - x|^2 of each batch), and each point of
@@ -404,7 +410,8 @@ def format_table(result: BERResult) -> str:
     from mimoc.tables import text_table
 
     s = result.system
-    header = (f"{s.nt}x{s.nr} {s.modulation}, {s.channel.spec} channel, {s.csi.spec} CSI, "
+    header = (f"{s.nt}x{s.nr} {s.modulation}{' (real system)' if s.real else ''}, "
+              f"{s.channel.spec} channel, {s.csi.spec} CSI, "
               f"slot {s.slot}, SNR {s.snr_def}, seed {result.seed}")
     rows = [[name, f"{p.snr_db:.2f}", f"{p.ser:.3e}", _ci(p.ser_ci), f"{p.ber:.3e}",
              _ci(p.ber_ci), f"{p.symbols:d}", f"{p.errors:d}"]

@@ -260,7 +260,8 @@ class TrainReport:
 def describe_system(system: MIMOSystem) -> str:
     channel = getattr(system.channel, "spec", type(system.channel).__name__)
     csi = getattr(system.csi, "spec", type(system.csi).__name__)
-    return f"{system.nt}x{system.nr} {system.modulation}, {channel}, CSI {csi}"
+    real = " (real system)" if system.real else ""
+    return f"{system.nt}x{system.nr} {system.modulation}{real}, {channel}, CSI {csi}"
 
 
 # ----------------------------------------------------------------------------- data

@@ -263,6 +263,8 @@ class BERResult:
                         "points": [p.to_dict() for p in points]}
                        for name, points in self.curves.items()],
         }
+        if getattr(s, "system", "complex") == "real":  # complex runs' documents stay as they were
+            out = {"system": "real", **out}
         if self.llr:
             out["llr"] = dict(LLR_DESCRIPTION)
         return out
