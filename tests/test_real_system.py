@@ -206,3 +206,9 @@ def test_json_records_a_real_system_only(capsys):
         out, err = capsys.readouterr()
         assert code == 0, err
         assert json.loads(out).get("system") == expected
+
+
+def test_llr_output_is_refused_for_a_real_system():
+    system = MIMOSystem(nt=2, nr=2, modulation="bpsk", system="real")
+    with pytest.raises(UsageError, match="LLR output is for complex systems"):
+        simulate({"zf": classical("zf", system.constellation)}, system, [0.0], llr=True)
