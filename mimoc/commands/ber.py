@@ -25,9 +25,9 @@ from mimoc.sim.ber import (
 )
 from mimoc.sim.channels import CSIModel, parse_channel
 from mimoc.sim.detectors import CLASSICAL_DETECTORS, detector_specs
-from mimoc.sim.modulation import MODULATIONS, get_constellation
+from mimoc.sim.modulation import MODULATIONS, PAM_MODULATIONS, get_constellation
 from mimoc.sim.snr import SNR_DEFINITIONS
-from mimoc.sim.system import MIMOSystem
+from mimoc.sim.system import SYSTEMS, MIMOSystem
 
 NAME = "ber"
 HELP = "simulate symbol and bit error rates versus SNR"
@@ -64,6 +64,12 @@ channel entries; N0 is the complex noise variance per receive antenna:
               N0 = 2 tr(H_r^T H_r)/(K SNR), drawn per channel (DetNet).
   ebno        Eb/N0 per stream for an uncoded link (rate 1), Eb = Es/log2(M),
               so N0 = 1/(log2(M) Eb/N0).
+
+Real systems (--system real, the DetNet and WeSNet papers' link): H [Nr, Nt]
+with N(0,1) entries, real BPSK/4pam/8pam symbols (Es = 1), noise N(0, N0/2)
+per receive dimension; each convention keeps its meaning per real dimension:
+per-stream and ebno as above, per-rx = Nt/(N0/2) (N0 = 2Nt/SNR), detnet with
+K = Nt. Detectors see H [B, Nr, Nt], y [B, S, Nr] and return [B, S, Nt].
 
 Soft output (--output llr): every detector's estimate also gives max-log LLRs
 log P(b=1)/P(b=0) per bit (Sionna's sign; Gaussian post-detection model with the
@@ -155,7 +161,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nr", type=int, default=None,
                         help="receive antennas Nr (default: the first model's, else 8)")
     parser.add_argument("--mod", default=None, metavar="MOD",
-                        help=f"modulation: {', '.join(MODULATIONS)} (Gray, unit energy; "
+                        help=f"modulation: {', '.join(MODULATIONS)} or, also in a real "
+                             f"system, {', '.join(PAM_MODULATIONS[1:])} (Gray, unit energy; "
                              "default: the first model's, else qpsk)")
     flags.add(parser, "snr", NAME,
               help="SNR points in dB: a comma-separated list (0,2,4) and/or inclusive ranges "
@@ -163,6 +170,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "included (--snr -4:2:10)")
     parser.add_argument("--snr-def", default="per-stream", choices=SNR_DEFINITIONS,
                         help="SNR convention, formulas above (default: per-stream)")
+    flags.add(parser, "system", NAME, choices=SYSTEMS)
     parser.add_argument(
         "--channel", default="rayleigh", metavar="SPEC",
         help="rayleigh (i.i.d. CN(0,1)), kronecker:RHO (exponential correlation "
@@ -248,6 +256,10 @@ def _check_sizes(name: str, config, system: MIMOSystem) -> None:
     nt_max, nr = get("nt", system.nt), get("nr", system.nr)
     nt_min = get("nt_min", None) or nt_max
     modulation = get_constellation(get("modulation", system.modulation)).name
+    built_for = get("system", "complex")
+    if built_for != system.system:
+        raise UsageError(f"model {name!r} was built for a {built_for} system; "
+                         f"run with --system {built_for}")
     if modulation != system.modulation or nr != system.nr or not nt_min <= system.nt <= nt_max:
         sizes = f"{nt_max}" if nt_min == nt_max else f"{nt_min}..{nt_max}"
         raise UsageError(
@@ -285,7 +297,8 @@ def model_sizes(entries: list[str]) -> dict | None:
         else:
             continue
         if {"nt", "nr", "modulation"} <= set(config):
-            return {"nt": config["nt"], "nr": config["nr"], "mod": config["modulation"]}
+            return {"nt": config["nt"], "nr": config["nr"], "mod": config["modulation"],
+                    "system": config.get("system", "complex")}
     return None
 
 
@@ -397,7 +410,8 @@ def format_table(result: BERResult) -> str:
     from mimoc.tables import text_table
 
     s = result.system
-    header = (f"{s.nt}x{s.nr} {s.modulation}, {s.channel.spec} channel, {s.csi.spec} CSI, "
+    header = (f"{s.nt}x{s.nr} {s.modulation}{' (real system)' if s.real else ''}, "
+              f"{s.channel.spec} channel, {s.csi.spec} CSI, "
               f"slot {s.slot}, SNR {s.snr_def}, seed {result.seed}")
     rows = [[name, f"{p.snr_db:.2f}", f"{p.ser:.3e}", _ci(p.ser_ci), f"{p.ber:.3e}",
              _ci(p.ber_ci), f"{p.symbols:d}", f"{p.errors:d}"]
@@ -420,9 +434,11 @@ def resolve_detectors(args: argparse.Namespace) -> str:
     given = [args.detector] if args.detector is not None else ([] if args.artifacts
                                                                  else ["mmse"])
     spec = ",".join(given + list(args.artifacts))
-    if None in (args.nt, args.nr, args.mod):
+    if None in (args.nt, args.nr, args.mod, args.system):
         entries = [e.strip() for e in spec.split(",") if e.strip()]
-        sizes = model_sizes(entries) or {"nt": 4, "nr": 8, "mod": "qpsk"}
+        sizes = model_sizes(entries) or {"nt": 4, "nr": 8, "mod": "qpsk", "system": "complex"}
+        if args.system == "real" and args.mod is None and sizes["mod"] not in PAM_MODULATIONS:
+            sizes["mod"] = "bpsk"  # the real system's default modulation
         for key, value in sizes.items():
             if getattr(args, key) is None:
                 setattr(args, key, value)
@@ -471,7 +487,10 @@ def run(args: argparse.Namespace) -> int:
     wants_ray(args)  # a bad --workers fails before any work
     system = MIMOSystem(nt=args.nt, nr=args.nr, modulation=get_constellation(args.mod).name,
                         channel=channel, csi=CSIModel.parse(args.csi),
-                        snr_def=args.snr_def, slot=args.slot)
+                        snr_def=args.snr_def, slot=args.slot, system=args.system or "complex")
+    if system.real and args.output == "llr":
+        raise UsageError("--output llr is for complex systems; a real system gives hard "
+                         "decisions (drop --output llr or --system real)")
     if args.plot:
         from mimoc.studies.plots import check_plot_path
 

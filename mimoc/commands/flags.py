@@ -118,6 +118,11 @@ CONCEPTS: dict[str, Concept] = {
         shown={"budget": "every default target this build can run",
                "report": "every default target this build can run"},
         aliases={"budget": ("--targets",), "report": ("--targets",)}),
+    "system": Concept(
+        "--system", "SYSTEM", "`complex` or `real`",
+        "the link: complex (y = Hx + n in its real form, 2Nr x 2Nt) or real (the DetNet and "
+        "WeSNet papers' real channel with N(0,1) entries and real BPSK/PAM, Nr x Nt)",
+        {"ber": None, "train": "complex"}, shown={"ber": "the first model's, else complex"}),
     "seed": Concept(
         "--seed", "N", "integer >= 0", "master random seed", {"*": 0}, type=int),
     "array": Concept(
@@ -136,8 +141,8 @@ CONCEPTS: dict[str, Concept] = {
 #: Which concepts each command declares (checked against the parsers by the tests).
 COMMAND_CONCEPTS: dict[str, tuple[str, ...]] = {
     "ber": ("slot", "snr", "max-symbols", "c2c", "threads", "batch", "seed", "workers",
-            "ray-address"),
-    "train": ("slot", "snr-train", "c2c", "threads", "batch", "seed"),
+            "ray-address", "system"),
+    "train": ("slot", "snr-train", "c2c", "threads", "batch", "seed", "system"),
     "compile": ("slot", "target", "array"),
     "bench": ("slot", "threads", "batch"),
     "budget": ("slot", "snr", "max-symbols", "threads", "target", "seed", "array"),

@@ -55,7 +55,7 @@ examples:
 """
 
 #: The Config fields that have their own flags.
-SYSTEM_FIELDS = {"nt": "nt", "nr": "nr", "modulation": "mod"}
+SYSTEM_FIELDS = {"nt": "nt", "nr": "nr", "modulation": "mod", "system": "system"}
 
 
 # -- family options from Config dataclasses --------------------------------------------
@@ -320,9 +320,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             help=f"transmit streams Nt (default: {config_defaults.nt})")
         system.add_argument("--nr", type=int, default=config_defaults.nr,
                             help=f"receive antennas Nr (default: {config_defaults.nr})")
-        system.add_argument("--mod", default=config_defaults.modulation, metavar="MOD",
-                            help=f"modulation: {', '.join(MODULATIONS)} "
-                                 f"(default: {config_defaults.modulation})")
+        # None: the family's default, or bpsk in a real system (resolved in run)
+        system.add_argument("--mod", default=None, metavar="MOD",
+                            help=f"modulation: {', '.join(MODULATIONS)}, with --system real "
+                                 f"bpsk, 4pam or 8pam (default: {config_defaults.modulation}, "
+                                 "with --system real bpsk)")
+        flags.add(system, "system", NAME, choices=("complex", "real"))
         training = p.add_argument_group("training")
         _add_training_flags(training, defaults)
         output = p.add_argument_group("output")
@@ -349,7 +352,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from mimoc.detectors import build_detector, count_params, save_detector, train_detector
+    from mimoc.detectors import (
+        FAMILIES,
+        build_detector,
+        count_params,
+        save_detector,
+        train_detector,
+    )
     from mimoc.detectors.training import TrainOptions
     from mimoc.fileio import check_output_file, write_error
 
@@ -367,7 +376,11 @@ def run(args: argparse.Namespace) -> int:
         snr_def=args.snr_def, channel=args.channel, csi=args.csi, lr=args.lr,
         lr_schedule=args.lr_schedule, grad_clip=args.grad_clip, seed=args.seed, c2c=c2c,
         states=args.states, val_every=args.val_every, val_batch=val_batch)
-    config = {"nt": args.nt, "nr": args.nr, "modulation": args.mod}
+    modulation = args.mod
+    if modulation is None:  # the real system's default is the papers' BPSK
+        modulation = ("bpsk" if args.system == "real"
+                      else FAMILIES[args.family].Config().modulation)
+    config = {"nt": args.nt, "nr": args.nr, "modulation": modulation, "system": args.system}
     config.update({spec.field: getattr(args, spec.dest) for spec in args._family_flags})
 
     torch.set_num_threads(flags.positive("--threads", args.threads))

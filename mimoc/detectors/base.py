@@ -19,7 +19,7 @@ checkpoint stores ``asdict(config)``). Training calls
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -27,16 +27,34 @@ from torch import nn
 
 from mimoc.errors import UsageError
 from mimoc.sim.modulation import get_constellation
-from mimoc.sim.system import LinkBatch, MIMOSystem
+from mimoc.sim.system import SYSTEMS, LinkBatch, MIMOSystem
 
 
 @dataclass
 class DetectorConfig:
-    """Fields every family has; families subclass it and add their own."""
+    """Fields every family has; families subclass it and add their own.
+
+    ``system``: ``complex`` (``H [2Nr, 2Nt]``) or ``real`` (a real-valued link,
+    ``H [Nr, Nt]``, real PAM symbols; see :mod:`mimoc.sim.system`). Keyword-only, so the
+    families' positional fields keep their places; left out of :meth:`to_dict` when
+    ``complex`` so that complex checkpoints and artifacts stay as they were.
+    """
 
     nt: int = 4
     nr: int = 8
     modulation: str = "qpsk"
+    system: str = field(default="complex", kw_only=True)
+
+    @property
+    def real(self) -> bool:
+        return self.system == "real"
+
+    @property
+    def real_dims(self) -> tuple[int, int]:
+        """The rows and columns of the ``H`` the detector takes: ``(2Nr, 2Nt)``, or
+        ``(Nr, Nt)`` in a real system."""
+        scale = 1 if self.real else 2
+        return scale * self.nr, scale * self.nt
 
     def validate(self) -> None:
         """Raise :class:`UsageError` on nonsense values (called by ``DetectorModule``)."""
@@ -44,10 +62,15 @@ class DetectorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
-        get_constellation(self.modulation)
+        if self.system not in SYSTEMS:
+            raise UsageError(f"system must be one of {', '.join(SYSTEMS)}, got {self.system!r}")
+        get_constellation(self.modulation, self.real)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if values.get("system") == "complex":
+            del values["system"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
@@ -66,15 +89,20 @@ class DetectorModule(nn.Module):
 
     family: ClassVar[str]
     Config: ClassVar[type[DetectorConfig]]
+    #: Whether the family can be built for a real system (``system="real"``).
+    supports_real: ClassVar[bool] = False
 
     def __init__(self, config: DetectorConfig):
         super().__init__()
         config.validate()
+        if config.real and not self.supports_real:
+            raise UsageError(f"{self.family} is built for complex systems only; "
+                             "real systems take detnet or wesnet")
         self.config = config
 
     @property
     def constellation(self):
-        return get_constellation(self.config.modulation)
+        return get_constellation(self.config.modulation, self.config.real)
 
     def forward(self, H: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError

@@ -94,7 +94,7 @@ class DetNetConfig(DetectorConfig):
         if not self.t_init > 0.0:
             raise UsageError(f"t_init must be positive, got {self.t_init!r}")
         if self.depth is not None:
-            layers = self.layers if self.layers is not None else 6 * self.nt
+            layers = self.layers if self.layers is not None else 3 * self.real_dims[1]
             if (isinstance(self.depth, bool) or not isinstance(self.depth, int)
                     or not 1 <= self.depth <= layers):
                 raise UsageError(
@@ -104,7 +104,7 @@ class DetNetConfig(DetectorConfig):
 
     def resolved(self) -> DetNetConfig:
         """A copy with every ``None`` size replaced by its default."""
-        k = 2 * self.nt
+        k = self.real_dims[1]
         multi_level = get_constellation(self.modulation).levels.numel() > 2
         return replace(
             self,
@@ -154,13 +154,14 @@ class DetNet(DetectorModule):
 
     family = "detnet"
     Config = DetNetConfig
+    supports_real = True  # the paper's own system; WeSNet inherits it
 
     def __init__(self, config: DetNetConfig):
         super().__init__(config)
         self.config = config.resolved()
         cfg = self.config
         const = self.constellation
-        self.k = 2 * cfg.nt
+        self.k = cfg.real_dims[1]
         self.n_levels = const.levels.numel()
         out_dim = self.k * self.n_levels if cfg.one_hot else self.k
         self.register_buffer("levels", const.levels.to(torch.float32), persistent=False)
@@ -206,7 +207,7 @@ class DetNet(DetectorModule):
 
     def _check_shapes(self, H: torch.Tensor, y: torch.Tensor) -> None:
         # static sizes only, so torch.export traces through it
-        rows, cols = 2 * self.config.nr, self.k
+        rows, cols = self.config.real_dims[0], self.k
         if H.dim() != 3 or tuple(H.shape[1:]) != (rows, cols):
             raise UsageError(f"H must be [B, {rows}, {cols}] for this {self.family} "
                              f"({self.config.nt}x{self.config.nr}), got {list(H.shape)}")
@@ -300,7 +301,7 @@ class DetNet(DetectorModule):
             ``params`` and ``flops`` (per symbol vector).
         """
         cfg = self.config
-        k, n_rx = self.k, 2 * cfg.nr
+        k, n_rx = self.k, cfg.real_dims[0]
         out_dim = self.k * self.n_levels if cfg.one_hot else self.k
         layers = []
         for index in range(self.depth):

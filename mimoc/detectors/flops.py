@@ -114,8 +114,9 @@ def count_flops(model: DetectorModule, *, slot_symbols: int = SLOT_SYMBOLS,
     nr = model.config.nr if nr is None else nr
     gen = torch.Generator().manual_seed(0)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    H = torch.randn(1, 2 * nr, 2 * nt, generator=gen, dtype=dtype) / math.sqrt(2.0)
-    y = torch.randn(1, 2, 2 * nr, generator=gen, dtype=dtype)
+    scale = 1 if getattr(model.config, "system", "complex") == "real" else 2  # H [Nr, Nt]
+    H = torch.randn(1, scale * nr, scale * nt, generator=gen, dtype=dtype) / math.sqrt(scale)
+    y = torch.randn(1, 2, scale * nr, generator=gen, dtype=dtype)
 
     was_training = model.training
     model.eval()

@@ -149,7 +149,7 @@ class TrainOptions:
         config = model.config
         return MIMOSystem(config.nt, config.nr, config.modulation,
                           parse_channel(self.channel), CSIModel.parse(self.csi),
-                          self.snr_def, self.slot)
+                          self.snr_def, self.slot, system=getattr(config, "system", "complex"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -262,7 +262,8 @@ class TrainReport:
 def describe_system(system: MIMOSystem) -> str:
     channel = getattr(system.channel, "spec", type(system.channel).__name__)
     csi = getattr(system.csi, "spec", type(system.csi).__name__)
-    return f"{system.nt}x{system.nr} {system.modulation}, {channel}, CSI {csi}"
+    real = " (real system)" if system.real else ""
+    return f"{system.nt}x{system.nr} {system.modulation}{real}, {channel}, CSI {csi}"
 
 
 # ----------------------------------------------------------------------------- data

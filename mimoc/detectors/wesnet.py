@@ -230,7 +230,8 @@ class WeSNet(DetNet):
         # Profiles are non-increasing, so the non-zero coefficients lead.
         hidden = max(1, max(int((beta != 0).sum()) for beta in betas))
         pruned = DetNet(DetNetConfig(
-            nt=cfg.nt, nr=cfg.nr, modulation=cfg.modulation, layers=cfg.layers,
+            nt=cfg.nt, nr=cfg.nr, modulation=cfg.modulation, system=cfg.system,
+            layers=cfg.layers,
             hidden=hidden, v_dim=cfg.v_dim, residual=cfg.residual, t_init=cfg.t_init,
             one_hot=cfg.one_hot, depth=cfg.depth,
         ))

@@ -68,8 +68,12 @@ def run_crossbar_bench(schedule: IMCSchedule, *, batches: Sequence[int] = (1, 64
     for batch in batches:
         if progress is not None:
             progress(f"simulator, batch {batch}")
-        H = torch.randn(batch, 2 * nr, 2 * nt, generator=generator) / 2 ** 0.5
-        y = torch.randn(batch, slot, 2 * nr, generator=generator)
+        if config.get("system") == "real":  # H [B, Nr, Nt] with N(0, 1) entries
+            H = torch.randn(batch, nr, nt, generator=generator)
+            y = torch.randn(batch, slot, nr, generator=generator)
+        else:
+            H = torch.randn(batch, 2 * nr, 2 * nt, generator=generator) / 2 ** 0.5
+            y = torch.randn(batch, slot, 2 * nr, generator=generator)
         median, runs = median_time(lambda H=H, y=y: schedule.detect(H, y, seed=seed),
                                    min_time=min_time, min_runs=3, warmup=1)
         rows.append({"batch": batch, "median_s": median, "runs": runs,

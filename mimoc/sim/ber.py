@@ -263,6 +263,8 @@ class BERResult:
                         "points": [p.to_dict() for p in points]}
                        for name, points in self.curves.items()],
         }
+        if getattr(s, "system", "complex") == "real":  # complex runs' documents stay as they were
+            out = {"system": "real", **out}
         if self.llr:
             out["llr"] = dict(LLR_DESCRIPTION)
         return out
@@ -370,6 +372,9 @@ def simulate(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
     snrs = _check_arguments(detectors, snr_db, max_symbols, min_errors, min_error_slots,
                             batch_size)
     llr = llr or on_llr is not None
+    if llr and getattr(system, "system", "complex") == "real":
+        raise UsageError("LLR output is for complex systems (its error model is per complex "
+                         "symbol); a real system gives hard decisions")
     if min_error_slots is None:
         min_error_slots = min(DEFAULT_MIN_ERROR_SLOTS, min_errors)
     per_slot = system.slot * system.nt

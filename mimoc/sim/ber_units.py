@@ -23,11 +23,13 @@ EngineDetector = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tens
 
 def count_errors(x_hat: torch.Tensor, indices: torch.Tensor,
                   constellation: Constellation) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-slot symbol errors ``[B]`` and bit errors ``[B]`` of estimates ``x_hat [B, S, 2Nt]``."""
-    if x_hat.shape[:-1] != indices.shape[:-1] or x_hat.shape[-1] != 2 * indices.shape[-1]:
+    """Per-slot symbol errors ``[B]`` and bit errors ``[B]`` of estimates ``x_hat [B, S, 2Nt]``
+    (``[B, S, Nt]`` in a real system)."""
+    width = constellation.dims_per_symbol * indices.shape[-1]
+    if x_hat.shape[:-1] != indices.shape[:-1] or x_hat.shape[-1] != width:
         raise UsageError(
             f"detector returned shape {tuple(x_hat.shape)}, expected "
-            f"{(*indices.shape[:-1], 2 * indices.shape[-1])}; is it built for this Nt?"
+            f"{(*indices.shape[:-1], width)}; is it built for this Nt and system?"
         )
     decided = constellation.indices_of_real(x_hat)
     wrong_bits = constellation.bits_of_indices(decided ^ indices)  # popcount of the XOR

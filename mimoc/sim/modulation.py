@@ -53,13 +53,21 @@ class Constellation:
         bits_per_symbol: ``k = log2(M)``.
         levels: the real PAM levels of one dimension, ascending, already scaled
             so that the complex constellation has unit average energy.
-        is_real: ``True`` for BPSK (quadrature dimension always 0).
+        is_real: ``True`` for BPSK and M-PAM (quadrature dimension always 0).
+        real_system: ``True`` in a real-valued system (``--system real``): a symbol
+            vector is ``[..., Nt]`` of PAM levels, with no quadrature half at all.
     """
 
     name: str
     bits_per_symbol: int
     levels: torch.Tensor
     is_real: bool
+    real_system: bool = False
+
+    @property
+    def dims_per_symbol(self) -> int:
+        """Real dimensions of one symbol in the detectors' vectors: 1 in a real system, else 2."""
+        return 1 if self.real_system else 2
 
     @property
     def order(self) -> int:
@@ -76,6 +84,8 @@ class Constellation:
         """Complex points ``[M]``; point ``i`` carries the bit label ``i`` (MSB first)."""
         idx = torch.arange(self.order)
         x_r = self.real_of_indices(idx[None, :])[0]
+        if self.real_system:
+            return torch.complex(x_r, torch.zeros_like(x_r))
         n = self.order
         return torch.complex(x_r[:n], x_r[n:])
 
@@ -104,10 +114,13 @@ class Constellation:
         return inverse_gray(idx >> half), inverse_gray(idx & ((1 << half) - 1))
 
     def real_of_indices(self, idx: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-        """Symbol indices ``[..., Nt]`` -> real-valued symbols ``[..., 2Nt]``."""
+        """Symbol indices ``[..., Nt]`` -> real-valued symbols ``[..., 2Nt]`` (``[..., Nt]``
+        in a real system)."""
         li, lq = self._split(idx)
         levels = self.levels.to(dtype=dtype, device=idx.device)
         re = levels[li]
+        if self.real_system:
+            return re
         im = torch.zeros_like(re) if self.is_real else levels[lq]
         return torch.cat([re, im], dim=-1)
 
@@ -119,7 +132,10 @@ class Constellation:
         return torch.clamp(torch.round(pos), 0, n - 1).long()
 
     def indices_of_real(self, x_r: torch.Tensor) -> torch.Tensor:
-        """Nearest-point hard decision: real ``[..., 2Nt]`` -> indices ``[..., Nt]``."""
+        """Nearest-point hard decision: real ``[..., 2Nt]`` (``[..., Nt]`` in a real
+        system) -> indices ``[..., Nt]``."""
+        if self.real_system:
+            return gray(self.level_indices(x_r))
         nt = x_r.shape[-1] // 2
         label_i = gray(self.level_indices(x_r[..., :nt]))
         if self.is_real:
@@ -131,7 +147,7 @@ class Constellation:
         """Nearest constellation point of each complex entry, in real form ``[..., 2Nt]``."""
         levels = self.levels.to(dtype=x_r.dtype, device=x_r.device)
         out = levels[self.level_indices(x_r)]
-        if self.is_real:
+        if self.is_real and not self.real_system:
             out[..., x_r.shape[-1] // 2 :] = 0.0
         return out
 
@@ -140,12 +156,21 @@ class Constellation:
 
 
 def _pam_levels(n_levels: int, scale: float) -> torch.Tensor:
-    return (2.0 * torch.arange(n_levels, dtype=torch.float64) - (n_levels - 1)) * scale
+    # on the CPU explicitly: the first lookup may run under a meta-device build (checkpoints)
+    levels = torch.arange(n_levels, dtype=torch.float64, device="cpu")
+    return (2.0 * levels - (n_levels - 1)) * scale
 
 
-def _make(name: str) -> Constellation:
-    if name == "bpsk":
-        return Constellation(name, 1, _pam_levels(2, 1.0), is_real=True)
+def _make(name: str, real_system: bool) -> Constellation:
+    if name in PAM_MODULATIONS:
+        n_levels = 2 if name == "bpsk" else int(name[: -len("pam")])
+        energy = (n_levels**2 - 1) / 3.0  # mean x^2 of the unscaled PAM levels
+        return Constellation(name, n_levels.bit_length() - 1,
+                             _pam_levels(n_levels, 1.0 / math.sqrt(energy)), is_real=True,
+                             real_system=real_system)
+    if real_system:
+        raise UsageError(f"a real system carries real PAM symbols; {name} is complex "
+                         f"(choose one of {', '.join(PAM_MODULATIONS)})")
     k = {"qpsk": 2, "16qam": 4, "64qam": 6}[name]
     n_levels = 2 ** (k // 2)
     energy = 2.0 * (n_levels**2 - 1) / 3.0  # mean |x|^2 of the unscaled square QAM
@@ -153,16 +178,22 @@ def _make(name: str) -> Constellation:
 
 
 MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam")
-_ALIASES = {"4qam": "qpsk", "qam4": "qpsk", "qam16": "16qam", "16-qam": "16qam",
+#: The real modulations: BPSK (2-PAM) and M-PAM with unit mean energy, the symbols of a
+#: real system (``real_system=True``); in a complex system they ride the in-phase axis.
+PAM_MODULATIONS = ("bpsk", "4pam", "8pam")
+_ALIASES = {"2pam": "bpsk", "pam2": "bpsk", "pam4": "4pam", "pam8": "8pam",
+            "4qam": "qpsk", "qam4": "qpsk", "qam16": "16qam", "16-qam": "16qam",
             "qam64": "64qam", "64-qam": "64qam"}
-_CACHE: dict[str, Constellation] = {}
+_CACHE: dict[tuple[str, bool], Constellation] = {}
 
 
-def get_constellation(name: str) -> Constellation:
-    """Look up a modulation by name (``bpsk``, ``qpsk``, ``16qam``, ``64qam``)."""
+def get_constellation(name: str, real_system: bool = False) -> Constellation:
+    """Look up a modulation by name (``bpsk``, ``qpsk``, ``16qam``, ``64qam``, ``4pam``,
+    ``8pam``); ``real_system=True`` gives its form in a real system (PAM only)."""
     key = _ALIASES.get(name.lower(), name.lower())
-    if key not in MODULATIONS:
-        raise UsageError(f"unknown modulation {name!r}; choose one of {', '.join(MODULATIONS)}")
-    if key not in _CACHE:
-        _CACHE[key] = _make(key)
-    return _CACHE[key]
+    if key not in MODULATIONS and key not in PAM_MODULATIONS:
+        raise UsageError(f"unknown modulation {name!r}; choose one of {', '.join(MODULATIONS)}"
+                         + f", {', '.join(PAM_MODULATIONS[1:])}")
+    if (key, bool(real_system)) not in _CACHE:
+        _CACHE[key, bool(real_system)] = _make(key, bool(real_system))
+    return _CACHE[key, bool(real_system)]

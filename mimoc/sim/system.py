@@ -9,6 +9,20 @@ fading), ``x_r [B, S, 2Nt]`` Gray-mapped unit-energy symbols and ``N0`` from
 the SNR convention. The receiver is given ``H_est``, the channel estimate of
 the CSI model (``H`` itself with perfect CSI).
 
+Real systems (``system="real"``, the DetNet and WeSNet papers' model)::
+
+    y[b, s] = H[b] x[b, s] + n[b, s],   H [B, Nr, Nt] with N(0, 1) entries,
+    x [B, S, Nt] real PAM symbols (BPSK: +-1) of unit energy,  n ~ N(0, N0/2 I)
+
+Every SNR convention keeps its meaning per real dimension: ``N0/2`` is still the noise
+variance of one real component, ``Es = 1`` per symbol, so ``per-stream`` is
+``Es/N0 = 1/N0`` (BPSK over AWGN: ``Q(sqrt(2 Es/N0))``, as in the complex model),
+``ebno`` is ``Eb/N0``, ``per-rx`` is the signal to noise power per receive dimension
+(``Nt / (N0/2)``, so ``N0 = 2 Nt / SNR``) and ``detnet`` is the DetNet paper's
+``(tr(H^T H) / K) / sigma^2`` with ``K = Nt`` real unknowns. ``H`` is drawn as
+``sqrt(2) Re`` of the complex channel model, which for ``rayleigh`` and ``kronecker``
+(real correlation matrices) is exactly the real model with unit-variance entries.
+
 Example::
 
     >>> system = MIMOSystem(nt=4, nr=8, modulation="qpsk")
@@ -26,7 +40,10 @@ import torch
 from mimoc.errors import UsageError
 from mimoc.sim.channels import ChannelModel, CSIModel, real_matrix
 from mimoc.sim.modulation import Constellation, get_constellation
-from mimoc.sim.snr import check_snr_def, noise_variance
+from mimoc.sim.snr import check_snr_def, db_to_linear, noise_variance
+
+#: The system choices: the complex link in its real form, or a real-valued link.
+SYSTEMS = ("complex", "real")
 
 
 @dataclass
@@ -63,21 +80,39 @@ class MIMOSystem:
     csi: CSIModel = field(default_factory=CSIModel)
     snr_def: str = "per-stream"
     slot: int = 1
+    system: str = "complex"
 
     def __post_init__(self):
+        if self.system not in SYSTEMS:
+            raise UsageError(f"unknown system {self.system!r}; choose one of {', '.join(SYSTEMS)}")
         for name in ("nt", "nr", "slot"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
-        get_constellation(self.modulation)
+        get_constellation(self.modulation, self.real)
+        if self.real and not isinstance(self.channel, ChannelModel):
+            raise UsageError("a real system draws rayleigh or kronecker channels only; "
+                             "channels from a file or a task are complex")
         check_snr_def(self.snr_def)
         check_sizes = getattr(self.channel, "check_sizes", None)  # channels read from a file
         if check_sizes is not None:
             check_sizes(self.nr, self.nt)
 
     @property
+    def real(self) -> bool:
+        """Whether this is a real-valued system (``H [Nr, Nt]``, ``x [Nt]``)."""
+        return self.system == "real"
+
+    @property
+    def dims(self) -> tuple[int, int]:
+        """The detectors' real dimensions ``(rows, columns)`` of ``H``: ``(Nr, Nt)`` in a real
+        system, ``(2Nr, 2Nt)`` otherwise."""
+        scale = 1 if self.real else 2
+        return scale * self.nr, scale * self.nt
+
+    @property
     def constellation(self) -> Constellation:
-        return get_constellation(self.modulation)
+        return get_constellation(self.modulation, self.real)
 
     def sample(self, batch: int, snr_db, generator: torch.Generator | None = None,
                dtype=torch.float32) -> LinkBatch:
@@ -85,12 +120,18 @@ class MIMOSystem:
         const = self.constellation
         complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
         H_c = self.channel.sample(batch, self.nr, self.nt, generator, complex_dtype)
-        H = real_matrix(H_c).to(dtype)
-        H_est = real_matrix(self.csi.estimate(H_c, generator)).to(dtype)
+        if self.real:  # sqrt(2) Re of CN(0, 1) entries is N(0, 1)
+            H = (H_c.real * 2**0.5).to(dtype)
+            H_est = (self.csi.estimate(H_c, generator).real * 2**0.5).to(dtype)
+        else:
+            H = real_matrix(H_c).to(dtype)
+            H_est = real_matrix(self.csi.estimate(H_c, generator)).to(dtype)
         indices = torch.randint(0, const.order, (batch, self.slot, self.nt), generator=generator)
         x = const.real_of_indices(indices, dtype)
         snr_db = torch.as_tensor(snr_db, dtype=torch.float64).expand(batch).clone()
         n0 = noise_variance(snr_db, self.snr_def, H, const.bits_per_symbol)
-        noise = torch.randn((batch, self.slot, 2 * self.nr), generator=generator, dtype=dtype)
+        if self.real and self.snr_def == "per-rx":  # Nt / (N0/2) per real receive dimension
+            n0 = (2.0 * self.nt / db_to_linear(snr_db)).to(H.dtype)
+        noise = torch.randn((batch, self.slot, self.dims[0]), generator=generator, dtype=dtype)
         y = x @ H.transpose(-1, -2) + noise * (n0 / 2).sqrt()[:, None, None]
         return LinkBatch(H, H_est, y, x, indices, n0, snr_db)

@@ -32,7 +32,6 @@ from mimoc.errors import UsageError
 from mimoc.fileio import releases_claims
 from mimoc.sim.ber import BERResult, classical, from_module, simulate
 from mimoc.sim.detectors import get_classical_detector
-from mimoc.sim.modulation import get_constellation
 from mimoc.studies import budget as budget_mod
 from mimoc.tables import markdown_table
 from mimoc.validation import output_envelope
@@ -120,7 +119,7 @@ def write_report(model_path: str | os.PathLike, out: str | os.PathLike, *,
                     label += f" (C2C {target.c2c})"
                     identity["c2c"] = None  # the device's own
                 curves[label], identities[label] = target.engine, identity
-        constellation = get_constellation(ctx.system.modulation)
+        constellation = ctx.system.constellation
         for name in baseline:
             curves.setdefault(name, classical(name, constellation))
         say("simulating the error-rate curves")

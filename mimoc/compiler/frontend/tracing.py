@@ -32,8 +32,9 @@ def example_inputs(model: torch.nn.Module, batch: int = 2, slot: int = 3,
     if config is None or not hasattr(config, "nt") or not hasattr(config, "nr"):
         raise UsageError("the model has no config with nt/nr: pass example inputs (H, y)")
     gen = torch.Generator().manual_seed(0)
-    H = torch.randn(batch, 2 * config.nr, 2 * config.nt, generator=gen)
-    y = torch.randn(batch, slot, 2 * config.nr, generator=gen)
+    scale = 1 if getattr(config, "system", "complex") == "real" else 2  # real: [Nr, Nt]
+    H = torch.randn(batch, scale * config.nr, scale * config.nt, generator=gen)
+    y = torch.randn(batch, slot, scale * config.nr, generator=gen)
     return H, y
 
 

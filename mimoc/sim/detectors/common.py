@@ -34,15 +34,17 @@ from mimoc.errors import UsageError
 from mimoc.sim.modulation import Constellation
 
 
-def check_inputs(H: torch.Tensor, y: torch.Tensor, noise_var) -> torch.Tensor:
-    """Check the shapes of a detector call; return ``noise_var`` as a ``[B]`` tensor."""
+def check_inputs(H: torch.Tensor, y: torch.Tensor, noise_var,
+                 real_system: bool = False) -> torch.Tensor:
+    """Check the shapes of a detector call; return ``noise_var`` as a ``[B]`` tensor.
+    A real system's ``H [B, Nr, Nt]`` may have odd sizes."""
     if H.dim() != 3 or y.dim() != 3:
         raise UsageError(
             f"detectors take H [B, 2Nr, 2Nt] and y [B, S, 2Nr]; got H {tuple(H.shape)} "
             f"and y {tuple(y.shape)} (add a slot dimension with y[:, None, :])"
         )
     batch, two_nr, two_nt = H.shape
-    if two_nr % 2 or two_nt % 2:
+    if not real_system and (two_nr % 2 or two_nt % 2):
         raise UsageError(f"H must be a real-valued model [B, 2Nr, 2Nt]; got {tuple(H.shape)}")
     if y.shape[0] != batch or y.shape[2] != two_nr:
         raise UsageError(
@@ -64,7 +66,8 @@ class EffectiveSystem:
         alphabet: the real alphabet ``A`` ``[L]``, ascending.
         noise_var: real noise variance per component, ``N0 / 2``, ``[B]``.
         nt: number of complex streams ``Nt``.
-        is_real: ``True`` for BPSK (``n = Nt``), else ``n = 2 Nt``.
+        is_real: ``True`` for BPSK and PAM in a complex system (``n = Nt``, decisions
+            get a zero quadrature half); in a real system ``False`` and ``n = Nt``.
         out_dtype: dtype of the caller's ``H``; decisions are returned in it.
     """
 
@@ -108,16 +111,17 @@ def effective_system(H: torch.Tensor, y: torch.Tensor, noise_var, constellation:
         constellation: the transmitted constellation.
         dtype: working precision (float64 by default).
     """
-    noise_var = check_inputs(H, y, noise_var)
-    nt = H.shape[-1] // 2
-    H_e = H[..., :nt] if constellation.is_real else H
+    noise_var = check_inputs(H, y, noise_var, constellation.real_system)
+    nt = H.shape[-1] // constellation.dims_per_symbol
+    padded = constellation.is_real and not constellation.real_system
+    H_e = H[..., :nt] if padded else H
     return EffectiveSystem(
         H=H_e.to(dtype),
         y=y.to(dtype),
         alphabet=constellation.levels.to(dtype=dtype, device=H.device),
         noise_var=noise_var.to(dtype) / 2,
         nt=nt,
-        is_real=constellation.is_real,
+        is_real=padded,
         out_dtype=H.dtype,
     )
 

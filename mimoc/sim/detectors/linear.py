@@ -44,12 +44,21 @@ def _gram_solve(H: torch.Tensor, y: torch.Tensor, reg: torch.Tensor | None) -> t
     return x.transpose(-1, -2)
 
 
+def _regulariser(noise_var: torch.Tensor, H: torch.Tensor,
+                 constellation: Constellation) -> torch.Tensor:
+    """Noise over symbol energy per real dimension: ``(N0/2) / (1/2) = N0`` in the complex
+    model, ``(N0/2) / 1`` in a real system (unit-energy real symbols)."""
+    noise_var = torch.as_tensor(noise_var).to(H.dtype)
+    return noise_var / 2 if constellation.real_system else noise_var
+
+
 def zf(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor,
        constellation: Constellation) -> torch.Tensor:
     """Zero-forcing estimate ``(H^T H)^-1 H^T y`` ``[B, S, 2Nt]``."""
     if H.shape[-1] > H.shape[-2]:
         raise UsageError(
-            f"ZF needs Nt <= Nr, got Nt={H.shape[-1] // 2} > Nr={H.shape[-2] // 2}; "
+            f"ZF needs Nt <= Nr, got Nt={H.shape[-1] // constellation.dims_per_symbol} > "
+            f"Nr={H.shape[-2] // constellation.dims_per_symbol}; "
             "use mmse or ml instead"
         )
     return _gram_solve(H, y, None)
@@ -57,14 +66,14 @@ def zf(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor,
 
 def mmse(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor,
          constellation: Constellation) -> torch.Tensor:
-    """MMSE estimate ``(H^T H + N0 I)^-1 H^T y`` ``[B, S, 2Nt]``."""
-    return _gram_solve(H, y, noise_var.to(H.dtype))
+    """MMSE estimate ``(H^T H + N0 I)^-1 H^T y`` ``[B, S, 2Nt]`` (``N0/2`` in a real system)."""
+    return _gram_solve(H, y, _regulariser(noise_var, H, constellation))
 
 
 def lmmse(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor,
           constellation: Constellation) -> torch.Tensor:
     """Unbiased LMMSE estimate ``diag(W H)^-1 W y``, ``W = (H^T H + N0 I)^-1 H^T``."""
-    reg = noise_var.to(H.dtype)
+    reg = _regulariser(noise_var, H, constellation)
     x = _gram_solve(H, y, reg)  # W y
     gain = _gram_solve(H, H.transpose(-1, -2), reg)  # rows of (W H)^T: [B, 2Nt, 2Nt]
     bias = gain.diagonal(dim1=-2, dim2=-1)  # diag(W H), [B, 2Nt]

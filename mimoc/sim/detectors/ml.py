@@ -118,7 +118,7 @@ def ml(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor, constellation:
         constellation: the transmitted constellation.
         max_candidates: refuse problems with more candidate vectors than this.
     """
-    nt = H.shape[-1] // 2 if H.dim() == 3 else 0
+    nt = H.shape[-1] // constellation.dims_per_symbol if H.dim() == 3 else 0
     count = candidate_count(constellation, nt)
     if count > max_candidates:
         raise UsageError(

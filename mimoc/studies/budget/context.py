@@ -157,7 +157,8 @@ def model_system(model: torch.nn.Module, training: dict[str, Any], slot: int,
                              f"--{what} to choose one") from None
     return MIMOSystem(nt=config.nt, nr=config.nr, modulation=config.modulation,
                       channel=parsed["channel"], csi=parsed["csi"],
-                      snr_def=snr_def or str(options.get("snr_def", "per-stream")), slot=slot)
+                      snr_def=snr_def or str(options.get("snr_def", "per-stream")), slot=slot,
+                      system=getattr(config, "system", "complex"))
 
 
 def model_info(path: Path, model: torch.nn.Module) -> dict[str, Any]:

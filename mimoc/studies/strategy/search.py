@@ -121,7 +121,8 @@ def link_of(schedule: dict[str, Any]) -> MIMOSystem:
     try:
         return MIMOSystem(nt=int(cfg["nt"]), nr=int(cfg["nr"]),
                           modulation=str(cfg.get("modulation", "qpsk")),
-                          slot=int(schedule["config"]["slot"]))
+                          slot=int(schedule["config"]["slot"]),
+                          system=str(cfg.get("system", "complex")))
     except (KeyError, TypeError, ValueError):
         raise UsageError("the schedule does not record the model's nt, nr and modulation: "
                          "the strategy search needs them; compile a mimoc checkpoint") from None

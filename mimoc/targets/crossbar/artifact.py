@@ -100,21 +100,23 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 # ---------------------------------------------------------------- link draws
 
-def link_sizes(graph: Graph) -> tuple[int, int]:
-    """``(nt, nr)`` from the graph's ``H [B, 2Nr, 2Nt]`` input."""
+def link_sizes(graph: Graph, system: str = "complex") -> tuple[int, int]:
+    """``(nt, nr)`` from the graph's ``H [B, 2Nr, 2Nt]`` input (``[B, Nr, Nt]`` in a real
+    system)."""
     H = graph.node("H")
     sizes = {"B": 1, "S": 1, **dict(graph.dim_sizes)}
     rows, cols = (d if isinstance(d, int) else d.evaluate(sizes) for d in H.shape[-2:])
-    return cols // 2, rows // 2
+    scale = 1 if system == "real" else 2
+    return cols // scale, rows // scale
 
 
 def draws(graph: Graph, slots: int, symbols: int, snr_db: float, seed: int,
-          modulation: str) -> tuple[torch.Tensor, torch.Tensor]:
+          modulation: str, system: str = "complex") -> tuple[torch.Tensor, torch.Tensor]:
     """``(H, y)`` of ``slots`` seeded i.i.d. Rayleigh slots (mimoc.sim.system.MIMOSystem)."""
     from mimoc.sim.system import MIMOSystem
 
-    nt, nr = link_sizes(graph)
-    system = MIMOSystem(nt=nt, nr=nr, modulation=modulation, slot=symbols)
+    nt, nr = link_sizes(graph, system)
+    system = MIMOSystem(nt=nt, nr=nr, modulation=modulation, slot=symbols, system=system)
     batch = system.sample(slots, snr_db, torch.Generator().manual_seed(seed))
     return batch.H_est, batch.y
 
@@ -125,7 +127,7 @@ def _max_abs(t: torch.Tensor) -> float:
 
 
 def calibrate(graph: Graph, matrices: list[Matrix], seed: int, modulation: str,
-              ) -> tuple[Graph, dict[str, Any]]:
+              system: str = "complex") -> tuple[Graph, dict[str, Any]]:
     """ADC/DAC full scales = max |value| over seeded link draws; per matrix the largest
     output magnitude (for partial-sum ADCs with digital accumulation)."""
     scales: dict[str, float] = {}
@@ -134,7 +136,7 @@ def calibrate(graph: Graph, matrices: list[Matrix], seed: int, modulation: str,
     mvms = [n for n in graph.nodes if n.op == "CrossbarMVM"]
     for k, snr in enumerate(CALIBRATION["snr_db"]):
         H, y = draws(graph, CALIBRATION["slots_per_snr"], CALIBRATION["symbols"], snr,
-                     seed + 100 + k, modulation)
+                     seed + 100 + k, modulation, system)
         values = run_all(graph, {"H": H, "y": y})
         for n in convs:
             scales[n.name] = max(scales.get(n.name, 0.0), _max_abs(values[n.inputs[0]]))
@@ -142,7 +144,8 @@ def calibrate(graph: Graph, matrices: list[Matrix], seed: int, modulation: str,
             key = matrix_id(n)
             outputs[key] = max(outputs.get(key, 0.0), _max_abs(values[n.name]))
     graph = lower.set_full_scales(graph, scales)
-    return graph, {"method": "max |value| over seeded i.i.d. Rayleigh link draws",
+    real = {"system": system} if system == "real" else {}  # complex records stay as they were
+    return graph, {**real, "method": "max |value| over seeded i.i.d. Rayleigh link draws",
                    **CALIBRATION, "seed": seed + 100, "modulation": modulation,
                    "full_scale": scales, "matrix_output_full_scale": outputs}
 
@@ -188,11 +191,12 @@ def _build_schedule(graph, device, config, model, source, records, bar) -> Built
     if "H" not in graph or "y" not in graph:
         raise UsageError("the crossbar target needs a detector with inputs H and y")
     modulation = ((model or {}).get("config") or {}).get("modulation", "qpsk")
+    system = ((model or {}).get("config") or {}).get("system", "complex")
     matrices = collect_matrices(graph)
     tile(matrices, config)
 
     bar.set_description(f"channel programming ({config.mc_draws} draws)")
-    channel_values = _channel_values(graph, matrices, config, modulation)
+    channel_values = _channel_values(graph, matrices, config, modulation, system)
     static_values = {m.id: crossbar_matrix(m, graph.constants[m.source],
                                            graph.constants[m.bias] if m.bias else None)
                      for m in matrices if m.role == STATIC}
@@ -209,7 +213,7 @@ def _build_schedule(graph, device, config, model, source, records, bar) -> Built
                                                   on_cells=cells.update)
     bar.update(1)
     bar.set_description("ADC/DAC calibration")
-    graph, calibration = calibrate(graph, matrices, config.seed, modulation)
+    graph, calibration = calibrate(graph, matrices, config.seed, modulation, system)
     bar.update(1)
     bar.set_description("latency and peripherals")
 
@@ -258,9 +262,9 @@ def _build_schedule(graph, device, config, model, source, records, bar) -> Built
 
 
 def _channel_values(graph: Graph, matrices: list[Matrix], config: CrossbarConfig,
-                    modulation: str) -> dict[str, torch.Tensor]:
+                    modulation: str, system: str = "complex") -> dict[str, torch.Tensor]:
     """The channel matrices over the seeded Monte Carlo draws ``[D, rows, cols]``."""
-    H, y = draws(graph, config.mc_draws, 1, MC_SNR_DB, config.seed, modulation)
+    H, y = draws(graph, config.mc_draws, 1, MC_SNR_DB, config.seed, modulation, system)
     values = run_all(graph, {"H": H, "y": y})
     return {m.id: crossbar_matrix(m, values[m.source], None)
             for m in matrices if m.role == CHANNEL}

@@ -69,7 +69,7 @@ def check_set(config: Any) -> tuple[torch.Tensor, torch.Tensor]:
         raise UsageError("--lowering auto needs a zoo detector (its nt, nr and modulation); "
                          "name a lowering with --lowering")
     system = MIMOSystem(nt=nt, nr=nr, modulation=getattr(config, "modulation", "qpsk"),
-                        slot=CHECK["symbols"])
+                        slot=CHECK["symbols"], system=getattr(config, "system", "complex"))
     gen = torch.Generator().manual_seed(CHECK["seed"])
     batch = system.sample(CHECK["channels"], CHECK["snr_db"], generator=gen)
     return batch.H, batch.y
