@@ -88,3 +88,20 @@ def test_unbiased_lmmse_beats_biased_mmse_at_16qam():
     biased_errors = int((biased != truth).sum())
     unbiased_errors = int((unbiased != truth).sum())
     assert unbiased_errors < 0.97 * biased_errors
+
+
+@pytest.mark.parametrize("nt, nr, snr_db", [(4, 8, 10.0), (30, 60, 12.0)])
+def test_real_detnet_convention_matches_the_authors_real_bpsk_generator(nt, nr, snr_db):
+    """The authors' real BPSK code: H [Nr, K] with N(0, 1) entries, x in {+-1}^K, noise
+    N(0, sigma^2) per real dimension with sigma^2 = tr(H^T H) / (K SNR), K = Nt."""
+    system = MIMOSystem(nt, nr, "bpsk", system="real", snr_def="detnet")
+    batch = system.sample(4000, snr_db, torch.Generator().manual_seed(3), torch.float64)
+    trace = batch.H.square().sum(dim=(-2, -1))
+    sigma2 = trace / (nt * 10 ** (snr_db / 10))
+    assert torch.allclose(batch.noise_var / 2, sigma2)          # per draw, exactly
+    noise = batch.y - batch.x @ batch.H.transpose(-1, -2)
+    measured = noise.square().mean(dim=(-2, -1)).mean() / sigma2.mean()
+    assert abs(float(measured) - 1.0) < 0.03                    # and what is drawn
+    # the signal per real receive dimension: K E[x^2] = Nt (entries of variance 1)
+    received = (batch.x @ batch.H.transpose(-1, -2)).square().mean()
+    assert abs(float(received) / nt - 1.0) < 0.03

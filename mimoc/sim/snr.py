@@ -47,7 +47,8 @@ def db_to_linear(snr_db):
 
 
 def noise_variance(snr_db, snr_def: str, H_r: torch.Tensor,
-                   bits_per_symbol: int | None = None) -> torch.Tensor:
+                   bits_per_symbol: int | None = None, *,
+                   real_system: bool = False) -> torch.Tensor:
     """Complex noise variance ``N0`` per sample, shape ``[B]``.
 
     Args:
@@ -56,21 +57,28 @@ def noise_variance(snr_db, snr_def: str, H_r: torch.Tensor,
         H_r: real-valued channels ``[B, 2Nr, 2Nt]`` (used for ``Nt`` and, for
             ``detnet``, the trace).
         bits_per_symbol: ``log2(M)`` of the modulation; needed by ``ebno`` only.
+        real_system: ``H_r`` is a real-valued system's ``[B, Nr, Nt]`` with real symbols
+            of unit energy (``E[x_i^2] = 1`` per real dimension instead of 1/2), where
+            ``per-rx`` is ``Nt / (N0/2)`` per real receive dimension and ``detnet`` the
+            authors' real generator, ``N0 / 2 = sigma^2 = tr(H^T H) / (K SNR)``.
     """
     check_snr_def(snr_def)
     if snr_def == "ebno" and not (isinstance(bits_per_symbol, int) and bits_per_symbol >= 1):
         raise UsageError("the ebno SNR definition needs the modulation's bits per symbol, "
                          f"got {bits_per_symbol!r}")
-    batch, _, two_nt = H_r.shape
+    batch, _, columns = H_r.shape                 # K real unknowns: 2 Nt, or Nt (real)
+    nt = columns if real_system else columns // 2
+    energy = 1.0 if real_system else 0.5          # E[x_i^2] per real dimension
     snr = db_to_linear(snr_db).to(H_r.device).expand(batch)
     if snr_def == "per-stream":
         n0 = 1.0 / snr
     elif snr_def == "ebno":
         n0 = 1.0 / (snr * bits_per_symbol)
-    elif snr_def == "per-rx":
-        n0 = (two_nt // 2) / snr
+    elif snr_def == "per-rx":  # signal power per real receive dimension over N0 / 2
+        n0 = 2.0 * energy * nt / snr
     else:
         trace = H_r.double().square().sum(dim=(-2, -1))
-        # E[x_i^2] = 1/2 here against 1 in the authors' code: N0 = 2 sigma^2 = trace / K / SNR
-        n0 = trace / (two_nt * snr)
+        # the authors' generator: sigma^2 = E[x_i^2] tr / (K SNR) per real dimension, their
+        # symbols of energy 1 per real dimension; ours of `energy`: N0 = 2 sigma^2
+        n0 = 2.0 * energy * trace / (columns * snr)
     return n0.to(H_r.dtype)

@@ -40,7 +40,7 @@ import torch
 from mimoc.errors import UsageError
 from mimoc.sim.channels import ChannelModel, CSIModel, real_matrix
 from mimoc.sim.modulation import Constellation, get_constellation
-from mimoc.sim.snr import check_snr_def, db_to_linear, noise_variance
+from mimoc.sim.snr import check_snr_def, noise_variance
 
 #: The system choices: the complex link in its real form, or a real-valued link.
 SYSTEMS = ("complex", "real")
@@ -129,9 +129,8 @@ class MIMOSystem:
         indices = torch.randint(0, const.order, (batch, self.slot, self.nt), generator=generator)
         x = const.real_of_indices(indices, dtype)
         snr_db = torch.as_tensor(snr_db, dtype=torch.float64).expand(batch).clone()
-        n0 = noise_variance(snr_db, self.snr_def, H, const.bits_per_symbol)
-        if self.real and self.snr_def == "per-rx":  # Nt / (N0/2) per real receive dimension
-            n0 = (2.0 * self.nt / db_to_linear(snr_db)).to(H.dtype)
+        n0 = noise_variance(snr_db, self.snr_def, H, const.bits_per_symbol,
+                            real_system=self.real)
         noise = torch.randn((batch, self.slot, self.dims[0]), generator=generator, dtype=dtype)
         y = x @ H.transpose(-1, -2) + noise * (n0 / 2).sqrt()[:, None, None]
         return LinkBatch(H, H_est, y, x, indices, n0, snr_db)
