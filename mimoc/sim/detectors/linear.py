@@ -29,8 +29,10 @@ from mimoc.errors import UsageError
 from mimoc.sim.modulation import Constellation
 
 
-def _gram_solve(H: torch.Tensor, y: torch.Tensor, reg: torch.Tensor | None) -> torch.Tensor:
-    """Solve ``(H^T H + reg I) x = H^T y`` for every slot and symbol."""
+def _gram_solve(H: torch.Tensor, y: torch.Tensor, reg: torch.Tensor | None,
+                inverse_diagonal: bool = False):
+    """Solve ``(H^T H + reg I) x = H^T y`` for every slot and symbol (one factorisation per
+    channel); with ``inverse_diagonal`` also ``diag((H^T H + reg I)^-1)`` ``[B, 2Nt]``."""
     Ht = H.transpose(-1, -2)
     gram = Ht @ H
     if reg is not None:
@@ -39,9 +41,13 @@ def _gram_solve(H: torch.Tensor, y: torch.Tensor, reg: torch.Tensor | None) -> t
     chol, info = torch.linalg.cholesky_ex(gram)
     if bool((info == 0).all()):
         x = torch.cholesky_solve(rhs, chol)
+        inverse = torch.cholesky_inverse(chol) if inverse_diagonal else None
     else:  # an ill-conditioned draw: fall back to the pseudo-inverse
-        x = torch.linalg.pinv(gram) @ rhs
-    return x.transpose(-1, -2)
+        inverse = torch.linalg.pinv(gram)
+        x = inverse @ rhs
+    if not inverse_diagonal:
+        return x.transpose(-1, -2)
+    return x.transpose(-1, -2), inverse.diagonal(dim1=-2, dim2=-1)
 
 
 def _regulariser(noise_var: torch.Tensor, H: torch.Tensor,
@@ -74,7 +80,7 @@ def lmmse(H: torch.Tensor, y: torch.Tensor, noise_var: torch.Tensor,
           constellation: Constellation) -> torch.Tensor:
     """Unbiased LMMSE estimate ``diag(W H)^-1 W y``, ``W = (H^T H + N0 I)^-1 H^T``."""
     reg = _regulariser(noise_var, H, constellation)
-    x = _gram_solve(H, y, reg)  # W y
-    gain = _gram_solve(H, H.transpose(-1, -2), reg)  # rows of (W H)^T: [B, 2Nt, 2Nt]
-    bias = gain.diagonal(dim1=-2, dim2=-1)  # diag(W H), [B, 2Nt]
+    x, inverse_diagonal = _gram_solve(H, y, reg, inverse_diagonal=True)  # W y
+    # W H = A^-1 (A - reg I) = I - reg A^-1 with A = H^T H + reg I: the same factorisation
+    bias = 1.0 - reg[:, None] * inverse_diagonal  # diag(W H), [B, 2Nt]
     return x / bias[:, None, :]
