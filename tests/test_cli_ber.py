@@ -137,6 +137,7 @@ BAD_INPUT = [
     (["--csi", "ls:x"], "malformed CSI"),
     (["--plot", "/nonexistent-dir/ber.png"], "does not exist"),
     (["--plot", "ber.jpg"], "must end in .png"),
+    (["--metric", "ser"], "--metric chooses what --plot draws"),
 ]
 
 

@@ -214,7 +214,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="PATH",
                         help="also write an error-rate-vs-SNR plot (log axis, 95%% CI bars); "
                              "the extension picks the format: .png, .pdf or .svg")
-    parser.add_argument("--metric", default="ber", choices=("ber", "ser", "both"),
+    parser.add_argument("--metric", default=None, choices=("ber", "ser", "both"),
                         help="what --plot draws: ber (default), ser, or both (two panels)")
     parser.add_argument("--csv", default=None, metavar="FILE",
                         help="also write the curves as CSV, one row per detector and SNR "
@@ -491,6 +491,9 @@ def run(args: argparse.Namespace) -> int:
     if system.real and args.output == "llr":
         raise UsageError("--output llr is for complex systems; a real system gives hard "
                          "decisions (drop --output llr or --system real)")
+    if args.metric is not None and not args.plot:
+        raise UsageError("--metric chooses what --plot draws: add --plot FILE (the table, "
+                         "--json and --csv carry both SER and BER)")
     if args.plot:
         from mimoc.studies.plots import check_plot_path
 
@@ -527,7 +530,7 @@ def run(args: argparse.Namespace) -> int:
         from mimoc.studies.plots import plot_error_rates
 
         try:
-            plot_error_rates(result, args.plot, metric=args.metric)
+            plot_error_rates(result, args.plot, metric=args.metric or "ber")
         except OSError as err:
             raise MimocError(f"cannot write plot {args.plot!r}: {err.strerror or err}; "
                              "choose another path") from None
