@@ -25,7 +25,7 @@ Example::
     >>> p = load_processor("dsp-c6678")
     >>> p.seconds(9_000_000)          # 9 MFLOP at 128 GFLOPS
     7.03125e-05
-    >>> load_processor("my_board.json").name
+    >>> load_processor("my_board.json").name     # a profile of your own  # doctest: +SKIP
     'my_board'
 """
 
