@@ -251,3 +251,15 @@ def test_progress_is_silent_unless_stderr_is_a_terminal(capsys, monkeypatch):
         assert not bar.disable
     with progress.progress_bar(10, enabled=False) as bar:
         assert bar.disable
+
+
+def test_a_write_error_is_one_line_naming_the_file():
+    from mimoc.commands.writing import one_line_on_write_error
+    from mimoc.errors import MimocError
+
+    with pytest.raises(MimocError, match=r"^cannot write plot 'x\.png': No space left on "
+                                         r"device; choose another path$"):
+        with one_line_on_write_error("plot", "x.png"):
+            raise OSError(28, "No space left on device")
+    with one_line_on_write_error("CSV", "x.csv"):  # no error: nothing happens
+        pass

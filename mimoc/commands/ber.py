@@ -13,6 +13,7 @@ from mimoc.commands.artifact_flags import add_allow_modified_argument, verify_ar
 from mimoc.commands.ber_llr import llr_recorder, write_llrs
 from mimoc.commands.ber_memory import MAX_ANTENNAS, check_sizes  # noqa: F401
 from mimoc.commands.ber_parallel import add_parallel_arguments, ray_executor, wants_ray
+from mimoc.commands.writing import one_line_on_write_error
 from mimoc.errors import MimocError, UsageError
 from mimoc.sim.ber import (
     DEFAULT_MIN_ERROR_SLOTS,
@@ -529,17 +530,11 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from mimoc.studies.plots import plot_error_rates
 
-        try:
+        with one_line_on_write_error("plot", args.plot):
             plot_error_rates(result, args.plot, metric=args.metric or "ber")
-        except OSError as err:
-            raise MimocError(f"cannot write plot {args.plot!r}: {err.strerror or err}; "
-                             "choose another path") from None
     if args.csv:
-        try:
+        with one_line_on_write_error("CSV", args.csv):
             write_curves_csv(result, args.csv)
-        except OSError as err:
-            raise MimocError(f"cannot write CSV {args.csv!r}: {err.strerror or err}; "
-                             "choose another path") from None
     if recorder is not None:
         write_llrs(recorder, args.save_llr)
     if args.json:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from mimoc.errors import MimocError, UsageError
+from mimoc.errors import UsageError
 from mimoc.sim.llr import MAX_LLR_BYTES, LLRRecorder
 from mimoc.sim.system import MIMOSystem
 
@@ -32,11 +32,8 @@ def llr_recorder(args: argparse.Namespace, detectors: int, points: int,
 
 def write_llrs(recorder: LLRRecorder, path: str | os.PathLike) -> None:
     """Write the collected LLRs atomically, or one line saying why not."""
+    from mimoc.commands.writing import one_line_on_write_error
     from mimoc.fileio import atomic_write
 
-    try:
-        with atomic_write(path) as handle:
-            handle.write(recorder.npz_bytes())
-    except OSError as err:
-        raise MimocError(f"cannot write LLR file {str(path)!r}: {err.strerror or err}; "
-                         "choose another path") from None
+    with one_line_on_write_error("LLR file", path), atomic_write(path) as handle:
+        handle.write(recorder.npz_bytes())

@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from mimoc.commands import flags
-from mimoc.errors import MimocError, UsageError
+from mimoc.errors import UsageError
 
 NAME = "budget"
 HELP = ("one verdict per target (ONNX CPU, crossbars, processors, MMSE): slot latency at a "
@@ -252,13 +252,11 @@ def run(args: argparse.Namespace) -> int:
                             max_time=args.max_time, target_ser=args.target_ser,
                             max_loss_db=args.max_loss_db, channel=args.channel, csi=args.csi)
     if args.plot:
+        from mimoc.commands.writing import one_line_on_write_error
         from mimoc.studies.plots import plot_budget
 
-        try:
+        with one_line_on_write_error("plot", args.plot):
             plot_budget(report, args.plot)
-        except OSError as err:
-            raise MimocError(f"cannot write plot {args.plot!r}: {err.strerror or err}; "
-                             "choose another path") from None
     if args.json:
         from mimoc.commands.json_output import print_json
 
