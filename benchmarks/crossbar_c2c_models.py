@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import torch
+from crossbar_ber import crossing  # the level where SER reaches twice the reference
 
 import mimoc
 from mimoc.detectors import load_checkpoint
@@ -50,21 +51,6 @@ MODELS = {"standard": "detnet_8x16_qpsk.pt", "noise-aware": "detnet_8x16_qpsk_no
 LEVELS = {"per-pulse": (0.0, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015),
           "per-write": (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1)}
 ENGINE_SEED = 1
-
-
-def crossing(levels, sers, target: float) -> float | None:
-    """The level where ``sers`` first reaches ``target`` (linear in C2C and log SER)."""
-    import math
-
-    if sers[0] >= target:
-        return levels[0]
-    for c0, s0, c1, s1 in zip(levels, sers, levels[1:], sers[1:], strict=False):
-        if s0 < target <= s1:
-            if s0 <= 0:
-                return c1
-            f = (math.log10(target) - math.log10(s0)) / (math.log10(s1) - math.log10(s0))
-            return c0 + f * (c1 - c0)
-    return None
 
 
 def main(argv=None) -> int:
@@ -120,7 +106,7 @@ def main(argv=None) -> int:
             print("  " + f"{c:.2%}".ljust(8) + "".join(f"{cell:>32s}" for cell in cells))
         for name in models:
             sers = [point[f"{name} {definition} {c:g}"].ser for c in levels]
-            tolerance[definition, name] = crossing(levels, sers, 2 * digital)
+            tolerance[definition, name] = crossing(levels, sers, digital)  # twice digital
         a, b = tolerance[definition, "standard"], tolerance[definition, "noise-aware"]
         text = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731
         ratio = f"{b / a:.2f}x" if a and b else "n/a"
