@@ -1,0 +1,193 @@
+"""DetNet and the WeSNet family at the papers' own configurations (issue 22).
+
+Models: the checkpoints of ``examples/train_paper_detnet.py`` in ``--models`` (missing ones
+are skipped with a line). Links as in the authors' generators: i.i.d. N(0, 1) channel
+entries, one channel per vector (slot of one symbol), the ``detnet`` SNR convention
+(noise from ``tr(H^T H)``); the 30x60 BPSK system is real-valued (``x`` of dimension 30).
+Every detector of an SNR point sees the same draws (seed 0). "ml" is the sphere decoder
+(exact maximum likelihood), "lmmse" the unbiased LMMSE (for BPSK the biased and unbiased
+estimates give the same decisions).
+
+What it prints:
+
+1. 30x60 BPSK: BER of ZF, LMMSE, ML, DetNet, WeSNet-HF-50%, L-WeSNet-50% at 8..13 dB
+   (95% intervals over independent vectors);
+2. the SNR at BER 1e-3 of each, and each WeSNet's SNR difference to DetNet at BER 1e-3
+   with its 95% paired-bootstrap interval (negative: better than DetNet), next to its
+   FLOPs per vector relative to DetNet;
+3. DetNet 30x60 with trailing blocks removed (20 and 30 of 90), the plain truncation the
+   paper compares R-WeSNet with;
+4. 20x30 QPSK: BER and SER of ZF, LMMSE, ML and DetNet at 8..13 dB;
+5. the paper-vs-mimoc table.
+
+Usage::
+
+    python benchmarks/detnet_paper.py [--models examples/models] [--symbols 3000000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from mimoc.detectors import load_detector
+from mimoc.sim.ber import classical, from_module
+from mimoc.sim.system import MIMOSystem
+from mimoc.studies.budget.accuracy import crossing, simulate_slots, snr_losses
+
+SNRS = [8.0, 9.0, 10.0, 11.0, 12.0, 13.0]
+TARGET_BER = 1e-3
+BPSK_MODELS = {
+    "detnet": "detnet_30x60_bpsk.pt",
+    "wesnet-hf50": "wesnet_hf50_30x60_bpsk.pt",
+    "lwesnet-hf50": "lwesnet_hf50_30x60_bpsk.pt",
+}
+QPSK_MODELS = {"detnet": "detnet_20x30_qpsk.pt"}
+
+
+def load_models(folder: Path, files: dict[str, str]) -> dict[str, torch.nn.Module]:
+    models = {}
+    for name, filename in files.items():
+        path = folder / filename
+        if path.exists():
+            models[name] = load_detector(path)
+        else:
+            print(f"  ({name}: {path} not found, skipped)")
+    return models
+
+
+def describe(name: str, model) -> str:
+    c = model.config
+    return f"  {name}: layers {c.layers}, hidden {c.hidden}, v {c.v_dim}, residual {c.residual}"
+
+
+def ber_table(grid, names) -> None:
+    print(f"  {'SNR dB':>7}" + "".join(f"{n:>27}" for n in names))
+    for g in grid:
+        cells = []
+        for n in names:
+            p = g.point(n)
+            cells.append(f"{p.ber:9.2e} [{p.ber_ci[0]:.1e},{p.ber_ci[1]:.1e}]")
+        print(f"  {g.snr_db:7.1f}" + "".join(f"{c:>27}" for c in cells))
+
+
+def ber_crossing(grid, name: str, target: float) -> float:
+    """SNR where ``name``'s BER crosses ``target`` (log-linear; +-inf off the grid)."""
+    return crossing([g.snr_db for g in grid],
+                    [g.bit_errors[name].sum() / (g.symbols * g.bits_per_symbol) for g in grid],
+                    [g.symbols * g.bits_per_symbol for g in grid], target)
+
+
+def as_ber_grid(grid):
+    """The grid with bit errors in place of symbol errors (for the SER-based loss code)."""
+    out = []
+    for g in grid:
+        h = copy.copy(g)
+        h.errors = g.bit_errors
+        h.symbols_per_slot = g.symbols_per_slot * g.bits_per_symbol
+        out.append(h)
+    return out
+
+
+def flops(model) -> int:
+    return int(model.complexity()["flops_per_symbol"])
+
+
+def fmt_db(value: float) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "off grid"
+    return f"{value:.2f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=Path("examples/models"))
+    parser.add_argument("--symbols", type=int, default=3_000_000,
+                        help="scalar symbols per SNR point at most")
+    parser.add_argument("--min-errors", type=int, default=400,
+                        help="a point ends once every detector has this many errors")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 60000 symbols")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.symbols, args.min_errors = 60_000, 50
+    torch.set_num_threads(1)
+    print(f"CPU: {platform.processor() or platform.machine()}; torch "
+          f"{torch.__version__}, one thread; seed {args.seed}")
+    start = time.perf_counter()
+    results: dict[str, dict] = {}
+
+    # -- 30x60 BPSK, real-valued -----------------------------------------------------
+    system = MIMOSystem(30, 60, "bpsk", snr_def="detnet", system="real")
+    print("\n[1] 30x60 BPSK (real), i.i.d. N(0,1), detnet SNR: BER (95% CI)")
+    models = load_models(args.models, BPSK_MODELS)
+    for name, model in models.items():
+        print(describe(name, model))
+    detectors = {n: classical(n, system.constellation) for n in ("zf", "lmmse", "sd")}
+    detectors |= {n: from_module(m) for n, m in models.items()}
+    grid = simulate_slots(detectors, system, SNRS, seed=args.seed, max_symbols=args.symbols,
+                          min_errors=args.min_errors)
+    ber_table(grid, list(detectors))
+    print(f"\n[2] SNR at BER {TARGET_BER:g}, and the WeSNets against DetNet (paired bootstrap)")
+    at = {n: ber_crossing(grid, n, TARGET_BER) for n in detectors}
+    for n in detectors:
+        print(f"  {n:>13}: {fmt_db(at[n])} dB")
+    results["bpsk"] = dict(at=at, grid=grid)
+    if "detnet" in models:
+        others = [n for n in models if n != "detnet"]
+        losses = snr_losses(as_ber_grid(grid), others, "detnet", TARGET_BER) if others else {}
+        results["bpsk"]["losses"] = losses
+        base = flops(models["detnet"])
+        print(f"  {'model':>13} {'vs DetNet dB':>13} {'95% CI':>17} {'FLOPs/vector':>13} "
+              f"{'FLOPs vs DetNet':>16}")
+        print(f"  {'detnet':>13} {'0':>13} {'':>17} {base:13d} {'0%':>16}")
+        for n in others:
+            loss = losses[n]
+            ci = "n/a" if loss.ci_db is None else \
+                f"[{fmt_db(loss.ci_db[0])}, {fmt_db(loss.ci_db[1])}]"
+            print(f"  {n:>13} {fmt_db(loss.value_db):>13} {ci:>17} {flops(models[n]):13d} "
+                  f"{100 * (flops(models[n]) / base - 1):+15.1f}%")
+
+        print("\n[3] DetNet 30x60 with trailing blocks removed, BER at 12 dB")
+        truncated = {}
+        for removed in (0, 10, 20, 30):
+            cut = copy.deepcopy(models["detnet"])
+            cut.set_depth(cut.config.layers - removed)
+            truncated[f"detnet-{removed}L"] = from_module(cut)
+        cut_grid = simulate_slots(truncated, system, [12.0], seed=args.seed,
+                                  max_symbols=args.symbols, min_errors=args.min_errors)
+        for n in truncated:
+            p = cut_grid[0].point(n)
+            print(f"  {n:>12}: BER {p.ber:.3e} [{p.ber_ci[0]:.2e}, {p.ber_ci[1]:.2e}]")
+
+    # -- 20x30 QPSK --------------------------------------------------------------------
+    system = MIMOSystem(20, 30, "qpsk", snr_def="detnet")
+    print("\n[4] 20x30 QPSK, i.i.d. CN(0,1) (real and imaginary parts N(0,1) in the authors' "
+          "generator; the same SNR), detnet SNR: BER (95% CI); SER")
+    models = load_models(args.models, QPSK_MODELS)
+    for name, model in models.items():
+        print(describe(name, model))
+    detectors = {n: classical(n, system.constellation) for n in ("zf", "lmmse", "sd")}
+    detectors |= {n: from_module(m) for n, m in models.items()}
+    grid = simulate_slots(detectors, system, SNRS, seed=args.seed, max_symbols=args.symbols,
+                          min_errors=args.min_errors)
+    ber_table(grid, list(detectors))
+    print(f"  {'SNR dB':>7}" + "".join(f"{n + ' SER':>14}" for n in detectors))
+    for g in grid:
+        print(f"  {g.snr_db:7.1f}" + "".join(f"{g.point(n).ser:14.3e}" for n in detectors))
+    at = {n: ber_crossing(grid, n, TARGET_BER) for n in detectors}
+    print("  SNR at BER 1e-3: " + ", ".join(f"{n} {fmt_db(v)} dB" for n, v in at.items()))
+    print(f"\n(total {time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
