@@ -43,6 +43,17 @@ from mimoc.studies.budget.accuracy import crossing, simulate_slots, snr_losses
 
 SNRS = [8.0, 9.0, 10.0, 11.0, 12.0, 13.0]
 TARGET_BER = 1e-3
+#: The DetNet authors' published test BERs at 8..13 dB, from the logs in their repository
+#: (neevsamuel/LearningToDetect on GitHub: ``DetNet_HD_BPSK/bpsk_hd.txt`` and
+#: ``DetNet_HD_QPSK/qpsk_hd_detnet.txt``; 200 x 1000 or 2000 test vectors per point). Their
+#: BPSK run is 30x60 with L = 30, hidden 4K = 120, v 2K = 60 and one-hot outputs; their
+#: QPSK run is 20x30 with L = 30, hidden 160, v 40 (our ``detnet_20x30_qpsk`` sizes); both
+#: trained 200000 steps of 3000 vectors, SNR U(7, 14) dB.
+AUTHORS_BER = {
+    "bpsk": [1.1714125e-02, 4.99416666e-03, 1.807125e-03, 5.68375003e-04, 1.47250001e-04,
+             3.25416665e-05],
+    "qpsk": [2.89e-02, 1.2355e-02, 4.413e-03, 1.36075e-03, 3.35e-04, 6.95e-05],
+}
 BPSK_MODELS = {
     "detnet": "detnet_30x60_bpsk.pt",
     "wesnet-hf50": "wesnet_hf50_30x60_bpsk.pt",
@@ -93,6 +104,16 @@ def as_ber_grid(grid):
         h.symbols_per_slot = g.symbols_per_slot * g.bits_per_symbol
         out.append(h)
     return out
+
+
+def against_authors(grid, name: str, published: list[float]) -> None:
+    """mimoc's BER of ``name`` next to the authors' at each SNR, with the ratio's interval."""
+    print(f"  {'SNR dB':>7} {'authors':>10} {'mimoc':>10} {'95% CI':>21} {'mimoc/authors':>14}")
+    for g, theirs in zip(grid, published, strict=True):
+        p = g.point(name)
+        lo, hi = (v / theirs for v in p.ber_ci)
+        print(f"  {g.snr_db:7.1f} {theirs:10.3e} {p.ber:10.3e} [{p.ber_ci[0]:.2e}, "
+              f"{p.ber_ci[1]:.2e}] {p.ber / theirs:7.2f}x [{lo:.2f}, {hi:.2f}]")
 
 
 def flops(model) -> int:
@@ -156,6 +177,9 @@ def main(argv=None) -> int:
             print(f"  {n:>13} {fmt_db(loss.value_db):>13} {ci:>17} {flops(models[n]):13d} "
                   f"{100 * (flops(models[n]) / base - 1):+15.1f}%")
 
+        print("\n  DetNet against the DetNet authors' published BER (their 30x60 BPSK run: "
+              "L = 30, hidden 120)")
+        against_authors(grid, "detnet", AUTHORS_BER["bpsk"])
         print("\n[3] DetNet 30x60 with trailing blocks removed, BER at 12 dB")
         truncated = {}
         for removed in (0, 10, 20, 30):
@@ -183,6 +207,9 @@ def main(argv=None) -> int:
     print(f"  {'SNR dB':>7}" + "".join(f"{n + ' SER':>14}" for n in detectors))
     for g in grid:
         print(f"  {g.snr_db:7.1f}" + "".join(f"{g.point(n).ser:14.3e}" for n in detectors))
+    if "detnet" in models:
+        print("\n  DetNet against the DetNet authors' published BER (same sizes)")
+        against_authors(grid, "detnet", AUTHORS_BER["qpsk"])
     at = {n: ber_crossing(grid, n, TARGET_BER) for n in detectors}
     print("  SNR at BER 1e-3: " + ", ".join(f"{n} {fmt_db(v)} dB" for n, v in at.items()))
     print(f"\n(total {time.perf_counter() - start:.0f} s)")

@@ -31,6 +31,8 @@ RUNS = {
 }
 NOT_RUN = {
     "train_detnet.py": "trains the example models (tens of minutes)",
+    "train_paper_detnet.py": "trains the paper-size models (hours; its staging and --resume "
+                             "are tested in test_train_paper_detnet.py)",
     "train_sdnet.py": "trains the example models (tens of minutes)",
     "train_remimo.py": "trains the example models (tens of minutes)",
     "train_noise_aware.py": "trains the noise-aware example model (tens of minutes)",
