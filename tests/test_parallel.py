@@ -17,6 +17,7 @@ from mimoc.runtime.parallel import (
     build_detector,
     detector_specs,
     start_ray,
+    worker_pool,
 )
 from mimoc.sim.ber import simulate
 from mimoc.sim.system import MIMOSystem
@@ -99,14 +100,12 @@ def test_a_file_a_worker_cannot_load_is_its_one_line_error(tmp_path):
     assert "\n" not in str(caught.value) and "checkpoint" in str(caught.value)
 
 
-def test_workers_run_one_thread_each():
-    @ray.remote
-    def threads():
-        import torch
-
-        from mimoc.runtime.parallel import _worker_detectors
-
-        _worker_detectors(None, [], {})
-        return os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
-
-    assert ray.get(threads.remote()) == ("1", 1)
+def test_the_runners_outlive_an_executor_and_run_one_thread_each():
+    pool = worker_pool()
+    assert len(pool) == 2 and worker_pool() == pool  # one per CPU, kept for the session
+    system = MIMOSystem(nt=2, nr=4, modulation="qpsk")
+    specs, _ = detector_specs(["zf"], [None])
+    simulate({"zf": None}, system, [0.0], executor=RayExecutor(specs, system), **SETTINGS)
+    described = ray.get([runner.describe.remote() for runner in pool])
+    assert [(d["omp_threads"], d["torch_threads"]) for d in described] == [("1", 1)] * 2
+    assert len({d["pid"] for d in described}) == 2
