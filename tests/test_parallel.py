@@ -52,6 +52,20 @@ def test_two_workers_give_the_serial_counts_of_classical_and_trained_detectors()
     assert serial.curves["zf"][0].symbols < SETTINGS["max_symbols"]  # a point stopped early
 
 
+def test_short_units_go_several_to_a_call_with_the_serial_counts():
+    system = MIMOSystem(nt=2, nr=4, modulation="qpsk")
+    settings = {**SETTINGS, "batch_size": 4}  # units of a fraction of a millisecond
+    specs, _ = detector_specs(["zf", "mmse"], [None])
+    executor = RayExecutor(specs, system)
+    parallel = simulate(dict.fromkeys(s.name for s in specs), system, [0.0, 10.0, 20.0],
+                        executor=executor, **settings)
+    assert executor.units_per_call > 1 and executor.window > 2 * executor.units_per_call
+    serial = simulate({s.name: build_detector(s, system) for s in specs}, system,
+                      [0.0, 10.0, 20.0], **settings)
+    assert parallel.to_dict() == serial.to_dict()
+    assert serial.curves["zf"][0].symbols < settings["max_symbols"]  # a point stopped early
+
+
 def test_a_unit_whose_worker_dies_is_rerun_with_the_same_counts(tmp_path):
     system = MIMOSystem(nt=2, nr=4, modulation="qpsk")
     marker = tmp_path / "died"

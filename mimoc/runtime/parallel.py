@@ -30,15 +30,27 @@ from typing import Any
 
 from mimoc.errors import MimocError, UsageError
 
-#: units kept in flight per worker CPU: one running, one queued, so a worker never idles
+#: calls kept in flight per worker CPU: one running, one queued, so a worker never idles
 #: while the driver consumes a result
 UNITS_PER_WORKER = 2
+#: a call to a worker costs about 1 ms of the driver's and the worker's CPU (measured on
+#: 2 cores), so short units go several to a call, enough for this much work: the cost
+#: stays at a few percent, and the work that runs ahead of a point's stop (discarded,
+#: so the counts do not change) stays below two calls per worker
+MIN_CALL_SECONDS = 0.05
+MAX_UNITS_PER_CALL = 64
 #: how often Ray restarts a worker process that died and reruns its units (a unit is
 #: seeded by itself, so a rerun gives the same counts)
 MAX_RETRIES = 3
 INSTALL_HINT = "install the extra: pip install -e '.[ray]'"
 #: environment of every worker: one torch/BLAS thread each (the workers are the parallelism)
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+#: settings of a local Ray's own processes: with no dashboard (``include_dashboard=False``)
+#: nothing reads their metrics or usage reports, so they need not collect or send them
+#: (every CPU cycle of Ray's processes is taken from the workers on a small machine).
+#: Ray's niceness of its workers stays: it keeps the raylet responsive, and the CPU
+#: that the driver and the raylet use is the same whoever waits.
+LOCAL_RAY_ENV = {"RAY_enable_metrics_collection": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def import_ray() -> Any:
@@ -71,6 +83,8 @@ def start_ray(workers: int | None = None, address: str | None = None,
             # A local Ray's workers inherit the environment its processes start with; a
             # runtime_env would make Ray start a second set of workers for it, which
             # doubles the warm-up (measured: about 5 s more on 2 cores).
+            worker_env.update({key: value for key, value in LOCAL_RAY_ENV.items()
+                               if key not in os.environ})  # a user's own setting wins
             saved = {key: os.environ.get(key) for key in worker_env}
             os.environ.update(worker_env)
             try:
@@ -271,12 +285,17 @@ class UnitRunner:
             self._contexts[key] = (_worker_detectors(system, specs, file_refs), system, dtype)
         return self._contexts[key]
 
-    def run(self, context: list, units: Sequence[Any]) -> list:
-        """The counts of ``units`` (consecutive or not) under ``context[0]``."""
+    def run(self, context: list, units: Sequence[Any]) -> tuple[list, float]:
+        """The counts of ``units`` under ``context[0]``, and the seconds they took
+        (without building the detectors: the executor sizes its calls by it)."""
+        import time
+
         from mimoc.sim.ber import run_unit
 
         detectors, system, dtype = self._context(context[0])
-        return [run_unit(detectors, system, unit, dtype) for unit in units]
+        start = time.perf_counter()
+        counts = [run_unit(detectors, system, unit, dtype) for unit in units]
+        return counts, time.perf_counter() - start
 
     def describe(self) -> dict[str, Any]:
         """Process id, thread settings and niceness (the tests and benchmarks check them)."""
@@ -321,9 +340,11 @@ def _drop_pool() -> None:
 
 class RayExecutor:
     """Runs :func:`mimoc.sim.ber.simulate`'s units on the session's :func:`worker_pool`
-    (Ray must be started, :func:`start_ray`), :data:`UNITS_PER_WORKER` units in flight
-    per runner, each new unit to the runner with the fewest. ``files``: ``{digest:
-    {relative path: bytes}}`` of the specs."""
+    (Ray must be started, :func:`start_ray`): :data:`UNITS_PER_WORKER` calls in flight
+    per runner, each new call to the runner with the fewest, a call carrying one unit
+    or, once units prove short, enough for :data:`MIN_CALL_SECONDS`. ``files``:
+    ``{digest: {relative path: bytes}}`` of the specs; ``window``: a fixed number of
+    units in flight instead."""
 
     def __init__(self, specs: Iterable[DetectorSpec], system: Any,
                  files: dict[str, dict] | None = None, *, dtype: Any = None,
@@ -337,21 +358,44 @@ class RayExecutor:
         if len(set(names)) != len(names):
             raise UsageError(f"detector names must be distinct, got {names}")
         self._runners = worker_pool()
-        self.window = window or UNITS_PER_WORKER * len(self._runners)
+        self._fixed_window = window
         file_refs = {digest: ray.put(content) for digest, content in (files or {}).items()}
         # one object in the store for all runners (a list keeps Ray from fetching it per call)
         self._context = [ray.put((system, self.specs, file_refs, dtype or torch.float32))]
         self._load = [0] * len(self._runners)
         self._in_flight: dict[Any, tuple[int, list]] = {}  # call -> (runner, its units)
+        self._queued: list = []  # submitted units not yet sent: the next call's
+        self._ran_units, self._ran_seconds = 0, 0.0
+
+    @property
+    def units_per_call(self) -> int:
+        if not self._ran_seconds:
+            return 1
+        per_unit = self._ran_seconds / self._ran_units
+        return max(1, min(MAX_UNITS_PER_CALL, int(MIN_CALL_SECONDS / per_unit)))
+
+    @property
+    def window(self) -> int:
+        """Units the engine keeps submitted (it reads this before each submission)."""
+        return self._fixed_window or (UNITS_PER_WORKER * len(self._runners)
+                                      * self.units_per_call)
 
     def submit(self, unit: Any) -> None:
+        self._queued.append(unit)
+        if len(self._queued) >= self.units_per_call:
+            self._send()
+
+    def _send(self) -> None:
         runner = min(range(len(self._runners)), key=self._load.__getitem__)
-        ref = self._runners[runner].run.remote(self._context, [unit])
-        self._in_flight[ref] = (runner, [unit])
+        units, self._queued = self._queued, []
+        self._in_flight[self._runners[runner].run.remote(self._context, units)] = \
+            (runner, units)
         self._load[runner] += 1
 
     def wait(self) -> list[tuple[Any, Any]]:
         ray = self._ray
+        if self._queued:
+            self._send()
         ready, rest = ray.wait(list(self._in_flight), num_returns=1)
         if rest:
             more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
@@ -360,10 +404,13 @@ class RayExecutor:
         for ref in ready:
             runner, units = self._in_flight.pop(ref)
             self._load[runner] -= 1
-            done.extend(zip(units, self._result(ref), strict=True))
+            counts, seconds = self._result(ref)
+            self._ran_units += len(units)
+            self._ran_seconds += seconds
+            done.extend(zip(units, counts, strict=True))
         return done
 
-    def _result(self, ref: Any) -> list:
+    def _result(self, ref: Any) -> tuple[list, float]:
         ray = self._ray
         try:
             return ray.get(ref)
@@ -379,7 +426,7 @@ class RayExecutor:
                              "or --workers 1") from None
 
     def cancel(self) -> None:
-        refs, self._in_flight = list(self._in_flight), {}
+        refs, self._in_flight, self._queued = list(self._in_flight), {}, []
         self._load = [0] * len(self._runners)
         for ref in refs:  # queued calls are dropped; a running one finishes unread
             try:
