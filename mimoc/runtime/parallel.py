@@ -311,8 +311,13 @@ _POOL: dict[str, Any] = {}  # this process's runners, with the Ray session they 
 
 
 def _session(ray: Any) -> str:
+    """Names this Ray session: a new local Ray (a new node) or job gets new runners."""
     context = ray.get_runtime_context()
-    return f"{context.get_node_id()}:{context.get_job_id()}"
+    try:
+        node = context.get_node_id()
+    except Exception:  # noqa: BLE001 -- a Ray client driver has no node of its own
+        node = ""
+    return f"{node}:{context.get_job_id()}"
 
 
 def worker_pool() -> list:
