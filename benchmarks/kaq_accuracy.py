@@ -35,19 +35,31 @@ What it prints:
 Run from the repository root (one thread)::
 
     OMP_NUM_THREADS=1 nice -n 10 python benchmarks/kaq_accuracy.py [--quick] [--only detnet]
+        [--workers N]
+
+``--workers N`` runs the Monte Carlo of [1] and [3] on N local Ray workers (the Ray
+extra): every detector, trained or computed here, goes to them as a checkpoint file
+(``save_quantized``), and the numbers printed are those of the serial run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from mimoc.detectors.checkpoint import load_checkpoint
-from mimoc.quant import QuantizedDetector, load_quantized, options_from_training, quantize
+from mimoc.detectors.checkpoint import load_checkpoint, save_detector
+from mimoc.quant import (
+    QuantizedDetector,
+    load_quantized,
+    options_from_training,
+    quantize,
+    save_quantized,
+)
 from mimoc.sim.ber import BERPoint, from_module, simulate, snr_at
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +84,36 @@ SETUPS = {
 SEED = 5
 
 
+def error_rates(pairs: dict, system, grid, max_symbols: int, workers: int):
+    """SER/BER of every ``name: (model, recipe or None)`` on ``grid``, all on the same
+    draws: here, or with ``workers > 1`` on Ray workers, each detector shipped as a
+    checkpoint file (the workers rebuild it as this process would, so the counts are
+    the same)."""
+    settings = {"seed": SEED, "max_symbols": max_symbols, "min_errors": 10**9}
+    if workers == 1:
+        return simulate({k: from_module(detector(*pair)) for k, pair in pairs.items()},
+                        system, grid, **settings)
+    from mimoc.runtime.parallel import RayExecutor, file_spec
+
+    specs, files = [], {}
+    with tempfile.TemporaryDirectory() as folder:
+        for k, (model, recipe) in pairs.items():
+            path = Path(folder) / f"{len(specs)}.pt"
+            if recipe is None:
+                save_detector(model, path)
+            else:
+                save_quantized(model, recipe, path)
+            spec, content = file_spec(k, "model", path)
+            specs.append(spec)
+            files[spec.digest] = content
+    return simulate(dict.fromkeys(pairs), system, grid,
+                    executor=RayExecutor(specs, system, files), **settings)
+
+
+def detector(model, recipe):
+    return model if recipe is None else QuantizedDetector(model, recipe).eval()
+
+
 def crossing(points: list[BERPoint], target: float) -> tuple[float | None, float | None,
                                                               float | None]:
     """``(snr, lo, hi)`` at ``target``: the curve's, and those of its 95% bounds."""
@@ -90,11 +132,10 @@ def load_variant(source: str, suffix: str):
     if not path.exists():
         raise SystemExit(f"{path} is missing; make it with: OMP_NUM_THREADS=1 python "
                          f"examples/quantize_models.py")
-    model, recipe = load_quantized(path)
-    return QuantizedDetector(model, recipe).eval(), recipe
+    return load_quantized(path)
 
 
-def accuracy(name: str, setup: Setup, quick: bool) -> None:
+def accuracy(name: str, setup: Setup, quick: bool, workers: int) -> None:
     checkpoint = load_checkpoint(MODELS / f"{setup.source}.pt")
     model = checkpoint.model
     options = options_from_training(checkpoint.training)
@@ -102,16 +143,14 @@ def accuracy(name: str, setup: Setup, quick: bool) -> None:
     start = time.perf_counter()
     ptq = quantize(model, "kaq-ptq", options=options, val_batch=0)
     minmax = quantize(model, "minmax", options=options, val_batch=0)
-    detectors = {"fp32": model, "kaq": load_variant(setup.source, "kaq")[0],
-                 "kaq-ptq": QuantizedDetector(model, ptq).eval(),
-                 "lsq": load_variant(setup.source, "lsq")[0],
-                 "minmax": QuantizedDetector(model, minmax).eval()}
+    pairs = {"fp32": (model, None), "kaq": load_variant(setup.source, "kaq"),
+             "kaq-ptq": (model, ptq), "lsq": load_variant(setup.source, "lsq"),
+             "minmax": (model, minmax)}
     if model.quant_input_differences():  # the difference coding's effect, without training
-        plain = quantize(model, "kaq-ptq", options=options, val_batch=0, difference=False)
-        detectors["ptq-plain"] = QuantizedDetector(model, plain).eval()
+        pairs["ptq-plain"] = (model, quantize(model, "kaq-ptq", options=options, val_batch=0,
+                                              difference=False))
     max_symbols = setup.max_symbols // (8 if quick else 1)
-    result = simulate({k: from_module(m) for k, m in detectors.items()}, system, setup.grid,
-                      seed=SEED, max_symbols=max_symbols, min_errors=10**9)
+    result = error_rates(pairs, system, setup.grid, max_symbols, workers)
     print(f"\n== {name}: {setup.source}, {system.nt}x{system.nr} {system.modulation}, "
           f"channel {options.channel}, CSI {options.csi}, {system.snr_def} SNR; "
           f"{max_symbols} symbols per point, same draws for all "
@@ -151,26 +190,24 @@ def soft_deviation(models: dict, system, snr: float, slots: int) -> dict[str, fl
             for k, m in models.items() if k != "fp32"}
 
 
-def ablation(setup: Setup, quick: bool) -> None:
+def ablation(setup: Setup, quick: bool, workers: int) -> None:
     checkpoint = load_checkpoint(MODELS / f"{setup.source}.pt")
     model = checkpoint.model
     options = options_from_training(checkpoint.training)
     system = options.system(model)
-    models = {"fp32": model, "kaq (dynamic)": load_variant(setup.source, "kaq")[0],
-              "lsq (static)": load_variant(setup.source, "lsq")[0]}
+    pairs = {"fp32": (model, None), "kaq (dynamic)": load_variant(setup.source, "kaq"),
+             "lsq (static)": load_variant(setup.source, "lsq")}
     if (MODELS / f"{setup.source}_kaq_static.pt").exists():
-        models["kaq static"] = load_variant(setup.source, "kaq_static")[0]
+        pairs["kaq static"] = load_variant(setup.source, "kaq_static")
     else:
         print(f"\n(no {setup.source}_kaq_static.pt: the QAT static-step row is skipped; make "
               f"it with examples/quantize_models.py --variant kaq_static)")
-    models |= {"ptq dynamic": QuantizedDetector(model, quantize(
-                  model, "kaq-ptq", options=options, val_batch=0)).eval(),
-              "ptq static": QuantizedDetector(model, quantize(
-                  model, "kaq-ptq", act_mode="static", options=options, val_batch=0)).eval()}
+    pairs |= {"ptq dynamic": (model, quantize(model, "kaq-ptq", options=options, val_batch=0)),
+              "ptq static": (model, quantize(model, "kaq-ptq", act_mode="static",
+                                             options=options, val_batch=0))}
+    models = {k: detector(*pair) for k, pair in pairs.items()}
     max_symbols = 48_000 // (8 if quick else 1)
-    result = simulate({k: from_module(m) for k, m in models.items()}, system,
-                      setup.ablation_grid, seed=SEED, max_symbols=max_symbols,
-                      min_errors=10**9)
+    result = error_rates(pairs, system, setup.ablation_grid, max_symbols, workers)
     lo, hi = options.snr_db
     print(f"\n[3] ablation: dynamic vs static input steps, {setup.source}, trained at "
           f"{lo:g}..{hi:g} dB; {max_symbols} symbols per point")
@@ -198,13 +235,27 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1/8 of the symbols (smoke run)")
     parser.add_argument("--only", choices=sorted(SETUPS), action="append")
     parser.add_argument("--no-ablation", action="store_true")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="Ray workers of the Monte Carlo (default 1: this process); the "
+                             "same numbers")
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
-    for name in args.only or list(SETUPS):
-        accuracy(name, SETUPS[name], args.quick)
-        if SETUPS[name].ablation_grid and not args.no_ablation:
-            ablation(SETUPS[name], args.quick)
+    workers = max(1, args.workers)
+    if workers > 1:
+        from mimoc.runtime.parallel import start_ray
+
+        start_ray(workers)
+    try:
+        for name in args.only or list(SETUPS):
+            accuracy(name, SETUPS[name], args.quick, workers)
+            if SETUPS[name].ablation_grid and not args.no_ablation:
+                ablation(SETUPS[name], args.quick, workers)
+    finally:
+        if workers > 1:
+            from mimoc.runtime.parallel import stop_ray
+
+            stop_ray()
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

@@ -17,6 +17,7 @@ from mimoc.runtime.parallel import (
     build_detector,
     detector_specs,
     start_ray,
+    worker_pool,
 )
 from mimoc.sim.ber import simulate
 from mimoc.sim.system import MIMOSystem
@@ -49,6 +50,20 @@ def test_two_workers_give_the_serial_counts_of_classical_and_trained_detectors()
                         executor=RayExecutor(specs, system, files), **SETTINGS)
     assert parallel.to_dict() == serial.to_dict()
     assert serial.curves["zf"][0].symbols < SETTINGS["max_symbols"]  # a point stopped early
+
+
+def test_short_units_go_several_to_a_call_with_the_serial_counts():
+    system = MIMOSystem(nt=2, nr=4, modulation="qpsk")
+    settings = {**SETTINGS, "batch_size": 4}  # units of a fraction of a millisecond
+    specs, _ = detector_specs(["zf", "mmse"], [None])
+    executor = RayExecutor(specs, system)
+    parallel = simulate(dict.fromkeys(s.name for s in specs), system, [0.0, 10.0, 20.0],
+                        executor=executor, **settings)
+    assert executor.units_per_call > 1 and executor.window > 2 * executor.units_per_call
+    serial = simulate({s.name: build_detector(s, system) for s in specs}, system,
+                      [0.0, 10.0, 20.0], **settings)
+    assert parallel.to_dict() == serial.to_dict()
+    assert serial.curves["zf"][0].symbols < settings["max_symbols"]  # a point stopped early
 
 
 def test_a_unit_whose_worker_dies_is_rerun_with_the_same_counts(tmp_path):
@@ -99,14 +114,12 @@ def test_a_file_a_worker_cannot_load_is_its_one_line_error(tmp_path):
     assert "\n" not in str(caught.value) and "checkpoint" in str(caught.value)
 
 
-def test_workers_run_one_thread_each():
-    @ray.remote
-    def threads():
-        import torch
-
-        from mimoc.runtime.parallel import _worker_detectors
-
-        _worker_detectors(None, [], {})
-        return os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
-
-    assert ray.get(threads.remote()) == ("1", 1)
+def test_the_runners_outlive_an_executor_and_run_one_thread_each():
+    pool = worker_pool()
+    assert len(pool) == 2 and worker_pool() == pool  # one per CPU, kept for the session
+    system = MIMOSystem(nt=2, nr=4, modulation="qpsk")
+    specs, _ = detector_specs(["zf"], [None])
+    simulate({"zf": None}, system, [0.0], executor=RayExecutor(specs, system), **SETTINGS)
+    described = ray.get([runner.describe.remote() for runner in pool])
+    assert [(d["omp_threads"], d["torch_threads"]) for d in described] == [("1", 1)] * 2
+    assert len({d["pid"] for d in described}) == 2

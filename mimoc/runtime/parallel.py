@@ -1,18 +1,19 @@
 """BER units on Ray: detector specs that workers rebuild, and the Ray executor.
 
 :func:`mimoc.sim.ber.simulate` decides which work units (SNR point, batch) run and
-consumes their counts in batch order; :class:`RayExecutor` runs them as Ray tasks, on a
-local Ray started on demand (:func:`start_ray`) or on an existing cluster. Ray (a
-distributed engine kept out of the default install, ``pip install -e '.[ray]'``) is
-imported only here and only when asked for.
+consumes their counts in batch order; :class:`RayExecutor` runs them on a pool of
+long-lived Ray actors, one per CPU (:func:`worker_pool`), on a local Ray started on
+demand (:func:`start_ray`) or on an existing cluster. Ray (a distributed engine kept out
+of the default install, ``pip install -e '.[ray]'``) is imported only here and only
+when asked for.
 
 What goes to the workers is never a pickled module: a :class:`DetectorSpec` names a
 classical detector, or a model file / artifact directory *by its content hash*; the
 file's bytes travel once through Ray's object store and each worker process writes them
 to a local cache folder named by that hash, loads them with the same safe loaders as
 the CLI and keeps the built detector for the next units. A unit's draws (and a crossbar
-engine's programming noise) are seeded by the unit alone, so a unit retried after its
-worker died (``max_retries``) gives the same counts.
+engine's programming noise) are seeded by the unit alone, so a unit rerun after its
+worker died (the actor is restarted, its calls retried) gives the same counts.
 """
 
 from __future__ import annotations
@@ -29,15 +30,27 @@ from typing import Any
 
 from mimoc.errors import MimocError, UsageError
 
-#: units kept in flight per worker CPU: one running, one queued, so a worker never idles
+#: calls kept in flight per worker CPU: one running, one queued, so a worker never idles
 #: while the driver consumes a result
 UNITS_PER_WORKER = 2
-#: how often Ray reruns a unit whose worker process died (a unit is seeded by itself, so
-#: a rerun gives the same counts)
+#: a call to a worker costs about 1 ms of the driver's and the worker's CPU (measured on
+#: 2 cores), so short units go several to a call, enough for this much work: the cost
+#: stays at a few percent, and the work that runs ahead of a point's stop (discarded,
+#: so the counts do not change) stays below two calls per worker
+MIN_CALL_SECONDS = 0.05
+MAX_UNITS_PER_CALL = 64
+#: how often Ray restarts a worker process that died and reruns its units (a unit is
+#: seeded by itself, so a rerun gives the same counts)
 MAX_RETRIES = 3
 INSTALL_HINT = "install the extra: pip install -e '.[ray]'"
 #: environment of every worker: one torch/BLAS thread each (the workers are the parallelism)
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+#: settings of a local Ray's own processes: with no dashboard (``include_dashboard=False``)
+#: nothing reads their metrics or usage reports, so they need not collect or send them
+#: (every CPU cycle of Ray's processes is taken from the workers on a small machine).
+#: Ray's niceness of its workers stays: it keeps the raylet responsive, and the CPU
+#: that the driver and the raylet use is the same whoever waits.
+LOCAL_RAY_ENV = {"RAY_enable_metrics_collection": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def import_ray() -> Any:
@@ -70,6 +83,8 @@ def start_ray(workers: int | None = None, address: str | None = None,
             # A local Ray's workers inherit the environment its processes start with; a
             # runtime_env would make Ray start a second set of workers for it, which
             # doubles the warm-up (measured: about 5 s more on 2 cores).
+            worker_env.update({key: value for key, value in LOCAL_RAY_ENV.items()
+                               if key not in os.environ})  # a user's own setting wins
             saved = {key: os.environ.get(key) for key in worker_env}
             os.environ.update(worker_env)
             try:
@@ -90,6 +105,7 @@ def start_ray(workers: int | None = None, address: str | None = None,
 
 
 def stop_ray() -> None:
+    _drop_pool()
     import_ray().shutdown()
 
 
@@ -241,18 +257,99 @@ def _worker_detectors(system: Any, specs: Sequence[DetectorSpec], file_refs: dic
     return detectors
 
 
-def _run_unit_task(system: Any, specs: Sequence[DetectorSpec], file_refs: dict, dtype: Any,
-                   unit: Any):
-    from mimoc.sim.ber import run_unit
+class UnitRunner:
+    """One worker CPU's long-lived process (a Ray actor, see :func:`worker_pool`): runs
+    the units of any executor of this Ray session.
 
-    return run_unit(_worker_detectors(system, specs, file_refs), system, unit, dtype)
+    An executor's context (system, specs, files, dtype) is one object in Ray's object
+    store; a call names it by a reference *nested in a list*, which Ray passes as is
+    rather than fetching it, so the runner fetches and deserializes it, and builds the
+    detectors, only the first time it sees it (again after a restart), not per unit.
+    """
+
+    #: contexts kept per runner (a sweep's jobs come one after the other)
+    KEPT_CONTEXTS = 4
+
+    def __init__(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        self._contexts: dict[str, tuple] = {}
+
+    def _context(self, ref: Any) -> tuple:
+        key = ref.hex()
+        if key not in self._contexts:
+            system, specs, file_refs, dtype = import_ray().get(ref)
+            while len(self._contexts) >= self.KEPT_CONTEXTS:
+                self._contexts.pop(next(iter(self._contexts)))
+            self._contexts[key] = (_worker_detectors(system, specs, file_refs), system, dtype)
+        return self._contexts[key]
+
+    def run(self, context: list, units: Sequence[Any]) -> tuple[list, float]:
+        """The counts of ``units`` under ``context[0]``, and the seconds they took
+        (without building the detectors: the executor sizes its calls by it)."""
+        import time
+
+        from mimoc.sim.ber import run_unit
+
+        detectors, system, dtype = self._context(context[0])
+        start = time.perf_counter()
+        counts = [run_unit(detectors, system, unit, dtype) for unit in units]
+        return counts, time.perf_counter() - start
+
+    def describe(self) -> dict[str, Any]:
+        """Process id, thread settings and niceness (the tests and benchmarks check them)."""
+        import torch
+
+        return {"pid": os.getpid(), "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+                "torch_threads": torch.get_num_threads(), "nice": os.nice(0)}
 
 
-# -- the executor --------------------------------------------------------------------
+# -- the driver side -----------------------------------------------------------------
+
+_POOL: dict[str, Any] = {}  # this process's runners, with the Ray session they live in
+
+
+def _session(ray: Any) -> str:
+    """Names this Ray session: a new local Ray (a new node) or job gets new runners."""
+    context = ray.get_runtime_context()
+    try:
+        node = context.get_node_id()
+    except Exception:  # noqa: BLE001 -- a Ray client driver has no node of its own
+        node = ""
+    return f"{node}:{context.get_job_id()}"
+
+
+def worker_pool() -> list:
+    """The runners of this Ray session, one per CPU of the cluster, created on first use
+    and kept (warm: torch imported, detectors built) until :func:`stop_ray`.
+
+    Each holds one CPU for its life, so plain Ray tasks of this session find none free
+    while the pool lives. A runner whose process dies is restarted and the calls it had
+    are run again (``max_restarts``/``max_task_retries``); a unit is seeded by itself,
+    so a rerun gives the same counts.
+    """
+    ray = import_ray()
+    session = _session(ray)
+    if _POOL.get("session") != session:
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        actor = ray.remote(num_cpus=1, max_restarts=MAX_RETRIES,
+                           max_task_retries=MAX_RETRIES)(UnitRunner)
+        _POOL.update(session=session, runners=[actor.remote() for _ in range(cpus)])
+    return _POOL["runners"]
+
+
+def _drop_pool() -> None:
+    _POOL.clear()
+
 
 class RayExecutor:
-    """Runs :func:`mimoc.sim.ber.simulate`'s units as Ray tasks (Ray must be started,
-    :func:`start_ray`). ``files``: ``{digest: {relative path: bytes}}`` of the specs."""
+    """Runs :func:`mimoc.sim.ber.simulate`'s units on the session's :func:`worker_pool`
+    (Ray must be started, :func:`start_ray`): :data:`UNITS_PER_WORKER` calls in flight
+    per runner, each new call to the runner with the fewest, a call carrying one unit
+    or, once units prove short, enough for :data:`MIN_CALL_SECONDS`. ``files``:
+    ``{digest: {relative path: bytes}}`` of the specs; ``window``: a fixed number of
+    units in flight instead."""
 
     def __init__(self, specs: Iterable[DetectorSpec], system: Any,
                  files: dict[str, dict] | None = None, *, dtype: Any = None,
@@ -265,38 +362,78 @@ class RayExecutor:
         names = [spec.name for spec in self.specs]
         if len(set(names)) != len(names):
             raise UsageError(f"detector names must be distinct, got {names}")
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.window = window or max(1, UNITS_PER_WORKER * cpus)
+        self._runners = worker_pool()
+        self._fixed_window = window
         file_refs = {digest: ray.put(content) for digest, content in (files or {}).items()}
-        # one copy in the object store, shared by every task
-        self._args = [ray.put(a) for a in (system, self.specs, file_refs,
-                                           dtype or torch.float32)]
-        self._remote = ray.remote(max_retries=MAX_RETRIES, num_cpus=1)(_run_unit_task)
-        self._in_flight: dict[Any, Any] = {}
+        # one object in the store for all runners (a list keeps Ray from fetching it per call)
+        self._context = [ray.put((system, self.specs, file_refs, dtype or torch.float32))]
+        self._load = [0] * len(self._runners)
+        self._in_flight: dict[Any, tuple[int, list]] = {}  # call -> (runner, its units)
+        self._queued: list = []  # submitted units not yet sent: the next call's
+        self._ran_units, self._ran_seconds = 0, 0.0
+
+    @property
+    def units_per_call(self) -> int:
+        if not self._ran_seconds:
+            return 1
+        per_unit = self._ran_seconds / self._ran_units
+        return max(1, min(MAX_UNITS_PER_CALL, int(MIN_CALL_SECONDS / per_unit)))
+
+    @property
+    def window(self) -> int:
+        """Units the engine keeps submitted (it reads this before each submission)."""
+        return self._fixed_window or (UNITS_PER_WORKER * len(self._runners)
+                                      * self.units_per_call)
 
     def submit(self, unit: Any) -> None:
-        self._in_flight[self._remote.remote(*self._args, unit)] = unit
+        self._queued.append(unit)
+        if len(self._queued) >= self.units_per_call:
+            self._send()
+
+    def _send(self) -> None:
+        runner = min(range(len(self._runners)), key=self._load.__getitem__)
+        units, self._queued = self._queued, []
+        self._in_flight[self._runners[runner].run.remote(self._context, units)] = \
+            (runner, units)
+        self._load[runner] += 1
 
     def wait(self) -> list[tuple[Any, Any]]:
         ray = self._ray
-        ready, _ = ray.wait(list(self._in_flight), num_returns=1)
-        more, _ = ray.wait([r for r in self._in_flight if r not in ready],
-                           num_returns=len(self._in_flight) - len(ready), timeout=0)
+        if self._queued:
+            self._send()
+        ready, rest = ray.wait(list(self._in_flight), num_returns=1)
+        if rest:
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            ready += more
         done = []
-        for ref in [*ready, *more]:
-            unit = self._in_flight.pop(ref)
-            try:
-                done.append((unit, ray.get(ref)))
-            except ray.exceptions.RayTaskError as err:
-                cause = getattr(err, "cause", None)
-                if isinstance(cause, MimocError):  # a bad file on a worker: its one line
-                    raise MimocError(str(cause)) from None
-                raise
+        for ref in ready:
+            runner, units = self._in_flight.pop(ref)
+            self._load[runner] -= 1
+            counts, seconds = self._result(ref)
+            self._ran_units += len(units)
+            self._ran_seconds += seconds
+            done.extend(zip(units, counts, strict=True))
         return done
 
+    def _result(self, ref: Any) -> tuple[list, float]:
+        ray = self._ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as err:
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, MimocError):  # a bad file on a worker: its one line
+                raise MimocError(str(cause)) from None
+            raise
+        except ray.exceptions.RayActorError:
+            _drop_pool()  # a runner out of restarts: the next executor starts afresh
+            raise MimocError(f"a Ray worker process died {MAX_RETRIES + 1} times running "
+                             "the same units (out of memory?); run with fewer --workers "
+                             "or --workers 1") from None
+
     def cancel(self) -> None:
-        refs, self._in_flight = list(self._in_flight), {}
-        for ref in refs:
+        refs, self._in_flight, self._queued = list(self._in_flight), {}, []
+        self._load = [0] * len(self._runners)
+        for ref in refs:  # queued calls are dropped; a running one finishes unread
             try:
                 self._ray.cancel(ref)
             except Exception:  # noqa: BLE001 -- Ray shutting down (Ctrl-C): nothing to cancel

@@ -78,8 +78,11 @@ class JournalExecutor:
     def __init__(self, inner: Any, journal: Journal, job: str,
                  on_unit: Callable[[Any], None] | None = None) -> None:
         self.inner, self.journal, self.job, self.on_unit = inner, journal, job, on_unit
-        self.window = inner.window
         self._known: list[tuple[Any, dict]] = []
+
+    @property
+    def window(self) -> int:  # the inner one's may change as it learns the units' cost
+        return self.inner.window
 
     def submit(self, unit: Any) -> None:
         counts = self.journal.get(self.job, unit)
