@@ -13,8 +13,13 @@ realisations of a 14-symbol slot), in the same process:
   example (same weights before quantization);
 - ``iree``: mimoc's artifact through ``--target iree --cpu host`` (static B, S = 14).
 
-Each time is a median (:func:`mimoc.runtime.bench.median_time`); ratios are against
-``fp32`` of the same model and batch, from the same run. The single-core fp32 GEMM peak
+- ``fp32 again``: a second session of the ``fp32`` artifact, the control.
+
+The paths of one model and batch are timed interleaved (:func:`interleaved`: rounds that
+run every path in turn; a row's time is the median over rounds), and each check compares
+two paths round by round (:func:`not_slower`: paired ratios and a sign test; the control
+shows how far two sessions of one graph differ in that run). Ratios in the table are
+against ``fp32`` of the same model and batch. The single-core fp32 GEMM peak
 (``torch.mm`` of 1024 x 1024, one thread, best of 20) is measured in the same run, and
 each row's GFLOP/s is the model's useful work (manifest FLOPs: slot rate + 14 x per
 symbol) over its time. The CPU and its vector extensions are printed first. The checks
@@ -22,7 +27,7 @@ the issue asks for close the report (PASS / FAIL).
 
 Run (on a quiet machine; minutes, most of it IREE compiles)::
 
-    python benchmarks/edge_cpu.py [--min-time 0.5] [--json out.json]
+    python benchmarks/edge_cpu.py [--min-time 0.5] [--json out.json] [--no-iree]
     python benchmarks/edge_cpu.py --quick       # a check that the script runs
 """
 
