@@ -161,3 +161,26 @@ def test_a_batch_dispatch_naming_an_unlisted_file_is_refused(checkpoint, tmp_pat
     with pytest.raises(ModelFileError, match="batch_dispatch"):
         load(tmp_path / "a")
     assert result.manifest["lowering"] == "w4"
+
+
+def test_a_faithful_tie_never_costs_speed_against_fp32(checkpoint, monkeypatch):
+    """int8 (earlier, more faithful) is within TIE of fp32 but slower: fp32 wins; when
+    int8 is as fast, the faithful one wins the tie."""
+    from mimoc.detectors import load_detector
+
+    recipe = quantize_int8(checkpoint)
+    model = load_detector(checkpoint)  # the seeded weights: fp32 agrees with the reference
+    for int8_us, expected in ((101.0, "fp32"), (100.0, "int8")):
+        times = {"int8": int8_us * 1e-6, "fp32": 100e-6}
+        monkeypatch.setattr(autoselect, "time_sessions", lambda sessions, feeds, t=times: {
+            n: {b: t[n] for b in feeds} for n in sessions})
+        selection = autoselect.select_lowering(model, recipe, lambda name: quantized_passes(
+            recipe, None, name))
+        assert selection["chosen"] == expected and len(selection["buckets"]) == 1
+
+
+def quantize_int8(path):
+    from mimoc.detectors import load_detector
+    from mimoc.quant import quantize
+
+    return quantize(load_detector(path), "int8")

@@ -13,7 +13,8 @@ and the median per candidate.
 One lowering cannot be the fastest at every batch (issue 20, Xeon with VNNI: int8 1.32x
 fp32 at B = 64 on the 8x16 example, slower at B = 1), so the choice is made per batch:
 at each timed batch the winner is the fastest correct candidate, the earlier in
-:func:`candidates` (more faithful) among those within :data:`TIE` of it. ``chosen`` is
+:func:`candidates` (more faithful) among those within :data:`TIE` of it and no slower
+than a correct ``fp32`` (so that ``auto`` never costs speed against the fp32 model). ``chosen`` is
 the winner at B = 1 (the artifact's stage models and ``detector.onnx``); when B = 64 has
 another winner the artifact also keeps that lowering's detector, and the runtime
 dispatches a call by its batch: from :func:`crossover` on (the batch where the two
@@ -189,8 +190,10 @@ def select_lowering(model: Any, recipe: Any, passes_for: PassesFor) -> dict[str,
                          "with --lowering")
     best = {b: min(seconds[n][b] for n in correct) for b in BATCHES}
     score = {n: sum(seconds[n][b] / best[b] for b in BATCHES) for n in names}
-    winner = {b: next(n for n in correct if seconds[n][b] <= best[b] * (1 + TIE))
-              for b in BATCHES}
+    # a tie never makes auto slower than fp32 (the speed a user can always have)
+    limit = {b: min([best[b] * (1 + TIE)] + [seconds[n][b] for n in correct if n == "fp32"])
+             for b in BATCHES}
+    winner = {b: next(n for n in correct if seconds[n][b] <= limit[b]) for b in BATCHES}
     small, large = winner[BATCHES[0]], winner[BATCHES[-1]]
     buckets = [{"from_batch": BATCHES[0], "lowering": small}]
     if large != small:
@@ -201,7 +204,8 @@ def select_lowering(model: Any, recipe: Any, passes_for: PassesFor) -> dict[str,
         "buckets": buckets,
         "rule": f"per timed B in {list(BATCHES)}: the fastest median among candidates with "
                 f">= {MIN_AGREEMENT} of the quantized reference's hard decisions; ties "
-                f"within {TIE:.0%}: the earlier (more faithful) candidate. chosen: the B = "
+                f"within {TIE:.0%} (and not slower than a correct fp32): the earlier (more "
+                f"faithful) candidate. chosen: the B = "
                 f"{BATCHES[0]} winner; a different B = {BATCHES[-1]} winner serves calls "
                 "from the batch where the two winners' times (lines through their medians) "
                 "cross",
