@@ -13,8 +13,13 @@ realisations of a 14-symbol slot), in the same process:
   example (same weights before quantization);
 - ``iree``: mimoc's artifact through ``--target iree --cpu host`` (static B, S = 14).
 
-Each time is a median (:func:`mimoc.runtime.bench.median_time`); ratios are against
-``fp32`` of the same model and batch, from the same run. The single-core fp32 GEMM peak
+- ``fp32 again``: a second session of the ``fp32`` artifact, the control.
+
+The paths of one model and batch are timed interleaved (:func:`interleaved`: rounds that
+run every path in turn; a row's time is the median over rounds), and each check compares
+two paths round by round (:func:`not_slower`: paired ratios and a sign test; the control
+shows how far two sessions of one graph differ in that run). Ratios in the table are
+against ``fp32`` of the same model and batch. The single-core fp32 GEMM peak
 (``torch.mm`` of 1024 x 1024, one thread, best of 20) is measured in the same run, and
 each row's GFLOP/s is the model's useful work (manifest FLOPs: slot rate + 14 x per
 symbol) over its time. The CPU and its vector extensions are printed first. The checks
@@ -22,7 +27,7 @@ the issue asks for close the report (PASS / FAIL).
 
 Run (on a quiet machine; minutes, most of it IREE compiles)::
 
-    python benchmarks/edge_cpu.py [--min-time 0.5] [--json out.json]
+    python benchmarks/edge_cpu.py [--min-time 0.5] [--json out.json] [--no-iree]
     python benchmarks/edge_cpu.py --quick       # a check that the script runs
 """
 
@@ -30,8 +35,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +52,17 @@ sys.path.insert(0, str(ROOT))
 from mimoc.api import compile as compile_model  # noqa: E402
 from mimoc.detectors import build_detector, load_detector  # noqa: E402
 from mimoc.runtime import load  # noqa: E402
-from mimoc.runtime.bench import export_plain_onnx, gemm_peak_gflops, median_time  # noqa: E402
+from mimoc.runtime.bench import export_plain_onnx, gemm_peak_gflops  # noqa: E402
 from mimoc.runtime.cpu import describe_cpu  # noqa: E402
 
 EXAMPLES = ROOT / "examples" / "models"
 SLOT = 14
 ORT_LOWERINGS = ("int8", "w4", "w4-int8", "auto")
+#: seconds of calls of one path per round, and the fewest rounds
+ROUND_S = 0.02
+MIN_ROUNDS = 9
+#: the sign test's level: "slower" needs p below it
+ALPHA = 0.05
 
 
 def models(quick: bool, work: Path):
@@ -110,6 +123,8 @@ def time_model(title, fp32_path, quant_path, method, batches, min_time, work, us
     loaded = {name: load(path) for name, path in artifacts.items()}
     manifest = loaded["fp32"].manifest
     flops = manifest["flops"]["slot_rate"] + SLOT * manifest["flops"]["per_symbol"]
+    buckets = ", ".join(f"{b['lowering']} from B={b['from_batch']}" for b in
+                        loaded["auto"].manifest["lowering_selection"]["buckets"])
     rows = []
     for batch in batches:
         H, y = link(model, batch)
@@ -129,13 +144,43 @@ def time_model(title, fp32_path, quant_path, method, batches, min_time, work, us
             iree_art = load(compile_model(fp32_path, target="iree", out=out / f"iree{batch}",
                                           force=True, static_shapes=f"B={batch},S={SLOT}").path)
             runs["iree"] = lambda a=iree_art, H=H, y=y: a.detect(H, y)
-        for name, fn in runs.items():
-            seconds, count = median_time(fn, min_time=min_time)
+        again = load(artifacts["fp32"])  # the control: a second session of one graph
+        runs["fp32 again"] = lambda a=again, H=H, y=y: a.detect(H, y)
+        samples = interleaved(runs, min_time)
+        for name, times in samples.items():
+            seconds = statistics.median(times)
             rows.append({"model": title, "batch": batch, "path": name, "us": seconds * 1e6,
-                         "runs": count, "gflops": batch * flops / seconds / 1e9,
-                         "chosen": loaded["auto"].manifest.get("lowering")
-                         if name == "auto" else None})
+                         "rounds": len(times), "gflops": batch * flops / seconds / 1e9,
+                         "round_us": [round(t * 1e6, 2) for t in times],
+                         "chosen": buckets if name == "auto" else None})
     return rows
+
+
+def interleaved(runs: dict, min_time: float) -> dict[str, list[float]]:
+    """Seconds per call of every path, per round: each round runs every path in turn
+    (about :data:`ROUND_S` of calls each), so that drift of the machine (other load,
+    frequency, the cache) hits all paths of the row alike; at least :data:`MIN_ROUNDS`
+    rounds and ``min_time`` seconds per path."""
+    calls = {}
+    for name, fn in runs.items():
+        for _ in range(3):  # warm-up: allocations, IREE's first-call work
+            fn()
+        start = time.perf_counter()
+        fn()
+        calls[name] = max(1, int(ROUND_S / max(time.perf_counter() - start, 1e-7)))
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    spent = 0.0
+    while len(samples[next(iter(runs))]) < MIN_ROUNDS or spent < min_time:
+        shortest = float("inf")
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                fn()
+            elapsed = time.perf_counter() - start
+            samples[name].append(elapsed / calls[name])
+            shortest = min(shortest, elapsed)
+        spent += shortest
+    return samples
 
 
 def export_fixed(model, H, y) -> bytes:
@@ -151,38 +196,68 @@ def export_fixed(model, H, y) -> bytes:
     return buffer.getvalue()
 
 
+def not_slower(rows, model, batch, path, base) -> tuple[bool, str]:
+    """Is ``path`` not slower than ``base`` (same model and batch)? Paired by round: the
+    median of the per-round time ratios, and a one-sided sign test: FAIL when ``path`` is
+    the slower in so many rounds that equal speed has p < :data:`ALPHA` (two sessions of
+    one graph differ by a fraction of a percent from round to round; see the control
+    line), or when the median ratio exceeds 1 by more than the control's spread."""
+    def row(name):
+        return next(r for r in rows if (r["model"], r["batch"], r["path"])
+                    == (model, batch, name))
+    a, b = row(path)["round_us"], row(base)["round_us"]
+    ratios = [x / y for x, y in zip(a, b, strict=True)]
+    slower, n = sum(r > 1 for r in ratios), len(ratios)
+    p = sum(math.comb(n, k) for k in range(slower, n + 1)) / 2 ** n
+    median = statistics.median(ratios)
+    control = [x / y for x, y in zip(row("fp32 again")["round_us"], row("fp32")["round_us"],
+                                     strict=True)]
+    spread = abs(statistics.median(control) - 1)
+    ok = median <= 1 or (p >= ALPHA and median <= 1 + max(spread, 0.005))
+    return ok, (f"{path} {row(path)['us']:.0f} vs {base} {row(base)['us']:.0f} us, paired "
+                f"ratio {median:.3f}, slower in {slower}/{n} rounds (p={p:.2f})")
+
+
 def checks(rows, peak) -> list[str]:
     def t(model, batch, path):
         return next((r["us"] for r in rows if (r["model"], r["batch"], r["path"])
                      == (model, batch, path)), None)
+
+    def line(ok, what, detail):
+        return f"{'PASS' if ok else 'FAIL'} {what} ({detail})"
 
     out = []
     titles = list(dict.fromkeys(r["model"] for r in rows))
     batches = sorted({r["batch"] for r in rows})
     for title in titles:
         for batch in batches:
-            auto, fp32 = t(title, batch, "auto"), t(title, batch, "fp32")
-            out.append(f"{'PASS' if auto <= fp32 else 'FAIL'} auto <= fp32: {title} B={batch} "
-                       f"({auto:.0f} vs {fp32:.0f} us)")
-            best = min(x for x in (t(title, batch, "fp32"), t(title, batch, "iree"),
-                                   t(title, batch, "auto")) if x is not None)
+            out.append(_verdict(not_slower(rows, title, batch, "auto", "fp32"),
+                                f"auto <= fp32: {title} B={batch}"))
+            best = min((p for p in ("fp32", "iree", "auto") if t(title, batch, p) is not None),
+                       key=lambda p: t(title, batch, p))
             for base in ("export+ort", "export+iree"):
-                other = t(title, batch, base)
-                if other is not None:
-                    out.append(f"{'PASS' if best <= other else 'FAIL'} best of mimoc (ORT, "
-                               f"IREE) <= {base}: {title} B={batch} ({best:.0f} vs "
-                               f"{other:.0f} us)")
+                if t(title, batch, base) is not None:
+                    out.append(_verdict(not_slower(rows, title, batch, best, base),
+                                        f"best of mimoc (ORT, IREE) <= {base}: {title} "
+                                        f"B={batch}"))
+            control = not_slower(rows, title, batch, "fp32 again", "fp32")[1]
+            out.append(f"info control, two sessions of one graph: {title} B={batch} "
+                       f"({control})")
     big = titles[-1]
     for batch in batches:
-        four = min(t(big, batch, p) for p in ("w4", "w4-int8"))
-        out.append(f"{'PASS' if four <= t(big, batch, 'fp32') else 'FAIL'} 4-bit (best of w4, "
-                   f"w4-int8) <= fp32: {big} B={batch} ({four:.0f} vs "
-                   f"{t(big, batch, 'fp32'):.0f} us)")
+        four = min(("w4", "w4-int8"), key=lambda p: t(big, batch, p))
+        out.append(_verdict(not_slower(rows, big, batch, four, "fp32"),
+                            f"4-bit (best of w4, w4-int8) <= fp32: {big} B={batch}"))
     share = next(r["gflops"] for r in rows if (r["model"], r["batch"], r["path"])
                  == (big, 1, "fp32")) / peak
-    out.append(f"{'PASS' if share >= 0.6 else 'FAIL'} fp32 {big} B=1 at >= 60% of the "
-               f"single-core GEMM peak ({100 * share:.0f}%)")
+    out.append(line(share >= 0.6, f"fp32 {big} B=1 at >= 60% of the single-core GEMM peak",
+                    f"{100 * share:.1f}%"))
     return out
+
+
+def _verdict(result: tuple[bool, str], what: str) -> str:
+    ok, detail = result
+    return f"{'PASS' if ok else 'FAIL'} {what} ({detail})"
 
 
 def main(argv=None) -> int:
@@ -213,7 +288,7 @@ def main(argv=None) -> int:
         print(f"{r['model']:<34} {r['batch']:>3} {r['path']:<12} {r['us']:>10.1f} "
               f"{fp32 / r['us']:>6.2f}x {r['gflops']:>8.2f} {100 * r['gflops'] / peak:>6.1f}%"
               f"{chosen}")
-    verdicts = checks(rows, peak) if not args.no_iree else []
+    verdicts = checks(rows, peak)
     print("\n".join(verdicts))
     if args.json:
         args.json.write_text(json.dumps({"cpu": describe_cpu(), "gemm_peak_gflops": peak,

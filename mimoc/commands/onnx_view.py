@@ -35,7 +35,9 @@ def _selection(selection: dict[str, Any] | None) -> list[str]:
              for c in selection["candidates"]]
     batches = "/".join(selection["candidates"][0]["median_us"]) if selection["candidates"] \
         else ""
-    return [f"  auto         chose {selection['chosen']} on {selection['cpu']}; {batches}: "
+    large = "".join(f" (from B={b['from_batch']}: {b['lowering']})"
+                    for b in selection.get("buckets", [])[1:])
+    return [f"  auto         chose {selection['chosen']}{large} on {selection['cpu']}; {batches}: "
             + ", ".join(parts)]
 
 

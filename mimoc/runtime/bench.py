@@ -245,7 +245,9 @@ def _artifact_notes(manifest) -> list[str]:
         parts = [f"{c['lowering']} " + "/".join(f"{v:.0f}" for v in c["median_us"].values())
                  + " us" + ("" if c.get("correct", True) else " (decisions differ)")
                  for c in selection["candidates"]]
-        notes.append(f"lowering auto chose {selection['chosen']} when compiling on "
+        large = "".join(f" (from B={b['from_batch']}: {b['lowering']})"
+                        for b in selection.get("buckets", [])[1:])
+        notes.append(f"lowering auto chose {selection['chosen']}{large} when compiling on "
                      f"{selection['cpu']}; candidates at "
                      + "/".join(selection["candidates"][0]["median_us"]) + ": "
                      + ", ".join(parts))

@@ -175,6 +175,14 @@ class OnnxArtifact(ManifestView):
                                        self.manifest["graphs"][stage])
         self.slot, self.symbol, self.detector = (sessions[k] for k in ("slot", "symbol",
                                                                          "detector"))
+        #: ``(from_batch, session)``, largest first: ``detect`` runs the first whose
+        #: from_batch <= B (--lowering auto: another lowering is faster at large batches)
+        self._by_batch = [(1, self.detector)]
+        for entry in self.manifest.get("batch_dispatch", [])[1:]:
+            data = read_recorded_file(self.path, entry["file"], self.manifest["files"],
+                                      index=MANIFEST, verify=verify)
+            self._by_batch.insert(0, (entry["from_batch"], _session(
+                data, self.path / entry["file"], options, self.manifest["graphs"]["detector"])))
         self._state_names = [o.name for o in self.slot.get_outputs()]
         self._symbol_inputs = [i.name for i in self.symbol.get_inputs()]
         self._shapes = {io["name"]: io["shape"]
@@ -239,7 +247,8 @@ class OnnxArtifact(ManifestView):
         H_np, y_np = link_arrays(H, y)
         self._check("H", H_np)
         self._check("y", y_np)
-        x_hat = self.detector.run(None, {"H": H_np, "y": y_np})[0]
+        detector = next(s for start, s in self._by_batch if start <= H_np.shape[0])
+        x_hat = detector.run(None, {"H": H_np, "y": y_np})[0]
         if output != "symbols" or error_var is not None:
             llr = soft_output(torch.from_numpy(x_hat), output, self.config.get("modulation"),
                               error_var)

@@ -132,3 +132,21 @@ def test_valid_inputs_in_every_form_give_the_same_result(runners, runner):
         out = runners[runner](H_in, y_in)
         assert np.array_equal(np.asarray(out), reference)
     assert np.isfinite(reference).all() and reference.shape == (B, S, 4)
+
+
+def test_the_quick_finite_check_still_names_every_bad_value():
+    """float32 C-contiguous arrays take a quick path (a finite sum); NaN, Inf and finite
+    values whose sum overflows are still told apart exactly."""
+    import numpy as np
+    import pytest
+
+    from mimoc.errors import UsageError
+    from mimoc.runtime.inputs import real_array
+
+    big = np.full((1, 2, 2), 3e38, dtype=np.float32)  # finite; the sum overflows
+    assert real_array(big, "H") is big
+    for bad, count in ((np.nan, 1), (np.inf, 1)):
+        array = np.zeros((1, 2, 2), dtype=np.float32)
+        array[0, 1, 0] = bad
+        with pytest.raises(UsageError, match=f"{count} value"):
+            real_array(array, "H")

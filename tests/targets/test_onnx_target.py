@@ -167,7 +167,10 @@ def test_symbol_layers_run_as_gemm_on_rows(tmp_path):
     symbol = result.models["symbol"]
     linears = [n for n in result.artifact.stages.symbol.nodes if n.op == "Linear"]
     gemms = [n for n in symbol.graph.node if n.op_type == "Gemm"]
-    assert linears and len(gemms) == len(linears)
+    gemm_outputs = {g.output[0] for g in gemms}
+    fused = sum(len(n.output) - 1 for n in symbol.graph.node  # sibling Gemms made one
+                if n.op_type == "Split" and n.input[0] in gemm_outputs)
+    assert linears and len(gemms) + fused == len(linears) and fused
     assert all(len(g.input) == 3 for g in gemms)  # bias inside the Gemm
     initializers = {t.name for t in symbol.graph.initializer}
     weight_matmuls = [n for n in symbol.graph.node

@@ -31,7 +31,8 @@ from mimoc.targets.output import read_json_file, write_directory
 
 #: the sizes compiled into the modules unless the user fixes others
 DEFAULT_SHAPES = {"B": 1, "S": 14}
-ONNX_ONLY = ("lowering", "quantization", "session_config", "onnx", "lowering_selection")
+ONNX_ONLY = ("lowering", "quantization", "session_config", "onnx", "lowering_selection",
+             "batch_dispatch")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,9 @@ Layout (docs/design.md section 5)::
       slot.onnx       H [B, 2Nr, 2Nt]               -> slot state (H^T H, pinv(H), ...)
       symbol.onnx     y [B, S, 2Nr] + slot state    -> x_hat [B, S, 2Nt]
       detector.onnx   H, y                          -> x_hat   (both stages in one file)
+      detector.<lowering>.onnx  only for --lowering auto when another lowering is faster
+                      at large batches: the runtime runs it from the manifest's
+                      batch_dispatch[1].from_batch channels on
 
 Run ``slot.onnx`` once per channel realisation and ``symbol.onnx`` on the symbols of the
 slot (:mod:`mimoc.runtime`); ``detector.onnx`` is the same computation in one file for
@@ -61,7 +64,7 @@ class BuiltArtifact:
     stages: Stages
 
     def files(self) -> dict[str, bytes]:
-        out = {MODEL_FILES[k]: m.SerializeToString(deterministic=True)
+        out = {MODEL_FILES.get(k, f"{k}.onnx"): m.SerializeToString(deterministic=True)
                for k, m in self.models.items()}
         manifest = dict(self.manifest)
         manifest["files"] = {name: {"bytes": len(data), "sha256": _sha256(data)}
@@ -189,7 +192,8 @@ def build_artifact(graph: Graph, *, records: Sequence[Any] = (),
                    quantization: Mapping[str, Any] | None = None,
                    static_shapes: Mapping[str, int] | None = None,
                    snr_def: str | None = None,
-                   selection: Mapping[str, Any] | None = None) -> BuiltArtifact:
+                   selection: Mapping[str, Any] | None = None,
+                   large_batch: Sequence[tuple[int, str, Graph]] = ()) -> BuiltArtifact:
     """Cut ``graph`` (after the passes) into stages and emit the three ONNX models.
 
     ``lowering``: ``fp32``, or ``w4`` / ``w4a4`` / ``int8`` for a graph the quantize pass
@@ -197,7 +201,9 @@ def build_artifact(graph: Graph, *, records: Sequence[Any] = (),
     ``static_shapes``: dims to fix (``{"B": 1, "S": 14}``, :mod:`.finish`); ``snr_def``:
     the training SNR convention for the models' metadata (``None``: not known);
     ``selection``: the record of ``--lowering auto`` (:mod:`.autoselect`), kept in the
-    manifest as ``lowering_selection``.
+    manifest as ``lowering_selection``; ``large_batch``: ``(from_batch, lowering, lowered
+    graph)`` of a faster lowering for large batches (its ``detector.<lowering>.onnx`` and
+    the manifest's ``batch_dispatch``).
     """
     # the slot state is what a user of slot.onnx sees: readable names, in every model
     graph = graph.renamed(state_names(graph, split_stages(graph).state))
@@ -215,13 +221,26 @@ def build_artifact(graph: Graph, *, records: Sequence[Any] = (),
                                "mimoc detector: H, y -> x_hat (both stages)",
                                lowering=lowering, layers=quantized),
     }
-    models = {stage: finish_model(m, model_metadata(stage, model, source, lowering, snr_def),
-                                  static_shapes) for stage, m in models.items()}
+    for _, other, other_graph in large_batch:
+        models[f"detector.{other}"] = emit_model(
+            other_graph.renamed(state_names(other_graph, split_stages(other_graph).state)),
+            f"{title}.detector", "mimoc detector: H, y -> x_hat (both stages), for large "
+            "batches", lowering=other)
+    models = {stage: finish_model(m, model_metadata(
+        stage.split(".")[0], model, source, stage.split(".")[1] if "." in stage else lowering,
+        snr_def), static_shapes) for stage, m in models.items()}
     manifest = build_manifest(graph, stages, records=records, model=model, source=source,
                               lowering=lowering, quantized=quantized,
                               quantization=quantization, static_shapes=static_shapes)
     if selection:  # absent for an explicit lowering: those artifacts stay as they were
         manifest["lowering_selection"] = dict(selection)
+    if large_batch:  # which detector the runtime runs for a call of B channels
+        manifest["batch_dispatch"] = [{"from_batch": 1, "lowering": lowering,
+                                       "file": MODEL_FILES["detector"]}] + [
+            {"from_batch": start, "lowering": other, "file": f"detector.{other}.onnx"}
+            for start, other, _ in large_batch]
+        for _, other, _ in large_batch:
+            manifest["session_config"].update(session_config(other))
     return BuiltArtifact(models, manifest, stages)
 
 
@@ -287,3 +306,11 @@ def check_manifest(manifest: Mapping[str, Any], where: str) -> None:
         if len(shape) != 3 or any(isinstance(d, str) and d not in RUNTIME_DIMS for d in shape):
             raise refuse(f"graphs.detector {io['name']} has shape {shape}; the runtime needs "
                          f"3 dims, symbolic ones among {', '.join(RUNTIME_DIMS)}")
+    dispatch = manifest.get("batch_dispatch")
+    if dispatch is not None:
+        starts = [entry["from_batch"] for entry in dispatch]
+        if dispatch[0]["file"] != MODEL_FILES["detector"] or starts[0] != 1 \
+                or starts != sorted(set(starts)) \
+                or any(entry["file"] not in manifest["files"] for entry in dispatch):
+            raise refuse("batch_dispatch must start with detector.onnx from batch 1, its "
+                         "batches increasing, its files listed in files")

@@ -8,9 +8,18 @@ hard decisions on a seeded check set against the quantized reference (the IR aft
 quantize pass, run by the reference interpreter: the recipe's arithmetic exactly) and
 times it with onnxruntime at B = 1 and B = 64 (one slot of S = 14 symbols): rounds that
 visit every candidate in turn, so that a load spike on a shared machine hits all of them,
-and the median per candidate. The winner has the lowest score, the sum over the two
-batches of its time over the best time at that batch; among candidates within
-:data:`TIE` of the best score the earlier in :func:`candidates` (more faithful) wins.
+and the median per candidate.
+
+One lowering cannot be the fastest at every batch (issue 20, Xeon with VNNI: int8 1.32x
+fp32 at B = 64 on the 8x16 example, slower at B = 1), so the choice is made per batch:
+at each timed batch the winner is the fastest correct candidate, the earlier in
+:func:`candidates` (more faithful) among those within :data:`TIE` of it and no slower
+than a correct ``fp32`` (so that ``auto`` never costs speed against the fp32 model). ``chosen`` is
+the winner at B = 1 (the artifact's stage models and ``detector.onnx``); when B = 64 has
+another winner the artifact also keeps that lowering's detector, and the runtime
+dispatches a call by its batch: from :func:`crossover` on (the batch where the two
+winners' times, each a straight line through its B = 1 and B = 64 medians, cross) to the
+large-batch one.
 
 The timing lives here, in the targets layer, and calls onnxruntime directly (a library
 call): the runtime layer's bench sits above the compiler and cannot be imported from it.
@@ -19,11 +28,13 @@ Its session settings are the runtime's (one thread, sequential, no spinning).
 Example::
 
     >>> selection = select_lowering(model, recipe, lambda lowering: passes)
-    >>> selection["chosen"], [c["median_us"] for c in selection["candidates"]]
+    >>> selection["chosen"], selection["buckets"], [c["median_us"] for c in
+    ...                                              selection["candidates"]]
 """
 
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import time
@@ -179,13 +190,25 @@ def select_lowering(model: Any, recipe: Any, passes_for: PassesFor) -> dict[str,
                          "with --lowering")
     best = {b: min(seconds[n][b] for n in correct) for b in BATCHES}
     score = {n: sum(seconds[n][b] / best[b] for b in BATCHES) for n in names}
-    lowest = min(score[n] for n in correct)
-    chosen = next(n for n in correct if score[n] <= lowest * (1 + TIE))
+    # a tie never makes auto slower than fp32 (the speed a user can always have)
+    limit = {b: min([best[b] * (1 + TIE)] + [seconds[n][b] for n in correct if n == "fp32"])
+             for b in BATCHES}
+    winner = {b: next(n for n in correct if seconds[n][b] <= limit[b]) for b in BATCHES}
+    small, large = winner[BATCHES[0]], winner[BATCHES[-1]]
+    buckets = [{"from_batch": BATCHES[0], "lowering": small}]
+    if large != small:
+        buckets.append({"from_batch": crossover(seconds[small], seconds[large]),
+                        "lowering": large})
     return {
-        "chosen": chosen,
-        "rule": f"lowest sum over B in {list(BATCHES)} of median time / best median among "
-                f"candidates with >= {MIN_AGREEMENT} of the quantized reference's hard "
-                f"decisions; ties within {TIE:.0%}: the earlier (more faithful) candidate",
+        "chosen": small,
+        "buckets": buckets,
+        "rule": f"per timed B in {list(BATCHES)}: the fastest median among candidates with "
+                f">= {MIN_AGREEMENT} of the quantized reference's hard decisions; ties "
+                f"within {TIE:.0%} (and not slower than a correct fp32): the earlier (more "
+                f"faithful) candidate. chosen: the B = "
+                f"{BATCHES[0]} winner; a different B = {BATCHES[-1]} winner serves calls "
+                "from the batch where the two winners' times (lines through their medians) "
+                "cross",
         "cpu": describe_cpu(),
         "machine": platform.machine(),
         "onnxruntime": onnxruntime.__version__,
@@ -197,3 +220,22 @@ def select_lowering(model: Any, recipe: Any, passes_for: PassesFor) -> dict[str,
                         "median_us": {f"B={b}": round(seconds[n][b] * 1e6, 2)
                                       for b in BATCHES}} for n in names],
     }
+
+
+def crossover(small: dict[int, float], large: dict[int, float]) -> int:
+    """The first batch at which ``large`` (faster at the largest timed batch) is expected
+    to beat ``small`` (faster at the smallest): both times as straight lines through the
+    two timed batches (a fixed cost per call plus a cost per channel), clamped to the
+    timed range."""
+    lo, hi = BATCHES[0], BATCHES[-1]
+    slope = {k: (t[hi] - t[lo]) / (hi - lo) for k, t in (("s", small), ("l", large))}
+    if slope["s"] <= slope["l"]:
+        return hi
+    at = lo + (large[lo] - small[lo]) / (slope["s"] - slope["l"])
+    return int(min(hi, max(lo + 1, math.ceil(at))))
+
+
+def detector_graph(model: Any, passes_for: PassesFor, lowering: str):
+    """The lowered IR graph of a compile with ``lowering`` (default passes): the extra
+    large-batch detector of an artifact whose buckets differ."""
+    return _graph(model, passes_for, lowering)

@@ -50,6 +50,8 @@ class OnnxConfig:
     recipe: Any = None
     static_shapes: Any = None
     selection: Any = None  # the record of --lowering auto (manifest lowering_selection)
+    #: --lowering auto whose large-batch winner differs: ((from_batch, lowering, IR graph),)
+    large_batch: Any = ()
 
 
 def quant_plan(model: Any, quant: Any, lowering: str | None, bits: int | None,
@@ -179,8 +181,14 @@ class OnnxTarget(Target):
             selection = select_lowering(model, recipe, lambda name: quantized_passes(
                 recipe, None, name))
             lowering = selection["chosen"]
+        large = []
+        for bucket in (selection or {}).get("buckets", [])[1:]:
+            from mimoc.targets.onnx.autoselect import detector_graph
+
+            large.append((bucket["from_batch"], bucket["lowering"], detector_graph(
+                model, lambda name: quantized_passes(recipe, None, name), bucket["lowering"])))
         return OnnxConfig(config.quant, lowering, config.bits, recipe, config.static_shapes,
-                          selection)
+                          selection, tuple(large))
 
     def passes(self, config: OnnxConfig, requested: str | Iterable[str] | None) -> list:
         from mimoc.compiler.pipeline import resolve_passes
@@ -200,7 +208,8 @@ class OnnxTarget(Target):
         return build_artifact(graph, records=context.records, model=dict(context.model),
                               source=context.source, lowering=config.lowering or "fp32",
                               quantization=summary, static_shapes=config.static_shapes,
-                              snr_def=context.snr_def, selection=config.selection)
+                              snr_def=context.snr_def, selection=config.selection,
+                              large_batch=config.large_batch)
 
     def write(self, artifact: Any, out: str | os.PathLike, *, force: bool) -> Path:
         from mimoc.targets.onnx.artifact import write_artifact
