@@ -16,7 +16,12 @@ its 95% interval.
 Usage::
 
     python benchmarks/crossbar_strategy.py [--device ftj-luo2022] [--symbols 100000]
-        [--json out.json]
+        [--quick] [--workers N] [--json out.json]
+
+``--quick``: a quarter of the symbols per SNR point (a check that it runs, not a result).
+``--workers N`` runs the Monte Carlo on N local Ray workers (the Ray extra): every
+candidate goes to them as its artifact's files, and the numbers printed are those of the
+serial run (its timings aside).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ def cpu_seconds() -> float:
 
 
 def run_device(device_name: str, symbols: int, budget_us: float, max_loss_db: float,
-               target_ser: float) -> dict:
+               target_ser: float, workers: int = 1) -> dict:
     from mimoc import driver
     from mimoc.commands.crossbar_view import table
     from mimoc.commands.strategy_search import frontier_rows
@@ -53,7 +58,7 @@ def run_device(device_name: str, symbols: int, budget_us: float, max_loss_db: fl
     compiled = time.time() - start
     found = search_strategy(built, device, budget_s=budget_us * 1e-6,
                             max_loss_db=max_loss_db, target_ser=target_ser,
-                            max_symbols=symbols, strict=False,
+                            max_symbols=symbols, strict=False, workers=workers,
                             say=lambda text: print(f"  [{time.time() - start:6.0f} s] {text}",
                                                    file=sys.stderr, flush=True))
     record = found.built.schedule["strategy_search"]
@@ -80,15 +85,32 @@ def main() -> int:
     parser.add_argument("--budget-us", type=float, default=100.0)
     parser.add_argument("--max-loss-db", type=float, default=0.5)
     parser.add_argument("--target-ser", type=float, default=1e-3)
+    parser.add_argument("--quick", action="store_true",
+                        help="a quarter of --symbols per SNR point")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="local Ray workers for the Monte Carlo (default 1: here)")
     parser.add_argument("--json", default=None, help="write the frontiers as JSON here")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
     torch.set_num_threads(1)
-    print(f"CPU: {describe_cpu()}; torch {torch.__version__}, 1 thread")
-    results = [run_device(d, args.symbols, args.budget_us, args.max_loss_db, args.target_ser)
-               for d in (args.device or DEVICES)]
+    symbols = args.symbols // (4 if args.quick else 1)
+    where = f"{args.workers} Ray workers" if args.workers > 1 else "1 thread"
+    print(f"CPU: {describe_cpu()}; torch {torch.__version__}, {where}")
+    started = False
+    if args.workers > 1:  # one local Ray for every device (the search reuses it)
+        from mimoc.runtime.parallel import start_ray
+
+        started = start_ray(args.workers)
+    try:
+        results = [run_device(d, symbols, args.budget_us, args.max_loss_db, args.target_ser,
+                              args.workers) for d in (args.device or DEVICES)]
+    finally:
+        if started:
+            from mimoc.runtime.parallel import stop_ray
+
+            stop_ray()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     return 0

@@ -126,6 +126,7 @@ class DetectorSpec:
         c2c, seed, verify: a crossbar artifact's C2C level (``None``: the device's own),
             programming-noise seed and whether modified files are refused.
         options: keyword arguments of a ``callable``'s factory (hashable pairs).
+        ideal: a crossbar artifact's program on the ideal device (a digital reference).
     """
 
     name: str
@@ -136,6 +137,7 @@ class DetectorSpec:
     seed: int = 0
     verify: bool = True
     options: tuple[tuple[str, Any], ...] = field(default=())
+    ideal: bool = False
 
 
 def _files_of(path: Path) -> dict[str, bytes]:
@@ -227,7 +229,8 @@ def build_detector(spec: DetectorSpec, system: Any, path: str | os.PathLike | No
     if artifact_target(path) == "crossbar":
         from mimoc.runtime.imc import load_schedule
 
-        return load_schedule(path, verify=spec.verify).engine(c2c=spec.c2c, seed=spec.seed)
+        return load_schedule(path, verify=spec.verify).engine(c2c=spec.c2c, seed=spec.seed,
+                                                              ideal=spec.ideal)
     from mimoc.runtime.loader import load
 
     return load(path, verify=spec.verify).engine()

@@ -9,6 +9,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from mimoc.errors import UsageError
@@ -52,23 +53,28 @@ def point_seed(seed: int, snr_db: float, batch: int | None = None) -> int:
 @dataclass(frozen=True)
 class Unit:
     """One work unit: batch ``batch`` (``slots`` slots) of SNR point ``point`` (its index
-    in the SNR list), drawn from a generator seeded by ``seed``."""
+    in the SNR list), drawn from a generator seeded by ``seed``; ``keep_slots``: its
+    result also carries every slot's error counts (``UnitResult.slot_errors``)."""
 
     point: int
     snr_db: float
     batch: int
     slots: int
     seed: int
+    keep_slots: bool = False
 
 
 @dataclass(frozen=True)
 class UnitResult:
     """What one detector's work on a unit (or on several, added up) gives: the per-slot
-    statistics of its symbol and bit errors, and with LLR output its GMI sums."""
+    statistics of its symbol and bit errors, with LLR output its GMI sums, and for a unit
+    that keeps its slots the symbol and bit errors of every slot (``[B]`` each: what a
+    bootstrap over slots resamples; a sum keeps them only when both terms have them)."""
 
     symbols: SlotCounts
     bits: SlotCounts
     gmi: GMIAccumulator | None = None
+    slot_errors: tuple[np.ndarray, np.ndarray] | None = None
 
     @staticmethod
     def empty(system: MIMOSystem, llr: bool = False) -> UnitResult:
@@ -77,7 +83,12 @@ class UnitResult:
 
     def __add__(self, other: UnitResult) -> UnitResult:
         gmi = None if self.gmi is None else self.gmi.merged(other.gmi)
-        return UnitResult(self.symbols + other.symbols, self.bits + other.bits, gmi)
+        slots = None
+        if self.slot_errors is not None and other.slot_errors is not None:
+            slots = tuple(np.concatenate(pair) for pair in zip(self.slot_errors,
+                                                                other.slot_errors,
+                                                                strict=True))
+        return UnitResult(self.symbols + other.symbols, self.bits + other.bits, gmi, slots)
 
 
 #: What a unit gives: detector name -> its :class:`UnitResult`.
@@ -116,7 +127,9 @@ def run_unit(detectors: Mapping[str, EngineDetector], system: MIMOSystem, unit: 
                 if on_llr is not None:
                     on_llr(name, unit.snr_db, llrs, sent)
             counts[name] = UnitResult(SlotCounts().add(sym_err, per_slot),
-                                      SlotCounts().add(bit_err, bits_per_slot), gmi)
+                                      SlotCounts().add(bit_err, bits_per_slot), gmi,
+                                      (sym_err.numpy(), bit_err.numpy()) if unit.keep_slots
+                                      else None)
     return counts
 
 

@@ -243,6 +243,24 @@ def test_search_measures_and_records_the_frontier(matched_filter):
         "strategy", "single")
 
 
+@pytest.mark.slow
+def test_search_on_ray_workers_records_the_serial_frontier(matched_filter):
+    """Candidates go to the workers as artifact files, the reference as the first one's
+    program on the ideal device: every number of the record is the serial run's."""
+    pytest.importorskip("ray")
+    device = load_device("ftj-luo2022")
+    # the matched filter floors near SER 0.08: 0.2 it crosses whatever the draws
+    kwargs = dict(max_loss_db=3.0, target_ser=0.2, candidates=["single", "verify", "r=2"],
+                  max_symbols=3000, budget_s=1e-3)
+    serial = search.search_strategy(matched_filter, device, **kwargs)
+    parallel = search.search_strategy(matched_filter, device, workers=2, **kwargs)
+    record = serial.built.schedule["strategy_search"]
+    assert parallel.built.schedule["strategy_search"] == record
+    assert len(record["grid_db"]) > 1 and record["chosen"] == parallel.chosen.spec
+    with pytest.raises(UsageError, match="workers"):
+        search.search_strategy(matched_filter, device, workers=0, **kwargs)
+
+
 def test_search_picks_the_cheapest_feasible(matched_filter, monkeypatch):
     device = load_device("ftj-luo2022")
     losses = {"single": 3.0, "r=2": 0.3, "verify": 0.1, "verify+r=2": 0.05}

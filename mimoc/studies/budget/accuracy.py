@@ -8,7 +8,8 @@ SNR it needs than the fp32 digital model (PyTorch) to reach the same SER:
    until two points bracket it; the crossing is interpolated (``--snr`` skips this step);
 2. **one grid, one set of slots**: every target and the reference run on the same seeded
    slots at a small SNR grid around that crossing (:func:`grid_offsets`), keeping each
-   slot's error count (:func:`simulate_slots`); a point ends when its symbol budget is
+   slot's error count (:func:`simulate_slots`: the per-batch seeded units of
+   :func:`mimoc.sim.ber.simulate`, here or on workers); a point ends when its symbol budget is
    spent or every detector has ``MIN_ERRORS`` errors (one rule for all, so the slots stay
    paired);
 3. **the loss**: each curve's crossing SNR is interpolated log-linearly between the two
@@ -27,13 +28,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from mimoc.sim.ber import BERPoint, EngineDetector, point_seed, simulate, snr_at
+from mimoc.sim.ber import (
+    BERPoint,
+    EngineDetector,
+    InProcessExecutor,
+    Unit,
+    UnitCounts,
+    simulate,
+    snr_at,
+)
 from mimoc.sim.stats import SlotCounts
 from mimoc.sim.system import MIMOSystem
 
@@ -103,39 +112,73 @@ class SlotErrors:
         return BERPoint.from_slot_counts(self.snr_db, symbols, bits)
 
 
+class _KeptSlots:
+    """An executor's stand-in for :func:`simulate`: its units ask for every slot's errors,
+    and what each unit gave is kept, by ``(point, batch)``; ``say`` is told each point as
+    its first unit starts (in point order, as :func:`simulate` starts them)."""
+
+    def __init__(self, executor: Any, snrs: Sequence[float],
+                 say: Callable[[str], None]) -> None:
+        self.executor, self.snrs, self.say = executor, snrs, say
+        self.kept: dict[tuple[int, int], UnitCounts] = {}
+        self._started: set[int] = set()
+
+    @property
+    def window(self) -> int:
+        return self.executor.window
+
+    def submit(self, unit: Unit) -> None:
+        if unit.point not in self._started:
+            self._started.add(unit.point)
+            self.say(f"simulating the SER at {self.snrs[unit.point]:g} dB")
+        self.executor.submit(replace(unit, keep_slots=True))
+
+    def wait(self) -> list[tuple[Unit, UnitCounts]]:
+        done = self.executor.wait()
+        for unit, counts in done:
+            self.kept[unit.point, unit.batch] = counts
+        return done
+
+    def cancel(self) -> None:
+        self.executor.cancel()
+
+
 def simulate_slots(detectors: Mapping[str, EngineDetector], system: MIMOSystem,
                    snrs: Sequence[float], *, seed: int, max_symbols: int,
                    min_errors: int = MIN_ERRORS,
-                   say: Callable[[str], None] = lambda text: None) -> list[SlotErrors]:
-    """Every detector on the same seeded slots at each SNR, errors kept per slot (the draws
-    of a point are :func:`mimoc.sim.ber.simulate`'s: same seed, same slots)."""
+                   say: Callable[[str], None] = lambda text: None,
+                   executor: Any = None) -> list[SlotErrors]:
+    """Every detector on the same seeded slots at each SNR, errors kept per slot.
+
+    The units are :func:`mimoc.sim.ber.simulate`'s (batch ``k`` of a point drawn from
+    ``point_seed(seed, snr, k)``, :data:`TARGET_SYMBOLS_PER_BATCH` symbols a batch) under
+    this module's stopping rule, so a point's slots are those :func:`simulate` counts with
+    the same arguments. ``executor``: runs the units (:func:`simulate`'s; default: this
+    process; with one, only the names of ``detectors`` are used); the units are consumed
+    in batch order, so any executor gives the same slots.
+    """
+    snrs = [float(snr) for snr in snrs]
     per_slot = system.slot * system.nt
     batch = max(1, TARGET_SYMBOLS_PER_BATCH // per_slot)
-    constellation = system.constellation
+    kept = _KeptSlots(executor or InProcessExecutor(detectors, system), snrs, say)
+    # min_error_slots=1: a point ends on its errors alone (min_errors >= 1 error implies
+    # one slot with errors), one rule for every detector so that the slots stay paired
+    result = simulate(detectors, system, snrs, seed=seed, max_symbols=max_symbols,
+                      min_errors=min_errors, min_error_slots=1, batch_size=batch,
+                      executor=kept)
+    names = list(detectors)
     out = []
-    for snr in snrs:
-        say(f"simulating the SER at {snr:g} dB")
-        generator = torch.Generator().manual_seed(point_seed(seed, snr))
-        errors: dict[str, list[np.ndarray]] = {name: [] for name in detectors}
-        bits: dict[str, list[np.ndarray]] = {name: [] for name in detectors}
-        totals = dict.fromkeys(detectors, 0)
-        symbols = 0
-        with torch.no_grad():
-            while symbols < max_symbols and min(totals.values()) < min_errors:
-                slots = min(batch, math.ceil((max_symbols - symbols) / per_slot))
-                draw = system.sample(slots, snr, generator)
-                for name, detect in detectors.items():
-                    decided = constellation.indices_of_real(
-                        detect(draw.H_est, draw.y, draw.noise_var))
-                    wrong = (decided != draw.indices).sum(dim=(1, 2)).numpy()
-                    flipped = constellation.bits_of_indices(decided ^ draw.indices)
-                    errors[name].append(wrong)
-                    bits[name].append(flipped.reshape(flipped.shape[0], -1).sum(dim=1).numpy())
-                    totals[name] += int(wrong.sum())
-                symbols += slots * per_slot
-        out.append(SlotErrors(float(snr), per_slot, constellation.bits_per_symbol,
-                              {k: np.concatenate(v) for k, v in errors.items()},
-                              {k: np.concatenate(v) for k, v in bits.items()}))
+    for p, snr in enumerate(snrs):
+        parts: list[UnitCounts] = []
+        slots = 0  # batch by batch up to the slots that the stopping rule consumed
+        while slots < result.curves[names[0]][p].slots:
+            parts.append(kept.kept[p, len(parts)])
+            slots += len(parts[-1][names[0]].slot_errors[0])
+        out.append(SlotErrors(snr, per_slot, system.constellation.bits_per_symbol,
+                              {name: np.concatenate([part[name].slot_errors[0]
+                                                     for part in parts]) for name in names},
+                              {name: np.concatenate([part[name].slot_errors[1]
+                                                     for part in parts]) for name in names}))
     return out
 
 
@@ -225,17 +268,19 @@ def snr_losses(grid: Sequence[SlotErrors], names: Sequence[str], reference: str,
 
 def find_crossing(engine: EngineDetector, system: MIMOSystem, start_db: float,
                   target_ser: float, *, seed: int, max_symbols: int,
-                  say: Callable[[str], None] = lambda text: None,
+                  say: Callable[[str], None] = lambda text: None, executor: Any = None,
                   ) -> tuple[float | None, list[BERPoint]]:
     """Where ``engine`` crosses ``target_ser``: SNRs ``SEARCH_STEP_DB`` apart from
     ``start_db`` towards the target until two bracket it. Returns the interpolated crossing
-    (``None``: not within :data:`SEARCH_LIMITS_DB`) and the points simulated."""
+    (``None``: not within :data:`SEARCH_LIMITS_DB`) and the points simulated.
+    ``executor``: runs :func:`simulate`'s units, its one detector named ``"fp32"`` (the
+    points are the same as without it)."""
     points: list[BERPoint] = []
     snr, direction = float(start_db), 0
     while SEARCH_LIMITS_DB[0] <= snr <= SEARCH_LIMITS_DB[1]:
         say(f"locating the fp32 model's SER {target_ser:g} ({snr:g} dB)")
         point = simulate({"fp32": engine}, system, [snr], seed=seed, max_symbols=max_symbols,
-                         min_errors=MIN_ERRORS).curves["fp32"][0]
+                         min_errors=MIN_ERRORS, executor=executor).curves["fp32"][0]
         points.append(point)
         step = 1 if point.ser > target_ser else -1
         if direction and step != direction:  # the last two points bracket the target

@@ -12,7 +12,8 @@ budget`` on a ``crossbar:DEVICE+search`` target) call :func:`search_strategy`:
 3. **accuracy**: the others run in the IMC simulator at the device's C2C and the same
    program on the ideal device (``ideal=True``: the digital reference), all on the same
    seeded slots at a small SNR grid around the reference's crossing of the target SER
-   (:mod:`mimoc.studies.budget.accuracy`: crossing, grid, slot-paired bootstrap interval);
+   (:mod:`mimoc.studies.budget.accuracy`: crossing, grid, slot-paired bootstrap interval;
+   with ``workers > 1`` on Ray workers, which give the same numbers);
 4. **choice**: the cheapest candidate (slot latency, then area, then energy:
    :func:`mimoc.targets.crossbar.costs.rank_key`) whose loss point estimate is within
    ``D``; the explored frontier is recorded in the chosen schedule (``strategy_search``).
@@ -26,9 +27,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mimoc.errors import UsageError
@@ -133,11 +135,16 @@ def search_strategy(built: BuiltSchedule, device: Any, *, budget_s: float | None
                     target_ser: float = DEFAULT_TARGET_SER,
                     candidates: Sequence[str] | None = None, seed: int = 0,
                     max_symbols: int = DEFAULT_SYMBOLS, start_db: float = DEFAULT_START_DB,
-                    strict: bool = True,
+                    strict: bool = True, workers: int = 1,
                     say: Callable[[str], None] = lambda text: None) -> SearchResult:
     """The module docstring's search on a compiled schedule. ``strict``: raise a
     :class:`~mimoc.errors.UsageError` when no candidate meets both limits (otherwise the
-    best loss is returned, marked ``feasible: false``)."""
+    best loss is returned, marked ``feasible: false``). ``workers > 1``: the simulations
+    run on Ray workers (a Ray this process already started, else a local one with
+    ``workers`` CPUs, stopped at the end), the candidates shipped as artifact files; the
+    numbers are those of the serial run."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers must be a positive integer, got {workers!r}")
     if budget_s is not None and not (math.isfinite(budget_s) and budget_s > 0):
         raise UsageError(f"--budget-us must be a positive number of microseconds, got "
                          f"{budget_s * 1e6:g}")
@@ -174,7 +181,7 @@ def search_strategy(built: BuiltSchedule, device: Any, *, budget_s: float | None
                                     "budget"}
     if simulated:
         _measure(simulated, built, target_ser, max_loss_db, seed, max_symbols, start_db,
-                 info, say)
+                 info, say, workers)
     feasible = [c for c in simulated if _within(c.loss, max_loss_db)]
     if feasible:
         chosen = min(feasible, key=Candidate.rank)
@@ -215,34 +222,84 @@ def _loss_text(loss: Loss | None) -> str:
 
 def _measure(simulated: list[Candidate], built: BuiltSchedule, target_ser: float,
              max_loss_db: float, seed: int, max_symbols: int, start_db: float,
-             info: dict[str, Any], say: Callable[[str], None]) -> None:
+             info: dict[str, Any], say: Callable[[str], None], workers: int = 1) -> None:
     """Every simulated candidate's loss against the ideal device, on the same slots."""
     system = link_of(dict(built.schedule))
-    cache: dict = {}
-    schedules = {c.spec: IMCSchedule(f"<strategy {c.spec}>", schedule=c.built.schedule,
-                                     arrays=c.built.arrays, static_cache=cache)
-                 for c in simulated}
-    reference = next(iter(schedules.values())).engine(ideal=True, seed=seed)
-    engines = {REFERENCE: reference, **{spec: xb.engine(seed=seed)
-                                        for spec, xb in schedules.items()}}
-    # find_crossing names its reference "the fp32 model"; here it is the ideal device
-    center, points = find_crossing(
-        reference, system, start_db, target_ser, seed=seed, max_symbols=max_symbols,
-        say=lambda text: say(text.replace("the fp32 model's", "the ideal device's")))
-    if center is None:
-        raise UsageError(f"the ideal device does not reach SER {target_ser:g} between "
-                         f"{min(p.snr_db for p in points):g} and "
-                         f"{max(p.snr_db for p in points):g} dB: no SNR loss to compare")
-    center = round(center, 1)
-    offsets = grid_offsets(max_loss_db)
-    grid = simulate_slots(engines, system, [center + o for o in offsets], seed=seed,
-                          max_symbols=max_symbols, say=say)
-    losses = snr_losses(grid, list(schedules), REFERENCE, target_ser, seed=seed)
+    names = [c.spec for c in simulated]
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            stack.enter_context(_ray(workers))
+            engines: dict[str, Any] = dict.fromkeys([REFERENCE, *names])
+            crossing_executor, grid_executor = _ray_executors(simulated, system, seed)
+        else:
+            engines, crossing_executor, grid_executor = _engines(simulated, seed), None, None
+        # find_crossing names its reference "the fp32 model"; here it is the ideal device
+        center, points = find_crossing(
+            engines[REFERENCE], system, start_db, target_ser, seed=seed,
+            max_symbols=max_symbols, executor=crossing_executor,
+            say=lambda text: say(text.replace("the fp32 model's", "the ideal device's")))
+        if center is None:
+            raise UsageError(f"the ideal device does not reach SER {target_ser:g} between "
+                             f"{min(p.snr_db for p in points):g} and "
+                             f"{max(p.snr_db for p in points):g} dB: no SNR loss to compare")
+        center = round(center, 1)
+        offsets = grid_offsets(max_loss_db)
+        grid = simulate_slots(engines, system, [center + o for o in offsets], seed=seed,
+                              max_symbols=max_symbols, say=say, executor=grid_executor)
+    losses = snr_losses(grid, names, REFERENCE, target_ser, seed=seed)
     for c in simulated:
         c.loss = losses[c.spec]
     info.update(center_db=center, grid_db=[g.snr_db for g in grid],
                 slots_per_point=[g.slots for g in grid],
                 reference_ser=[float(g.errors[REFERENCE].sum() / g.symbols) for g in grid])
+
+
+def _engines(simulated: list[Candidate], seed: int) -> dict[str, Any]:
+    """The ideal device's engine and every candidate's, here (the static arrays, which do
+    not depend on the strategy, programmed once for all)."""
+    cache: dict = {}
+    schedules = {c.spec: IMCSchedule(f"<strategy {c.spec}>", schedule=c.built.schedule,
+                                     arrays=c.built.arrays, static_cache=cache)
+                 for c in simulated}
+    reference = next(iter(schedules.values())).engine(ideal=True, seed=seed)
+    return {REFERENCE: reference, **{spec: xb.engine(seed=seed)
+                                     for spec, xb in schedules.items()}}
+
+
+@contextlib.contextmanager
+def _ray(workers: int) -> Iterator[None]:
+    """A Ray for the executors: this process's own if started, else a local one with
+    ``workers`` CPUs, stopped on exit."""
+    from mimoc.runtime.parallel import start_ray, stop_ray
+
+    started = start_ray(workers)
+    try:
+        yield
+    finally:
+        if started:
+            stop_ray()
+
+
+def _ray_executors(simulated: list[Candidate], system: MIMOSystem, seed: int):
+    """Ray executors of the crossing search (the reference alone, named ``fp32`` as
+    :func:`find_crossing` names it) and of the grid (the reference and every candidate).
+    A candidate goes as its artifact's files (never a pickled object), which the workers
+    load as the CLI loads an artifact; the reference is the first candidate's program on
+    the ideal device, as :func:`_engines` makes it."""
+    from mimoc.runtime.parallel import DetectorSpec, RayExecutor, content_digest
+
+    files: dict[str, dict] = {}
+    specs = []
+    for c in simulated:
+        content = dict(c.built.files())
+        digest = content_digest(content)
+        files[digest] = content
+        specs.append(DetectorSpec(c.spec, "artifact", f"<strategy {c.spec}>", digest,
+                                  seed=seed))
+    reference = replace(specs[0], name=REFERENCE, ideal=True)
+    own = {reference.digest: files[reference.digest]}
+    return (RayExecutor([replace(reference, name="fp32")], system, own),
+            RayExecutor([reference, *specs], system, files))
 
 
 __all__ = ["DEFAULT_CANDIDATES", "Candidate", "SearchResult", "link_of", "search_strategy"]
