@@ -124,8 +124,10 @@ def main(argv=None) -> int:
     report = train_collective(collective, [channel_task(k) for k in tasks],
                               collective_options(steps_per_task, regime),
                               log=lambda line: print(line, flush=True))
-    # kept outside the repository, to redo the extraction without retraining
-    save_detector(collective, Path(tempfile.gettempdir()) / f"mimoc_{regime.stem}_collective.pt",
+    # kept outside the repository, to redo the extraction without retraining (and for the
+    # benchmark's transfer-learning arm); a smoke run does not overwrite it
+    name = f"mimoc_{regime.stem}_collective{'_quick' if args.quick else ''}.pt"
+    save_detector(collective, Path(tempfile.gettempdir()) / name,
                   training={"collective": report.to_dict()})
     print(f"collective: {len(tasks)} tasks in {report.seconds:.0f} s, tau {report.tau:.3g}")
 
