@@ -251,8 +251,8 @@ def main(argv=None) -> int:
             for name, points in result.curves.items():
                 ser_rows.append((task.spec, name, snr, points[0]))
 
-    fig.suptitle(f"SDNet 8x32 QPSK, learngene {gene.layers} vs other starts "
-                 f"(same data and validation set)")
+    fig.suptitle(f"SDNet 8x32 QPSK, learngene {gene.layers} vs other starts\n"
+                 f"(same data and validation set)", fontsize=10)
     fig.tight_layout()
     figure.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(figure, dpi=110)
