@@ -33,9 +33,11 @@ from mimoc.sim.channels import CSIModel
 from mimoc.sim.multipath import (
     HELD_OUT_TASKS,
     TRAINING_TASKS,
+    FrozenChannel,
     GeometricChannel,
     angular_spectrum,
     channel_task,
+    frozen_task,
     parse_task,
     receive_covariance,
 )
@@ -195,6 +197,27 @@ def test_geometric_channel_drives_a_mimo_system(gen):
                         CSIModel.parse("ls:4@20"))
     batch = system.sample(4, 10.0, gen)
     assert batch.H.shape == (4, 16, 4) and batch.H_est.shape == (4, 16, 4)
+
+
+def test_frozen_task_repeats_one_typical_channel_of_the_task():
+    frozen = frozen_task(HELD_OUT_TASKS[0])
+    assert frozen.spec == f"task:{HELD_OUT_TASKS[0]}/frozen"
+    gen = torch.Generator().manual_seed(0)
+    state = gen.get_state()
+    H = frozen.sample(5, 16, 4, gen, torch.complex128)
+    assert torch.equal(gen.get_state(), state)  # nothing is drawn per slot
+    assert all(torch.equal(H[0], h) for h in H)
+    H[0].zero_()  # the caller owns the copy: the frozen channel stays as it was
+    assert torch.equal(frozen.sample(1, 16, 4, dtype=torch.complex128)[0], H[1])
+    # the median of the weakest singular values of the same candidate draws
+    draws = channel_task(HELD_OUT_TASKS[0]).sample(
+        frozen.candidates, 16, 4, torch.Generator().manual_seed(frozen.seed), torch.complex128)
+    weakest = torch.linalg.svdvals(draws)[:, -1]
+    assert torch.linalg.svdvals(H[1])[-1] == weakest.sort().values[frozen.candidates // 2]
+    other = frozen_task(HELD_OUT_TASKS[0], seed=5).sample(1, 16, 4)
+    assert not torch.equal(other[0], frozen.sample(1, 16, 4)[0])
+    with pytest.raises(UsageError, match="candidate"):
+        FrozenChannel(channel_task(0), candidates=0)
 
 
 def test_los_only_channel_is_a_steering_vector(gen):

@@ -41,6 +41,13 @@ deterministically from its integer id (:func:`channel_task`): cluster centre in
 :data:`HELD_OUT_TASKS` (ids 1000..1004) are never used for it and serve as the
 unseen target tasks. A task can be given as ``task:17`` (:func:`parse_task`).
 
+Frozen tasks. A task redraws the users' angles and path gains every slot, so
+its channels' conditioning spreads over decades. :class:`FrozenChannel` (made by
+:func:`frozen_task`) repeats one draw of a task instead: a user that does not
+move, the limit of the learngene paper's tasks (one UE inside a 5 m circle of a
+fixed ray-traced scene, 8,100 channel samples reused for 200 epochs). SDNet
+beats LMMSE only on such narrow tasks (benchmarks/sdnet_learngene.md, issue 22).
+
 Example::
 
     >>> task = channel_task(3)
@@ -52,6 +59,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -161,6 +169,51 @@ def parse_task(spec: str) -> GeometricChannel:
         raise UsageError(f"malformed channel task {spec!r}; use task:ID with an integer ID, "
                          f"e.g. task:{HELD_OUT_TASKS[0]}")
     return channel_task(int(arg))
+
+
+@dataclass(frozen=True)
+class FrozenChannel:
+    """One channel of ``task``, returned for every slot (module docstring).
+
+    The channel is the draw with the median weakest singular value among
+    ``candidates`` draws from a generator seeded with ``seed``: a typical channel
+    of the task, not a lucky or a hopeless one.
+    """
+
+    task: GeometricChannel
+    seed: int = 123
+    candidates: int = 512
+
+    def __post_init__(self):
+        if not isinstance(self.candidates, int) or self.candidates < 1:
+            raise UsageError(f"a frozen channel needs at least one candidate draw, "
+                             f"got {self.candidates!r}")
+
+    @property
+    def spec(self) -> str:
+        return f"{self.task.spec}/frozen"
+
+    def channel(self, nr: int, nt: int) -> torch.Tensor:
+        """The frozen channel, complex128 ``[Nr, Nt]`` (computed once per size)."""
+        return _frozen_draw(self, nr, nt).clone()
+
+    def sample(self, batch: int, nr: int, nt: int, generator: torch.Generator | None = None,
+               dtype=torch.complex64) -> torch.Tensor:
+        """``batch`` copies of :meth:`channel` (``generator`` is not used: nothing is drawn)."""
+        return _frozen_draw(self, nr, nt).expand(batch, nr, nt).to(dtype, copy=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _frozen_draw(frozen: FrozenChannel, nr: int, nt: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(frozen.seed)
+    draws = frozen.task.sample(frozen.candidates, nr, nt, generator, torch.complex128)
+    weakest = torch.linalg.svdvals(draws)[:, -1]
+    return draws[weakest.argsort()[frozen.candidates // 2]]
+
+
+def frozen_task(task_id: int, seed: int = 123) -> FrozenChannel:
+    """:class:`FrozenChannel` of the registry task ``task_id``."""
+    return FrozenChannel(channel_task(task_id), seed)
 
 
 def angular_spectrum(H: torch.Tensor, angles_deg: torch.Tensor, spacing: float = 0.5
