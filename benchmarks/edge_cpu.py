@@ -58,8 +58,11 @@ from mimoc.runtime.cpu import describe_cpu  # noqa: E402
 EXAMPLES = ROOT / "examples" / "models"
 SLOT = 14
 ORT_LOWERINGS = ("int8", "w4", "w4-int8", "auto")
-#: seconds of calls of one path per round, and the fewest rounds
-ROUND_S = 0.02
+#: seconds of calls of one path per round, and the fewest rounds. Long blocks: after another
+#: path ran, a memory-bound one (the 32x64 model at B = 1 streams 31 MB of weights) needs
+#: several ms to reach its steady speed (measured: 20 ms blocks 4.1 ms per call, 250 ms
+#: blocks 2.4 ms, a tight loop 2.1-2.5 ms), and a receiver runs one detector back to back
+ROUND_S = 0.25
 MIN_ROUNDS = 9
 #: the sign test's level: "slower" needs p below it
 ALPHA = 0.05
@@ -158,7 +161,8 @@ def time_model(title, fp32_path, quant_path, method, batches, min_time, work, us
 
 def interleaved(runs: dict, min_time: float) -> dict[str, list[float]]:
     """Seconds per call of every path, per round: each round runs every path in turn
-    (about :data:`ROUND_S` of calls each), so that drift of the machine (other load,
+    (one untimed call, then about :data:`ROUND_S` of timed calls each: a receiver runs one
+    detector back to back, so its weights are warm), so that drift of the machine (other load,
     frequency, the cache) hits all paths of the row alike; at least :data:`MIN_ROUNDS`
     rounds and ``min_time`` seconds per path."""
     calls = {}
@@ -173,6 +177,7 @@ def interleaved(runs: dict, min_time: float) -> dict[str, list[float]]:
     while len(samples[next(iter(runs))]) < MIN_ROUNDS or spent < min_time:
         shortest = float("inf")
         for name, fn in runs.items():
+            fn()  # untimed: brings this path's weights back into the caches the others used
             start = time.perf_counter()
             for _ in range(calls[name]):
                 fn()
@@ -199,9 +204,9 @@ def export_fixed(model, H, y) -> bytes:
 def not_slower(rows, model, batch, path, base) -> tuple[bool, str]:
     """Is ``path`` not slower than ``base`` (same model and batch)? Paired by round: the
     median of the per-round time ratios, and a one-sided sign test: FAIL when ``path`` is
-    the slower in so many rounds that equal speed has p < :data:`ALPHA` (two sessions of
-    one graph differ by a fraction of a percent from round to round; see the control
-    line), or when the median ratio exceeds 1 by more than the control's spread."""
+    the slower in so many rounds that equal speed has p < :data:`ALPHA` *and* its median
+    ratio exceeds 1 by more than two sessions of one graph differ (the control line:
+    placement in memory alone moves a session by 1-2%, consistently over rounds)."""
     def row(name):
         return next(r for r in rows if (r["model"], r["batch"], r["path"])
                     == (model, batch, name))
@@ -213,7 +218,8 @@ def not_slower(rows, model, batch, path, base) -> tuple[bool, str]:
     control = [x / y for x, y in zip(row("fp32 again")["round_us"], row("fp32")["round_us"],
                                      strict=True)]
     spread = abs(statistics.median(control) - 1)
-    ok = median <= 1 or (p >= ALPHA and median <= 1 + max(spread, 0.005))
+    # slower only when both significant and beyond what two sessions of one graph differ by
+    ok = median <= 1 or p >= ALPHA or median <= 1 + max(spread, 0.005)
     return ok, (f"{path} {row(path)['us']:.0f} vs {base} {row(base)['us']:.0f} us, paired "
                 f"ratio {median:.3f}, slower in {slower}/{n} rounds (p={p:.2f})")
 

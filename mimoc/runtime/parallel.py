@@ -33,11 +33,12 @@ from mimoc.errors import MimocError, UsageError
 #: calls kept in flight per worker CPU: one running, one queued, so a worker never idles
 #: while the driver consumes a result
 UNITS_PER_WORKER = 2
-#: a call to a worker costs about 1 ms of the driver's and the worker's CPU (measured on
+#: a call to a worker costs 1-2 ms of the driver's and the worker's CPU (measured on
 #: 2 cores), so short units go several to a call, enough for this much work: the cost
-#: stays at a few percent, and the work that runs ahead of a point's stop (discarded,
-#: so the counts do not change) stays below two calls per worker
-MIN_CALL_SECONDS = 0.05
+#: stays near 1% (on the idle 2-core VM, 50 ms calls gave 1.77x with 2 workers, 250 ms
+#: calls 1.84-1.88x; benchmarks/scale.md), and the work that runs ahead of a point's stop
+#: (discarded, so the counts do not change) stays below two calls per worker
+MIN_CALL_SECONDS = 0.25
 MAX_UNITS_PER_CALL = 64
 #: how often Ray restarts a worker process that died and reruns its units (a unit is
 #: seeded by itself, so a rerun gives the same counts)
