@@ -155,10 +155,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def bpsk(args) -> None:
-    system = MIMOSystem(30, 60, "bpsk", snr_def="detnet", system="real")
-    print("\n[1] 30x60 BPSK (real), i.i.d. N(0,1), detnet SNR: BER (95% CI)")
-    models = load_models(args.models, BPSK_MODELS)
+def measure(system: MIMOSystem, files: dict[str, str], args):
+    """The models of ``files`` found in ``--models``, ZF, LMMSE and ML on ``system``: the
+    models, the engine detectors and their slots at every SNR (the BER table printed)."""
+    models = load_models(args.models, files)
     for name, model in models.items():
         print(describe(name, model))
     detectors = {n: classical(n, system.constellation) for n in ("zf", "lmmse", "sd")}
@@ -166,6 +166,13 @@ def bpsk(args) -> None:
     grid = simulate_slots(detectors, system, SNRS, seed=args.seed, max_symbols=args.symbols,
                           min_errors=args.min_errors)
     ber_table(grid, list(detectors))
+    return models, detectors, grid
+
+
+def bpsk(args) -> None:
+    system = MIMOSystem(30, 60, "bpsk", snr_def="detnet", system="real")
+    print("\n[1] 30x60 BPSK (real), i.i.d. N(0,1), detnet SNR: BER (95% CI)")
+    models, detectors, grid = measure(system, BPSK_MODELS, args)
     print(f"\n[2] SNR at BER {TARGET_BER:g}, and the WeSNets against DetNet (paired bootstrap)")
     at = {n: ber_crossing(grid, n, TARGET_BER) for n in detectors}
     for n in detectors:
@@ -200,19 +207,11 @@ def bpsk(args) -> None:
             print(f"  {n:>12}: BER {p.ber:.3e} [{p.ber_ci[0]:.2e}, {p.ber_ci[1]:.2e}]")
 
 
-
 def qpsk(args) -> None:
     system = MIMOSystem(20, 30, "qpsk", snr_def="detnet")
     print("\n[4] 20x30 QPSK, i.i.d. CN(0,1) (real and imaginary parts N(0,1) in the authors' "
           "generator; the same SNR), detnet SNR: BER (95% CI); SER")
-    models = load_models(args.models, QPSK_MODELS)
-    for name, model in models.items():
-        print(describe(name, model))
-    detectors = {n: classical(n, system.constellation) for n in ("zf", "lmmse", "sd")}
-    detectors |= {n: from_module(m) for n, m in models.items()}
-    grid = simulate_slots(detectors, system, SNRS, seed=args.seed, max_symbols=args.symbols,
-                          min_errors=args.min_errors)
-    ber_table(grid, list(detectors))
+    models, detectors, grid = measure(system, QPSK_MODELS, args)
     print(f"  {'SNR dB':>7}" + "".join(f"{n + ' SER':>14}" for n in detectors))
     for g in grid:
         print(f"  {g.snr_db:7.1f}" + "".join(f"{g.point(n).ser:14.3e}" for n in detectors))
