@@ -15,14 +15,18 @@ What it prints:
 2. the SNR at BER 1e-3 of each, and each WeSNet's SNR difference to DetNet at BER 1e-3
    with its 95% paired-bootstrap interval (negative: better than DetNet), next to its
    FLOPs per vector relative to DetNet;
-3. DetNet 30x60 with trailing blocks removed (20 and 30 of 90), the plain truncation the
-   paper compares R-WeSNet with;
+3. R-WeSNet and DetNet 30x60 with trailing blocks removed (10, 20 and 30 of 90) on the
+   same draws at 12 dB: the paper's R-WeSNet against the plain truncation of DetNet, with
+   the block L1 norms R-WeSNet's penalty left;
 4. 20x30 QPSK: BER and SER of ZF, LMMSE, ML and DetNet at 8..13 dB;
-5. the paper-vs-mimoc table.
+5. ``--part curve --checkpoints A.pt B.pt ...``: the BER at 10..13 dB of checkpoints of one
+   model at different training budgets against the authors' numbers (how the gap to the
+   authors' BER moves with training).
 
 Usage::
 
     python benchmarks/detnet_paper.py [--models examples/models] [--symbols 3000000] [--quick]
+    python benchmarks/detnet_paper.py --part curve --checkpoints 3000.pt 6000.pt
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ BPSK_MODELS = {
     "wesnet-hf50": "wesnet_hf50_30x60_bpsk.pt",
     "lwesnet-hf50": "lwesnet_hf50_30x60_bpsk.pt",
 }
+RWESNET = {"rwesnet": "rwesnet_30x60_bpsk.pt"}
+REMOVED_BLOCKS = (0, 10, 20, 30)
+CURVE_SNRS = [10.0, 11.0, 12.0, 13.0]
 QPSK_MODELS = {"detnet": "detnet_20x30_qpsk.pt"}
 
 
@@ -136,8 +143,10 @@ def main(argv=None) -> int:
     parser.add_argument("--min-errors", type=int, default=400,
                         help="a point ends once every detector has this many errors")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--part", choices=("all", "bpsk", "qpsk"), default="all",
-                        help="run one system only")
+    parser.add_argument("--part", choices=("all", "bpsk", "qpsk", "curve"), default="all",
+                        help="run one system only, or the training curve of --checkpoints")
+    parser.add_argument("--checkpoints", type=Path, nargs="+", default=[],
+                        help="--part curve: checkpoints of one model (any training budgets)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 60000 symbols")
     args = parser.parse_args(argv)
     if args.quick:
@@ -151,6 +160,8 @@ def main(argv=None) -> int:
         bpsk(args)
     if args.part in ("all", "qpsk"):
         qpsk(args)
+    if args.part == "curve":
+        curve(args)
     print(f"\n(total {time.perf_counter() - start:.0f} s)")
     return 0
 
@@ -194,18 +205,72 @@ def bpsk(args) -> None:
         print("\n  DetNet against the DetNet authors' published BER (their 30x60 BPSK run: "
               "L = 30, hidden 120)")
         against_authors(grid, "detnet", AUTHORS_BER["bpsk"])
-        print("\n[3] DetNet 30x60 with trailing blocks removed, BER at 12 dB")
-        truncated = {}
-        for removed in (0, 10, 20, 30):
-            cut = copy.deepcopy(models["detnet"])
-            cut.set_depth(cut.config.layers - removed)
-            truncated[f"detnet-{removed}L"] = from_module(cut)
-        cut_grid = simulate_slots(truncated, system, [12.0], seed=args.seed,
-                                  max_symbols=args.symbols, min_errors=args.min_errors)
-        for n in truncated:
-            p = cut_grid[0].point(n)
-            print(f"  {n:>12}: BER {p.ber:.3e} [{p.ber_ci[0]:.2e}, {p.ber_ci[1]:.2e}]")
+        removed_blocks(system, models["detnet"], args)
 
+
+def removed_blocks(system: MIMOSystem, detnet, args) -> None:
+    """Section 3: R-WeSNet and DetNet with trailing blocks removed, same draws at 12 dB."""
+    print("\n[3] R-WeSNet and DetNet 30x60 with trailing blocks removed, BER at 12 dB "
+          "(same draws)")
+    sources = {"detnet": detnet} | load_models(args.models, RWESNET)
+    cut_models = {}
+    for name, model in sources.items():
+        for removed in REMOVED_BLOCKS:
+            cut = copy.deepcopy(model)
+            cut.set_depth(cut.config.layers - removed)
+            cut_models[f"{name}-{removed}L"] = cut
+    cut_grid = simulate_slots({n: from_module(m) for n, m in cut_models.items()}, system,
+                              [12.0], seed=args.seed, max_symbols=args.symbols,
+                              min_errors=args.min_errors)
+    for n, model in cut_models.items():
+        p = cut_grid[0].point(n)
+        print(f"  {n:>13}: BER {p.ber:.3e} [{p.ber_ci[0]:.2e}, {p.ber_ci[1]:.2e}]  "
+              f"{flops(model):9d} FLOPs/vector")
+    if "rwesnet" in sources:
+        norms = sources["rwesnet"].layer_l1_norms().detach()
+        share = norms / norms.max()
+        print("  R-WeSNet block L1 norms |beta W| / largest, blocks 1..90 in tens: " +
+              " ".join(f"{float(v):.2f}" for v in share[::10]))
+        for fraction in (0.05, 0.1, 0.2):
+            depth = sources["rwesnet"].depth_for_threshold(fraction, relative=True)
+            print(f"  --l1-threshold {fraction:g}x keeps {depth} of "
+                  f"{sources['rwesnet'].config.layers} blocks")
+
+
+def curve(args) -> None:
+    """Section 5: BER of checkpoints of one model at 10..13 dB against the authors'."""
+    if not args.checkpoints:
+        raise SystemExit("--part curve needs --checkpoints A.pt [B.pt ...]")
+    print("\n[5] BER against the DetNet authors' at 10..13 dB by training budget")
+    from mimoc.detectors import load_checkpoint
+
+    checkpoints = [load_checkpoint(path) for path in args.checkpoints]
+    configs = {(c.config.nt, c.config.nr, c.config.modulation) for c in checkpoints}
+    if len(configs) != 1:
+        raise SystemExit(f"--checkpoints: one model's checkpoints please, got {configs}")
+    runs = []
+    for path, checkpoint in zip(args.checkpoints, checkpoints, strict=True):
+        training = checkpoint.training or {}
+        steps = training.get("total_steps", training.get("steps", 0))
+        batch = training.get("options", {}).get("batch", 0)
+        runs.append((f"{steps} steps ({steps * batch / 1e6:g}M vectors)", load_detector(path)))
+    nt, nr, modulation = configs.pop()
+    key = "bpsk" if modulation == "bpsk" else "qpsk"
+    system = (MIMOSystem(nt, nr, "bpsk", snr_def="detnet", system="real") if key == "bpsk"
+              else MIMOSystem(nt, nr, "qpsk", snr_def="detnet"))
+    published = dict(zip(SNRS, AUTHORS_BER[key], strict=True))
+    grid = simulate_slots({name: from_module(m) for name, m in runs}, system, CURVE_SNRS,
+                          seed=args.seed, max_symbols=args.symbols,
+                          min_errors=args.min_errors)
+    print(f"  {nt}x{nr} {modulation}; mimoc BER / authors' BER (95% CI), same draws")
+    print(f"  {'training':>26}" + "".join(f"{s:>22.0f}" for s in CURVE_SNRS))
+    for name, _ in runs:
+        cells = []
+        for g in grid:
+            p, theirs = g.point(name), published[g.snr_db]
+            cells.append(f"{p.ber / theirs:5.2f}x [{p.ber_ci[0] / theirs:.2f}, "
+                         f"{p.ber_ci[1] / theirs:.2f}]")
+        print(f"  {name:>26}" + "".join(f"{c:>22}" for c in cells))
 
 def qpsk(args) -> None:
     system = MIMOSystem(20, 30, "qpsk", snr_def="detnet")

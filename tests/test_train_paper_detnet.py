@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mimoc.detectors import load_checkpoint
+from mimoc.detectors import DetNet, DetNetConfig, load_checkpoint, save_detector
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_paper_detnet.py"
 ARGS = ["--only", "detnet-20x30-qpsk", "--steps", "4", "--stage-steps", "2", "--batch", "8"]
@@ -55,3 +55,30 @@ def test_cosine_segments_join(script):
     assert script.cosine_lr(1e-3, 0, 100) == pytest.approx(1e-3)
     assert script.cosine_lr(1e-3, 100, 100) == pytest.approx(1e-3 * script.LR_FINAL)
     assert script.cosine_lr(1e-3, 50, 100) == pytest.approx(1e-3 * (1 + script.LR_FINAL) / 2)
+
+
+@pytest.mark.slow
+def test_training_curve_compares_checkpoints_with_the_authors(script, tmp_path, capsys):
+    """benchmarks/detnet_paper.py --part curve: one row per checkpoint, one ratio to the
+    authors' BER per SNR; checkpoints of different systems are refused."""
+    spec = importlib.util.spec_from_file_location(
+        "detnet_paper", SCRIPT.parents[1] / "benchmarks" / "detnet_paper.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for steps in (2, 4):
+        out = tmp_path / str(steps)
+        assert script.main([*ARGS[:2], "--steps", str(steps), "--stage-steps", "2",
+                            "--batch", "8", "--out", str(out)]) == 0
+    paths = [str(tmp_path / s / "detnet_20x30_qpsk.pt") for s in ("2", "4")]
+    capsys.readouterr()
+    assert bench.main(["--part", "curve", "--symbols", "2000", "--min-errors", "5",
+                       "--checkpoints", *paths]) == 0
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if "steps (" in line]
+    assert [row.split()[0] for row in rows] == ["2", "4"]
+    assert all(row.count("x [") == len(bench.CURVE_SNRS) for row in rows)
+
+    other = tmp_path / "bpsk.pt"
+    save_detector(DetNet(DetNetConfig(**script.BPSK_30X60)), other)
+    with pytest.raises(SystemExit, match="one model's checkpoints"):
+        bench.main(["--part", "curve", "--checkpoints", paths[0], str(other)])
