@@ -19,11 +19,16 @@ The paths of one model and batch are timed interleaved (:func:`interleaved`: rou
 run every path in turn; a row's time is the median over rounds), and each check compares
 two paths round by round (:func:`not_slower`: paired ratios and a sign test; the control
 shows how far two sessions of one graph differ in that run). Ratios in the table are
-against ``fp32`` of the same model and batch. The single-core fp32 GEMM peak
-(``torch.mm`` of 1024 x 1024, one thread, best of 20) is measured in the same run, and
-each row's GFLOP/s is the model's useful work (manifest FLOPs: slot rate + 14 x per
-symbol) over its time. The CPU and its vector extensions are printed first. The checks
-the issue asks for close the report (PASS / FAIL).
+against ``fp32`` of the same model and batch. Each row's GFLOP/s is the model's useful
+work (manifest FLOPs: slot rate + 14 x per symbol) over its time. The CPU and its vector
+extensions are printed first. The checks the issue asks for close the report (PASS / FAIL).
+
+The peak bar (the 32x64 fp32 path at B = 1 against the single-core GEMM peak) is measured
+as it is meant, in the steady state of a receiver that runs one detector back to back
+(:func:`steady_state`): that path alone in a tight loop (warm-up, then :data:`STEADY_BLOCKS`
+blocks of :data:`STEADY_BLOCK_S`, the median of the blocks' per-call times), with the
+single-core fp32 GEMM peak (``torch.mm`` of 1024 x 1024, one thread, best of 20) measured
+right before and right after it; the higher of the two peaks is the bar's reference.
 
 Run (on a quiet machine; minutes, most of it IREE compiles)::
 
@@ -66,6 +71,10 @@ ROUND_S = 0.25
 MIN_ROUNDS = 9
 #: the sign test's level: "slower" needs p below it
 ALPHA = 0.05
+#: the steady-state loop of the peak bar: warm-up seconds, then blocks of calls
+STEADY_WARMUP_S = 1.0
+STEADY_BLOCK_S = 1.0
+STEADY_BLOCKS = 5
 
 
 def models(quick: bool, work: Path):
@@ -124,6 +133,7 @@ def time_model(title, fp32_path, quant_path, method, batches, min_time, work, us
         artifacts[lowering] = compile_model(source, out=out / lowering, force=True,
                                             quant=quant, lowering=lowering).path
     loaded = {name: load(path) for name, path in artifacts.items()}
+    steady = None
     manifest = loaded["fp32"].manifest
     flops = manifest["flops"]["slot_rate"] + SLOT * manifest["flops"]["per_symbol"]
     buckets = ", ".join(f"{b['lowering']} from B={b['from_batch']}" for b in
@@ -150,13 +160,43 @@ def time_model(title, fp32_path, quant_path, method, batches, min_time, work, us
         again = load(artifacts["fp32"])  # the control: a second session of one graph
         runs["fp32 again"] = lambda a=again, H=H, y=y: a.detect(H, y)
         samples = interleaved(runs, min_time)
+        if batch == 1 and "32x64" in title:  # the peak bar: that path alone, steady state
+            steady = steady_state(runs["fp32"], flops, quick=min_time < 0.1)
         for name, times in samples.items():
             seconds = statistics.median(times)
             rows.append({"model": title, "batch": batch, "path": name, "us": seconds * 1e6,
                          "rounds": len(times), "gflops": batch * flops / seconds / 1e9,
                          "round_us": [round(t * 1e6, 2) for t in times],
                          "chosen": buckets if name == "auto" else None})
-    return rows
+    return rows, steady
+
+
+def steady_state(fn, flops: float, quick: bool = False) -> dict:
+    """The fp32 path's steady speed and the GEMM peak next to it: ``fn`` alone in a
+    tight loop (:data:`STEADY_WARMUP_S` of warm-up, then :data:`STEADY_BLOCKS` blocks of
+    :data:`STEADY_BLOCK_S`; the median of the blocks' per-call times), the single-core
+    GEMM peak measured right before and right after (the higher one is the reference)."""
+    scale = 0.05 if quick else 1.0
+    before = gemm_peak_gflops(n=1024)
+    end = time.perf_counter() + STEADY_WARMUP_S * scale
+    while time.perf_counter() < end:
+        fn()
+    blocks = []
+    for _ in range(STEADY_BLOCKS):
+        calls, start = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= STEADY_BLOCK_S * scale:
+                break
+        blocks.append(elapsed / calls)
+    after = gemm_peak_gflops(n=1024)
+    seconds = statistics.median(blocks)
+    peak = max(before, after)
+    return {"us": seconds * 1e6, "block_us": [round(b * 1e6, 2) for b in blocks],
+            "gflops": flops / seconds / 1e9, "peak_before": before, "peak_after": after,
+            "share": flops / seconds / 1e9 / peak}
 
 
 def interleaved(runs: dict, min_time: float) -> dict[str, list[float]]:
@@ -224,7 +264,7 @@ def not_slower(rows, model, batch, path, base) -> tuple[bool, str]:
                 f"ratio {median:.3f}, slower in {slower}/{n} rounds (p={p:.2f})")
 
 
-def checks(rows, peak) -> list[str]:
+def checks(rows, peak, steady: dict | None = None) -> list[str]:
     def t(model, batch, path):
         return next((r["us"] for r in rows if (r["model"], r["batch"], r["path"])
                      == (model, batch, path)), None)
@@ -256,8 +296,16 @@ def checks(rows, peak) -> list[str]:
                             f"4-bit (best of w4, w4-int8) <= fp32: {big} B={batch}"))
     share = next(r["gflops"] for r in rows if (r["model"], r["batch"], r["path"])
                  == (big, 1, "fp32")) / peak
-    out.append(line(share >= 0.6, f"fp32 {big} B=1 at >= 60% of the single-core GEMM peak",
-                    f"{100 * share:.1f}%"))
+    if steady is None:  # (a model list without the 32x64 model: the interleaved rows)
+        out.append(line(share >= 0.6, f"fp32 {big} B=1 at >= 60% of the single-core GEMM "
+                        "peak", f"{100 * share:.1f}%, interleaved rounds"))
+        return out
+    out.append(line(steady["share"] >= 0.6, f"fp32 {big} B=1 at >= 60% of the single-core "
+                    "GEMM peak", f"steady state {steady['us']:.0f} us/call = "
+                    f"{steady['gflops']:.1f} GFLOP/s = {100 * steady['share']:.1f}% of "
+                    f"{max(steady['peak_before'], steady['peak_after']):.1f} GFLOP/s (peak "
+                    f"before/after {steady['peak_before']:.1f}/{steady['peak_after']:.1f}); "
+                    f"in the interleaved rounds {100 * share:.1f}%"))
     return out
 
 
@@ -280,11 +328,13 @@ def main(argv=None) -> int:
     peak = gemm_peak_gflops(n=1024)
     print(f"CPU: {describe_cpu()}; onnxruntime {ort.__version__}, torch {torch.__version__}, "
           f"one thread; single-core fp32 GEMM peak {peak:.1f} GFLOP/s (torch.mm 1024^3)")
-    rows = []
+    rows, steady = [], None
     with tempfile.TemporaryDirectory(prefix="mimoc-edge-cpu-") as tmp:
         for title, fp32_path, quant_path, method in models(args.quick, Path(tmp)):
-            rows += time_model(title, fp32_path, quant_path, method, batches, min_time,
-                               Path(tmp), not args.no_iree)
+            found, model_steady = time_model(title, fp32_path, quant_path, method, batches,
+                                             min_time, Path(tmp), not args.no_iree)
+            rows += found
+            steady = model_steady or steady
     print(f"{'model':<34} {'B':>3} {'path':<12} {'us/call':>10} {'x fp32':>7} {'GFLOP/s':>8} "
           f"{'of peak':>7}")
     for r in rows:
@@ -294,11 +344,17 @@ def main(argv=None) -> int:
         print(f"{r['model']:<34} {r['batch']:>3} {r['path']:<12} {r['us']:>10.1f} "
               f"{fp32 / r['us']:>6.2f}x {r['gflops']:>8.2f} {100 * r['gflops'] / peak:>6.1f}%"
               f"{chosen}")
-    verdicts = checks(rows, peak)
+    if steady:
+        print(f"steady state, fp32 32x64 B=1 alone: {steady['us']:.1f} us/call (blocks "
+              f"{', '.join(f'{b:.0f}' for b in steady['block_us'])}), "
+              f"{steady['gflops']:.1f} GFLOP/s; GEMM peak before/after "
+              f"{steady['peak_before']:.1f}/{steady['peak_after']:.1f} GFLOP/s")
+    verdicts = checks(rows, peak, steady)
     print("\n".join(verdicts))
     if args.json:
         args.json.write_text(json.dumps({"cpu": describe_cpu(), "gemm_peak_gflops": peak,
-                                         "rows": rows, "checks": verdicts}, indent=1))
+                                         "steady_state": steady, "rows": rows,
+                                         "checks": verdicts}, indent=1))
     return 0
 
 

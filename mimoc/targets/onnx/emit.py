@@ -25,6 +25,7 @@ from mimoc.compiler.verify import verify
 from mimoc.targets.onnx.context import MS_DOMAIN, EmitContext, EmitError, value_info
 from mimoc.targets.onnx.emitters import EMITTERS, LAYOUT_RULES
 from mimoc.targets.onnx.layout import Layout, plan_layouts
+from mimoc.targets.onnx.residual import fold_residual_scales
 from mimoc.targets.onnx.siblings import fuse_sibling_gemms
 
 #: ONNX opset of the default domain (21: Gelu, LayerNormalization, Reduce* with axes inputs).
@@ -75,4 +76,7 @@ def emit_model(graph: Graph, name: str, doc: str = "", *, lowering: str = "fp32"
                                    initializer=list(ctx.initializers.values()), doc_string=doc)
     model = helper.make_model(onnx_graph, opset_imports=opsets, ir_version=IR_VERSION,
                               producer_name="mimoc", producer_version=__version__)
-    return fuse_sibling_gemms(model)  # DetNet's fc2 / fc3: one wider GEMM at small batch
+    model = fuse_sibling_gemms(model)  # DetNet's fc2 / fc3: one wider GEMM at small batch
+    if ctx.lowering == "fp32":  # the quantized lowerings keep their own graphs
+        model = fold_residual_scales(model)  # DetNet's x_{k+1} = P + 0.9 x_k: no Mul
+    return model
