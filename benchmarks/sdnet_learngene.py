@@ -23,11 +23,9 @@ plain transfer learning: the whole collective model that learngene came from
 (kept in the temporary folder by that script, ``--collective``) fine-tuned on
 the target task; evaluated at 20, 25 and 30 dB (pilots at each SNR).
 ``--regime paper-unfrozen`` does the same on the full task 1000 (1500 steps).
-The paper regime covers every held-out task 1000..1004, each frozen to one
-typical channel, with the same seeds for every task (task 1000's rows do not
-depend on the others), and ends with a per-task and an across-task summary:
-each arm against LMMSE (paired test over slots) and the learngene-vs-scratch and
-learngene-vs-transfer SER ratios (paired intervals; ``summarise``).
+The paper regime covers every held-out task 1000..1004, each frozen, with the
+same seeds for every task, and ends with per-task and across-task summaries: each
+arm against LMMSE and learngene's SER ratios to the other arms (``summarise``).
 
 Every finished task is written as JSON to the cache folder (``--cache``);
 ``--resume`` reuses those whose settings and input files match, so an
@@ -144,11 +142,9 @@ def linear_val_ser(system, opts: TrainOptions, config: SDNetConfig) -> dict[str,
 
 def curve(report: dict) -> tuple[list[int], list[float], list[int], list[float]]:
     history = report["history"]
-    steps = [h["step"] for h in history]
-    loss = [h["loss"] for h in history]
-    vsteps = [h["step"] for h in history if h["val_ser"] is not None]
-    vser = [h["val_ser"] for h in history if h["val_ser"] is not None]
-    return steps, loss, vsteps, vser
+    val = [h for h in history if h["val_ser"] is not None]
+    return ([h["step"] for h in history], [h["loss"] for h in history],
+            [h["step"] for h in val], [h["val_ser"] for h in val])
 
 
 def first_step_below(report: dict, target: float) -> int | None:
@@ -253,10 +249,9 @@ def file_digest(path: Path | None) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def settings_of(regime_name: str, steps: int, max_symbols: int, gene_path: Path,
-                collective: Path | None, example: Path) -> dict:
+def settings_of(regime_name: str, regime: Regime, steps: int, max_symbols: int,
+                gene_path: Path, collective: Path | None, example: Path) -> dict:
     """What a cached task must have been made with to be reused (JSON-equal)."""
-    regime = REGIMES[regime_name]
     return {"version": CACHE_VERSION, "regime": regime_name, "steps": steps,
             "max_symbols": max_symbols, "snr_eval": list(regime.snr_eval),
             "snr_train": list(regime.snr_train), "csi": regime.csi, "frozen": regime.frozen,
@@ -265,8 +260,7 @@ def settings_of(regime_name: str, steps: int, max_symbols: int, gene_path: Path,
             "collective": file_digest(collective), "example": file_digest(example)}
 
 
-RECORD_KEYS = {"task_id", "task", "snr_db", "reports", "linear", "points", "slot_errors",
-               "settings"}
+RECORD_KEYS = set("task_id task snr_db reports linear points slot_errors settings".split())
 
 
 def cache_file(folder: Path, task_id: int) -> Path:
@@ -359,8 +353,8 @@ def paired(record: dict, snr_index: int, a: str, b: str) -> Paired:
     totals = resampled_totals(record, snr_index, [a, b])
     pa, pb = (record["points"][n][snr_index] for n in (a, b))
     symbols = pa["symbols"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(totals[:, 1] > 0, totals[:, 0] / totals[:, 1], np.inf)
+    ratios = np.divide(totals[:, 0], totals[:, 1], out=np.full(len(totals), np.inf),
+                       where=totals[:, 1] > 0)
     disjoint = ("better" if pa["ser_ci"][1] < pb["ser_ci"][0] else
                 "worse" if pa["ser_ci"][0] > pb["ser_ci"][1] else "overlap")
     return Paired((pa["errors"], pb["errors"]), (pa["ser"], pb["ser"]),
@@ -401,7 +395,6 @@ def ratio_cell(p: Paired) -> str:
 
 
 def summarise(records: list[dict]) -> None:
-    """Per-task and across-task summary tables (paired statistics above)."""
     arm_list = [n for n in records[0]["points"] if n.startswith("SDNet ") and n != "SDNet example"]
     snrs = records[0]["snr_db"]
     print(f"== per-task summary: SDNet SER / LMMSE SER [95% paired bootstrap over slots, "
@@ -510,9 +503,8 @@ def parse_tasks(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"not a list of task ids: {text!r}") from None
     outside = [t for t in tasks if t not in HELD_OUT_TASKS]
     if outside:
-        raise argparse.ArgumentTypeError(
-            f"tasks {outside} are not held out (the collective may have seen them); "
-            f"choose among {HELD_OUT_TASKS[0]}..{HELD_OUT_TASKS[-1]}")
+        raise argparse.ArgumentTypeError(f"tasks {outside} are not held out (the collective may "
+                                         f"have seen them); choose among {HELD_OUT_TASKS}")
     return tasks
 
 
@@ -532,15 +524,26 @@ def main(argv=None) -> int:
                              "temporary folder, one per regime)")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the cached tasks made with the same settings and files")
+    parser.add_argument("--snr", type=float, default=None,
+                        help="paper regimes: train at this fixed SNR (pilots at it), evaluate "
+                             "5 dB below, at and above it (the learngene stays the 25 dB one)")
     args = parser.parse_args(argv)
-    regime = REGIMES[args.regime]
+    regime, at = REGIMES[args.regime], ""
+    if args.snr is not None:  # the well-conditioned tasks are error-free at 20-30 dB
+        if not args.regime.startswith("paper"):
+            parser.error("--snr applies to the paper regimes only")
+        at = f"_at{args.snr:g}db"
+        regime = dataclasses.replace(
+            regime, snr_train=(args.snr, args.snr), csi=f"ls:16@{args.snr:g}",
+            snr_eval=(args.snr - 5, args.snr, args.snr + 5),
+            figure=regime.figure.replace(".png", f"{at}.png"))
     torch.set_num_threads(1)
     steps, max_symbols, figure = regime.steps, 40_000, FIGURES / regime.figure
     if args.quick:
         steps, max_symbols, figure = 4, 2_000, Path("/tmp") / f"mimoc_{regime.figure}"
     tasks = args.tasks or regime.tasks
-    cache = args.cache or (Path(tempfile.gettempdir()) /
-                           f"mimoc_sdnet_learngene_{args.regime}{'_quick' if args.quick else ''}")
+    name = f"mimoc_sdnet_learngene_{args.regime}{at}{'_quick' if args.quick else ''}"
+    cache = args.cache or Path(tempfile.gettempdir()) / name
     collective = args.collective
     if args.regime.startswith("paper") and collective is None:
         collective = Path(tempfile.gettempdir()) / f"mimoc_{regime.stem}_collective.pt"
@@ -561,13 +564,12 @@ def main(argv=None) -> int:
         print(f"  {task:>9}  " + "  ".join(f"{r:.3f}" for r in row))
     print("  Kendall trend " + "  ".join(f"{t:+.2f}" for t in kendall_trend(history).tolist()))
     probe = SDNet(config)
-    total = sum(p.numel() for p in probe.parameters())
-    targets = probe.middle_layers[-len(gene.layers):]
-    ratio = transferred_ratio(gene, probe)
-    print(f"learngene layers {gene.layers} -> individual {targets}: {gene.n_params} of "
-          f"{total} parameters, transferred-parameter ratio {100 * ratio:.1f}%")
+    print(f"learngene layers {gene.layers} -> individual "
+          f"{probe.middle_layers[-len(gene.layers):]}: {gene.n_params} of "
+          f"{sum(p.numel() for p in probe.parameters())} parameters, transferred-parameter "
+          f"ratio {100 * transferred_ratio(gene, probe):.1f}%")
 
-    settings = settings_of(args.regime, steps, max_symbols, gene_path, collective,
+    settings = settings_of(args.regime, regime, steps, max_symbols, gene_path, collective,
                            args.models / f"{regime.stem}.pt")
     records, fresh = [], []
     for i, task_id in enumerate(tasks, 1):

@@ -98,6 +98,10 @@ def test_tasks_option_refuses_tasks_that_are_not_held_out(bench, capsys):
         bench.main(["--tasks", "3"])
     assert exit_info.value.code == 2
     assert "not held out" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--snr", "0"])  # the wide regime spans an SNR range: no fixed SNR
+    assert exit_info.value.code == 2
+    assert "paper regimes only" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not GENE.is_file(), reason="the 25 dB learngene example is not present")
