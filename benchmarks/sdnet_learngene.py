@@ -15,17 +15,17 @@ examples/train_sdnet.py):
    held-out tasks, for both individuals and for the example model.
 
 ``--regime paper`` (issue 22) repeats 2 and 3 at the paper's operating point
-(one fixed SNR of 25 dB, LS pilots at that SNR, held-out task 1000 frozen to one
-typical channel, where ZF and LMMSE have SER 0.11 and 0.086 like the paper's
-task B; SDNet beats LMMSE only on such narrow tasks), 300 steps, with
+(one fixed SNR of 25 dB, LS pilots at that SNR, each held-out task frozen to one
+typical channel: on task 1000 ZF and LMMSE have SER 0.11 and 0.086 like the
+paper's task B, on 1001..1004 none errs; SDNet beats LMMSE only on such narrow
+tasks), 300 steps, with
 the learngene of ``examples/train_sdnet.py --regime paper`` and a third arm,
 plain transfer learning: the whole collective model that learngene came from
 (kept in the temporary folder by that script, ``--collective``) fine-tuned on
 the target task; evaluated at 20, 25 and 30 dB (pilots at each SNR).
 ``--regime paper-unfrozen`` does the same on the full task 1000 (1500 steps).
-The paper regime covers every held-out task 1000..1004, each frozen, with the
-same seeds for every task, and ends with per-task and across-task summaries: each
-arm against LMMSE and learngene's SER ratios to the other arms (``summarise``).
+Every task gets the same seeds; the run ends with per-task and across-task
+summaries: each arm against LMMSE and learngene's SER ratios (``summarise``).
 
 Every finished task is written as JSON to the cache folder (``--cache``);
 ``--resume`` reuses those whose settings and input files match, so an
