@@ -310,10 +310,10 @@ def save_cached(folder: Path, record: dict) -> Path:
 def resampled_totals(record: dict, snr_index: int, names: list[str]) -> np.ndarray:
     """``[BOOTSTRAP, len(names)]`` error totals over resampled slots (same resample for all)."""
     errors = np.array([record["slot_errors"][n][snr_index] for n in names], dtype=float).T
-    seed = [BOOTSTRAP_SEED, int(record["task_id"]), round(1000 * record["snr_db"][snr_index])]
+    snr_key = round(1000 * record["snr_db"][snr_index]) % 2**32  # seeds are unsigned
+    seed = [BOOTSTRAP_SEED, int(record["task_id"]), snr_key]
     rng = np.random.default_rng(seed)  # the task's own stream: independent of --tasks
-    slots = errors.shape[0]
-    out = []
+    slots, out = errors.shape[0], []
     for _ in range(0, BOOTSTRAP, 250):  # chunks keep the weight matrix small
         weights = rng.multinomial(slots, np.full(slots, 1.0 / slots), size=250)
         out.append(weights @ errors)

@@ -33,7 +33,8 @@ def bench():
         del sys.modules[spec.name]
 
 
-def record(task_id: int, slot_errors: dict[str, list[int]], symbols_per_slot: int = 8) -> dict:
+def record(task_id: int, slot_errors: dict[str, list[int]], symbols_per_slot: int = 8,
+           snr_db: float = 25.0) -> dict:
     """A hand-made task record at one SNR (what run_task returns)."""
     points = {}
     for name, errors in slot_errors.items():
@@ -41,7 +42,7 @@ def record(task_id: int, slot_errors: dict[str, list[int]], symbols_per_slot: in
         total = sum(errors)
         points[name] = [{"ser": total / symbols, "errors": total, "symbols": symbols,
                          "ser_ci": [0.9 * total / symbols, 1.1 * total / symbols]}]
-    return {"task_id": task_id, "task": f"task:{task_id}/frozen", "snr_db": [25.0],
+    return {"task_id": task_id, "task": f"task:{task_id}/frozen", "snr_db": [snr_db],
             "points": points, "slot_errors": {n: [e] for n, e in slot_errors.items()}}
 
 
@@ -61,6 +62,8 @@ def test_paired_verdicts_and_ratios(bench):
     none = bench.paired(r, 0, "SDNet z", "ZF")
     assert none.verdict == "tie (no errors)" and none.ratio is None and none.ratio_ci is None
     assert "0 vs 0 errors" in bench.vs_lmmse_cell(none)
+    low = record(1000, {"SDNet a": fewer, "LMMSE": lmmse}, snr_db=-5.0)  # --snr 0 evaluates -5
+    assert bench.paired(low, 0, "SDNet a", "LMMSE").verdict == "better"
 
 
 def test_geometric_mean_over_tasks_skips_tasks_without_errors(bench):
