@@ -15,20 +15,27 @@ examples/train_sdnet.py):
    held-out tasks, for both individuals and for the example model.
 
 ``--regime paper`` (issue 22) repeats 2 and 3 at the paper's operating point
-(one fixed SNR of 25 dB, LS pilots at that SNR, held-out task 1000 frozen to one
-typical channel, where ZF and LMMSE have SER 0.11 and 0.086 like the paper's
-task B; SDNet beats LMMSE only on such narrow tasks), 300 steps, with
+(one fixed SNR of 25 dB, LS pilots at that SNR, each held-out task frozen to one
+typical channel: on task 1000 ZF and LMMSE have SER 0.11 and 0.086 like the
+paper's task B, on 1001..1004 none errs; SDNet beats LMMSE only on such narrow
+tasks), 300 steps, with
 the learngene of ``examples/train_sdnet.py --regime paper`` and a third arm,
 plain transfer learning: the whole collective model that learngene came from
 (kept in the temporary folder by that script, ``--collective``) fine-tuned on
 the target task; evaluated at 20, 25 and 30 dB (pilots at each SNR).
 ``--regime paper-unfrozen`` does the same on the full task 1000 (1500 steps).
+Every task gets the same seeds; the run ends with per-task and across-task
+summaries: each arm against LMMSE and learngene's SER ratios (``summarise``).
+
+Every finished task is written as JSON to the cache folder (``--cache``);
+``--resume`` reuses those whose settings and input files match, so an
+interrupted run continues where it stopped; ``--tasks 1002`` reruns one task.
 
 Run from the repository root (580 s on the shared, loaded 2-core machine)::
 
     python benchmarks/sdnet_learngene.py
     python examples/train_sdnet.py --regime paper     # the learngene, collective, example
-    python benchmarks/sdnet_learngene.py --regime paper
+    python benchmarks/sdnet_learngene.py --regime paper --resume   # ~5 CPU-min per task
     python benchmarks/sdnet_learngene.py --regime paper-unfrozen
     python benchmarks/sdnet_learngene.py --quick     # smoke run, figures to /tmp
 """
@@ -37,6 +44,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
+import math
+import os
 import sys
 import tempfile
 import time
@@ -47,6 +58,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mimoc.detectors.checkpoint import load_checkpoint  # noqa: E402
@@ -61,7 +73,7 @@ from mimoc.detectors.sdnet import SDNet, SDNetConfig  # noqa: E402
 from mimoc.detectors.training import TrainOptions, validation_set  # noqa: E402
 from mimoc.sim import ber  # noqa: E402
 from mimoc.sim.detectors.linear import lmmse, mmse, zf  # noqa: E402
-from mimoc.sim.multipath import channel_task, frozen_task  # noqa: E402
+from mimoc.sim.multipath import HELD_OUT_TASKS, channel_task, frozen_task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "examples" / "models"
@@ -69,6 +81,10 @@ FIGURES = ROOT / "benchmarks" / "figures"
 INDIVIDUAL_NCONV = 4           # as examples/train_sdnet.py
 PULL = 1e-3
 INIT_SEED = 7
+BER_SEED = 11
+BOOTSTRAP = 2000               # paired bootstrap resamples of the slots
+BOOTSTRAP_SEED = 5
+CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -89,7 +105,7 @@ REGIMES = {
     # held-out: an ill-conditioned and a moderate task
     "wide": Regime((1000, 1004), (4.0, 12.0), "ls:16@8", (4.0, 8.0, 12.0), 300,
                    "sdnet_8x32_qpsk", "learngene_convergence.png"),
-    "paper": Regime((1000,), (25.0, 25.0), "ls:16@25", (20.0, 25.0, 30.0), 300,
+    "paper": Regime(HELD_OUT_TASKS, (25.0, 25.0), "ls:16@25", (20.0, 25.0, 30.0), 300,
                     "sdnet_8x32_qpsk_25db", "learngene_convergence_25db.png", frozen=True),
     # the same on the full task (channels redrawn every slot): SDNet ties ZF (issue 22)
     "paper-unfrozen": Regime((1000,), (25.0, 25.0), "ls:16@25", (20.0, 25.0, 30.0), 1500,
@@ -124,16 +140,15 @@ def linear_val_ser(system, opts: TrainOptions, config: SDNetConfig) -> dict[str,
     return out
 
 
-def curve(report) -> tuple[list[int], list[float], list[int], list[float]]:
-    steps = [h["step"] for h in report.history]
-    loss = [h["loss"] for h in report.history]
-    vsteps = [h["step"] for h in report.history if h["val_ser"] is not None]
-    vser = [h["val_ser"] for h in report.history if h["val_ser"] is not None]
-    return steps, loss, vsteps, vser
+def curve(report: dict) -> tuple[list[int], list[float], list[int], list[float]]:
+    history = report["history"]
+    val = [h for h in history if h["val_ser"] is not None]
+    return ([h["step"] for h in history], [h["loss"] for h in history],
+            [h["step"] for h in val], [h["val_ser"] for h in val])
 
 
-def first_step_below(report, target: float) -> int | None:
-    for h in report.history:
+def first_step_below(report: dict, target: float) -> int | None:
+    for h in report["history"]:
         if h["val_ser"] is not None and h["val_ser"] <= target:
             return h["step"]
     return None
@@ -155,6 +170,344 @@ def start_model(how: str, config: SDNetConfig, collective: Path | None) -> SDNet
     return model
 
 
+class SlotRecorder(ber.InProcessExecutor):
+    """The engine's own serial executor, also keeping every slot's symbol errors.
+
+    The engine keeps only per-detector sums; comparing two detectors slot by slot
+    (a paired test) needs the per-slot counts on exactly the draws of the table.
+    """
+
+    def __init__(self, detectors, system):
+        super().__init__(detectors, system)
+        self.names = list(detectors)
+        self.kept: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+
+    def submit(self, unit) -> None:
+        super().submit(dataclasses.replace(unit, keep_slots=True))
+
+    def wait(self):
+        done = super().wait()
+        for unit, counts in done:
+            self.kept[(unit.point, unit.batch)] = {n: c.slot_errors[0] for n, c in counts.items()}
+        return done
+
+    def slot_errors(self, point: int) -> dict[str, list[int]]:
+        batches = sorted(b for p, b in self.kept if p == point)
+        return {n: np.concatenate([self.kept[(point, b)][n] for b in batches]).astype(int).tolist()
+                for n in self.names}
+
+
+def run_task(task_id: int, regime: Regime, steps: int, max_symbols: int, gene,
+             collective: Path | None, config: SDNetConfig, models: Path) -> dict:
+    """Train every arm on one task and evaluate it: the JSON record of the task."""
+    task = (frozen_task if regime.frozen else channel_task)(task_id)
+    opts = options(steps, regime)
+    system = task_system(opts, config, task)
+    reports, trained = {}, {}
+    for name, how in arms(gene, collective):
+        model = start_model(how, config, collective)
+        report = train_individual(model, task, opts, gene if how == "gene" else None, PULL)
+        reports[name] = {"steps": report.steps, "seconds": report.seconds,
+                         "final_loss": report.final_loss, "val_ser": report.val_ser,
+                         "history": [dict(h) for h in report.history]}
+        trained[name] = model
+        print(f"{task.spec} {name}: {report.steps} steps in {report.seconds:.0f} s, final loss "
+              f"{report.final_loss:.4f}, validation SER {report.val_ser:.4g}", flush=True)
+    detectors = {f"SDNet {name}": ber.from_module(model) for name, model in trained.items()}
+    for name in ("ZF", "MMSE", "LMMSE"):
+        detectors[name] = ber.classical(name.lower(), system.constellation)
+    example_path = models / f"{regime.stem}.pt"
+    if example_path.is_file():
+        example = load_checkpoint(example_path)
+        if example.training.get("channel_task") == task.spec:
+            detectors["SDNet example"] = ber.from_module(example.model)
+    points: dict[str, list[dict]] = {}
+    slot_errors: dict[str, list[list[int]]] = {}
+    for snr in regime.snr_eval:  # one system per point: the pilots may follow the SNR
+        point_system = task_system(dataclasses.replace(opts, csi=eval_csi(regime, snr)),
+                                   config, task)
+        recorder = SlotRecorder(detectors, point_system)
+        result = ber.simulate(detectors, point_system, [snr], seed=BER_SEED,
+                              max_symbols=max_symbols, min_errors=max_symbols, executor=recorder)
+        per_slot = recorder.slot_errors(0)
+        for name, curve_points in result.curves.items():
+            point = curve_points[0]
+            if sum(per_slot[name]) != point.errors:  # every batch must have been kept
+                raise RuntimeError(f"{name} at {snr:g} dB: slot errors do not add up")
+            points.setdefault(name, []).append(point.to_dict())
+            slot_errors.setdefault(name, []).append(per_slot[name])
+    return {"task_id": task_id, "task": task.spec, "snr_db": list(regime.snr_eval),
+            "reports": reports, "linear": linear_val_ser(system, opts, config),
+            "points": points, "slot_errors": slot_errors}
+
+
+# ----------------------------------------------------------------------------- cache
+
+def file_digest(path: Path | None) -> str | None:
+    if path is None or not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def settings_of(regime_name: str, regime: Regime, steps: int, max_symbols: int,
+                gene_path: Path, collective: Path | None, example: Path) -> dict:
+    """What a cached task must have been made with to be reused (JSON-equal)."""
+    return {"version": CACHE_VERSION, "regime": regime_name, "steps": steps,
+            "max_symbols": max_symbols, "snr_eval": list(regime.snr_eval),
+            "snr_train": list(regime.snr_train), "csi": regime.csi, "frozen": regime.frozen,
+            "seeds": [INIT_SEED, options(steps, regime).seed, BER_SEED], "pull": PULL,
+            "nconv": INDIVIDUAL_NCONV, "learngene": file_digest(gene_path),
+            "collective": file_digest(collective), "example": file_digest(example)}
+
+
+RECORD_KEYS = set("task_id task snr_db reports linear points slot_errors settings".split())
+
+
+def cache_file(folder: Path, task_id: int) -> Path:
+    return folder / f"task_{task_id}.json"
+
+
+def load_cached(folder: Path, task_id: int, settings: dict) -> dict | None:
+    """The cached record of ``task_id``, or None (with the reason) if it cannot be reused."""
+    path = cache_file(folder, task_id)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # a damaged cache only costs a retraining
+        print(f"{path}: unreadable ({exc}); the task is trained again")
+        return None
+    if not isinstance(record, dict) or not RECORD_KEYS <= record.keys():
+        print(f"{path}: not a task record of this script; the task is trained again")
+        return None
+    if record["settings"] != settings or record["task_id"] != task_id:
+        print(f"{path}: made with other settings or input files; the task is trained again")
+        return None
+    return record
+
+
+def save_cached(folder: Path, record: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = cache_file(folder, record["task_id"])
+    part = path.with_suffix(".json.part")
+    part.write_text(json.dumps(record))
+    os.replace(part, path)  # a run killed while writing leaves no half record
+    return path
+
+
+# ----------------------------------------------------------------------------- statistics
+#
+# Why these tests: within a task every detector sees the same slots (same noise, pilots
+# and symbols; the frozen channel is the same in all), so two detectors are compared
+# slot by slot. The slots are independent and identically drawn, so a bootstrap that
+# resamples slots, the same resample for every detector, gives valid paired intervals
+# for a difference or a ratio of two SERs (it keeps their correlation, which the two
+# separate intervals ignore). Across tasks the geometric mean of the per-task ratios gets
+# a stratified bootstrap (slots resampled within each task, independently per task): an
+# interval for these tasks' mean, not for a population of tasks. Resampling the tasks
+# themselves would need many more than five, most of which have no errors here.
+
+def resampled_totals(record: dict, snr_index: int, names: list[str]) -> np.ndarray:
+    """``[BOOTSTRAP, len(names)]`` error totals over resampled slots (same resample for all)."""
+    errors = np.array([record["slot_errors"][n][snr_index] for n in names], dtype=float).T
+    snr_key = round(1000 * record["snr_db"][snr_index]) % 2**32  # seeds are unsigned
+    seed = [BOOTSTRAP_SEED, int(record["task_id"]), snr_key]
+    rng = np.random.default_rng(seed)  # the task's own stream: independent of --tasks
+    slots, out = errors.shape[0], []
+    for _ in range(0, BOOTSTRAP, 250):  # chunks keep the weight matrix small
+        weights = rng.multinomial(slots, np.full(slots, 1.0 / slots), size=250)
+        out.append(weights @ errors)
+    return np.concatenate(out)[:BOOTSTRAP]
+
+
+def quantiles(values: np.ndarray) -> tuple[float, float]:
+    return tuple(float(q) for q in np.quantile(values, [0.025, 0.975], method="inverted_cdf"))
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Detector ``a`` against ``b`` at one task and SNR, on the same slots."""
+
+    errors: tuple[int, int]
+    ser: tuple[float, float]
+    diff_ci: tuple[float, float]          # SER_a - SER_b, paired bootstrap
+    ratio_ci: tuple[float, float] | None  # SER_a / SER_b, when b has errors
+    disjoint: str                          # the engine's separate intervals: better/worse/overlap
+
+    @property
+    def ratio(self) -> float | None:
+        return self.ser[0] / self.ser[1] if self.errors[1] else None
+
+    @property
+    def verdict(self) -> str:
+        if self.errors == (0, 0):
+            return "tie (no errors)"
+        if self.diff_ci[1] < 0:
+            return "better"
+        if self.diff_ci[0] > 0:
+            return "worse"
+        return "tie"
+
+
+def paired(record: dict, snr_index: int, a: str, b: str) -> Paired:
+    totals = resampled_totals(record, snr_index, [a, b])
+    pa, pb = (record["points"][n][snr_index] for n in (a, b))
+    symbols = pa["symbols"]
+    ratios = np.divide(totals[:, 0], totals[:, 1], out=np.full(len(totals), np.inf),
+                       where=totals[:, 1] > 0)
+    disjoint = ("better" if pa["ser_ci"][1] < pb["ser_ci"][0] else
+                "worse" if pa["ser_ci"][0] > pb["ser_ci"][1] else "overlap")
+    return Paired((pa["errors"], pb["errors"]), (pa["ser"], pb["ser"]),
+                  quantiles((totals[:, 0] - totals[:, 1]) / symbols),
+                  quantiles(ratios) if pb["errors"] else None, disjoint)
+
+
+MIN_RATIO_ERRORS = 10  # a task enters a geometric mean only with this many errors per arm
+
+
+def geometric_mean_ratio(records: list[dict], snr_index: int, a: str, b: str
+                         ) -> tuple[float, tuple[float, float], list[str]] | None:
+    """Geometric mean over tasks of SER_a / SER_b with its stratified-bootstrap interval."""
+    used = [r for r in records
+            if min(r["points"][n][snr_index]["errors"] for n in (a, b)) >= MIN_RATIO_ERRORS]
+    if not used:
+        return None
+    observed, replicates = [], []
+    for r in used:
+        totals = np.maximum(resampled_totals(r, snr_index, [a, b]), 0.5)  # rare zero: +0.5
+        observed.append(math.log(r["points"][a][snr_index]["errors"] /
+                                 r["points"][b][snr_index]["errors"]))
+        replicates.append(np.log(totals[:, 0] / totals[:, 1]))
+    return (math.exp(sum(observed) / len(observed)),
+            quantiles(np.exp(np.mean(replicates, axis=0))), [r["task"] for r in used])
+
+
+def vs_lmmse_cell(p: Paired) -> str:
+    if p.errors[1]:
+        return f"{p.ratio:.2f}x [{p.ratio_ci[0]:.2f}, {p.ratio_ci[1]:.2f}] {p.verdict}"
+    return f"{p.errors[0]} vs 0 errors: {p.verdict}"
+
+
+def ratio_cell(p: Paired) -> str:
+    if p.ratio is None or p.errors[0] == 0:
+        return f"n/a ({p.errors[0]} vs {p.errors[1]} errors)"
+    return f"{p.ratio:.3f} [{p.ratio_ci[0]:.3f}, {p.ratio_ci[1]:.3f}]"
+
+
+def summarise(records: list[dict]) -> None:
+    arm_list = [n for n in records[0]["points"] if n.startswith("SDNet ") and n != "SDNet example"]
+    snrs = records[0]["snr_db"]
+    print(f"== per-task summary: SDNet SER / LMMSE SER [95% paired bootstrap over slots, "
+          f"{BOOTSTRAP} resamples] and verdict (paired SER difference); learngene's SER "
+          f"ratios to the other arms")
+    pairs = [("SDNet learngene", other) for other in arm_list if other != "SDNet learngene"]
+    header = (["task", "SNR", "LMMSE SER"] + [f"{n[6:]} vs LMMSE" for n in arm_list] +
+              [f"{a[6:]}/{b[6:]}" for a, b in pairs])
+    print(" | ".join(header))
+    tally = {n: {"better": 0, "tie": 0, "tie (no errors)": 0, "worse": 0, "disjoint": 0}
+             for n in arm_list}
+    for r in records:
+        for i, snr in enumerate(snrs):
+            cells = [r["task"], f"{snr:g} dB", f"{r['points']['LMMSE'][i]['ser']:.4g}"]
+            for n in arm_list:
+                p = paired(r, i, n, "LMMSE")
+                tally[n][p.verdict] += 1
+                tally[n]["disjoint"] += p.disjoint == "better"
+                cells.append(vs_lmmse_cell(p))
+            cells += [ratio_cell(paired(r, i, a, b)) for a, b in pairs]
+            print(" | ".join(cells))
+    cases = len(records) * len(snrs)
+    print(f"== across {len(records)} task(s) x {len(snrs)} SNRs = {cases} cases: against LMMSE")
+    for n, t in tally.items():
+        print(f"  {n:<16} better {t['better']}, tie {t['tie']}, both error-free "
+              f"{t['tie (no errors)']}, worse {t['worse']} (paired); better with disjoint "
+              f"intervals {t['disjoint']}")
+    print(f"== geometric mean of the per-task SER ratios (tasks with >= {MIN_RATIO_ERRORS} "
+          f"errors in both arms; [95% stratified bootstrap])")
+    for a, b in pairs:
+        for i, snr in enumerate(snrs):
+            g = geometric_mean_ratio(records, i, a, b)
+            text = ("no task with errors in both arms" if g is None else
+                    f"{g[0]:.3f} [{g[1][0]:.3f}, {g[1][1]:.3f}] over {len(g[2])} task(s): "
+                    + ", ".join(g[2]))
+            print(f"  {a[6:]}/{b[6:]} at {snr:g} dB: {text}")
+
+
+# ----------------------------------------------------------------------------- output
+
+def print_convergence(record: dict) -> None:
+    reports, linear, spec = record["reports"], record["linear"], record["task"]
+    print(f"{spec} validation set: " + ", ".join(f"{k} SER {v:.4g}" for k, v in linear.items()))
+    names = list(reports)
+    curves = {name: curve(reports[name]) for name in names}
+    print(f"{spec} validation SER by step ({' / '.join(names)}):")
+    for i, step in enumerate(curves[names[0]][2]):
+        print(f"  step {step:>4}: " + " / ".join(f"{curves[n][3][i]:.4f}" for n in names))
+    for target_name, target in linear.items():
+        print(f"  first validation step at or below {target_name} ({target:.4g}): " +
+              ", ".join(f"{n} {first_step_below(reports[n], target)}" for n in names))
+
+
+def draw_figure(records: list[dict], gene, figure: Path) -> None:
+    fig, axes = plt.subplots(2, len(records), figsize=(5.5 * len(records), 7), squeeze=False)
+    for col, record in enumerate(records):
+        ax_ser, ax_loss = axes[0][col], axes[1][col]
+        for name, style in zip(record["reports"], ("o-", "s-", "^-"), strict=False):
+            steps, loss, vsteps, vser = curve(record["reports"][name])
+            ax_ser.semilogy(vsteps, vser, style, label=name)
+            ax_loss.semilogy(steps, loss, label=name)
+        for (name, value), style in zip(record["linear"].items(), (":", "--", "-."),
+                                        strict=True):
+            if value > 0:  # an error-free line has no place on a log axis
+                ax_ser.axhline(value, color="gray", linestyle=style, label=name)
+        ax_ser.set(title=f"held-out {record['task']}", xlabel="step", ylabel="validation SER")
+        ax_ser.legend(fontsize=8)
+        ax_loss.set(xlabel="step", ylabel="training loss (MSE, + pull)")
+        ax_loss.legend(fontsize=8)
+    fig.suptitle(f"SDNet 8x32 QPSK, learngene {gene.layers} vs other starts\n"
+                 f"(same data and validation set)", fontsize=10)
+    fig.tight_layout()
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=110)
+    plt.close(fig)
+    print(f"figure -> {figure}")
+
+
+def print_ser_table(records: list[dict], regime: Regime, max_symbols: int) -> None:
+    print(f"== SER (BER engine, same draws for all; per-stream SNR, CSI "
+          f"{eval_csi(regime, float('nan')).replace('nan', 'SNR')}, {max_symbols} symbols "
+          f"per point; [95% slot-clustered interval])")
+    print(f"{'task':>16} | {'detector':<16} | " + " | ".join(f"{s:g} dB" for s in regime.snr_eval))
+    for record in records:
+        for name, points in record["points"].items():
+            print(f"{record['task']:>16} | {name:<16} | " + " | ".join(
+                f"{p['ser']:.3e} [{p['ser_ci'][0]:.2e}, {p['ser_ci'][1]:.2e}]" for p in points))
+
+
+def progress_line(i: int, n: int, record: dict, seconds: float, source: str,
+                  elapsed: float, fresh: list[float]) -> str:
+    mid = len(record["snr_db"]) // 2
+    sers = ", ".join(f"{name.removeprefix('SDNet ')} {pts[mid]['ser']:.4g}"
+                     for name, pts in record["points"].items()
+                     if name.startswith("SDNet") or name == "LMMSE")
+    left = (n - i) * sum(fresh) / len(fresh) if fresh else 0.0
+    return (f"[task {i}/{n}] {record['task']} {source} in {seconds:.0f} s; SER at "
+            f"{record['snr_db'][mid]:g} dB: {sers}; elapsed {elapsed:.0f} s, about "
+            f"{left:.0f} s left")
+
+
+def parse_tasks(text: str) -> tuple[int, ...]:
+    try:
+        tasks = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of task ids: {text!r}") from None
+    outside = [t for t in tasks if t not in HELD_OUT_TASKS]
+    if outside:
+        raise argparse.ArgumentTypeError(f"tasks {outside} are not held out (the collective may "
+                                         f"have seen them); choose among {HELD_OUT_TASKS}")
+    return tasks
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run (few steps, /tmp)")
@@ -164,12 +517,33 @@ def main(argv=None) -> int:
                         help="collective model for the transfer-learning arm (paper regime; "
                              "default: the one examples/train_sdnet.py --regime paper leaves "
                              "in the temporary folder)")
+    parser.add_argument("--tasks", type=parse_tasks, default=None,
+                        help="held-out task ids, comma-separated (default: the regime's)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="folder of the per-task JSON results (default: in the "
+                             "temporary folder, one per regime)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the cached tasks made with the same settings and files")
+    parser.add_argument("--snr", type=float, default=None,
+                        help="paper regimes: train at this fixed SNR (pilots at it), evaluate "
+                             "5 dB below, at and above it (the learngene stays the 25 dB one)")
     args = parser.parse_args(argv)
-    regime = REGIMES[args.regime]
+    regime, at = REGIMES[args.regime], ""
+    if args.snr is not None:  # the well-conditioned tasks are error-free at 20-30 dB
+        if not args.regime.startswith("paper"):
+            parser.error("--snr applies to the paper regimes only")
+        at = f"_at{args.snr:g}db"
+        regime = dataclasses.replace(
+            regime, snr_train=(args.snr, args.snr), csi=f"ls:16@{args.snr:g}",
+            snr_eval=(args.snr - 5, args.snr, args.snr + 5),
+            figure=regime.figure.replace(".png", f"{at}.png"))
     torch.set_num_threads(1)
     steps, max_symbols, figure = regime.steps, 40_000, FIGURES / regime.figure
     if args.quick:
         steps, max_symbols, figure = 4, 2_000, Path("/tmp") / f"mimoc_{regime.figure}"
+    tasks = args.tasks or regime.tasks
+    name = f"mimoc_sdnet_learngene_{args.regime}{at}{'_quick' if args.quick else ''}"
+    cache = args.cache or Path(tempfile.gettempdir()) / name
     collective = args.collective
     if args.regime.startswith("paper") and collective is None:
         collective = Path(tempfile.gettempdir()) / f"mimoc_{regime.stem}_collective.pt"
@@ -179,7 +553,8 @@ def main(argv=None) -> int:
         collective = None
     start = time.perf_counter()
 
-    gene = load_learngene(args.models / f"{regime.stem}_learngene.pt")
+    gene_path = args.models / f"{regime.stem}_learngene.pt"
+    gene = load_learngene(gene_path)
     config = SDNetConfig(nt=8, nr=32, modulation="qpsk", nconv=INDIVIDUAL_NCONV)
     history = torch.tensor(gene.significance)
     print(f"== learngene ({args.regime} regime)")
@@ -189,85 +564,34 @@ def main(argv=None) -> int:
         print(f"  {task:>9}  " + "  ".join(f"{r:.3f}" for r in row))
     print("  Kendall trend " + "  ".join(f"{t:+.2f}" for t in kendall_trend(history).tolist()))
     probe = SDNet(config)
-    total = sum(p.numel() for p in probe.parameters())
-    targets = probe.middle_layers[-len(gene.layers):]
-    ratio = transferred_ratio(gene, probe)
-    print(f"learngene layers {gene.layers} -> individual {targets}: {gene.n_params} of "
-          f"{total} parameters, transferred-parameter ratio {100 * ratio:.1f}%")
+    print(f"learngene layers {gene.layers} -> individual "
+          f"{probe.middle_layers[-len(gene.layers):]}: {gene.n_params} of "
+          f"{sum(p.numel() for p in probe.parameters())} parameters, transferred-parameter "
+          f"ratio {100 * transferred_ratio(gene, probe):.1f}%")
 
-    tasks = regime.tasks
-    fig, axes = plt.subplots(2, len(tasks), figsize=(5.5 * len(tasks), 7), squeeze=False)
-    ser_rows = []
-    for col, task_id in enumerate(tasks):
-        task = (frozen_task if regime.frozen else channel_task)(task_id)
-        opts = options(steps, regime)
-        system = task_system(opts, config, task)
-        reports, models = {}, {}
-        for name, how in arms(gene, collective):
-            model = start_model(how, config, collective)
-            reports[name] = train_individual(model, task, opts,
-                                             gene if how == "gene" else None, PULL)
-            models[name] = model
-            print(f"{task.spec} {name}: {reports[name].steps} steps in "
-                  f"{reports[name].seconds:.0f} s, final loss {reports[name].final_loss:.4f}, "
-                  f"validation SER {reports[name].val_ser:.4g}", flush=True)
-        linear = linear_val_ser(system, opts, config)
-        print(f"{task.spec} validation set: " +
-              ", ".join(f"{k} SER {v:.4g}" for k, v in linear.items()))
-        names = list(reports)
-        print(f"{task.spec} validation SER by step ({' / '.join(names)}):")
-        curves = {name: curve(reports[name]) for name in names}
-        for i, step in enumerate(curves[names[0]][2]):
-            print(f"  step {step:>4}: " + " / ".join(f"{curves[n][3][i]:.4f}" for n in names))
-        for target_name, target in linear.items():
-            print(f"  first validation step at or below {target_name} ({target:.4g}): " +
-                  ", ".join(f"{n} {first_step_below(reports[n], target)}" for n in names))
+    settings = settings_of(args.regime, regime, steps, max_symbols, gene_path, collective,
+                           args.models / f"{regime.stem}.pt")
+    records, fresh = [], []
+    for i, task_id in enumerate(tasks, 1):
+        began = time.perf_counter()
+        record = load_cached(cache, task_id, settings) if args.resume else None
+        if record is None:
+            record = run_task(task_id, regime, steps, max_symbols, gene, collective, config,
+                              args.models)
+            record["settings"] = settings
+            path = save_cached(cache, record)
+            fresh.append(time.perf_counter() - began)
+            source = f"trained (-> {path})"
+        else:
+            source = f"from {cache_file(cache, task_id)}"
+        print_convergence(record)
+        records.append(record)
+        print(progress_line(i, len(tasks), record, time.perf_counter() - began, source,
+                            time.perf_counter() - start, fresh), flush=True)
 
-        ax_ser, ax_loss = axes[0][col], axes[1][col]
-        for name, style in zip(names, ("o-", "s-", "^-"), strict=False):
-            ax_ser.semilogy(curves[name][2], curves[name][3], style, label=name)
-            ax_loss.semilogy(curves[name][0], curves[name][1], label=name)
-        for (name, value), style in zip(linear.items(), (":", "--", "-."), strict=True):
-            ax_ser.axhline(value, color="gray", linestyle=style, label=name)
-        ax_ser.set(title=f"held-out {task.spec}", xlabel="step", ylabel="validation SER")
-        ax_ser.legend(fontsize=8)
-        ax_loss.set(xlabel="step", ylabel="training loss (MSE, + pull)")
-        ax_loss.legend(fontsize=8)
-
-        detectors = {f"SDNet {name}": ber.from_module(models[name]) for name in names}
-        detectors["ZF"] = ber.classical("zf", system.constellation)
-        detectors["MMSE"] = ber.classical("mmse", system.constellation)
-        detectors["LMMSE"] = ber.classical("lmmse", system.constellation)
-        example_path = args.models / f"{regime.stem}.pt"
-        if example_path.is_file():
-            example = load_checkpoint(example_path)
-            if example.training.get("channel_task") == task.spec:
-                detectors["SDNet example"] = ber.from_module(example.model)
-        for snr in regime.snr_eval:  # one system per point: the pilots may follow the SNR
-            point_system = task_system(dataclasses.replace(opts, csi=eval_csi(regime, snr)),
-                                       config, task)
-            result = ber.simulate(detectors, point_system, [snr], seed=11,
-                                  max_symbols=max_symbols, min_errors=max_symbols)
-            for name, points in result.curves.items():
-                ser_rows.append((task.spec, name, snr, points[0]))
-
-    fig.suptitle(f"SDNet 8x32 QPSK, learngene {gene.layers} vs other starts\n"
-                 f"(same data and validation set)", fontsize=10)
-    fig.tight_layout()
-    figure.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(figure, dpi=110)
-    print(f"figure -> {figure}")
-
-    print(f"== SER (BER engine, same draws for all; per-stream SNR, CSI "
-          f"{eval_csi(regime, float('nan')).replace('nan', 'SNR')}, {max_symbols} symbols "
-          f"per point; [95% slot-clustered interval])")
-    print(f"{'task':>16} | {'detector':<16} | " + " | ".join(f"{s:g} dB" for s in regime.snr_eval))
-    table: dict[tuple[str, str], list] = {}
-    for task, name, _snr, point in ser_rows:
-        table.setdefault((task, name), []).append(point)
-    for (task, name), points in table.items():
-        print(f"{task:>16} | {name:<16} | " + " | ".join(
-            f"{p.ser:.3e} [{p.ser_ci[0]:.2e}, {p.ser_ci[1]:.2e}]" for p in points))
+    draw_figure(records, gene, figure)
+    print_ser_table(records, regime, max_symbols)
+    summarise(records)
     print(f"total {time.perf_counter() - start:.0f} s")
     return 0
 
