@@ -25,7 +25,10 @@ plain transfer learning: the whole collective model that learngene came from
 the target task; evaluated at 20, 25 and 30 dB (pilots at each SNR).
 ``--regime paper-unfrozen`` does the same on the full task 1000 (1500 steps).
 Every task gets the same seeds; the run ends with per-task and across-task
-summaries: each arm against LMMSE and learngene's SER ratios (``summarise``).
+summaries: each arm against LMMSE and learngene's SER ratios (``summarise``, in
+benchmarks/sdnet_learngene_stats.py). ``--snr S`` trains at a fixed S dB and evaluates at
+S-5, S, S+5; ``--snr-range LO HI`` trains with the SNR uniform in [LO, HI] (pilots at the
+middle) and evaluates at LO, the middle and HI (pilots at each SNR).
 
 Every finished task is written as JSON to the cache folder (``--cache``);
 ``--resume`` reuses those whose settings and input files match, so an
@@ -76,14 +79,21 @@ from mimoc.sim.detectors.linear import lmmse, mmse, zf  # noqa: E402
 from mimoc.sim.multipath import HELD_OUT_TASKS, channel_task, frozen_task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the statistics module beside this script
+from benchmarks.sdnet_learngene_stats import (  # noqa: E402
+    geometric_mean_ratio,
+    paired,
+    summarise,
+    vs_lmmse_cell,
+)
+
+__all__ = ["geometric_mean_ratio", "paired", "summarise", "vs_lmmse_cell"]  # re-exported
 MODELS = ROOT / "examples" / "models"
 FIGURES = ROOT / "benchmarks" / "figures"
 INDIVIDUAL_NCONV = 4           # as examples/train_sdnet.py
 PULL = 1e-3
 INIT_SEED = 7
 BER_SEED = 11
-BOOTSTRAP = 2000               # paired bootstrap resamples of the slots
-BOOTSTRAP_SEED = 5
 CACHE_VERSION = 1
 
 
@@ -99,6 +109,7 @@ class Regime:
     stem: str                   # the example files: <stem>.pt, <stem>_learngene.pt
     figure: str
     frozen: bool = False        # each task frozen to one typical channel (frozen_task)
+    pilots_follow_snr: bool = False  # evaluation pilots at each evaluated SNR
 
 
 REGIMES = {
@@ -106,10 +117,12 @@ REGIMES = {
     "wide": Regime((1000, 1004), (4.0, 12.0), "ls:16@8", (4.0, 8.0, 12.0), 300,
                    "sdnet_8x32_qpsk", "learngene_convergence.png"),
     "paper": Regime(HELD_OUT_TASKS, (25.0, 25.0), "ls:16@25", (20.0, 25.0, 30.0), 300,
-                    "sdnet_8x32_qpsk_25db", "learngene_convergence_25db.png", frozen=True),
+                    "sdnet_8x32_qpsk_25db", "learngene_convergence_25db.png", frozen=True,
+                    pilots_follow_snr=True),
     # the same on the full task (channels redrawn every slot): SDNet ties ZF (issue 22)
     "paper-unfrozen": Regime((1000,), (25.0, 25.0), "ls:16@25", (20.0, 25.0, 30.0), 1500,
-                             "sdnet_8x32_qpsk_25db", "learngene_convergence_25db_unfrozen.png"),
+                             "sdnet_8x32_qpsk_25db", "learngene_convergence_25db_unfrozen.png",
+                             pilots_follow_snr=True),
 }
 
 
@@ -121,7 +134,7 @@ def options(steps: int, regime: Regime) -> TrainOptions:
 
 def eval_csi(regime: Regime, snr: float) -> str:
     """The wide regime keeps its pilots at 8 dB; the paper's puts them at the data SNR."""
-    if regime.snr_train[0] == regime.snr_train[1]:
+    if regime.pilots_follow_snr:
         return f"ls:16@{snr:g}"
     return regime.csi
 
@@ -295,144 +308,6 @@ def save_cached(folder: Path, record: dict) -> Path:
     return path
 
 
-# ----------------------------------------------------------------------------- statistics
-#
-# Why these tests: within a task every detector sees the same slots (same noise, pilots
-# and symbols; the frozen channel is the same in all), so two detectors are compared
-# slot by slot. The slots are independent and identically drawn, so a bootstrap that
-# resamples slots, the same resample for every detector, gives valid paired intervals
-# for a difference or a ratio of two SERs (it keeps their correlation, which the two
-# separate intervals ignore). Across tasks the geometric mean of the per-task ratios gets
-# a stratified bootstrap (slots resampled within each task, independently per task): an
-# interval for these tasks' mean, not for a population of tasks. Resampling the tasks
-# themselves would need many more than five, most of which have no errors here.
-
-def resampled_totals(record: dict, snr_index: int, names: list[str]) -> np.ndarray:
-    """``[BOOTSTRAP, len(names)]`` error totals over resampled slots (same resample for all)."""
-    errors = np.array([record["slot_errors"][n][snr_index] for n in names], dtype=float).T
-    snr_key = round(1000 * record["snr_db"][snr_index]) % 2**32  # seeds are unsigned
-    seed = [BOOTSTRAP_SEED, int(record["task_id"]), snr_key]
-    rng = np.random.default_rng(seed)  # the task's own stream: independent of --tasks
-    slots, out = errors.shape[0], []
-    for _ in range(0, BOOTSTRAP, 250):  # chunks keep the weight matrix small
-        weights = rng.multinomial(slots, np.full(slots, 1.0 / slots), size=250)
-        out.append(weights @ errors)
-    return np.concatenate(out)[:BOOTSTRAP]
-
-
-def quantiles(values: np.ndarray) -> tuple[float, float]:
-    return tuple(float(q) for q in np.quantile(values, [0.025, 0.975], method="inverted_cdf"))
-
-
-@dataclass(frozen=True)
-class Paired:
-    """Detector ``a`` against ``b`` at one task and SNR, on the same slots."""
-
-    errors: tuple[int, int]
-    ser: tuple[float, float]
-    diff_ci: tuple[float, float]          # SER_a - SER_b, paired bootstrap
-    ratio_ci: tuple[float, float] | None  # SER_a / SER_b, when b has errors
-    disjoint: str                          # the engine's separate intervals: better/worse/overlap
-
-    @property
-    def ratio(self) -> float | None:
-        return self.ser[0] / self.ser[1] if self.errors[1] else None
-
-    @property
-    def verdict(self) -> str:
-        if self.errors == (0, 0):
-            return "tie (no errors)"
-        if self.diff_ci[1] < 0:
-            return "better"
-        if self.diff_ci[0] > 0:
-            return "worse"
-        return "tie"
-
-
-def paired(record: dict, snr_index: int, a: str, b: str) -> Paired:
-    totals = resampled_totals(record, snr_index, [a, b])
-    pa, pb = (record["points"][n][snr_index] for n in (a, b))
-    symbols = pa["symbols"]
-    ratios = np.divide(totals[:, 0], totals[:, 1], out=np.full(len(totals), np.inf),
-                       where=totals[:, 1] > 0)
-    disjoint = ("better" if pa["ser_ci"][1] < pb["ser_ci"][0] else
-                "worse" if pa["ser_ci"][0] > pb["ser_ci"][1] else "overlap")
-    return Paired((pa["errors"], pb["errors"]), (pa["ser"], pb["ser"]),
-                  quantiles((totals[:, 0] - totals[:, 1]) / symbols),
-                  quantiles(ratios) if pb["errors"] else None, disjoint)
-
-
-MIN_RATIO_ERRORS = 10  # a task enters a geometric mean only with this many errors per arm
-
-
-def geometric_mean_ratio(records: list[dict], snr_index: int, a: str, b: str
-                         ) -> tuple[float, tuple[float, float], list[str]] | None:
-    """Geometric mean over tasks of SER_a / SER_b with its stratified-bootstrap interval."""
-    used = [r for r in records
-            if min(r["points"][n][snr_index]["errors"] for n in (a, b)) >= MIN_RATIO_ERRORS]
-    if not used:
-        return None
-    observed, replicates = [], []
-    for r in used:
-        totals = np.maximum(resampled_totals(r, snr_index, [a, b]), 0.5)  # rare zero: +0.5
-        observed.append(math.log(r["points"][a][snr_index]["errors"] /
-                                 r["points"][b][snr_index]["errors"]))
-        replicates.append(np.log(totals[:, 0] / totals[:, 1]))
-    return (math.exp(sum(observed) / len(observed)),
-            quantiles(np.exp(np.mean(replicates, axis=0))), [r["task"] for r in used])
-
-
-def vs_lmmse_cell(p: Paired) -> str:
-    if p.errors[1]:
-        return f"{p.ratio:.2f}x [{p.ratio_ci[0]:.2f}, {p.ratio_ci[1]:.2f}] {p.verdict}"
-    return f"{p.errors[0]} vs 0 errors: {p.verdict}"
-
-
-def ratio_cell(p: Paired) -> str:
-    if p.ratio is None or p.errors[0] == 0:
-        return f"n/a ({p.errors[0]} vs {p.errors[1]} errors)"
-    return f"{p.ratio:.3f} [{p.ratio_ci[0]:.3f}, {p.ratio_ci[1]:.3f}]"
-
-
-def summarise(records: list[dict]) -> None:
-    arm_list = [n for n in records[0]["points"] if n.startswith("SDNet ") and n != "SDNet example"]
-    snrs = records[0]["snr_db"]
-    print(f"== per-task summary: SDNet SER / LMMSE SER [95% paired bootstrap over slots, "
-          f"{BOOTSTRAP} resamples] and verdict (paired SER difference); learngene's SER "
-          f"ratios to the other arms")
-    pairs = [("SDNet learngene", other) for other in arm_list if other != "SDNet learngene"]
-    header = (["task", "SNR", "LMMSE SER"] + [f"{n[6:]} vs LMMSE" for n in arm_list] +
-              [f"{a[6:]}/{b[6:]}" for a, b in pairs])
-    print(" | ".join(header))
-    tally = {n: {"better": 0, "tie": 0, "tie (no errors)": 0, "worse": 0, "disjoint": 0}
-             for n in arm_list}
-    for r in records:
-        for i, snr in enumerate(snrs):
-            cells = [r["task"], f"{snr:g} dB", f"{r['points']['LMMSE'][i]['ser']:.4g}"]
-            for n in arm_list:
-                p = paired(r, i, n, "LMMSE")
-                tally[n][p.verdict] += 1
-                tally[n]["disjoint"] += p.disjoint == "better"
-                cells.append(vs_lmmse_cell(p))
-            cells += [ratio_cell(paired(r, i, a, b)) for a, b in pairs]
-            print(" | ".join(cells))
-    cases = len(records) * len(snrs)
-    print(f"== across {len(records)} task(s) x {len(snrs)} SNRs = {cases} cases: against LMMSE")
-    for n, t in tally.items():
-        print(f"  {n:<16} better {t['better']}, tie {t['tie']}, both error-free "
-              f"{t['tie (no errors)']}, worse {t['worse']} (paired); better with disjoint "
-              f"intervals {t['disjoint']}")
-    print(f"== geometric mean of the per-task SER ratios (tasks with >= {MIN_RATIO_ERRORS} "
-          f"errors in both arms; [95% stratified bootstrap])")
-    for a, b in pairs:
-        for i, snr in enumerate(snrs):
-            g = geometric_mean_ratio(records, i, a, b)
-            text = ("no task with errors in both arms" if g is None else
-                    f"{g[0]:.3f} [{g[1][0]:.3f}, {g[1][1]:.3f}] over {len(g[2])} task(s): "
-                    + ", ".join(g[2]))
-            print(f"  {a[6:]}/{b[6:]} at {snr:g} dB: {text}")
-
-
 # ----------------------------------------------------------------------------- output
 
 def print_convergence(record: dict) -> None:
@@ -508,6 +383,24 @@ def parse_tasks(text: str) -> tuple[int, ...]:
     return tasks
 
 
+def snr_range_regime(parser, args, regime: Regime) -> tuple[Regime, str]:
+    """The regime trained over ``--snr-range`` and its cache/figure suffix (bad range: exit 2)."""
+    lo, hi = args.snr_range
+    if not args.regime.startswith("paper"):
+        parser.error("--snr-range applies to the paper regimes only")
+    if args.snr is not None:
+        parser.error("give --snr or --snr-range, not both")
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        parser.error(f"--snr-range needs finite LO < HI in dB, got {lo:g} {hi:g} "
+                     f"(for one SNR use --snr)")
+    # The trainer draws each slot's SNR in [lo, hi] but has one pilot SNR: the middle.
+    mid = (lo + hi) / 2
+    at = f"_range{lo:g}to{hi:g}db"
+    return dataclasses.replace(regime, snr_train=(lo, hi), csi=f"ls:16@{mid:g}",
+                               snr_eval=(lo, mid, hi),
+                               figure=regime.figure.replace(".png", f"{at}.png")), at
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run (few steps, /tmp)")
@@ -527,8 +420,13 @@ def main(argv=None) -> int:
     parser.add_argument("--snr", type=float, default=None,
                         help="paper regimes: train at this fixed SNR (pilots at it), evaluate "
                              "5 dB below, at and above it (the learngene stays the 25 dB one)")
+    parser.add_argument("--snr-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                        help="paper regimes: train with the SNR uniform in [LO, HI] dB (pilots "
+                             "at the middle), evaluate at LO, the middle and HI")
     args = parser.parse_args(argv)
     regime, at = REGIMES[args.regime], ""
+    if args.snr_range is not None:
+        regime, at = snr_range_regime(parser, args, regime)
     if args.snr is not None:  # the well-conditioned tasks are error-free at 20-30 dB
         if not args.regime.startswith("paper"):
             parser.error("--snr applies to the paper regimes only")

@@ -146,3 +146,38 @@ def test_quick_run_writes_the_cache_and_resume_reuses_it(bench, tmp_path, capsys
     with pytest.raises(AssertionError, match="trained again"):
         bench.main([*argv, "--resume"])
     assert "unreadable" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--regime", "paper", "--snr-range", "5", "-5"], "finite LO < HI"),
+    (["--regime", "paper", "--snr-range", "0", "0"], "finite LO < HI"),
+    (["--regime", "paper", "--snr-range", "nan", "5"], "finite LO < HI"),
+    (["--regime", "paper", "--snr-range", "-5"], "expected 2 arguments"),
+    (["--snr-range", "-5", "5"], "paper regimes only"),
+    (["--regime", "paper", "--snr", "0", "--snr-range", "-5", "5"], "not both"),
+])
+def test_snr_range_refuses_a_bad_range(bench, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(not GENE.is_file(), reason="the 25 dB learngene example is not present")
+def test_quick_run_over_an_snr_range(bench, tmp_path, capsys, monkeypatch):
+    # the default cache and collective live in the temporary folder: point it at tmp_path
+    # (no collective there, so only the learngene and scratch arms run)
+    monkeypatch.setattr(bench.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert bench.main(["--regime", "paper", "--quick", "--tasks", "1002",
+                       "--snr-range", "-5", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "transfer-learning arm is skipped" in out
+    assert "| detector         | -5 dB | 0 dB | 5 dB" in out
+    cache = tmp_path / "mimoc_sdnet_learngene_paper_range-5to5db_quick" / "task_1002.json"
+    settings = json.loads(cache.read_text())["settings"]
+    assert settings["snr_train"] == [-5.0, 5.0] and settings["snr_eval"] == [-5.0, 0.0, 5.0]
+    assert settings["csi"] == "ls:16@0"  # one pilot SNR in training: the middle
+    rows = [line for line in out.splitlines() if line.startswith("task:1002/frozen | -5 dB |")]
+    assert len(rows) == 1 and len(rows[0].split(" | ")) == 3 + 2 + 1  # 2 arms, 1 ratio
+    assert "across 1 task(s) x 3 SNRs = 3 cases" in out
