@@ -28,7 +28,12 @@ as it is meant, in the steady state of a receiver that runs one detector back to
 (:func:`steady_state`): that path alone in a tight loop (warm-up, then :data:`STEADY_BLOCKS`
 blocks of :data:`STEADY_BLOCK_S`, the median of the blocks' per-call times), with the
 single-core fp32 GEMM peak (``torch.mm`` of 1024 x 1024, one thread, best of 20) measured
-right before and right after it; the higher of the two peaks is the bar's reference.
+right before and right after it; the higher of the two peaks is the bar's reference. Next to
+it, the same loop times the ceiling of that shape (:func:`one_gemm_ceiling`): ONE ``torch.mm``
+of 14 rows against a fp32 weight matrix as large as the model's weights, i.e. the same FLOPs
+and the same weight bytes streamed per call with no graph, no other op and no per-layer
+call. At B = 1 every weight is used by only 14 rows, so this, not the 1024^3 peak, is what
+a fp32 path can reach on the machine.
 
 Run (on a quiet machine; minutes, most of it IREE compiles)::
 
@@ -161,7 +166,9 @@ def time_model(title, fp32_path, quant_path, method, batches, min_time, work, us
         runs["fp32 again"] = lambda a=again, H=H, y=y: a.detect(H, y)
         samples = interleaved(runs, min_time)
         if batch == 1 and "32x64" in title:  # the peak bar: that path alone, steady state
+            weights = sum(p.numel() for p in model.parameters())
             steady = steady_state(runs["fp32"], flops, quick=min_time < 0.1)
+            steady["ceiling"] = one_gemm_ceiling(weights, quick=min_time < 0.1)
         for name, times in samples.items():
             seconds = statistics.median(times)
             rows.append({"model": title, "batch": batch, "path": name, "us": seconds * 1e6,
@@ -171,13 +178,9 @@ def time_model(title, fp32_path, quant_path, method, batches, min_time, work, us
     return rows, steady
 
 
-def steady_state(fn, flops: float, quick: bool = False) -> dict:
-    """The fp32 path's steady speed and the GEMM peak next to it: ``fn`` alone in a
-    tight loop (:data:`STEADY_WARMUP_S` of warm-up, then :data:`STEADY_BLOCKS` blocks of
-    :data:`STEADY_BLOCK_S`; the median of the blocks' per-call times), the single-core
-    GEMM peak measured right before and right after (the higher one is the reference)."""
+def tight_loop(fn, quick: bool) -> tuple[float, list[float]]:
+    """Median seconds per call of ``fn`` alone: warm-up, then :data:`STEADY_BLOCKS` blocks."""
     scale = 0.05 if quick else 1.0
-    before = gemm_peak_gflops(n=1024)
     end = time.perf_counter() + STEADY_WARMUP_S * scale
     while time.perf_counter() < end:
         fn()
@@ -191,8 +194,31 @@ def steady_state(fn, flops: float, quick: bool = False) -> dict:
             if elapsed >= STEADY_BLOCK_S * scale:
                 break
         blocks.append(elapsed / calls)
+    return statistics.median(blocks), blocks
+
+
+def one_gemm_ceiling(weights: int, quick: bool = False, rows: int = SLOT, k: int = 512
+                     ) -> dict:
+    """One ``torch.mm`` of ``rows`` x ``k`` by ``k`` x ``weights / k`` (fp32, one thread) in
+    the steady-state loop: the speed of streaming the model's weights once per call at
+    B = 1 with nothing else in the way."""
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(k, max(1, weights // k), generator=gen)
+    x = torch.randn(rows, k, generator=gen)
+    seconds, _ = tight_loop(lambda: torch.mm(x, w), quick)
+    flops = 2.0 * rows * w.numel()
+    return {"us": seconds * 1e6, "gflops": flops / seconds / 1e9,
+            "weight_mb": w.numel() * 4 / 2**20, "shape": [rows, k, w.shape[1]]}
+
+
+def steady_state(fn, flops: float, quick: bool = False) -> dict:
+    """The fp32 path's steady speed and the GEMM peak next to it: ``fn`` alone in a
+    tight loop (:data:`STEADY_WARMUP_S` of warm-up, then :data:`STEADY_BLOCKS` blocks of
+    :data:`STEADY_BLOCK_S`; the median of the blocks' per-call times), the single-core
+    GEMM peak measured right before and right after (the higher one is the reference)."""
+    before = gemm_peak_gflops(n=1024)
+    seconds, blocks = tight_loop(fn, quick)
     after = gemm_peak_gflops(n=1024)
-    seconds = statistics.median(blocks)
     peak = max(before, after)
     return {"us": seconds * 1e6, "block_us": [round(b * 1e6, 2) for b in blocks],
             "gflops": flops / seconds / 1e9, "peak_before": before, "peak_after": after,
@@ -306,6 +332,14 @@ def checks(rows, peak, steady: dict | None = None) -> list[str]:
                     f"{max(steady['peak_before'], steady['peak_after']):.1f} GFLOP/s (peak "
                     f"before/after {steady['peak_before']:.1f}/{steady['peak_after']:.1f}); "
                     f"in the interleaved rounds {100 * share:.1f}%"))
+    ceiling = steady.get("ceiling")
+    if ceiling:
+        peak = max(steady["peak_before"], steady["peak_after"])
+        out.append(f"info the same FLOPs and weight bytes as one torch.mm {ceiling['shape']} "
+                   f"({ceiling['weight_mb']:.1f} MB of fp32 weights per call): "
+                   f"{ceiling['us']:.0f} us = {ceiling['gflops']:.1f} GFLOP/s = "
+                   f"{100 * ceiling['gflops'] / peak:.1f}% of the peak; the fp32 path runs at "
+                   f"{100 * steady['gflops'] / ceiling['gflops']:.1f}% of that ceiling")
     return out
 
 
