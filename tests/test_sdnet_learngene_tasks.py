@@ -3,34 +3,25 @@ per-task and across-task summaries, and the per-task cache that --resume reuses.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from script_loader import ROOT, loaded_script
 
 from mimoc.detectors.checkpoint import save_detector
 from mimoc.detectors.sdnet import SDNet, SDNetConfig
 from mimoc.sim import ber
 from mimoc.sim.system import MIMOSystem
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "sdnet_learngene.py"
 GENE = ROOT / "examples" / "models" / "sdnet_8x32_qpsk_25db_learngene.pt"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("sdnet_learngene_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with loaded_script(SCRIPT, "sdnet_learngene_bench") as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 def record(task_id: int, slot_errors: dict[str, list[int]], symbols_per_slot: int = 8,

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from script_loader import ROOT, loaded_script
 
 from mimoc.detectors import DetNet, DetNetConfig, load_checkpoint, save_detector
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "train_paper_detnet.py"
+SCRIPT = ROOT / "examples" / "train_paper_detnet.py"
 ARGS = ["--only", "detnet-20x30-qpsk", "--steps", "4", "--stage-steps", "2", "--batch", "8"]
 
 
 @pytest.fixture()
 def script():
-    spec = importlib.util.spec_from_file_location("train_paper_detnet", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with loaded_script(SCRIPT, "train_paper_detnet") as module:
+        yield module
 
 
 def test_interrupted_run_resumes_to_the_same_weights(script, tmp_path, monkeypatch):
@@ -61,10 +57,11 @@ def test_cosine_segments_join(script):
 def test_training_curve_compares_checkpoints_with_the_authors(script, tmp_path, capsys):
     """benchmarks/detnet_paper.py --part curve: one row per checkpoint, one ratio to the
     authors' BER per SNR; checkpoints of different systems are refused."""
-    spec = importlib.util.spec_from_file_location(
-        "detnet_paper", SCRIPT.parents[1] / "benchmarks" / "detnet_paper.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    with loaded_script(ROOT / "benchmarks" / "detnet_paper.py", "detnet_paper") as bench:
+        check_curve(script, bench, tmp_path, capsys)
+
+
+def check_curve(script, bench, tmp_path, capsys) -> None:
     for steps in (2, 4):
         out = tmp_path / str(steps)
         assert script.main([*ARGS[:2], "--steps", str(steps), "--stage-steps", "2",

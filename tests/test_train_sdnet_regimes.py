@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from script_loader import ROOT, loaded_script
 
 from mimoc.detectors import load_checkpoint
 from mimoc.detectors.learngene import task_system
@@ -15,21 +12,14 @@ from mimoc.sim import ber
 from mimoc.sim.channels import CSIModel
 from mimoc.sim.multipath import HELD_OUT_TASKS
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "train_sdnet.py"
 SHIPPED = ROOT / "examples" / "models" / "sdnet_8x32_qpsk.pt"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("train_sdnet", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
+    with loaded_script(SCRIPT, "train_sdnet") as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped SDNet example is not present")
