@@ -34,12 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
+from mimoc.targets.onnx.siblings import node_attributes
 
 
 class _Graph:
@@ -82,12 +77,12 @@ class _Graph:
     def gemm_weight(self, gemm: onnx.NodeProto) -> np.ndarray | None:
         """The (N, K) weight of a Gemm with an initializer B and transA = 0, else None."""
         if gemm.op_type != "Gemm" or gemm.domain not in ("", "ai.onnx") \
-                or _attr(gemm, "transA", 0) or gemm.input[1] not in self.inits:
+                or node_attributes(gemm).get("transA", 0) or gemm.input[1] not in self.inits:
             return None
         w = numpy_helper.to_array(self.inits[gemm.input[1]])
         if w.ndim != 2 or w.dtype != np.float32:
             return None
-        return w if _attr(gemm, "transB", 0) else w.T
+        return w if node_attributes(gemm).get("transB", 0) else w.T
 
     def bias_ok(self, gemm: onnx.NodeProto, n: int) -> bool:
         if len(gemm.input) < 3 or not gemm.input[2]:
@@ -119,7 +114,7 @@ class _Graph:
             if commit:
                 self.new_consts[node.output[0], 1] = self.scalar(node.input[1]) * factor
             return True
-        if node.op_type == "Split" and _attr(node, "axis", 0) in (-1, 1) \
+        if node.op_type == "Split" and node_attributes(node).get("axis", 0) in (-1, 1) \
                 and len(node.input) == 2 and node.input[1] in self.inits:
             gemm = self.producer.get(node.input[0])
             weight = None if gemm is None else self.gemm_weight(gemm)
@@ -164,7 +159,7 @@ class _Graph:
             if weight is not None:
                 self._scale(self.k_scale, node, weight.shape[1], 0, weight.shape[1], factor)
                 return
-        if op == "Concat" and _attr(node, "axis", 0) in (-1, 1) \
+        if op == "Concat" and node_attributes(node).get("axis", 0) in (-1, 1) \
                 and all(name in self.widths for name in node.input) \
                 and node.output[0] not in self.outputs:
             gemms = [r for r, i in self.readers[node.output[0]]]
@@ -249,7 +244,7 @@ def _apply(g: _Graph, rewritten) -> onnx.ModelProto:
             n, k = weight.shape
             weight = weight * g.n_scale.get(out, np.ones(n))[:, None] \
                 * g.k_scale.get(out, np.ones(k))[None, :]
-            if not _attr(node, "transB", 0):
+            if not node_attributes(node).get("transB", 0):
                 weight = weight.T
             node.input[1] = const(unique(f"{node.input[1]}.rescaled", out), weight)
             if len(node.input) > 2 and node.input[2] and out in g.n_scale:

@@ -25,12 +25,12 @@ import onnx
 from onnx import helper, numpy_helper
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, float | int]:
+def node_attributes(node: onnx.NodeProto) -> dict[str, float | int]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _fusable(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> bool:
-    attrs = _attrs(node)
+    attrs = node_attributes(node)
     if node.op_type != "Gemm" or node.domain not in ("", "ai.onnx") \
             or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 \
             or attrs.get("transA", 0) != 0 or len(node.input) < 2:
@@ -49,7 +49,7 @@ def fuse_sibling_gemms(model: onnx.ModelProto) -> onnx.ModelProto:
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i, node in enumerate(graph.node):
         if _fusable(node, inits):
-            groups[node.input[0], int(_attrs(node).get("transB", 0))].append(i)
+            groups[node.input[0], int(node_attributes(node).get("transB", 0))].append(i)
     groups = {k: v for k, v in groups.items() if len(v) > 1}
     if not groups:
         return model
