@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from mimoc.detectors import load_detector
+from mimoc.detectors import load_checkpoint, load_detector
 from mimoc.sim.ber import classical, from_module
 from mimoc.sim.system import MIMOSystem
 from mimoc.studies.budget.accuracy import crossing, simulate_slots, snr_losses
@@ -242,29 +242,31 @@ def curve(args) -> None:
     if not args.checkpoints:
         raise SystemExit("--part curve needs --checkpoints A.pt [B.pt ...]")
     print("\n[5] BER against the DetNet authors' at 10..13 dB by training budget")
-    from mimoc.detectors import load_checkpoint
-
     checkpoints = [load_checkpoint(path) for path in args.checkpoints]
     configs = {(c.config.nt, c.config.nr, c.config.modulation) for c in checkpoints}
     if len(configs) != 1:
         raise SystemExit(f"--checkpoints: one model's checkpoints please, got {configs}")
-    runs = []
+    nt, nr, modulation = configs.pop()
+    key = {(30, 60, "bpsk"): "bpsk", (20, 30, "qpsk"): "qpsk"}.get((nt, nr, modulation))
+    if key is None:  # the authors published these two systems only
+        raise SystemExit(f"--checkpoints: {nt}x{nr} {modulation} has no published BER to "
+                         "compare with; give 30x60 BPSK or 20x30 QPSK checkpoints")
+    runs = {}
     for path, checkpoint in zip(args.checkpoints, checkpoints, strict=True):
         training = checkpoint.training or {}
         steps = training.get("total_steps", training.get("steps", 0))
         batch = training.get("options", {}).get("batch", 0)
-        runs.append((f"{steps} steps ({steps * batch / 1e6:g}M vectors)", load_detector(path)))
-    nt, nr, modulation = configs.pop()
-    key = "bpsk" if modulation == "bpsk" else "qpsk"
+        name = f"{steps} steps ({steps * batch / 1e6:g}M vectors)"
+        runs[name if name not in runs else f"{name} {path.name}"] = checkpoint.model
     system = (MIMOSystem(nt, nr, "bpsk", snr_def="detnet", system="real") if key == "bpsk"
               else MIMOSystem(nt, nr, "qpsk", snr_def="detnet"))
     published = dict(zip(SNRS, AUTHORS_BER[key], strict=True))
-    grid = simulate_slots({name: from_module(m) for name, m in runs}, system, CURVE_SNRS,
+    grid = simulate_slots({name: from_module(m) for name, m in runs.items()}, system, CURVE_SNRS,
                           seed=args.seed, max_symbols=args.symbols,
                           min_errors=args.min_errors)
     print(f"  {nt}x{nr} {modulation}; mimoc BER / authors' BER (95% CI), same draws")
     print(f"  {'training':>26}" + "".join(f"{s:>22.0f}" for s in CURVE_SNRS))
-    for name, _ in runs:
+    for name in runs:
         cells = []
         for g in grid:
             p, theirs = g.point(name), published[g.snr_db]

@@ -79,3 +79,7 @@ def check_curve(script, bench, tmp_path, capsys) -> None:
     save_detector(DetNet(DetNetConfig(**script.BPSK_30X60)), other)
     with pytest.raises(SystemExit, match="one model's checkpoints"):
         bench.main(["--part", "curve", "--checkpoints", paths[0], str(other)])
+    small = tmp_path / "small.pt"  # a system the authors published no BER for
+    save_detector(DetNet(DetNetConfig(nt=4, nr=8, modulation="qpsk", layers=2)), small)
+    with pytest.raises(SystemExit, match="no published BER"):
+        bench.main(["--part", "curve", "--checkpoints", str(small), str(small)])
