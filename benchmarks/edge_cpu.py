@@ -166,9 +166,10 @@ def time_model(title, fp32_path, quant_path, method, batches, min_time, work, us
         runs["fp32 again"] = lambda a=again, H=H, y=y: a.detect(H, y)
         samples = interleaved(runs, min_time)
         if batch == 1 and "32x64" in title:  # the peak bar: that path alone, steady state
-            weights = sum(p.numel() for p in model.parameters())
-            steady = steady_state(runs["fp32"], flops, quick=min_time < 0.1)
-            steady["ceiling"] = one_gemm_ceiling(weights, quick=min_time < 0.1)
+            quick = min_time < 0.1
+            steady = steady_state(runs["fp32"], flops, quick)
+            steady["ceiling"] = one_gemm_ceiling(sum(p.numel() for p in model.parameters()),
+                                                 quick)
         for name, times in samples.items():
             seconds = statistics.median(times)
             rows.append({"model": title, "batch": batch, "path": name, "us": seconds * 1e6,
@@ -222,7 +223,7 @@ def steady_state(fn, flops: float, quick: bool = False) -> dict:
     peak = max(before, after)
     return {"us": seconds * 1e6, "block_us": [round(b * 1e6, 2) for b in blocks],
             "gflops": flops / seconds / 1e9, "peak_before": before, "peak_after": after,
-            "share": flops / seconds / 1e9 / peak}
+            "peak": peak, "share": flops / seconds / 1e9 / peak}
 
 
 def interleaved(runs: dict, min_time: float) -> dict[str, list[float]]:
@@ -329,17 +330,17 @@ def checks(rows, peak, steady: dict | None = None) -> list[str]:
     out.append(line(steady["share"] >= 0.6, f"fp32 {big} B=1 at >= 60% of the single-core "
                     "GEMM peak", f"steady state {steady['us']:.0f} us/call = "
                     f"{steady['gflops']:.1f} GFLOP/s = {100 * steady['share']:.1f}% of "
-                    f"{max(steady['peak_before'], steady['peak_after']):.1f} GFLOP/s (peak "
+                    f"{steady['peak']:.1f} GFLOP/s (peak "
                     f"before/after {steady['peak_before']:.1f}/{steady['peak_after']:.1f}); "
                     f"in the interleaved rounds {100 * share:.1f}%"))
     ceiling = steady.get("ceiling")
     if ceiling:
-        peak = max(steady["peak_before"], steady["peak_after"])
         out.append(f"info the same FLOPs and weight bytes as one torch.mm {ceiling['shape']} "
                    f"({ceiling['weight_mb']:.1f} MB of fp32 weights per call): "
                    f"{ceiling['us']:.0f} us = {ceiling['gflops']:.1f} GFLOP/s = "
-                   f"{100 * ceiling['gflops'] / peak:.1f}% of the peak; the fp32 path runs at "
-                   f"{100 * steady['gflops'] / ceiling['gflops']:.1f}% of that ceiling")
+                   f"{100 * ceiling['gflops'] / steady['peak']:.1f}% of the peak; the fp32 "
+                   f"path runs at {100 * steady['gflops'] / ceiling['gflops']:.1f}% of that "
+                   "ceiling")
     return out
 
 
