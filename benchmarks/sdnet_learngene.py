@@ -50,7 +50,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -74,6 +73,7 @@ from mimoc.detectors.learngene import (  # noqa: E402
 )
 from mimoc.detectors.sdnet import SDNet, SDNetConfig  # noqa: E402
 from mimoc.detectors.training import TrainOptions, validation_set  # noqa: E402
+from mimoc.fileio import atomic_write  # noqa: E402
 from mimoc.sim import ber  # noqa: E402
 from mimoc.sim.detectors.linear import lmmse, mmse, zf  # noqa: E402
 from mimoc.sim.multipath import HELD_OUT_TASKS, channel_task, frozen_task  # noqa: E402
@@ -302,9 +302,8 @@ def load_cached(folder: Path, task_id: int, settings: dict) -> dict | None:
 def save_cached(folder: Path, record: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = cache_file(folder, record["task_id"])
-    part = path.with_suffix(".json.part")
-    part.write_text(json.dumps(record))
-    os.replace(part, path)  # a run killed while writing leaves no half record
+    with atomic_write(path) as f:  # a run killed while writing leaves no half record
+        f.write(json.dumps(record).encode())
     return path
 
 
