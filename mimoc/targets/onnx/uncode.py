@@ -1,0 +1,187 @@
+"""Undo difference coding where no input quantizer needs it (the ``fp32`` lowering).
+
+The quantize pass codes DetNet's block input ``[H^T y, x, H^T H x, v]`` as
+``[H^T y - H^T H x, x, H^T H x, v]`` with weights ``W'`` (:mod:`mimoc.quant.spec`), so
+that the 4-bit input grid sees the small difference. The ``fp32`` lowering of a
+quantized model applies no input quantizer, and there the coding only costs a ``Sub``
+and a ``Reshape`` per block, and keeps the state ``x`` read by that ``Sub``, which the
+residual fold (:mod:`.residual`) cannot rescale. On the 8x16 example (20 blocks) the
+quantized model's fp32 graph had 282 nodes against the float model's 222, and was
+measurably slower at B = 64 (issue 20).
+
+This pass feeds ``a`` instead of ``a - b`` to the ``Concat`` and moves the ``- b`` into
+the weights of the Gemms that read it: for the coded columns ``t`` and the columns
+``r`` that hold ``b`` in the same ``Concat``::
+
+    W'[:, t] (a - b) + W'[:, r] b  =  W'[:, t] a + (W'[:, r] - W'[:, t]) b
+
+Exact in real arithmetic (fp32 results change by rounding only). Rewritten only where
+the ``Sub`` is read by that ``Concat`` alone (through an optional row ``Reshape``), ``b``
+is another input of the same ``Concat`` (reshaped alike), the ``Concat`` joins along its
+last axis and is read only by Gemms with initializer weights; anything else is left
+as it is.
+
+Example::
+
+    >>> model = undo_difference_coding(model)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from mimoc.targets.onnx.siblings import node_attributes
+
+
+@dataclass
+class _Edit:
+    concat: onnx.NodeProto
+    coded: int  # the Concat input that holds a - b
+    plain: int  # the Concat input that holds b
+    reshape: onnx.NodeProto | None  # the row Reshape between the Sub and the Concat
+    sub: onnx.NodeProto
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str, ...]]:
+    """Inferred shapes whose every dim is a number or a named symbol (``data_prop``: the
+    emitted ``Reshape`` targets are built from ``Shape`` nodes, and only propagating
+    their values keeps ``B`` and ``S`` named through them)."""
+    inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    shapes = {}
+    for v in list(inferred.graph.value_info) + list(inferred.graph.input):
+        dims = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param or None
+                     for d in v.type.tensor_type.shape.dim)
+        if v.type.tensor_type.HasField("shape") and None not in dims:
+            shapes[v.name] = dims
+    return shapes
+
+
+def _row_widths(shapes: dict[str, tuple[int | str, ...]]) -> dict[str, int]:
+    return {name: dims[1] for name, dims in shapes.items()
+            if len(dims) == 2 and isinstance(dims[1], int)}
+
+
+def _gemm_weight(gemm: onnx.NodeProto, inits) -> np.ndarray | None:
+    """The (N, K) fp32 weight of a plain Gemm (``transA = 0``, ``alpha = 1``) or None."""
+    attrs = node_attributes(gemm)
+    if gemm.op_type != "Gemm" or gemm.domain not in ("", "ai.onnx") or attrs.get("transA", 0) \
+            or attrs.get("alpha", 1.0) != 1.0 or gemm.input[1] not in inits:
+        return None
+    w = numpy_helper.to_array(inits[gemm.input[1]])
+    if w.ndim != 2 or w.dtype != np.float32:
+        return None
+    return w if attrs.get("transB", 0) else w.T
+
+
+def _find(model: onnx.ModelProto) -> tuple[list[_Edit], dict[str, int]]:
+    """The rewritable codings, and the row widths of the values they concatenate."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
+    for n in graph.node:
+        for i, name in enumerate(n.input):
+            readers[name].append((n, i))
+    outputs = {o.name for o in graph.output}
+
+    def only_reader(value: str, node: onnx.NodeProto) -> bool:
+        return value not in outputs and [r for r, _ in readers[value]] == [node]
+
+    shapes = _shapes(model)
+    widths = _row_widths(shapes)
+    edits = []
+    for concat in graph.node:
+        if concat.op_type != "Concat" or node_attributes(concat).get("axis") not in (-1, 1) \
+                or concat.output[0] in outputs or not readers[concat.output[0]] \
+                or any(i != 0 or _gemm_weight(r, inits) is None
+                       for r, i in readers[concat.output[0]]):
+            continue
+        for index, name in enumerate(concat.input):
+            reshape = producer.get(name)
+            if reshape is not None and reshape.op_type == "Reshape":
+                sub = producer.get(reshape.input[0])
+                value = reshape.input[0]
+                if not only_reader(name, concat):
+                    continue
+            else:
+                sub, value, reshape = reshape, name, None
+            if sub is None or sub.op_type != "Sub" or not only_reader(
+                    value, reshape if reshape is not None else concat):
+                continue
+            a, b = sub.input
+            if a not in shapes or shapes[a] != shapes.get(value):  # a - b must not broadcast a
+                continue
+            for j, other in enumerate(concat.input):
+                made = producer.get(other)
+                same = other == b if reshape is None else (
+                    made is not None and made.op_type == "Reshape"
+                    and list(made.input) == [b, reshape.input[1]])
+                if j != index and same:
+                    if name in widths and widths.get(other) == widths[name] \
+                            and all(n in widths for n in concat.input):
+                        edits.append(_Edit(concat, index, j, reshape, sub))
+                    break
+    return edits, widths
+
+
+def undo_difference_coding(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its difference-coded Gemm inputs uncoded (module docstring); the
+    model itself when it has none."""
+    edits, widths = _find(model)
+    if not edits:
+        return model
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    readers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for n in graph.node:
+        for name in n.input:
+            readers[name].append(n)
+    dropped = set()
+    for e in edits:
+        offsets = np.cumsum([0] + [widths[n] for n in e.concat.input])
+        t, r, n = offsets[e.coded], offsets[e.plain], widths[e.concat.input[e.coded]]
+        for gemm in readers[e.concat.output[0]]:
+            w = _gemm_weight(gemm, inits).astype(np.float64)
+            w[:, r:r + n] -= w[:, t:t + n]
+            if not node_attributes(gemm).get("transB", 0):
+                w = w.T
+            name = f"{gemm.input[1]}.uncoded.{gemm.output[0]}"
+            inits[name] = numpy_helper.from_array(w.astype(np.float32), name)
+            gemm.input[1] = name
+        a = e.sub.input[0]
+        if e.reshape is not None:
+            e.reshape.input[0] = a
+        else:
+            e.concat.input[e.coded] = a
+        dropped.add(id(e.sub))
+    nodes = _merge_same_reshapes([n for n in graph.node if id(n) not in dropped],
+                                 {o.name for o in graph.output})
+    still_read = {name for node in nodes for name in node.input}
+    del graph.node[:]
+    graph.node.extend(nodes)
+    kept = [t for name, t in inits.items() if name in still_read]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return model
+
+
+def _merge_same_reshapes(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """One ``Reshape`` per (data, shape) pair: the uncoded blocks all reshape ``H^T y``."""
+    first: dict[tuple[str, ...], str] = {}
+    rename: dict[str, str] = {}
+    kept = []
+    for node in nodes:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+        if node.op_type == "Reshape" and node.output[0] not in outputs:
+            key = tuple(node.input) + tuple(sorted(node_attributes(node).items()))
+            if key in first:
+                rename[node.output[0]] = first[key]
+                continue
+            first[key] = node.output[0]
+        kept.append(node)
+    return kept
