@@ -28,7 +28,8 @@ Every task gets the same seeds; the run ends with per-task and across-task
 summaries: each arm against LMMSE and learngene's SER ratios (``summarise``, in
 benchmarks/sdnet_learngene_stats.py). ``--snr S`` trains at a fixed S dB and evaluates at
 S-5, S, S+5; ``--snr-range LO HI`` trains with the SNR uniform in [LO, HI] (pilots at the
-middle) and evaluates at LO, the middle and HI (pilots at each SNR).
+middle) and evaluates at LO, the middle and HI (pilots at each SNR); ``--steps N`` trains
+every arm N steps instead of the regime's.
 
 Every finished task is written as JSON to the cache folder (``--cache``);
 ``--resume`` reuses those whose settings and input files match, so an
@@ -422,7 +423,12 @@ def main(argv=None) -> int:
     parser.add_argument("--snr-range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
                         help="paper regimes: train with the SNR uniform in [LO, HI] dB (pilots "
                              "at the middle), evaluate at LO, the middle and HI")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps of every arm (default: the regime's: 300 for "
+                             "paper and wide, 1500 for paper-unfrozen)")
     args = parser.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be a positive count, got {args.steps}")
     regime, at = REGIMES[args.regime], ""
     if args.snr_range is not None:
         regime, at = snr_range_regime(parser, args, regime)
@@ -434,10 +440,15 @@ def main(argv=None) -> int:
             regime, snr_train=(args.snr, args.snr), csi=f"ls:16@{args.snr:g}",
             snr_eval=(args.snr - 5, args.snr, args.snr + 5),
             figure=regime.figure.replace(".png", f"{at}.png"))
+    if args.steps is not None and args.steps != regime.steps:
+        at += f"_{args.steps}steps"
+        figure_name = regime.figure.replace(".png", f"_{args.steps}steps.png")
+        regime = dataclasses.replace(regime, steps=args.steps, figure=figure_name)
     torch.set_num_threads(1)
     steps, max_symbols, figure = regime.steps, 40_000, FIGURES / regime.figure
-    if args.quick:
-        steps, max_symbols, figure = 4, 2_000, Path("/tmp") / f"mimoc_{regime.figure}"
+    if args.quick:  # a given --steps still counts
+        steps, max_symbols = args.steps or 4, 2_000
+        figure = Path("/tmp") / f"mimoc_{regime.figure}"
     tasks = args.tasks or regime.tasks
     name = f"mimoc_sdnet_learngene_{args.regime}{at}{'_quick' if args.quick else ''}"
     cache = args.cache or Path(tempfile.gettempdir()) / name

@@ -146,6 +146,7 @@ def test_quick_run_writes_the_cache_and_resume_reuses_it(bench, tmp_path, capsys
     (["--regime", "paper", "--snr-range", "-5"], "expected 2 arguments"),
     (["--snr-range", "-5", "5"], "paper regimes only"),
     (["--regime", "paper", "--snr", "0", "--snr-range", "-5", "5"], "not both"),
+    (["--regime", "paper", "--steps", "0"], "positive count"),
 ])
 def test_snr_range_refuses_a_bad_range(bench, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -161,12 +162,13 @@ def test_quick_run_over_an_snr_range(bench, tmp_path, capsys, monkeypatch):
     # (no collective there, so only the learngene and scratch arms run)
     monkeypatch.setattr(bench.tempfile, "gettempdir", lambda: str(tmp_path))
     assert bench.main(["--regime", "paper", "--quick", "--tasks", "1002",
-                       "--snr-range", "-5", "5"]) == 0
+                       "--snr-range", "-5", "5", "--steps", "6"]) == 0
     out = capsys.readouterr().out
     assert "transfer-learning arm is skipped" in out
     assert "| detector         | -5 dB | 0 dB | 5 dB" in out
-    cache = tmp_path / "mimoc_sdnet_learngene_paper_range-5to5db_quick" / "task_1002.json"
+    cache = tmp_path / "mimoc_sdnet_learngene_paper_range-5to5db_6steps_quick" / "task_1002.json"
     settings = json.loads(cache.read_text())["settings"]
+    assert settings["steps"] == 6  # --steps, not the regime's 300 (nor --quick's 4)
     assert settings["snr_train"] == [-5.0, 5.0] and settings["snr_eval"] == [-5.0, 0.0, 5.0]
     assert settings["csi"] == "ls:16@0"  # one pilot SNR in training: the middle
     rows = [line for line in out.splitlines() if line.startswith("task:1002/frozen | -5 dB |")]
