@@ -27,7 +27,7 @@ from mimoc.targets.onnx.emitters import EMITTERS, LAYOUT_RULES
 from mimoc.targets.onnx.layout import Layout, plan_layouts
 from mimoc.targets.onnx.residual import fold_residual_scales
 from mimoc.targets.onnx.siblings import fuse_sibling_gemms
-from mimoc.targets.onnx.uncode import undo_difference_coding
+from mimoc.targets.onnx.uncode import drop_zero_parts, undo_difference_coding
 
 #: ONNX opset of the default domain (21: Gelu, LayerNormalization, Reduce* with axes inputs).
 OPSET = 21
@@ -79,6 +79,7 @@ def emit_model(graph: Graph, name: str, doc: str = "", *, lowering: str = "fp32"
                               producer_name="mimoc", producer_version=__version__)
     model = fuse_sibling_gemms(model)  # DetNet's fc2 / fc3: one wider GEMM at small batch
     if ctx.lowering == "fp32":  # the quantized lowerings keep their own graphs
-        model = undo_difference_coding(model)  # no input quantizer: W'(a - b) = W a + ...
+        # no input quantizer: the quantized model's coded and zero-padded inputs go
+        model = undo_difference_coding(drop_zero_parts(model))
         model = fold_residual_scales(model)  # DetNet's x_{k+1} = P + 0.9 x_k: no Mul
     return model
