@@ -88,16 +88,22 @@ def _gemm_weight(gemm: onnx.NodeProto, inits) -> np.ndarray | None:
     return w if attrs.get("transB", 0) else w.T
 
 
-def _find(model: onnx.ModelProto) -> tuple[list[_Edit], dict[str, int]]:
-    """The rewritable codings, and the row widths of the values they concatenate."""
-    graph = model.graph
+def _index(graph: onnx.GraphProto):
+    """``(initializers, producer of each value, (reader, input index) of each value, graph
+    output names)`` of ``graph``."""
     inits = {t.name: t for t in graph.initializer}
     producer = {o: n for n in graph.node for o in n.output}
     readers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
     for n in graph.node:
         for i, name in enumerate(n.input):
             readers[name].append((n, i))
-    outputs = {o.name for o in graph.output}
+    return inits, producer, readers, {o.name for o in graph.output}
+
+
+def _find(model: onnx.ModelProto, index) -> tuple[list[_Edit], dict[str, int]]:
+    """The rewritable codings (``index``: :func:`_index` of the model's graph), and the
+    row widths of the values they concatenate."""
+    inits, producer, readers, outputs = index
 
     def only_reader(value: str, node: onnx.NodeProto) -> bool:
         return value not in outputs and [r for r, _ in readers[value]] == [node]
@@ -105,7 +111,7 @@ def _find(model: onnx.ModelProto) -> tuple[list[_Edit], dict[str, int]]:
     shapes = _shapes(model)
     widths = _row_widths(shapes)
     edits = []
-    for concat in graph.node:
+    for concat in model.graph.node:
         if concat.op_type != "Concat" or node_attributes(concat).get("axis") not in (-1, 1) \
                 or concat.output[0] in outputs or not readers[concat.output[0]] \
                 or any(i != 0 or _gemm_weight(r, inits) is None
@@ -142,19 +148,15 @@ def _find(model: onnx.ModelProto) -> tuple[list[_Edit], dict[str, int]]:
 def undo_difference_coding(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` with its difference-coded Gemm inputs uncoded (module docstring); the
     model itself when it has none."""
-    edits, widths = _find(model)
+    graph = model.graph
+    inits, _, readers, outputs = index = _index(graph)
+    edits, widths = _find(model, index)
     if not edits:
         return model
-    graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    readers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for n in graph.node:
-        for name in n.input:
-            readers[name].append(n)
     for e in edits:
         offsets = np.cumsum([0] + [widths[n] for n in e.concat.input])
         t, r, n = offsets[e.coded], offsets[e.plain], widths[e.concat.input[e.coded]]
-        for gemm in readers[e.concat.output[0]]:
+        for gemm, _ in readers[e.concat.output[0]]:
             w = _gemm_weight(gemm, inits).astype(np.float64)
             w[:, r:r + n] -= w[:, t:t + n]
             if not node_attributes(gemm).get("transB", 0):
@@ -166,7 +168,7 @@ def undo_difference_coding(model: onnx.ModelProto) -> onnx.ModelProto:
             e.reshape.input[0] = e.sub.input[0]
         else:
             e.concat.input[e.coded] = e.sub.input[0]
-    nodes = _merge_same_reshapes(list(graph.node), {o.name for o in graph.output})
+    nodes = _merge_same_reshapes(list(graph.node), outputs)
     del graph.node[:]
     graph.node.extend(nodes)
     _keep_live(graph, inits)
@@ -203,13 +205,7 @@ def drop_zero_parts(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` without the Gemm columns that read constant zeros (module docstring);
     the model itself when it has none."""
     graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    readers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
-    for n in graph.node:
-        for i, name in enumerate(n.input):
-            readers[name].append((n, i))
-    outputs = {o.name for o in graph.output}
+    inits, producer, readers, outputs = _index(graph)
     shapes = None
     changed = False
     for concat in graph.node:
